@@ -1,0 +1,29 @@
+//! Choosing the compute device: burn's `flex` CPU backend by default, CUDA with the `cuda` feature.
+
+use burn::tensor::Device;
+
+use crate::error::{Error, Result};
+
+/// Parses a device name: `cpu` (burn `flex`), or `cuda` / `cuda:N` when built with the `cuda` feature.
+pub fn parse(name: &str) -> Result<Device> {
+    match name {
+        "cpu" | "flex" => Ok(Device::flex()),
+        #[cfg(feature = "cuda")]
+        s if s == "cuda" || s.starts_with("cuda:") => {
+            let index: usize = s
+                .strip_prefix("cuda:")
+                .unwrap_or("0")
+                .parse()
+                .map_err(|_| Error::Param(format!("bad CUDA device `{s}` (use cuda or cuda:N)")))?;
+            Ok(Device::cuda(index))
+        }
+        other => Err(Error::Param(format!(
+            "unknown device `{other}` (available: cpu{})",
+            if cfg!(feature = "cuda") {
+                ", cuda, cuda:N"
+            } else {
+                "; build with --features cuda for GPUs"
+            }
+        ))),
+    }
+}

@@ -1,0 +1,207 @@
+//! Fast (feed-forward, per-style) stylisation: a loaded network plus the options users expect:
+//! strength, colour preservation, a size limit and tiled inference for large images.
+
+use std::path::Path;
+
+use burn::tensor::{Device, Tensor};
+
+use crate::color;
+use crate::error::{Error, Result};
+use crate::image_io::Picture;
+use crate::layers::NormContext;
+use crate::networks::engstrom::EngstromNet;
+use crate::networks::transformer_net::TransformerNet;
+use crate::tiling::{TileConfig, planes_to_tensor, run_padded, run_tiled, tensor_to_planes};
+use crate::weights::Weights;
+
+/// The fast-style network families styleforge reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// pytorch/examples `TransformerNet` (Johnson et al.).
+    TransformerNet,
+    /// Engstrom's TensorFlow network.
+    Engstrom,
+}
+
+impl Family {
+    /// The family's name as stored in model metadata.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::TransformerNet => "transformer_net",
+            Family::Engstrom => "engstrom",
+        }
+    }
+
+    /// Recognises the family from the tensor names.
+    pub fn detect(w: &Weights) -> Result<Self> {
+        if TransformerNet::detect(w) {
+            Ok(Family::TransformerNet)
+        } else if EngstromNet::detect(w) {
+            Ok(Family::Engstrom)
+        } else {
+            let some: Vec<&String> = w.tensors.keys().take(4).collect();
+            Err(Error::Weights(format!(
+                "not a fast-style network (neither TransformerNet nor Engstrom layout; first tensors: {some:?})"
+            )))
+        }
+    }
+}
+
+/// A loaded fast-style network.
+#[derive(Debug)]
+pub enum FastStyleNet {
+    /// pytorch/examples TransformerNet.
+    TransformerNet(TransformerNet),
+    /// Engstrom's network.
+    Engstrom(EngstromNet),
+}
+
+/// Options for [`FastStyleNet::stylize`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StylizeOptions {
+    /// 0 gives the content, 1 the full style (pixel blend).
+    pub strength: f32,
+    /// Keep the content's colours; take only the style's luminance.
+    pub preserve_color: bool,
+    /// Scale down so the longer side is at most this (never up).
+    pub max_size: Option<u32>,
+    /// Tiled inference with this tile size; `None` runs the whole image at once.
+    pub tile: Option<u32>,
+    /// Long side of the pass that measures instance-norm statistics for tiled inference.
+    pub stats_size: u32,
+}
+
+impl Default for StylizeOptions {
+    fn default() -> Self {
+        Self {
+            strength: 1.0,
+            preserve_color: false,
+            max_size: None,
+            tile: None,
+            stats_size: 1024,
+        }
+    }
+}
+
+impl FastStyleNet {
+    /// Builds the network for whichever family the weights hold.
+    pub fn from_weights(w: &Weights, device: &Device) -> Result<Self> {
+        Ok(match Family::detect(w)? {
+            Family::TransformerNet => {
+                FastStyleNet::TransformerNet(TransformerNet::load(w, device)?)
+            }
+            Family::Engstrom => FastStyleNet::Engstrom(EngstromNet::load(w, device)?),
+        })
+    }
+
+    /// Loads a `.safetensors` or `.pth` file.
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        Self::from_weights(&Weights::load(path)?, device)
+    }
+
+    /// The network's family.
+    pub fn family(&self) -> Family {
+        match self {
+            FastStyleNet::TransformerNet(_) => Family::TransformerNet,
+            FastStyleNet::Engstrom(_) => Family::Engstrom,
+        }
+    }
+
+    /// Raw network: RGB 0..255 NCHW in, RGB (unclamped) out. Sizes must suit the family
+    /// (multiples of 4 keep input and output sizes equal).
+    pub fn forward(&self, x: Tensor<4>, ctx: &mut NormContext) -> Tensor<4> {
+        match self {
+            FastStyleNet::TransformerNet(n) => n.forward(x, ctx),
+            FastStyleNet::Engstrom(n) => n.forward(x, ctx),
+        }
+    }
+
+    /// Network output for any size: padded to a multiple of 4, cropped back, clamped to 0..255.
+    pub fn forward_any_size(&self, x: Tensor<4>, ctx: &mut NormContext) -> Tensor<4> {
+        run_padded(x, 4, &mut |t| self.forward(t, ctx)).clamp(0.0, 255.0)
+    }
+
+    /// Stylises a picture with the given options; alpha is carried through unchanged.
+    pub fn stylize(
+        &self,
+        input: &Picture,
+        opts: &StylizeOptions,
+        device: &Device,
+    ) -> Result<Picture> {
+        validate(opts)?;
+        let pic = match opts.max_size {
+            Some(m) => input.fit_within(m),
+            None => input.clone(),
+        };
+        let tiled = opts.tile.filter(|&t| pic.width > t || pic.height > t);
+        let mut out = match tiled {
+            None => {
+                let x = planes_to_tensor(&pic.rgb, pic.width, pic.height, device);
+                tensor_to_planes(self.forward_any_size(x, &mut NormContext::Local))?
+            }
+            Some(tile) => {
+                let stats = self.norm_stats(&pic, opts.stats_size, device);
+                run_tiled(
+                    &pic.rgb,
+                    pic.width,
+                    pic.height,
+                    TileConfig::new(tile)?,
+                    device,
+                    &mut |t| {
+                        let mut ctx = NormContext::Replay {
+                            stats: stats.clone(),
+                            cursor: 0,
+                        };
+                        Ok(self.forward_any_size(t, &mut ctx))
+                    },
+                )?
+            }
+        };
+        finish(&pic, &mut out, opts)?;
+        Ok(Picture {
+            width: pic.width,
+            height: pic.height,
+            rgb: out,
+            alpha: pic.alpha.clone(),
+        })
+    }
+
+    /// Instance-norm statistics of every layer, measured on the picture scaled to `size` (long side).
+    fn norm_stats(&self, pic: &Picture, size: u32, device: &Device) -> crate::layers::NormStats {
+        let small = pic.fit_within(size);
+        let x = planes_to_tensor(&small.rgb, small.width, small.height, device);
+        let mut ctx = NormContext::Record(Vec::new());
+        let _ = self.forward_any_size(x, &mut ctx);
+        ctx.into_stats()
+    }
+}
+
+/// Checks user-facing options.
+pub fn validate(opts: &StylizeOptions) -> Result<()> {
+    if !(0.0..=1.0).contains(&opts.strength) {
+        return Err(Error::Param(format!(
+            "strength must be within 0..1, got {}",
+            opts.strength
+        )));
+    }
+    if opts.max_size == Some(0) {
+        return Err(Error::Param("max size must be at least 1 pixel".into()));
+    }
+    if let Some(t) = opts.tile {
+        TileConfig::new(t)?;
+    }
+    if opts.stats_size < 64 {
+        return Err(Error::Param(
+            "the statistics pass needs at least 64 pixels".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Applies colour preservation and strength against the content (shared by every method).
+pub fn finish(content: &Picture, out: &mut [f32], opts: &StylizeOptions) -> Result<()> {
+    if opts.preserve_color {
+        color::preserve_color(&content.rgb, out)?;
+    }
+    color::blend(&content.rgb, out, opts.strength)
+}

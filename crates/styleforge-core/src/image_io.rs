@@ -1,0 +1,317 @@
+//! Image decoding and encoding: JPEG, PNG and WebP; EXIF orientation applied; alpha kept aside.
+//!
+//! A [`Picture`] holds 8-bit sRGB as planar float RGB in 0..255 (the layout the networks take)
+//! plus an optional alpha plane that is re-attached on output. The pixel limit is checked from
+//! the header, before any pixel is decoded, so a decompression bomb costs nothing.
+
+use std::io::Cursor;
+use std::path::Path;
+
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
+
+use crate::error::{Error, Result};
+
+/// Default pixel limit for decoding: 100 megapixels.
+pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
+
+/// An RGB image as planar floats (C×H×W, 0..255) with optional 8-bit alpha (H×W).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Picture {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Planar RGB: all R, then all G, then all B; each 0..255.
+    pub rgb: Vec<f32>,
+    /// Alpha plane, if the source had one.
+    pub alpha: Option<Vec<u8>>,
+}
+
+/// The encodings styleforge reads and writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// JPEG (lossy; alpha is dropped on output).
+    Jpeg,
+    /// PNG.
+    Png,
+    /// WebP (lossless on output).
+    WebP,
+}
+
+impl Format {
+    /// The format named by a file extension (`jpg`, `jpeg`, `png`, `webp`).
+    pub fn from_path(path: &Path) -> Result<Self> {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        Self::from_name(&ext).ok_or_else(|| {
+            Error::Param(format!(
+                "{}: unsupported output extension `{ext}` (use .png, .jpg or .webp)",
+                path.display()
+            ))
+        })
+    }
+
+    /// The format for a name such as `png`, `jpeg`, `jpg` or `webp`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "jpg" | "jpeg" => Some(Format::Jpeg),
+            "png" => Some(Format::Png),
+            "webp" => Some(Format::WebP),
+            _ => None,
+        }
+    }
+
+    /// The MIME type.
+    pub fn mime(self) -> &'static str {
+        match self {
+            Format::Jpeg => "image/jpeg",
+            Format::Png => "image/png",
+            Format::WebP => "image/webp",
+        }
+    }
+
+    fn image_format(self) -> ImageFormat {
+        match self {
+            Format::Jpeg => ImageFormat::Jpeg,
+            Format::Png => ImageFormat::Png,
+            Format::WebP => ImageFormat::WebP,
+        }
+    }
+}
+
+/// Reads the format and dimensions from the header only.
+pub fn probe(bytes: &[u8]) -> Result<(Format, u32, u32)> {
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| Error::Image(e.to_string()))?;
+    let format = match reader.format() {
+        Some(ImageFormat::Jpeg) => Format::Jpeg,
+        Some(ImageFormat::Png) => Format::Png,
+        Some(ImageFormat::WebP) => Format::WebP,
+        Some(other) => {
+            return Err(Error::Image(format!(
+                "{other:?} images are not supported (use JPEG, PNG or WebP)"
+            )));
+        }
+        None if bytes.is_empty() => return Err(Error::Image("the file is empty".into())),
+        None => {
+            return Err(Error::Image(
+                "not an image (unknown format; use JPEG, PNG or WebP)".into(),
+            ));
+        }
+    };
+    let (w, h) = reader
+        .into_dimensions()
+        .map_err(|e| Error::Image(format!("corrupt {format:?} header: {e}")))?;
+    Ok((format, w, h))
+}
+
+/// Decodes JPEG/PNG/WebP bytes, refusing images over `max_pixels` before decoding them.
+pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Picture> {
+    let (format, w, h) = probe(bytes)?;
+    let pixels = w as u64 * h as u64;
+    if pixels > max_pixels {
+        return Err(Error::TooLarge {
+            width: w,
+            height: h,
+            pixels,
+            limit: max_pixels,
+        });
+    }
+    if pixels == 0 {
+        return Err(Error::Image("the image has no pixels".into()));
+    }
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format.image_format());
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(w);
+    limits.max_image_height = Some(h);
+    limits.max_alloc = Some(pixels * 16 + (64 << 20));
+    reader.limits(limits);
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| Error::Image(format!("corrupt {format:?} image: {e}")))?;
+    let orientation = decoder.orientation().ok();
+    let mut img = DynamicImage::from_decoder(decoder)
+        .map_err(|e| Error::Image(format!("corrupt or truncated {format:?} image: {e}")))?;
+    if let Some(o) = orientation {
+        img.apply_orientation(o);
+    }
+    Ok(Picture::from_dynamic(&img))
+}
+
+/// Reads and decodes an image file.
+pub fn read(path: &Path, max_pixels: u64) -> Result<Picture> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    decode(&bytes, max_pixels).map_err(|e| match e {
+        Error::Image(m) => Error::Image(format!("{}: {m}", path.display())),
+        other => other,
+    })
+}
+
+impl Picture {
+    /// Converts a decoded image (any colour type) to 8-bit sRGB planes, keeping alpha if present.
+    pub fn from_dynamic(img: &DynamicImage) -> Self {
+        let has_alpha = img.color().has_alpha();
+        let rgba = img.to_rgba8();
+        let (width, height) = rgba.dimensions();
+        let n = (width * height) as usize;
+        let mut rgb = vec![0f32; 3 * n];
+        let mut alpha = has_alpha.then(|| vec![0u8; n]);
+        for (i, p) in rgba.pixels().enumerate() {
+            rgb[i] = p[0] as f32;
+            rgb[n + i] = p[1] as f32;
+            rgb[2 * n + i] = p[2] as f32;
+            if let Some(a) = alpha.as_mut() {
+                a[i] = p[3];
+            }
+        }
+        Self {
+            width,
+            height,
+            rgb,
+            alpha,
+        }
+    }
+
+    /// A picture from planar RGB floats.
+    pub fn from_planes(width: u32, height: u32, rgb: Vec<f32>) -> Self {
+        debug_assert_eq!(rgb.len(), 3 * (width * height) as usize);
+        Self {
+            width,
+            height,
+            rgb,
+            alpha: None,
+        }
+    }
+
+    /// Number of pixels.
+    pub fn pixels(&self) -> usize {
+        (self.width * self.height) as usize
+    }
+
+    /// Converts back to 8-bit (rounding, clamped), with alpha when present.
+    pub fn to_dynamic(&self) -> DynamicImage {
+        let n = self.pixels();
+        let q = |v: f32| v.round().clamp(0.0, 255.0) as u8;
+        match &self.alpha {
+            Some(a) => {
+                let mut buf = Vec::with_capacity(4 * n);
+                for i in 0..n {
+                    buf.extend_from_slice(&[
+                        q(self.rgb[i]),
+                        q(self.rgb[n + i]),
+                        q(self.rgb[2 * n + i]),
+                        a[i],
+                    ]);
+                }
+                DynamicImage::ImageRgba8(
+                    image::RgbaImage::from_raw(self.width, self.height, buf).expect("sized"),
+                )
+            }
+            None => {
+                let mut buf = Vec::with_capacity(3 * n);
+                for i in 0..n {
+                    buf.extend_from_slice(&[
+                        q(self.rgb[i]),
+                        q(self.rgb[n + i]),
+                        q(self.rgb[2 * n + i]),
+                    ]);
+                }
+                DynamicImage::ImageRgb8(
+                    image::RgbImage::from_raw(self.width, self.height, buf).expect("sized"),
+                )
+            }
+        }
+    }
+
+    /// Resamples to `width`×`height` (Lanczos3), alpha included.
+    pub fn resize(&self, width: u32, height: u32) -> Self {
+        if width == self.width && height == self.height {
+            return self.clone();
+        }
+        let n = self.pixels();
+        let mut planes = Vec::with_capacity(3 * (width * height) as usize);
+        for c in 0..3 {
+            let plane = image::ImageBuffer::<image::Luma<f32>, Vec<f32>>::from_raw(
+                self.width,
+                self.height,
+                self.rgb[c * n..(c + 1) * n].to_vec(),
+            )
+            .expect("sized");
+            let r = image::imageops::resize(
+                &plane,
+                width,
+                height,
+                image::imageops::FilterType::Lanczos3,
+            );
+            planes.extend(r.into_raw().into_iter().map(|v| v.clamp(0.0, 255.0)));
+        }
+        let alpha = self.alpha.as_ref().map(|a| {
+            let img =
+                image::GrayImage::from_raw(self.width, self.height, a.clone()).expect("sized");
+            image::imageops::resize(&img, width, height, image::imageops::FilterType::Triangle)
+                .into_raw()
+        });
+        Self {
+            width,
+            height,
+            rgb: planes,
+            alpha,
+        }
+    }
+
+    /// Scales down so the longer side is at most `max_side` (never up), keeping the aspect ratio.
+    pub fn fit_within(&self, max_side: u32) -> Self {
+        let long = self.width.max(self.height);
+        if long <= max_side {
+            return self.clone();
+        }
+        let s = max_side as f64 / long as f64;
+        let w = ((self.width as f64 * s).round() as u32).max(1);
+        let h = ((self.height as f64 * s).round() as u32).max(1);
+        self.resize(w, h)
+    }
+
+    /// Encodes in `format` (JPEG quality 92; alpha dropped for JPEG).
+    pub fn encode(&self, format: Format) -> Result<Vec<u8>> {
+        let mut out = Cursor::new(Vec::new());
+        let img = self.to_dynamic();
+        match format {
+            Format::Jpeg => {
+                let rgb = DynamicImage::ImageRgb8(img.to_rgb8());
+                let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 92);
+                rgb.write_with_encoder(enc)
+                    .map_err(|e| Error::Image(e.to_string()))?;
+            }
+            Format::Png | Format::WebP => {
+                img.write_to(&mut out, format.image_format())
+                    .map_err(|e| Error::Image(e.to_string()))?;
+            }
+        }
+        Ok(out.into_inner())
+    }
+
+    /// Writes to `path` in the format its extension names, atomically (temp file then rename).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let bytes = self.encode(Format::from_path(path)?)?;
+        write_atomic(path, &bytes)
+    }
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it into place.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
+}

@@ -1,0 +1,235 @@
+//! Layers shared by the networks: padded convolutions, instance normalisation, upsampling.
+//!
+//! Instance normalisation goes through a [`NormContext`], so that a caller can record the
+//! per-layer statistics of one pass and replay them on another (how the tiler keeps every tile
+//! normalised with the whole image's statistics).
+
+use burn::module::{Module, Param};
+use burn::tensor::module::{conv_transpose2d, conv2d, interpolate};
+use burn::tensor::ops::{
+    ConvOptions, ConvTransposeOptions, InterpolateMode, InterpolateOptions, PadMode,
+};
+use burn::tensor::{Device, Tensor};
+
+use crate::error::Result;
+use crate::weights::Weights;
+
+/// How a convolution pads its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Padding {
+    /// Reflection padding of `k/2` on each side (PyTorch `ReflectionPad2d`).
+    Reflect,
+    /// Zero padding of `k/2` on each side (PyTorch `padding=k//2`).
+    Zero,
+    /// TensorFlow `SAME` zero padding: output is `ceil(in/stride)`, extra padding at the end.
+    TfSame,
+    /// No padding.
+    Valid,
+}
+
+/// A 2-D convolution with its padding rule; weights `[out, in, k, k]`.
+#[derive(Module, Debug)]
+pub struct Conv {
+    /// Kernel `[out, in, k, k]`.
+    pub weight: Param<Tensor<4>>,
+    /// Bias `[out]`, if the layer has one.
+    pub bias: Option<Param<Tensor<1>>>,
+    /// Stride in both directions.
+    pub stride: usize,
+    #[module(skip)]
+    /// Padding rule.
+    pub padding: Padding,
+}
+
+impl Conv {
+    /// Loads `{prefix}weight` (and `{prefix}bias` when `bias`), checking `[out, in, k, k]`.
+    pub fn load(
+        w: &Weights,
+        prefix: &str,
+        shape: [usize; 4],
+        bias: bool,
+        stride: usize,
+        padding: Padding,
+        device: &Device,
+    ) -> Result<Self> {
+        let weight = w.param(&format!("{prefix}weight"), shape, device)?;
+        let bias = if bias {
+            Some(w.param(&format!("{prefix}bias"), [shape[0]], device)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            weight,
+            bias,
+            stride,
+            padding,
+        })
+    }
+
+    /// Kernel size.
+    pub fn kernel(&self) -> usize {
+        self.weight.dims()[2]
+    }
+
+    /// Applies padding and convolution.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let k = self.kernel();
+        let s = self.stride;
+        let (x, pad) = match self.padding {
+            Padding::Reflect => (x.pad([(k / 2, k / 2), (k / 2, k / 2)], PadMode::Reflect), 0),
+            Padding::Zero => (x, k / 2),
+            Padding::Valid => (x, 0),
+            Padding::TfSame => {
+                let [_, _, h, wd] = x.dims();
+                let (t, b) = tf_same(h, k, s);
+                let (l, r) = tf_same(wd, k, s);
+                if t == b && l == r && t == l {
+                    (x, t)
+                } else {
+                    (x.pad([(t, b), (l, r)], PadMode::Constant(0.0)), 0)
+                }
+            }
+        };
+        conv2d(
+            x,
+            self.weight.val(),
+            self.bias.as_ref().map(|b| b.val()),
+            ConvOptions::new([s, s], [pad, pad], [1, 1], 1),
+        )
+    }
+}
+
+/// TensorFlow `SAME` padding (before, after) for one dimension.
+pub fn tf_same(size: usize, k: usize, s: usize) -> (usize, usize) {
+    let out = size.div_ceil(s);
+    let total = ((out - 1) * s + k).saturating_sub(size);
+    (total / 2, total - total / 2)
+}
+
+/// A transposed convolution with TensorFlow `SAME` semantics (output `stride * in`);
+/// weights in PyTorch's `ConvTranspose2d` layout `[in, out, k, k]`.
+#[derive(Module, Debug)]
+pub struct ConvTransposeSame {
+    /// Kernel `[in, out, k, k]`.
+    pub weight: Param<Tensor<4>>,
+    /// Stride in both directions.
+    pub stride: usize,
+}
+
+impl ConvTransposeSame {
+    /// Applies the full transposed convolution and crops to `stride * in` from offset
+    /// `(k - stride) / 2`, as TensorFlow's `conv2d_transpose(padding="SAME")` does.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [_, _, h, w] = x.dims();
+        let k = self.weight.dims()[2];
+        let s = self.stride;
+        let y = conv_transpose2d(
+            x,
+            self.weight.val(),
+            None,
+            ConvTransposeOptions::new([s, s], [0, 0], [0, 0], [1, 1], 1),
+        );
+        let off = (k.saturating_sub(s)) / 2;
+        let [n, c, _, _] = y.dims();
+        y.slice([0..n, 0..c, off..off + h * s, off..off + w * s])
+    }
+}
+
+/// Per-channel affine parameters after normalisation (`gamma * x + beta`).
+#[derive(Module, Debug)]
+pub struct Affine {
+    /// Scale `[C]`.
+    pub gamma: Param<Tensor<1>>,
+    /// Shift `[C]`.
+    pub beta: Param<Tensor<1>>,
+}
+
+impl Affine {
+    /// Loads scale and shift tensors of `channels` elements.
+    pub fn load(
+        w: &Weights,
+        gamma: &str,
+        beta: &str,
+        channels: usize,
+        device: &Device,
+    ) -> Result<Self> {
+        Ok(Self {
+            gamma: w.param(gamma, [channels], device)?,
+            beta: w.param(beta, [channels], device)?,
+        })
+    }
+
+    /// Applies the affine map to an NCHW tensor.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let c = self.gamma.dims()[0];
+        x * self.gamma.val().reshape([1, c, 1, 1]) + self.beta.val().reshape([1, c, 1, 1])
+    }
+}
+
+/// Per-layer instance-norm statistics: mean and biased variance, each `[N, C, 1, 1]`.
+pub type NormStats = Vec<(Tensor<4>, Tensor<4>)>;
+
+/// Where instance normalisation takes its statistics from.
+#[derive(Debug, Default)]
+pub enum NormContext {
+    /// From the tensor being normalised (the reference behaviour).
+    #[default]
+    Local,
+    /// From the tensor, and keep them in order of use.
+    Record(NormStats),
+    /// From a recorded list, in order of use (the next index is `cursor`).
+    Replay {
+        /// Statistics recorded from another pass.
+        stats: NormStats,
+        /// Next layer's index.
+        cursor: usize,
+    },
+}
+
+impl NormContext {
+    /// Normalises `x` per sample and channel over H×W: `(x - mean) / sqrt(var + eps)`, biased variance.
+    pub fn normalize(&mut self, x: Tensor<4>, eps: f64) -> Tensor<4> {
+        let (mean, var) = match self {
+            NormContext::Replay { stats, cursor } => {
+                let (m, v) = stats
+                    .get(*cursor)
+                    .cloned()
+                    .expect("replayed statistics come from the same network");
+                *cursor += 1;
+                (m, v)
+            }
+            _ => {
+                let (m, v) = moments(x.clone());
+                if let NormContext::Record(list) = self {
+                    list.push((m.clone(), v.clone()));
+                }
+                (m, v)
+            }
+        };
+        (x - mean).div((var + eps).sqrt())
+    }
+
+    /// The recorded statistics (empty unless recording).
+    pub fn into_stats(self) -> NormStats {
+        match self {
+            NormContext::Record(s) | NormContext::Replay { stats: s, .. } => s,
+            NormContext::Local => Vec::new(),
+        }
+    }
+}
+
+/// Per-sample, per-channel mean and biased variance over H×W, each `[N, C, 1, 1]`.
+pub fn moments(x: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
+    let mean = x.clone().mean_dim(2).mean_dim(3);
+    let var = (x - mean.clone()).powi_scalar(2).mean_dim(2).mean_dim(3);
+    (mean, var)
+}
+
+/// Nearest-neighbour ×2 upsampling (PyTorch `interpolate(scale_factor=2, mode="nearest")`).
+pub fn upsample_nearest2(x: Tensor<4>) -> Tensor<4> {
+    let [_, _, h, w] = x.dims();
+    interpolate(
+        x,
+        InterpolateOptions::new(InterpolateMode::Nearest).with_output_size([h * 2, w * 2]),
+    )
+}

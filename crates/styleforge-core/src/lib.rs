@@ -1,0 +1,15 @@
+//! styleforge engine: image I/O, the style-transfer networks (generic over burn's backends),
+//! the stylisation methods built on them, tiled inference and the model library.
+
+pub mod color;
+pub mod device;
+pub mod error;
+pub mod fast_style;
+pub mod image_io;
+pub mod layers;
+pub mod networks;
+pub mod shared;
+pub mod tiling;
+pub mod weights;
+
+pub use error::{Error, Result};

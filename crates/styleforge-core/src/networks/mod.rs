@@ -1,0 +1,4 @@
+//! The networks, one file each, built from [`crate::weights::Weights`] and generic over burn's backends (chosen by `Device`).
+
+pub mod engstrom;
+pub mod transformer_net;

@@ -1,0 +1,186 @@
+//! Johnson et al.'s fast-style network as in pytorch/examples `fast_neural_style` (`TransformerNet`).
+//!
+//! Reflection-padded convolutions, instance norm with affine parameters (eps 1e-5), five residual
+//! blocks, nearest ×2 upsampling before the two up convolutions; input and output RGB 0..255.
+//! The width is read from the weights (`conv1.conv2d.weight` has `nc` output channels: nc, 2nc, 4nc).
+
+use burn::module::Module;
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor};
+
+use crate::error::{Error, Result};
+use crate::layers::{Affine, Conv, NormContext, Padding, upsample_nearest2};
+use crate::weights::Weights;
+
+const EPS: f64 = 1e-5;
+
+/// A convolution followed by instance norm with affine parameters.
+#[derive(Module, Debug)]
+struct ConvIn {
+    conv: Conv,
+    norm: Affine,
+}
+
+impl ConvIn {
+    fn load(
+        w: &Weights,
+        conv: &str,
+        norm: &str,
+        shape: [usize; 4],
+        stride: usize,
+        device: &Device,
+    ) -> Result<Self> {
+        Ok(Self {
+            conv: Conv::load(
+                w,
+                &format!("{conv}.conv2d."),
+                shape,
+                true,
+                stride,
+                Padding::Reflect,
+                device,
+            )?,
+            norm: Affine::load(
+                w,
+                &format!("{norm}.weight"),
+                &format!("{norm}.bias"),
+                shape[0],
+                device,
+            )?,
+        })
+    }
+
+    fn forward(&self, x: Tensor<4>, ctx: &mut NormContext) -> Tensor<4> {
+        self.norm.forward(ctx.normalize(self.conv.forward(x), EPS))
+    }
+}
+
+#[derive(Module, Debug)]
+struct Residual {
+    a: ConvIn,
+    b: ConvIn,
+}
+
+/// The pytorch/examples TransformerNet at any width.
+#[derive(Module, Debug)]
+pub struct TransformerNet {
+    down: Vec<ConvIn>,
+    res: Vec<Residual>,
+    up: Vec<ConvIn>,
+    out: Conv,
+}
+
+impl TransformerNet {
+    /// The tensor names a state dict for this network holds (legacy running stats excluded).
+    pub fn detect(w: &Weights) -> bool {
+        w.has("conv1.conv2d.weight") && w.has("deconv3.conv2d.weight")
+    }
+
+    /// Base width `nc` read from the weights.
+    pub fn width(w: &Weights) -> Result<usize> {
+        Ok(w.shape("conv1.conv2d.weight")?[0])
+    }
+
+    /// Builds the network from a state dict. Legacy `inN.running_mean/var` keys are ignored,
+    /// as `neural_style.py` does; any other unexpected key is an error.
+    pub fn load(w: &Weights, device: &Device) -> Result<Self> {
+        let nc = Self::width(w)?;
+        if nc == 0 {
+            return Err(Error::Weights("conv1 has no output channels".into()));
+        }
+        let (c1, c2, c3) = (nc, 2 * nc, 4 * nc);
+        let down = vec![
+            ConvIn::load(w, "conv1", "in1", [c1, 3, 9, 9], 1, device)?,
+            ConvIn::load(w, "conv2", "in2", [c2, c1, 3, 3], 2, device)?,
+            ConvIn::load(w, "conv3", "in3", [c3, c2, 3, 3], 2, device)?,
+        ];
+        let res = (1..=5)
+            .map(|i| {
+                Ok(Residual {
+                    a: ConvIn::load(
+                        w,
+                        &format!("res{i}.conv1"),
+                        &format!("res{i}.in1"),
+                        [c3, c3, 3, 3],
+                        1,
+                        device,
+                    )?,
+                    b: ConvIn::load(
+                        w,
+                        &format!("res{i}.conv2"),
+                        &format!("res{i}.in2"),
+                        [c3, c3, 3, 3],
+                        1,
+                        device,
+                    )?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let up = vec![
+            ConvIn::load(w, "deconv1", "in4", [c2, c3, 3, 3], 1, device)?,
+            ConvIn::load(w, "deconv2", "in5", [c1, c2, 3, 3], 1, device)?,
+        ];
+        let out = Conv::load(
+            w,
+            "deconv3.conv2d.",
+            [3, c1, 9, 9],
+            true,
+            1,
+            Padding::Reflect,
+            device,
+        )?;
+        let allowed = expected_keys();
+        w.reject_unexpected(|k| {
+            allowed.iter().any(|a| a == k)
+                || k.ends_with(".running_mean")
+                || k.ends_with(".running_var")
+        })?;
+        Ok(Self { down, res, up, out })
+    }
+
+    /// Runs the network on RGB 0..255 NCHW; the output is unclamped.
+    pub fn forward(&self, x: Tensor<4>, ctx: &mut NormContext) -> Tensor<4> {
+        let mut y = self.forward_to_res5(x, ctx);
+        for layer in &self.up {
+            y = relu(layer.forward(upsample_nearest2(y), ctx));
+        }
+        self.out.forward(y)
+    }
+
+    /// Output after the fifth residual block (a checkpoint the reference files provide).
+    pub fn forward_to_res5(&self, x: Tensor<4>, ctx: &mut NormContext) -> Tensor<4> {
+        let mut y = x;
+        for layer in &self.down {
+            y = relu(layer.forward(y, ctx));
+        }
+        for block in &self.res {
+            let r = y.clone();
+            let h = relu(block.a.forward(y, ctx));
+            y = block.b.forward(h, ctx) + r;
+        }
+        y
+    }
+}
+
+fn expected_keys() -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut conv = |c: &str, n: Option<&str>| {
+        keys.push(format!("{c}.conv2d.weight"));
+        keys.push(format!("{c}.conv2d.bias"));
+        if let Some(n) = n {
+            keys.push(format!("{n}.weight"));
+            keys.push(format!("{n}.bias"));
+        }
+    };
+    conv("conv1", Some("in1"));
+    conv("conv2", Some("in2"));
+    conv("conv3", Some("in3"));
+    for i in 1..=5 {
+        conv(&format!("res{i}.conv1"), Some(&format!("res{i}.in1")));
+        conv(&format!("res{i}.conv2"), Some(&format!("res{i}.in2")));
+    }
+    conv("deconv1", Some("in4"));
+    conv("deconv2", Some("in5"));
+    conv("deconv3", None);
+    keys
+}
