@@ -1,1 +1,50 @@
-fn main() {}
+//! `styleforge`: restyle photos from the command line, manage the model library, benchmark.
+
+mod bench;
+mod models;
+mod stylize;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Image style transfer: fast per-style networks, model library, benchmarks.
+#[derive(Parser, Debug)]
+#[command(name = "styleforge", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Restyle one image, several, or a folder.
+    Stylize(stylize::Args),
+    /// List, import, download and remove models.
+    Models {
+        #[command(subcommand)]
+        command: models::Command,
+    },
+    /// Time the networks at several sizes and print a table.
+    Bench(bench::Args),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("STYLEFORGE_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Stylize(a) => stylize::run(a),
+        Command::Models { command } => models::run(command),
+        Command::Bench(a) => bench::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

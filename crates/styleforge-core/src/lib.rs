@@ -3,10 +3,12 @@
 
 pub mod color;
 pub mod device;
+pub mod download;
 pub mod error;
 pub mod fast_style;
 pub mod image_io;
 pub mod layers;
+pub mod library;
 pub mod networks;
 pub mod shared;
 pub mod tiling;

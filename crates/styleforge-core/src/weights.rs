@@ -180,6 +180,25 @@ impl Weights {
         safetensors::serialize(views, Some(meta)).map_err(|e| Error::Weights(e.to_string()))
     }
 
+    /// sha256 over the tensors alone (names in order, shapes, float32 values), independent of the
+    /// file format and metadata: two files holding the same network hash the same.
+    pub fn content_sha256(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for (name, t) in &self.tensors {
+            h.update((name.len() as u64).to_le_bytes());
+            h.update(name.as_bytes());
+            h.update((t.shape.len() as u64).to_le_bytes());
+            for d in &t.shape {
+                h.update((*d as u64).to_le_bytes());
+            }
+            for v in &t.data {
+                h.update(v.to_le_bytes());
+            }
+        }
+        hex::encode(h.finalize())
+    }
+
     /// Whether a tensor of this name exists.
     pub fn has(&self, name: &str) -> bool {
         self.tensors.contains_key(name)

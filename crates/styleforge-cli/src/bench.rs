@@ -1,0 +1,123 @@
+//! `styleforge bench`: times the networks at several sizes and prints a table
+//! (median milliseconds, megapixels per second, peak resident memory).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use burn::tensor::{Device, Tensor};
+use styleforge_core::fast_style::FastStyleNet;
+use styleforge_core::layers::NormContext;
+use styleforge_core::library::Library;
+use styleforge_core::shared;
+
+/// Options of `styleforge bench`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Models to time (library names or files). Default: the reference models in the shared data.
+    #[arg(long)]
+    model: Vec<String>,
+    /// Square image sides to time.
+    #[arg(long, value_delimiter = ',', default_value = "256,512,1024")]
+    sizes: Vec<usize>,
+    /// Timed runs per row (after one warm-up run); the median is reported.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Compute device.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+/// One row of the table.
+struct Row {
+    workload: String,
+    size: usize,
+    median_ms: f64,
+    peak_mib: Option<f64>,
+}
+
+/// Runs the command.
+pub fn run(a: Args) -> Result<()> {
+    if a.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let device = styleforge_core::device::parse(&a.device)?;
+    let models = if a.model.is_empty() { default_models() } else { resolve(&a.model)? };
+    if models.is_empty() {
+        bail!("no models to time: pass --model NAME_OR_FILE (the shared reference models were not found)");
+    }
+    println!("threads: {}  device: {}", rayon_threads(), a.device);
+    let mut rows = Vec::new();
+    for (label, path) in &models {
+        let net = FastStyleNet::load(path, &device)?;
+        for &size in &a.sizes {
+            rows.push(time_row(label, size, a.runs, &device, |x| {
+                let _ = net.forward(x, &mut NormContext::Local).into_data();
+            }));
+        }
+    }
+    print_table(&rows);
+    Ok(())
+}
+
+fn time_row(label: &str, size: usize, runs: usize, device: &Device, mut f: impl FnMut(Tensor<4>)) -> Row {
+    let input = || Tensor::<4>::random([1, 3, size, size], burn::tensor::Distribution::Uniform(0.0, 255.0), device);
+    reset_peak_rss();
+    f(input());
+    let mut times: Vec<f64> = (0..runs)
+        .map(|_| {
+            let x = input();
+            let t = Instant::now();
+            f(x);
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times.sort_by(|a, b| a.total_cmp(b));
+    Row { workload: label.to_string(), size, median_ms: times[times.len() / 2], peak_mib: peak_rss_mib() }
+}
+
+fn print_table(rows: &[Row]) {
+    println!("| workload | size | median ms | MP/s | peak RSS MiB |");
+    println!("|---|---|---|---|---|");
+    for r in rows {
+        let mp = (r.size * r.size) as f64 / 1e6;
+        let peak = r.peak_mib.map(|m| format!("{m:.0}")).unwrap_or_else(|| "-".into());
+        println!("| {} | {}² | {:.1} | {:.2} | {} |", r.workload, r.size, r.median_ms, mp / (r.median_ms / 1e3), peak);
+    }
+}
+
+fn default_models() -> Vec<(String, PathBuf)> {
+    let candidates = [
+        ("TransformerNet stock (w32)", "parity/transformer_net_stock_legacy.pth"),
+        ("TransformerNet nc16 (candy)", "models/fast_style_pytorch/candy_nc16.safetensors"),
+        ("TransformerNet nc8 (mosaic)", "models/fast_style_pytorch/mosaic_nc8.safetensors"),
+        ("Engstrom (wave)", "models/fast_style_engstrom/wave.safetensors"),
+    ];
+    candidates
+        .iter()
+        .map(|(l, p)| (l.to_string(), shared::dir().join(p)))
+        .filter(|(_, p)| p.exists())
+        .collect()
+}
+
+fn resolve(names: &[String]) -> Result<Vec<(String, PathBuf)>> {
+    let lib = Library::open_default();
+    names.iter().map(|n| Ok((n.clone(), lib.resolve(n)?))).collect()
+}
+
+fn rayon_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// Resets the kernel's resident-set high-water mark for this process (Linux).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Peak resident memory since the last reset, in MiB (Linux `VmHWM`).
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}

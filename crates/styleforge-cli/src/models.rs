@@ -1,0 +1,159 @@
+//! `styleforge models`: the model library and the download manifest.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressStyle};
+use styleforge_core::download::{self, DownloadOptions, Manifest};
+use styleforge_core::library::{Library, ModelInfo};
+use styleforge_core::weights::Weights;
+
+/// Subcommands of `styleforge models`.
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// List installed models (or, with --available, the downloadable ones).
+    List {
+        /// Show the download manifest instead of the library.
+        #[arg(long)]
+        available: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Import a .pth or .safetensors file into the library.
+    Import {
+        /// The weight file.
+        file: PathBuf,
+        /// Library name (lower-case letters, digits, '-', '_').
+        #[arg(long)]
+        name: String,
+        /// Title shown in galleries.
+        #[arg(long, default_value = "")]
+        title: String,
+        /// Comma-separated keywords.
+        #[arg(long, default_value = "")]
+        tags: String,
+        /// Description.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Licence or terms of the weights.
+        #[arg(long, default_value = "")]
+        license: String,
+        /// Where the weights came from.
+        #[arg(long, default_value = "")]
+        source_url: String,
+        /// Mark the weights as research-only.
+        #[arg(long)]
+        research_only: bool,
+        /// Replace an existing model of that name.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Download a model from the manifest, verify it and add it to the library.
+    Download {
+        /// Manifest name (see `models list --available`).
+        name: String,
+        /// Accept an entry without a pinned sha256 (prints the digest to pin).
+        #[arg(long)]
+        trust: bool,
+        /// Replace an existing model of that name.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove a model from the library.
+    Remove {
+        /// Library name.
+        name: String,
+    },
+    /// Print a weight file's sha256 and the sha256 of its tensors (for pinning manifests).
+    Hash {
+        /// The weight file.
+        file: PathBuf,
+    },
+}
+
+/// Runs the command.
+pub fn run(c: Command) -> Result<()> {
+    let library = Library::open_default();
+    match c {
+        Command::List { available: false, json } => {
+            let models = library.list()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&models)?);
+            } else if models.is_empty() {
+                println!("no models in {} (try `styleforge models list --available`)", library.models_dir().display());
+            } else {
+                println!("{:<24} {:<8} {:<16} {:<10} title", "name", "method", "family", "terms");
+                for m in models {
+                    println!("{:<24} {:<8} {:<16} {:<10} {}", m.name, m.method, m.family, terms(m.research_only), m.title);
+                }
+            }
+        }
+        Command::List { available: true, json } => {
+            let manifest = Manifest::load_default()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&manifest.models)?);
+            } else {
+                println!("{:<24} {:<8} {:<10} {:<8} licence", "name", "method", "terms", "pinned");
+                for e in &manifest.models {
+                    let pinned = if e.pinned() { "sha256" } else { "no" };
+                    println!("{:<24} {:<8} {:<10} {:<8} {}", e.name, e.method, terms(e.research_only), pinned, e.license);
+                }
+            }
+        }
+        Command::Import { file, name, title, tags, description, license, source_url, research_only, force } => {
+            let info = ModelInfo {
+                name,
+                title,
+                tags: tags.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_string).collect(),
+                description,
+                license,
+                source_url,
+                research_only,
+                ..Default::default()
+            };
+            let info = library.import(&file, info, force)?;
+            println!("imported {} ({} {}) into {}", info.name, info.method, info.family, library.models_dir().display());
+        }
+        Command::Download { name, trust, force } => {
+            let manifest = Manifest::load_default()?;
+            let entry = manifest.get(&name)?;
+            eprintln!("{}: licence: {}", entry.name, entry.license);
+            if entry.research_only {
+                eprintln!("{}: these weights carry research-only terms; do not redistribute them", entry.name);
+            }
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template("{msg:20} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}").expect("template"),
+            );
+            let opts = DownloadOptions { trust_unpinned: trust, overwrite: force };
+            let info = download::download(&library, entry, &opts, &mut |file, got, total| {
+                bar.set_message(file.to_string());
+                if let Some(t) = total {
+                    bar.set_length(t);
+                }
+                bar.set_position(got);
+            });
+            bar.finish_and_clear();
+            let info = info?;
+            if !entry.pinned() {
+                eprintln!("{}: unpinned source; its sha256 is {} (pin it in the manifest)", info.name, info.sha256);
+            }
+            println!("downloaded {} into {}", info.name, library.models_dir().display());
+        }
+        Command::Remove { name } => {
+            library.remove(&name)?;
+            println!("removed {name}");
+        }
+        Command::Hash { file } => {
+            let weights = Weights::load(&file)?;
+            println!("file_sha256    {}", styleforge_core::library::sha256_file(&file)?);
+            println!("tensors_sha256 {}", weights.content_sha256());
+        }
+    }
+    Ok(())
+}
+
+fn terms(research_only: bool) -> &'static str {
+    if research_only { "research" } else { "open" }
+}

@@ -1,0 +1,279 @@
+//! The model library: a directory of models stored as safetensors with their metadata.
+//!
+//! `$STYLEFORGE_HOME/models/<name>.safetensors` (default home: the user's data directory +
+//! `styleforge`). The metadata (name, title, family, method, tags, description, licence, source
+//! URL, sha256 of the source) lives in the file's own `__metadata__`, so a model is one file
+//! that can be copied between machines; listing reads headers only.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::fast_style::{Family, FastStyleNet};
+use crate::image_io::write_atomic;
+use crate::weights::Weights;
+
+/// What the library knows about a model.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// Unique name: lower-case letters, digits, `-` and `_`.
+    pub name: String,
+    /// Human-readable title.
+    pub title: String,
+    /// Network family (`transformer_net`, `engstrom`, ...).
+    pub family: String,
+    /// Stylisation method the model serves (`fast`, `adain`, `cyclegan`, `vgg`).
+    pub method: String,
+    /// Search keywords.
+    pub tags: Vec<String>,
+    /// One or two sentences for the gallery.
+    pub description: String,
+    /// Licence or terms of use of the weights.
+    pub license: String,
+    /// Where the weights came from.
+    pub source_url: String,
+    /// sha256 of the source file (hex), when known.
+    pub sha256: String,
+    /// Whether the weights carry research-only terms (never bundled or redistributed).
+    pub research_only: bool,
+}
+
+impl ModelInfo {
+    fn to_metadata(&self) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        m.insert("name".into(), self.name.clone());
+        m.insert("title".into(), self.title.clone());
+        m.insert("family".into(), self.family.clone());
+        m.insert("method".into(), self.method.clone());
+        m.insert("tags".into(), self.tags.join(","));
+        m.insert("description".into(), self.description.clone());
+        m.insert("license".into(), self.license.clone());
+        m.insert("source_url".into(), self.source_url.clone());
+        m.insert("sha256".into(), self.sha256.clone());
+        m.insert("research_only".into(), self.research_only.to_string());
+        m
+    }
+
+    fn from_metadata(m: &BTreeMap<String, String>) -> Self {
+        let get = |k: &str| m.get(k).cloned().unwrap_or_default();
+        Self {
+            name: get("name"),
+            title: get("title"),
+            family: get("family"),
+            method: get("method"),
+            tags: get("tags").split(',').filter(|t| !t.is_empty()).map(str::to_string).collect(),
+            description: get("description"),
+            license: get("license"),
+            source_url: get("source_url"),
+            sha256: get("sha256"),
+            research_only: get("research_only") == "true",
+        }
+    }
+}
+
+/// A model library rooted at a directory.
+#[derive(Debug, Clone)]
+pub struct Library {
+    root: PathBuf,
+}
+
+/// The default home: `$STYLEFORGE_HOME`, else `<data dir>/styleforge`.
+pub fn default_home() -> PathBuf {
+    if let Some(p) = std::env::var_os("STYLEFORGE_HOME") {
+        return PathBuf::from(p);
+    }
+    dirs::data_dir().unwrap_or_else(|| PathBuf::from(".")).join("styleforge")
+}
+
+/// Checks a model name: 1–64 characters of `a-z`, `0-9`, `-`, `_`, starting with a letter or digit.
+pub fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Param(format!(
+            "invalid model name `{name}`: use 1-64 lower-case letters, digits, '-' or '_'"
+        )))
+    }
+}
+
+impl Library {
+    /// The library under `home` (its `models/` directory is created on first write).
+    pub fn new(home: impl Into<PathBuf>) -> Self {
+        Self { root: home.into() }
+    }
+
+    /// The library at [`default_home`].
+    pub fn open_default() -> Self {
+        Self::new(default_home())
+    }
+
+    /// The home directory.
+    pub fn home(&self) -> &Path {
+        &self.root
+    }
+
+    /// Directory holding the model files.
+    pub fn models_dir(&self) -> PathBuf {
+        self.root.join("models")
+    }
+
+    /// Path of the model file for `name` (whether or not it exists).
+    pub fn model_path(&self, name: &str) -> PathBuf {
+        self.models_dir().join(format!("{name}.safetensors"))
+    }
+
+    /// Every model in the library, sorted by name (files that fail to parse are skipped with a warning).
+    pub fn list(&self) -> Result<Vec<ModelInfo>> {
+        let dir = self.models_dir();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(&dir, e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(|e| Error::io(&dir, e))?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("safetensors") {
+                continue;
+            }
+            match read_info(&path) {
+                Ok(info) => out.push(info),
+                Err(e) => tracing::warn!("skipping {}: {e}", path.display()),
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// The metadata of one model.
+    pub fn info(&self, name: &str) -> Result<ModelInfo> {
+        validate_name(name)?;
+        let path = self.model_path(name);
+        if !path.exists() {
+            return Err(Error::ModelNotFound(format!("`{name}` is not in the library at {}", self.models_dir().display())));
+        }
+        read_info(&path)
+    }
+
+    /// Resolves a model argument: an existing file path, or a library name.
+    pub fn resolve(&self, name_or_path: &str) -> Result<PathBuf> {
+        let p = Path::new(name_or_path);
+        if p.is_file() {
+            return Ok(p.to_path_buf());
+        }
+        if validate_name(name_or_path).is_ok() {
+            let path = self.model_path(name_or_path);
+            if path.is_file() {
+                return Ok(path);
+            }
+        }
+        Err(Error::ModelNotFound(format!(
+            "`{name_or_path}` is neither a file nor a model in {} (see `styleforge models list`)",
+            self.models_dir().display()
+        )))
+    }
+
+    /// Imports a weight file (`.pth` or `.safetensors`) under `info.name`, after checking that it
+    /// loads as the network it claims to be. Fills `family` and `method` when detected.
+    pub fn import(&self, file: &Path, mut info: ModelInfo, overwrite: bool) -> Result<ModelInfo> {
+        let mut weights = Weights::load(file)?;
+        if info.sha256.is_empty() {
+            info.sha256 = sha256_file(file)?;
+        }
+        self.add_weights(&mut weights, &mut info, overwrite)?;
+        Ok(info)
+    }
+
+    /// Stores an in-memory weight map as a model, validating it first.
+    pub fn add_weights(&self, weights: &mut Weights, info: &mut ModelInfo, overwrite: bool) -> Result<()> {
+        validate_name(&info.name)?;
+        let path = self.model_path(&info.name);
+        if path.exists() && !overwrite {
+            return Err(Error::Param(format!("a model named `{}` already exists (remove it first)", info.name)));
+        }
+        check_loads(weights, info)?;
+        let kept = std::mem::take(&mut weights.metadata);
+        if info.license.is_empty() {
+            info.license = kept.get("license").cloned().unwrap_or_default();
+        }
+        if info.title.is_empty() {
+            info.title = info.name.clone();
+        }
+        drop_unused(weights);
+        weights.metadata = info.to_metadata();
+        let dir = self.models_dir();
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        write_atomic(&path, &weights.to_safetensors_bytes()?)
+    }
+
+    /// Deletes a model.
+    pub fn remove(&self, name: &str) -> Result<()> {
+        validate_name(name)?;
+        let path = self.model_path(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(Error::ModelNotFound(format!("`{name}` is not in the library")))
+            }
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+}
+
+/// Removes tensors no network reads: the legacy instance-norm buffers of old TransformerNet files.
+pub fn drop_unused(weights: &mut Weights) {
+    if crate::networks::transformer_net::TransformerNet::detect(weights) {
+        weights.tensors.retain(|k, _| !(k.ends_with(".running_mean") || k.ends_with(".running_var")));
+    }
+}
+
+/// Builds the network the weights claim to be, on the CPU, and fills family/method.
+fn check_loads(weights: &Weights, info: &mut ModelInfo) -> Result<()> {
+    let family = Family::detect(weights)?;
+    FastStyleNet::from_weights(weights, &burn::tensor::Device::flex())?;
+    info.family = family.name().to_string();
+    if info.method.is_empty() {
+        info.method = "fast".into();
+    }
+    Ok(())
+}
+
+/// Reads a model's metadata from its safetensors header only.
+pub fn read_info(path: &Path) -> Result<ModelInfo> {
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).map_err(|e| Error::io(path, e))?;
+    let n = u64::from_le_bytes(len);
+    if n > 100 << 20 {
+        return Err(Error::Weights(format!("{}: header too large", path.display())));
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header).map_err(|e| Error::io(path, e))?;
+    let v: serde_json::Value = serde_json::from_slice(&header)
+        .map_err(|e| Error::Weights(format!("{}: bad safetensors header ({e})", path.display())))?;
+    let meta: BTreeMap<String, String> = v
+        .get("__metadata__")
+        .and_then(|m| serde_json::from_value(m.clone()).ok())
+        .unwrap_or_default();
+    let mut info = ModelInfo::from_metadata(&meta);
+    if info.name.is_empty() {
+        info.name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("").to_string();
+    }
+    Ok(info)
+}
+
+/// sha256 of a file, hex.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).map_err(|e| Error::io(path, e))?;
+    Ok(hex::encode(h.finalize()))
+}
