@@ -62,13 +62,16 @@ pub fn run(a: Args) -> Result<()> {
     } else {
         ProgressBar::hidden()
     };
+    if let [(input, Some(output))] = jobs.as_slice() {
+        return one(&net, input, output, &a, &device);
+    }
     let mut failed = 0;
     for (input, output) in &jobs {
         bar.set_message(input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
         let out = output.clone().unwrap_or_else(|| a.output.join(out_name(input, format_for_dir)));
         if let Err(e) = one(&net, input, &out, &a, &device) {
             failed += 1;
-            bar.suspend(|| eprintln!("error: {}: {e:#}", input.display()));
+            bar.suspend(|| eprintln!("error: {e:#}"));
         }
         bar.inc(1);
     }

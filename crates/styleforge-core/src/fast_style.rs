@@ -167,7 +167,7 @@ impl FastStyleNet {
     }
 
     /// Instance-norm statistics of every layer, measured on the picture scaled to `size` (long side).
-    fn norm_stats(&self, pic: &Picture, size: u32, device: &Device) -> crate::layers::NormStats {
+    pub fn norm_stats(&self, pic: &Picture, size: u32, device: &Device) -> crate::layers::NormStats {
         let small = pic.fit_within(size);
         let x = planes_to_tensor(&small.rgb, small.width, small.height, device);
         let mut ctx = NormContext::Record(Vec::new());

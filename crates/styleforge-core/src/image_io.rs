@@ -124,6 +124,9 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Picture> {
     if pixels == 0 {
         return Err(Error::Image("the image has no pixels".into()));
     }
+    if format == Format::Jpeg && !jpeg_is_complete(bytes) {
+        return Err(Error::Image("corrupt or truncated Jpeg image: no end-of-image marker after the last scan".into()));
+    }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format.image_format());
     let mut limits = Limits::default();
     limits.max_image_width = Some(w);
@@ -140,6 +143,17 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Picture> {
         img.apply_orientation(o);
     }
     Ok(Picture::from_dynamic(&img))
+}
+
+/// Whether a JPEG stream ends its last scan with an end-of-image marker. Entropy-coded data
+/// never contains `FF D9` (0xFF bytes are stuffed), so a file cut short has none after its last
+/// start-of-scan; the decoder alone would fill the missing rows with grey.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last = |m: u8| bytes.windows(2).rposition(|w| w[0] == 0xFF && w[1] == m);
+    match (last(0xDA), last(0xD9)) {
+        (Some(sos), Some(eoi)) => eoi > sos,
+        _ => false,
+    }
 }
 
 /// Reads and decodes an image file.
@@ -238,7 +252,8 @@ impl Picture {
             let plane = image::ImageBuffer::<image::Luma<f32>, Vec<f32>>::from_raw(
                 self.width,
                 self.height,
-                self.rgb[c * n..(c + 1) * n].to_vec(),
+                // The image crate resamples float pixels as 0..1 values.
+                self.rgb[c * n..(c + 1) * n].iter().map(|v| v / 255.0).collect(),
             )
             .expect("sized");
             let r = image::imageops::resize(
@@ -247,7 +262,7 @@ impl Picture {
                 height,
                 image::imageops::FilterType::Lanczos3,
             );
-            planes.extend(r.into_raw().into_iter().map(|v| v.clamp(0.0, 255.0)));
+            planes.extend(r.into_raw().into_iter().map(|v| (v * 255.0).clamp(0.0, 255.0)));
         }
         let alpha = self.alpha.as_ref().map(|a| {
             let img =

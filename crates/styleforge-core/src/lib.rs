@@ -1,11 +1,13 @@
 //! styleforge engine: image I/O, the style-transfer networks (generic over burn's backends),
 //! the stylisation methods built on them, tiled inference and the model library.
 
+pub mod adain;
 pub mod color;
 pub mod device;
 pub mod download;
 pub mod error;
 pub mod fast_style;
+pub mod gatys;
 pub mod image_io;
 pub mod layers;
 pub mod library;

@@ -1,0 +1,279 @@
+//! The `styleforge` binary end to end: real models on real photos, and every kind of bad input
+//! answered with one clear error line and a non-zero exit, never a panic.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use styleforge_core::shared;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_styleforge"));
+    // Keep the user's library out of the tests.
+    c.env("STYLEFORGE_HOME", std::env::temp_dir().join("styleforge-cli-test-home"));
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("runs")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Asserts a clean failure: exit code 1, an `error:` line, no panic.
+fn assert_clean_error(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "exit code; stderr: {stderr}");
+    assert!(stderr.contains("error:"), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "no panic; stderr: {stderr}");
+    assert!(stderr.to_lowercase().contains(&needle.to_lowercase()), "stderr mentions `{needle}`: {stderr}");
+}
+
+fn rgb(path: &Path) -> image::RgbImage {
+    image::open(path).unwrap().to_rgb8()
+}
+
+fn mean_abs_diff(a: &image::RgbImage, b: &image::RgbImage) -> f64 {
+    let s: f64 = a.as_raw().iter().zip(b.as_raw()).map(|(x, y)| (*x as f64 - *y as f64).abs()).sum();
+    s / a.as_raw().len() as f64
+}
+
+fn models() -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    for dir in ["models/fast_style_pytorch", "models/fast_style_engstrom"] {
+        for e in std::fs::read_dir(shared::path(dir)).unwrap().flatten() {
+            if e.path().extension().is_some_and(|x| x == "safetensors") {
+                v.push(e.path());
+            }
+        }
+    }
+    v.sort();
+    assert_eq!(v.len(), 11, "all shared fast-style models found");
+    v
+}
+
+#[test]
+fn every_shared_model_on_every_content_photo() {
+    let content = shared::path("data/content");
+    let inputs: Vec<PathBuf> = std::fs::read_dir(&content)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jpg"))
+        .collect();
+    assert!(inputs.len() >= 10);
+    for model in models() {
+        let out = tempfile::tempdir().unwrap();
+        let o = run(&["stylize", s(&content), "-o", s(out.path()), "--model", s(&model)]);
+        assert!(o.status.success(), "{}: {}", model.display(), String::from_utf8_lossy(&o.stderr));
+        for input in &inputs {
+            let result = out.path().join(format!("{}.png", input.file_stem().unwrap().to_str().unwrap()));
+            let (a, b) = (rgb(input), rgb(&result));
+            assert_eq!(a.dimensions(), b.dimensions(), "{} keeps the size of {}", model.display(), input.display());
+            let d = mean_abs_diff(&a, &b);
+            assert!(d > 10.0, "{} on {} differs from the input (mean abs diff {d})", model.display(), input.display());
+        }
+    }
+}
+
+#[test]
+fn single_file_with_options_and_output_formats() {
+    let input = shared::path("data/content/small/parrots_kodim23_256.jpg");
+    let model = shared::path("models/fast_style_pytorch/candy_nc8.safetensors");
+    let dir = tempfile::tempdir().unwrap();
+    let full = dir.path().join("full.png");
+    let half = dir.path().join("half.png");
+    let zero = dir.path().join("zero.png");
+    let webp = dir.path().join("out.webp");
+    let jpg = dir.path().join("out.jpg");
+    for (out, strength) in [(&full, "1"), (&half, "0.5"), (&zero, "0")] {
+        let o = run(&["stylize", s(&input), "-o", s(out), "--model", s(&model), "--strength", strength]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let (c, f, h, z) = (rgb(&input), rgb(&full), rgb(&half), rgb(&zero));
+    assert!(mean_abs_diff(&c, &z) < 0.01, "strength 0 returns the content");
+    let d_full = mean_abs_diff(&c, &f);
+    let d_half = mean_abs_diff(&c, &h);
+    assert!((d_half - d_full / 2.0).abs() < 0.1 * d_full, "strength 0.5 is halfway: {d_half} vs {d_full}");
+    for out in [&webp, &jpg] {
+        let o = run(&["stylize", s(&input), "-o", s(out), "--model", s(&model)]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(rgb(out).dimensions(), c.dimensions());
+    }
+    assert!(mean_abs_diff(&rgb(&webp), &f) < 0.01, "WebP output is lossless");
+    let small = dir.path().join("small.png");
+    let o = run(&["stylize", s(&input), "-o", s(&small), "--model", s(&model), "--max-size", "100"]);
+    assert!(o.status.success());
+    let (w, h2) = rgb(&small).dimensions();
+    assert_eq!(w.max(h2), 100);
+}
+
+/// A JPEG with an EXIF orientation tag (APP1 segment spliced in after SOI).
+fn jpeg_with_orientation(img: &image::RgbImage, orientation: u16) -> Vec<u8> {
+    let mut jpg = Vec::new();
+    image::DynamicImage::ImageRgb8(img.clone())
+        .write_to(&mut std::io::Cursor::new(&mut jpg), image::ImageFormat::Jpeg)
+        .unwrap();
+    let mut tiff = Vec::new();
+    tiff.extend_from_slice(b"II*\0");
+    tiff.extend_from_slice(&8u32.to_le_bytes());
+    tiff.extend_from_slice(&1u16.to_le_bytes()); // one IFD entry
+    tiff.extend_from_slice(&0x0112u16.to_le_bytes()); // Orientation
+    tiff.extend_from_slice(&3u16.to_le_bytes()); // SHORT
+    tiff.extend_from_slice(&1u32.to_le_bytes());
+    tiff.extend_from_slice(&orientation.to_le_bytes());
+    tiff.extend_from_slice(&[0, 0]);
+    tiff.extend_from_slice(&0u32.to_le_bytes()); // no next IFD
+    let mut app1 = b"Exif\0\0".to_vec();
+    app1.extend_from_slice(&tiff);
+    let mut out = vec![0xFF, 0xD8, 0xFF, 0xE1];
+    out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(&app1);
+    out.extend_from_slice(&jpg[2..]);
+    out
+}
+
+#[test]
+fn exif_orientation_is_applied_and_alpha_kept() {
+    let model = shared::path("models/fast_style_pytorch/mosaic_nc8.safetensors");
+    let dir = tempfile::tempdir().unwrap();
+    // 96 wide, 48 high, stored with "rotate 90° clockwise to display": the photo is 48 wide, 96 high.
+    let img = image::RgbImage::from_fn(96, 48, |x, y| image::Rgb([(x * 2) as u8, (y * 4) as u8, 128]));
+    let rotated = dir.path().join("rotated.jpg");
+    std::fs::write(&rotated, jpeg_with_orientation(&img, 6)).unwrap();
+    let out = dir.path().join("rotated_out.png");
+    let o = run(&["stylize", s(&rotated), "-o", s(&out), "--model", s(&model)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(rgb(&out).dimensions(), (48, 96), "orientation applied");
+
+    let rgba = image::RgbaImage::from_fn(64, 40, |x, y| image::Rgba([x as u8 * 3, y as u8 * 5, 90, (x * 4) as u8]));
+    let src = dir.path().join("alpha.png");
+    rgba.save(&src).unwrap();
+    let out = dir.path().join("alpha_out.png");
+    let o = run(&["stylize", s(&src), "-o", s(&out), "--model", s(&model)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = image::open(&out).unwrap();
+    assert!(got.color().has_alpha(), "alpha channel kept");
+    let got = got.to_rgba8();
+    for (a, b) in got.pixels().zip(rgba.pixels()) {
+        assert_eq!(a[3], b[3], "alpha values unchanged");
+    }
+}
+
+/// A PNG whose header claims `w`×`h` pixels (decompression-bomb shape), with a valid CRC.
+fn png_header_only(w: u32, h: u32) -> Vec<u8> {
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend_from_slice(&w.to_be_bytes());
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    png.extend_from_slice(&13u32.to_be_bytes());
+    png.extend_from_slice(&ihdr);
+    png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
+    png
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut c = 0xFFFF_FFFFu32;
+    for &b in data {
+        c ^= b as u32;
+        for _ in 0..8 {
+            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+        }
+    }
+    !c
+}
+
+#[test]
+fn bad_images_give_clear_errors() {
+    let model = shared::path("models/fast_style_pytorch/candy_nc8.safetensors");
+    let dir = tempfile::tempdir().unwrap();
+    let real = std::fs::read(shared::path("data/content/small/cat_chelsea_256.jpg")).unwrap();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty.jpg", vec![], "empty"),
+        ("noise.jpg", (0..5000u32).map(|i| (i * 7919 % 251) as u8).collect(), "not an image"),
+        ("truncated.jpg", real[..real.len() / 3].to_vec(), "corrupt"),
+        ("bomb.png", png_header_only(100_000, 100_000), "over the limit"),
+        ("text.png", b"hello, this is not a picture".to_vec(), "not an image"),
+        ("anim.gif", b"GIF89a\x01\x00\x01\x00\x00\x00\x00;".to_vec(), "not supported"),
+    ];
+    for (name, bytes, needle) in cases {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        let o = run(&["stylize", s(&p), "-o", s(&dir.path().join("out.png")), "--model", s(&model)]);
+        assert_clean_error(&o, needle);
+    }
+    assert!(!dir.path().join("out.png").exists(), "no output written for bad input");
+    let o = run(&["stylize", "/nonexistent.jpg", "-o", "/tmp/x.png", "--model", s(&model)]);
+    assert_clean_error(&o, "no such file");
+    let input = shared::path("data/content/small/cat_chelsea_256.jpg");
+    let o = run(&["stylize", s(&input), "-o", s(&dir.path().join("out.bmp")), "--model", s(&model)]);
+    assert_clean_error(&o, "unsupported output extension");
+    let o = run(&["stylize", s(&input), "-o", s(&dir.path().join("o.png")), "--model", s(&model), "--strength", "2"]);
+    assert_clean_error(&o, "strength");
+    let o = run(&["stylize", s(&input), "-o", s(&dir.path().join("o.png")), "--model", s(&model), "--tile", "10"]);
+    assert_clean_error(&o, "tile");
+}
+
+#[test]
+fn bad_weights_give_clear_errors() {
+    let input = shared::path("data/content/small/cat_chelsea_256.jpg");
+    let dir = tempfile::tempdir().unwrap();
+    let good = std::fs::read(shared::path("models/fast_style_pytorch/candy_nc8.safetensors")).unwrap();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty.safetensors", vec![], "empty"),
+        ("text.safetensors", b"not weights at all".to_vec(), "safetensors"),
+        ("truncated.safetensors", good[..good.len() / 2].to_vec(), "safetensors"),
+        ("truncated.pth", std::fs::read(shared::path("parity/transformer_net_stock_legacy.pth")).unwrap()[..4000].to_vec(), "pytorch"),
+        ("other.safetensors", std::fs::read(shared::path("parity/cyclegan.safetensors")).unwrap(), "not a fast-style network"),
+    ];
+    for (name, bytes, needle) in cases {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        let o = run(&["stylize", s(&input), "-o", s(&dir.path().join("out.png")), "--model", s(&p)]);
+        assert_clean_error(&o, needle);
+    }
+    // The right names with a wrong shape.
+    let mut w = styleforge_core::weights::Weights::from_safetensors_bytes(&good).unwrap();
+    w.tensors.get_mut("in1.weight").unwrap().shape = vec![4, 2];
+    let p = dir.path().join("wrong_shape.safetensors");
+    std::fs::write(&p, w.to_safetensors_bytes().unwrap()).unwrap();
+    let o = run(&["stylize", s(&input), "-o", s(&dir.path().join("out.png")), "--model", s(&p)]);
+    assert_clean_error(&o, "in1.weight");
+    let o = run(&["stylize", s(&input), "-o", s(&dir.path().join("out.png")), "--model", "no-such-model"]);
+    assert_clean_error(&o, "models list");
+}
+
+#[test]
+fn model_library_import_list_use_remove() {
+    let home = tempfile::tempdir().unwrap();
+    let cmd = |args: &[&str]| bin().env("STYLEFORGE_HOME", home.path()).args(args).output().unwrap();
+    let pth = shared::path("parity/transformer_net_stock_legacy.pth");
+    let o = cmd(&["models", "import", s(&pth), "--name", "stock", "--title", "Stock", "--tags", "test,stock", "--license", "test weights"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = cmd(&["models", "import", s(&shared::path("models/fast_style_engstrom/wave.safetensors")), "--name", "wave"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = cmd(&["models", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let names: Vec<&str> = list.as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["stock", "wave"]);
+    assert_eq!(list[0]["family"], "transformer_net");
+    assert_eq!(list[1]["family"], "engstrom");
+    assert_eq!(list[0]["tags"], serde_json::json!(["test", "stock"]));
+    // Imported by name, the model gives the same pixels as the source file.
+    let input = shared::path("data/content/small/town_houses_kodim08_256.jpg");
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.png"), dir.path().join("b.png"));
+    assert!(cmd(&["stylize", s(&input), "-o", s(&a), "--model", "stock"]).status.success());
+    assert!(cmd(&["stylize", s(&input), "-o", s(&b), "--model", s(&pth)]).status.success());
+    assert_eq!(rgb(&a), rgb(&b));
+    // Duplicate names and bad names are refused.
+    assert_clean_error(&cmd(&["models", "import", s(&pth), "--name", "stock"]), "already exists");
+    assert_clean_error(&cmd(&["models", "import", s(&pth), "--name", "Bad Name"]), "invalid model name");
+    assert!(cmd(&["models", "remove", "stock"]).status.success());
+    assert_clean_error(&cmd(&["models", "remove", "stock"]), "not in the library");
+    let o = cmd(&["models", "list", "--available"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("wave") && text.contains("research"), "{text}");
+}
