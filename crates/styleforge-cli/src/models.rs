@@ -20,10 +20,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Import a .pth or .safetensors file into the library.
+    /// Import a .pth or .safetensors file into the library (AdaIN: the encoder and decoder files).
     Import {
-        /// The weight file.
-        file: PathBuf,
+        /// The weight file(s).
+        #[arg(required = true, num_args = 1..=2)]
+        files: Vec<PathBuf>,
         /// Library name (lower-case letters, digits, '-', '_').
         #[arg(long)]
         name: String,
@@ -101,7 +102,7 @@ pub fn run(c: Command) -> Result<()> {
                 }
             }
         }
-        Command::Import { file, name, title, tags, description, license, source_url, research_only, force } => {
+        Command::Import { files, name, title, tags, description, license, source_url, research_only, force } => {
             let info = ModelInfo {
                 name,
                 title,
@@ -112,7 +113,7 @@ pub fn run(c: Command) -> Result<()> {
                 research_only,
                 ..Default::default()
             };
-            let info = library.import(&file, info, force)?;
+            let info = library.import(&files, info, force)?;
             println!("imported {} ({} {}) into {}", info.name, info.method, info.family, library.models_dir().display());
         }
         Command::Download { name, trust, force } => {

@@ -1,12 +1,17 @@
-//! `styleforge stylize`: inputs (files or folders) to outputs with a fast-style model.
+//! `styleforge stylize`: inputs (files or folders) to outputs with any method: fast, adain, gatys.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
+use burn::tensor::Device;
+use styleforge_core::adain;
 use styleforge_core::fast_style::{FastStyleNet, StylizeOptions};
-use styleforge_core::image_io::{self, Format};
+use styleforge_core::gatys;
+use styleforge_core::image_io::{self, Format, Picture};
 use styleforge_core::library::Library;
+use styleforge_core::networks::vgg::Vgg;
+use styleforge_core::weights::Weights;
 
 /// Options of `styleforge stylize`.
 #[derive(clap::Args, Debug)]
@@ -17,9 +22,59 @@ pub struct Args {
     /// Output file (one input) or folder (several inputs or a folder).
     #[arg(short, long)]
     output: PathBuf,
+    /// Method: fast (a per-style network), adain (any style image, one pass) or gatys
+    /// (optimisation, slow, highest quality).
+    #[arg(long, default_value = "fast", value_parser = ["fast", "adain", "gatys"])]
+    method: String,
     /// Model: a library name (see `styleforge models list`) or a .safetensors/.pth file.
+    /// fast: the style network (required); adain: default `adain`; gatys: default `vgg19`.
     #[arg(short, long)]
-    model: String,
+    model: Option<String>,
+    /// Style image with an optional blend weight (adain, gatys): `--style starry.jpg:0.7`.
+    #[arg(long, value_name = "IMAGE[:WEIGHT]")]
+    style: Vec<String>,
+    /// AdaIN: feature-space strength 0..1 (1: full style).
+    #[arg(long, default_value_t = 1.0)]
+    alpha: f32,
+    /// AdaIN / Gatys: match the style images' colours to the content before transfer.
+    #[arg(long)]
+    color_match: bool,
+    /// AdaIN: mask image (white: styled with --style; black: --mask-style, or unstyled).
+    #[arg(long, value_name = "MASK.png")]
+    mask: Option<PathBuf>,
+    /// AdaIN: style for the mask's black region (IMAGE[:WEIGHT], repeatable).
+    #[arg(long, value_name = "IMAGE[:WEIGHT]")]
+    mask_style: Vec<String>,
+    /// Gatys: iterations at each size.
+    #[arg(long, default_value_t = 300)]
+    iterations: usize,
+    /// Gatys: output size (long side); alias of --max-size for this method.
+    #[arg(long, value_name = "N")]
+    size: Option<u32>,
+    /// Gatys: number of sizes, coarse to fine (each twice the previous).
+    #[arg(long, default_value_t = 1)]
+    scales: usize,
+    /// Gatys: optimiser.
+    #[arg(long, default_value = "lbfgs", value_parser = ["lbfgs", "adam"])]
+    optimizer: String,
+    /// Gatys: weight of the content loss.
+    #[arg(long)]
+    content_weight: Option<f32>,
+    /// Gatys: weight of the style loss.
+    #[arg(long)]
+    style_weight: Option<f32>,
+    /// Gatys: weight of the total-variation loss.
+    #[arg(long)]
+    tv_weight: Option<f32>,
+    /// Gatys: starting image.
+    #[arg(long, default_value = "content", value_parser = ["content", "style", "noise"])]
+    init: String,
+    /// Gatys: seed for --init noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Gatys: save the current image every N iterations next to the output (`NAME.iterK.png`).
+    #[arg(long, value_name = "N")]
+    preview_every: Option<usize>,
     /// Style strength, 0 (content) to 1 (full style).
     #[arg(long, default_value_t = 1.0)]
     strength: f32,
@@ -50,9 +105,7 @@ const AUTO_TILE: u32 = 1024;
 /// Runs the command.
 pub fn run(a: Args) -> Result<()> {
     let device = styleforge_core::device::parse(&a.device)?;
-    let library = Library::open_default();
-    let model_path = library.resolve(&a.model)?;
-    let net = FastStyleNet::load(&model_path, &device).with_context(|| format!("loading {}", model_path.display()))?;
+    let engine = Engine::load(&a, &device)?;
     let jobs = plan(&a)?;
     let format_for_dir = Format::from_name(&a.format).with_context(|| format!("unknown format `{}`", a.format))?;
     let bar = if jobs.len() > 1 {
@@ -63,13 +116,13 @@ pub fn run(a: Args) -> Result<()> {
         ProgressBar::hidden()
     };
     if let [(input, Some(output))] = jobs.as_slice() {
-        return one(&net, input, output, &a, &device);
+        return one(&engine, input, output, &a, &device);
     }
     let mut failed = 0;
     for (input, output) in &jobs {
         bar.set_message(input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
         let out = output.clone().unwrap_or_else(|| a.output.join(out_name(input, format_for_dir)));
-        if let Err(e) = one(&net, input, &out, &a, &device) {
+        if let Err(e) = one(&engine, input, &out, &a, &device) {
             failed += 1;
             bar.suspend(|| eprintln!("error: {e:#}"));
         }
@@ -82,23 +135,181 @@ pub fn run(a: Args) -> Result<()> {
     Ok(())
 }
 
-fn one(net: &FastStyleNet, input: &Path, out: &Path, a: &Args, device: &burn::tensor::Device) -> Result<()> {
+fn one(engine: &Engine, input: &Path, out: &Path, a: &Args, device: &Device) -> Result<()> {
     let pic = image_io::read(input, a.max_pixels)?;
     let tile = match a.tile {
         Some(0) => None,
         Some(t) => Some(t),
         None => ((pic.width as u64 * pic.height as u64) > AUTO_TILE_PIXELS).then_some(AUTO_TILE),
     };
-    let opts = StylizeOptions {
-        strength: a.strength,
-        preserve_color: a.preserve_color,
-        max_size: a.max_size,
-        tile,
-        ..Default::default()
+    let result = match engine {
+        Engine::Fast(net) => {
+            let opts = StylizeOptions {
+                strength: a.strength,
+                preserve_color: a.preserve_color,
+                max_size: a.max_size,
+                tile,
+                ..Default::default()
+            };
+            net.stylize(&pic, &opts, device)?
+        }
+        Engine::Adain { model, styles, mask_styles } => {
+            let mask = match &a.mask {
+                Some(p) => Some(adain::Mask::from_picture(&image_io::read(p, a.max_pixels)?, mask_styles.clone())),
+                None => None,
+            };
+            let opts = adain::AdainOptions {
+                alpha: a.alpha * a.strength,
+                preserve_color: match (a.color_match, a.preserve_color) {
+                    (true, _) => adain::PreserveColor::Coral,
+                    (false, true) => adain::PreserveColor::Luminance,
+                    (false, false) => adain::PreserveColor::Off,
+                },
+                mask,
+                max_size: a.max_size,
+                tile,
+                ..Default::default()
+            };
+            model.stylize(&pic, styles, &opts, device)?
+        }
+        Engine::Gatys { vgg, styles } => gatys_one(vgg, styles, &pic, out, a, device)?,
     };
-    let result = net.stylize(&pic, &opts, device)?;
     result.save(out)?;
     Ok(())
+}
+
+fn gatys_one(vgg: &Vgg, styles: &[(Picture, f32)], pic: &Picture, out: &Path, a: &Args, device: &Device) -> Result<Picture> {
+    let mut loss = gatys::LossConfig::default();
+    if let Some(w) = a.content_weight {
+        loss.content_weight = w;
+    }
+    if let Some(w) = a.style_weight {
+        loss.style_weight = w;
+    }
+    if let Some(w) = a.tv_weight {
+        loss.tv_weight = w;
+    }
+    let opts = gatys::GatysOptions {
+        max_size: a.size.or(a.max_size),
+        scales: a.scales,
+        iterations: a.iterations,
+        optimizer: match a.optimizer.as_str() {
+            "adam" => gatys::Optimizer::Adam { learning_rate: 0.02 },
+            _ => gatys::Optimizer::default(),
+        },
+        init: match a.init.as_str() {
+            "style" => gatys::Init::Style,
+            "noise" => gatys::Init::Noise { seed: a.seed },
+            _ => gatys::Init::Content,
+        },
+        loss,
+        match_style_colors: a.color_match,
+        preserve_color: a.preserve_color,
+        strength: a.strength,
+        preview_every: a.preview_every,
+        ..Default::default()
+    };
+    let total = (a.iterations * a.scales.max(1)) as u64;
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} size {msg} {elapsed_precise} eta {eta}").expect("template"),
+    );
+    let outcome = gatys::run(pic, styles, &opts, vgg, device, &mut |p| {
+        bar.set_position((p.scale * p.iterations + p.iteration) as u64);
+        bar.set_message(format!(
+            "{}x{} loss {:.4e} (content {:.3e} style {:.3e} tv {:.3e})",
+            p.width, p.height, p.losses.total, p.losses.content, p.losses.style, p.losses.tv
+        ));
+        if let Some(img) = p.image {
+            let stem = out.file_stem().and_then(|s| s.to_str()).unwrap_or("out");
+            let path = out.with_file_name(format!("{stem}.scale{}.iter{}.png", p.scale, p.iteration));
+            if let Err(e) = img.save(&path) {
+                bar.suspend(|| eprintln!("warning: preview {}: {e}", path.display()));
+            }
+        }
+        true
+    })?;
+    bar.finish_and_clear();
+    eprintln!(
+        "gatys: {} iterations, {} evaluations, final loss {:.4e}, {:.1} s",
+        outcome.iterations,
+        outcome.evaluations,
+        outcome.losses.total,
+        outcome.elapsed.as_secs_f64()
+    );
+    Ok(outcome.picture)
+}
+
+/// The loaded network for the chosen method, and its style inputs.
+enum Engine {
+    Fast(FastStyleNet),
+    Adain { model: adain::AdainModel, styles: Vec<(adain::Style, f32)>, mask_styles: Vec<(adain::Style, f32)> },
+    Gatys { vgg: Vgg, styles: Vec<(Picture, f32)> },
+}
+
+impl Engine {
+    fn load(a: &Args, device: &Device) -> Result<Self> {
+        let library = Library::open_default();
+        let model = |default: Option<&str>| -> Result<PathBuf> {
+            match a.model.as_deref().or(default) {
+                Some(m) => Ok(library.resolve(m)?),
+                None => bail!("--model is required for --method {}", a.method),
+            }
+        };
+        if a.method != "adain" && (a.mask.is_some() || !a.mask_style.is_empty()) {
+            bail!("--mask and --mask-style apply to --method adain");
+        }
+        Ok(match a.method.as_str() {
+            "fast" => {
+                if !a.style.is_empty() {
+                    bail!("--style applies to --method adain or gatys; fast styles are models (--model)");
+                }
+                let path = model(None)?;
+                Engine::Fast(FastStyleNet::load(&path, device).with_context(|| format!("loading {}", path.display()))?)
+            }
+            "adain" => {
+                let path = model(Some("adain"))?;
+                let w = Weights::load(&path)?;
+                let model = styleforge_core::model::load_adain(&w, device)
+                    .with_context(|| format!("loading {}", path.display()))?;
+                let styles = style_images(&a.style, a.max_pixels)?;
+                if styles.is_empty() {
+                    bail!("--method adain needs at least one --style IMAGE");
+                }
+                let mask_styles = style_images(&a.mask_style, a.max_pixels)?;
+                if !mask_styles.is_empty() && a.mask.is_none() {
+                    bail!("--mask-style needs --mask");
+                }
+                let wrap = |v: Vec<(Picture, f32)>| v.into_iter().map(|(p, w)| (adain::Style::Picture(p), w)).collect();
+                Engine::Adain { model, styles: wrap(styles), mask_styles: wrap(mask_styles) }
+            }
+            _ => {
+                let path = model(Some("vgg19"))?;
+                let vgg = Vgg::load(&path, device).with_context(|| format!("loading {}", path.display()))?;
+                let styles = style_images(&a.style, a.max_pixels)?;
+                if styles.is_empty() {
+                    bail!("--method gatys needs at least one --style IMAGE");
+                }
+                Engine::Gatys { vgg, styles }
+            }
+        })
+    }
+}
+
+/// Parses `IMAGE[:WEIGHT]` arguments and reads the images.
+fn style_images(args: &[String], max_pixels: u64) -> Result<Vec<(Picture, f32)>> {
+    args.iter()
+        .map(|arg| {
+            let (path, weight) = match arg.rsplit_once(':') {
+                Some((p, w)) if !p.is_empty() && w.parse::<f32>().is_ok() => (p, w.parse::<f32>()?),
+                _ => (arg.as_str(), 1.0),
+            };
+            if !(weight.is_finite() && weight >= 0.0) {
+                bail!("style weight must be a non-negative number: {arg}");
+            }
+            Ok((image_io::read(Path::new(path), max_pixels)?, weight))
+        })
+        .collect()
 }
 
 /// Pairs each input image with its output file (`None`: inside the output folder).

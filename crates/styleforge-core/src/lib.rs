@@ -11,6 +11,7 @@ pub mod gatys;
 pub mod image_io;
 pub mod layers;
 pub mod library;
+pub mod model;
 pub mod networks;
 pub mod shared;
 pub mod tiling;

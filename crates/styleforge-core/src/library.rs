@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::fast_style::{Family, FastStyleNet};
+use crate::fast_style::Family;
 use crate::image_io::write_atomic;
 use crate::weights::Weights;
 
@@ -180,12 +180,17 @@ impl Library {
         )))
     }
 
-    /// Imports a weight file (`.pth` or `.safetensors`) under `info.name`, after checking that it
-    /// loads as the network it claims to be. Fills `family` and `method` when detected.
-    pub fn import(&self, file: &Path, mut info: ModelInfo, overwrite: bool) -> Result<ModelInfo> {
-        let mut weights = Weights::load(file)?;
+    /// Imports weights (`.pth` or `.safetensors`) under `info.name`, after checking that they
+    /// load as the network they claim to be; fills `family` and `method`. Two files are the
+    /// AdaIN release's encoder and decoder, stored together.
+    pub fn import(&self, files: &[PathBuf], mut info: ModelInfo, overwrite: bool) -> Result<ModelInfo> {
+        let mut weights = match files {
+            [one] => Weights::load(one)?,
+            [a, b] => crate::model::combine_adain(Weights::load(a)?, Weights::load(b)?)?,
+            _ => return Err(Error::Param("import takes one weight file (or the two AdaIN files)".into())),
+        };
         if info.sha256.is_empty() {
-            info.sha256 = sha256_file(file)?;
+            info.sha256 = files.iter().map(|f| sha256_file(f)).collect::<Result<Vec<_>>>()?.join(",");
         }
         self.add_weights(&mut weights, &mut info, overwrite)?;
         Ok(info)
@@ -227,20 +232,26 @@ impl Library {
     }
 }
 
-/// Removes tensors no network reads: the legacy instance-norm buffers of old TransformerNet files.
+/// Removes tensors no network reads: the legacy instance-norm buffers of old TransformerNet
+/// files, and the classifier of a full torchvision VGG (only `features` is used).
 pub fn drop_unused(weights: &mut Weights) {
-    if crate::networks::transformer_net::TransformerNet::detect(weights) {
-        weights.tensors.retain(|k, _| !(k.ends_with(".running_mean") || k.ends_with(".running_var")));
+    match crate::model::detect(weights) {
+        Ok(crate::model::Kind::Fast(Family::TransformerNet)) => {
+            weights.tensors.retain(|k, _| !(k.ends_with(".running_mean") || k.ends_with(".running_var")));
+        }
+        Ok(crate::model::Kind::Vgg(_)) if weights.has("features.0.weight") => {
+            weights.tensors.retain(|k, _| k.starts_with("features."));
+        }
+        _ => {}
     }
 }
 
 /// Builds the network the weights claim to be, on the CPU, and fills family/method.
 fn check_loads(weights: &Weights, info: &mut ModelInfo) -> Result<()> {
-    let family = Family::detect(weights)?;
-    FastStyleNet::from_weights(weights, &burn::tensor::Device::flex())?;
-    info.family = family.name().to_string();
-    if info.method.is_empty() {
-        info.method = "fast".into();
+    let kind = crate::model::validate(weights)?;
+    info.family = kind.family().to_string();
+    if info.method.is_empty() || info.method != kind.method() {
+        info.method = kind.method().into();
     }
     Ok(())
 }

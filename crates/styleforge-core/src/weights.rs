@@ -199,6 +199,16 @@ impl Weights {
         hex::encode(h.finalize())
     }
 
+    /// The tensors whose names start with `prefix`, with the prefix removed.
+    pub fn with_prefix(&self, prefix: &str) -> Weights {
+        let tensors = self
+            .tensors
+            .iter()
+            .filter_map(|(k, t)| k.strip_prefix(prefix).map(|k| (k.to_string(), t.clone())))
+            .collect();
+        Weights { tensors, metadata: BTreeMap::new() }
+    }
+
     /// Whether a tensor of this name exists.
     pub fn has(&self, name: &str) -> bool {
         self.tensors.contains_key(name)
