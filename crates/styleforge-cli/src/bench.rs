@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Result, bail};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Distribution, Tensor};
+use styleforge_core::adain;
+use styleforge_core::gatys;
+use styleforge_core::networks::vgg::Vgg;
 use styleforge_core::fast_style::FastStyleNet;
 use styleforge_core::layers::NormContext;
 use styleforge_core::library::Library;
@@ -23,6 +26,9 @@ pub struct Args {
     /// Timed runs per row (after one warm-up run); the median is reported.
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// Workloads to run (fast, vgg, adain, gatys); default all.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
     /// Compute device.
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -42,26 +48,73 @@ pub fn run(a: Args) -> Result<()> {
         bail!("--runs must be at least 1");
     }
     let device = styleforge_core::device::parse(&a.device)?;
-    let models = if a.model.is_empty() { default_models() } else { resolve(&a.model)? };
-    if models.is_empty() {
-        bail!("no models to time: pass --model NAME_OR_FILE (the shared reference models were not found)");
-    }
-    println!("threads: {}  device: {}", rayon_threads(), a.device);
+    let wants = |w: &str| a.only.is_empty() || a.only.iter().any(|o| o == w);
+    println!("threads: {}  device: {}  runs: {} (median)", rayon_threads(), a.device, a.runs);
     let mut rows = Vec::new();
-    for (label, path) in &models {
-        let net = FastStyleNet::load(path, &device)?;
-        for &size in &a.sizes {
-            rows.push(time_row(label, size, a.runs, &device, |x| {
-                let _ = net.forward(x, &mut NormContext::Local).into_data();
+    if wants("fast") {
+        let models = if a.model.is_empty() { default_models() } else { resolve(&a.model)? };
+        for (label, path) in &models {
+            let net = FastStyleNet::load(path, &device)?;
+            for &size in &a.sizes {
+                rows.push(time_row(label, size, a.runs, &device, |x| {
+                    let _ = net.forward(x, &mut NormContext::Local).into_data();
+                }));
+            }
+        }
+    }
+    if wants("vgg") {
+        if let Some(path) = shared_file("parity/vgg19_features_f16.pth") {
+            let vgg = Vgg::load(&path, &device)?;
+            rows.push(time_row("VGG19 to relu4_1", 512, a.runs, &device, |x| {
+                let _ = vgg.forward(x / 255.0, &["relu4_1"]).expect("layer").remove(0).into_data();
             }));
         }
+    }
+    if wants("adain") {
+        if let (Some(enc), Some(dec)) = (
+            shared_file("parity/adain_vgg_normalised_relu4_1.pth"),
+            shared_file("parity/adain_decoder.pth"),
+        ) {
+            let model = adain::AdainModel::load(&enc, &dec, &device)?;
+            let style = model.encoder.forward(Tensor::random([1, 3, 256, 256], Distribution::Uniform(0.0, 1.0), &device));
+            let stats = adain::StyleStats::from_features(style)?;
+            for size in [512, 1024] {
+                rows.push(time_row("AdaIN encoder + AdaIN + decoder", size, a.runs, &device, |x| {
+                    let t = adain::adain(model.encoder.forward(x / 255.0), &stats).expect("adain");
+                    let _ = model.decoder.forward(t).into_data();
+                }));
+            }
+        }
+    }
+    if wants("gatys") {
+        if let Some(path) = shared_file("parity/vgg19_features_f16.pth") {
+            let vgg = Vgg::load(&path, &device)?;
+            for size in [384u32, 512] {
+                reset_peak_rss();
+                let t = gatys::time_step(&vgg, &device, size, size, a.runs)?;
+                rows.push(Row {
+                    workload: "Gatys step (VGG19 to relu5_1 + gradient)".into(),
+                    size: size as usize,
+                    median_ms: t.mean.as_secs_f64() * 1e3,
+                    peak_mib: peak_rss_mib(),
+                });
+            }
+        }
+    }
+    if rows.is_empty() {
+        bail!("nothing to time: pass --model NAME_OR_FILE (the shared reference models were not found)");
     }
     print_table(&rows);
     Ok(())
 }
 
+fn shared_file(rel: &str) -> Option<PathBuf> {
+    let p = shared::dir().join(rel);
+    p.exists().then_some(p)
+}
+
 fn time_row(label: &str, size: usize, runs: usize, device: &Device, mut f: impl FnMut(Tensor<4>)) -> Row {
-    let input = || Tensor::<4>::random([1, 3, size, size], burn::tensor::Distribution::Uniform(0.0, 255.0), device);
+    let input = || Tensor::<4>::random([1, 3, size, size], Distribution::Uniform(0.0, 255.0), device);
     reset_peak_rss();
     f(input());
     let mut times: Vec<f64> = (0..runs)
@@ -77,7 +130,7 @@ fn time_row(label: &str, size: usize, runs: usize, device: &Device, mut f: impl 
 }
 
 fn print_table(rows: &[Row]) {
-    println!("| workload | size | median ms | MP/s | peak RSS MiB |");
+    println!("| workload | size | ms | MP/s | peak RSS MiB |");
     println!("|---|---|---|---|---|");
     for r in rows {
         let mp = (r.size * r.size) as f64 / 1e6;
