@@ -1,6 +1,8 @@
 //! `styleforge stylize`: inputs (files or folders) to outputs with any method: fast, adain, gatys.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -33,6 +35,10 @@ pub struct Args {
     /// Style image with an optional blend weight (adain, gatys): `--style starry.jpg:0.7`.
     #[arg(long, value_name = "IMAGE[:WEIGHT]")]
     style: Vec<String>,
+    /// AdaIN: write the (blended) style statistics to this file (.json or .safetensors) and
+    /// exit; pass that file as `--style` later to skip encoding the style images.
+    #[arg(long, value_name = "FILE")]
+    save_style_stats: Option<PathBuf>,
     /// AdaIN: feature-space strength 0..1 (1: full style).
     #[arg(long, default_value_t = 1.0)]
     alpha: f32,
@@ -106,6 +112,24 @@ const AUTO_TILE: u32 = 1024;
 pub fn run(a: Args) -> Result<()> {
     let device = styleforge_core::device::parse(&a.device)?;
     let engine = Engine::load(&a, &device)?;
+    if let Some(path) = &a.save_style_stats {
+        let Engine::Adain { model, styles, .. } = &engine else {
+            bail!("--save-style-stats applies to --method adain");
+        };
+        let parts = styles
+            .iter()
+            .map(|(s, w)| {
+                let stats = match s {
+                    adain::Style::Stats(st) => st.clone(),
+                    adain::Style::Picture(p) => model.style_stats(p, Some(512), &device)?,
+                };
+                Ok((stats, *w))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        adain::StyleStats::mix(&parts)?.save(path)?;
+        println!("saved style statistics to {}", path.display());
+        return Ok(());
+    }
     let jobs = plan(&a)?;
     let format_for_dir = Format::from_name(&a.format).with_context(|| format!("unknown format `{}`", a.format))?;
     let bar = if jobs.len() > 1 {
@@ -207,6 +231,7 @@ fn gatys_one(vgg: &Vgg, styles: &[(Picture, f32)], pic: &Picture, out: &Path, a:
         preserve_color: a.preserve_color,
         strength: a.strength,
         preview_every: a.preview_every,
+        cancel: Some(cancel_on_ctrl_c()),
         ..Default::default()
     };
     let total = (a.iterations * a.scales.max(1)) as u64;
@@ -230,6 +255,9 @@ fn gatys_one(vgg: &Vgg, styles: &[(Picture, f32)], pic: &Picture, out: &Path, a:
         true
     })?;
     bar.finish_and_clear();
+    if outcome.cancelled {
+        eprintln!("gatys: interrupted; writing the image reached so far");
+    }
     eprintln!(
         "gatys: {} iterations, {} evaluations, final loss {:.4e}, {:.1} s",
         outcome.iterations,
@@ -238,6 +266,20 @@ fn gatys_one(vgg: &Vgg, styles: &[(Picture, f32)], pic: &Picture, out: &Path, a:
         outcome.elapsed.as_secs_f64()
     );
     Ok(outcome.picture)
+}
+
+/// A flag that Ctrl-C sets (once per process), so an optimisation stops and keeps its result.
+fn cancel_on_ctrl_c() -> Arc<AtomicBool> {
+    static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let f = flag.clone();
+        if let Err(e) = ctrlc::set_handler(move || f.store(true, Ordering::SeqCst)) {
+            tracing::warn!("Ctrl-C handler not installed: {e}");
+        }
+        flag
+    })
+    .clone()
 }
 
 /// The loaded network for the chosen method, and its style inputs.
@@ -272,16 +314,15 @@ impl Engine {
                 let w = Weights::load(&path)?;
                 let model = styleforge_core::model::load_adain(&w, device)
                     .with_context(|| format!("loading {}", path.display()))?;
-                let styles = style_images(&a.style, a.max_pixels)?;
+                let styles = adain_styles(&a.style, a.max_pixels)?;
                 if styles.is_empty() {
-                    bail!("--method adain needs at least one --style IMAGE");
+                    bail!("--method adain needs at least one --style IMAGE or statistics file");
                 }
-                let mask_styles = style_images(&a.mask_style, a.max_pixels)?;
+                let mask_styles = adain_styles(&a.mask_style, a.max_pixels)?;
                 if !mask_styles.is_empty() && a.mask.is_none() {
                     bail!("--mask-style needs --mask");
                 }
-                let wrap = |v: Vec<(Picture, f32)>| v.into_iter().map(|(p, w)| (adain::Style::Picture(p), w)).collect();
-                Engine::Adain { model, styles: wrap(styles), mask_styles: wrap(mask_styles) }
+                Engine::Adain { model, styles, mask_styles }
             }
             _ => {
                 let path = model(Some("vgg19"))?;
@@ -296,18 +337,40 @@ impl Engine {
     }
 }
 
-/// Parses `IMAGE[:WEIGHT]` arguments and reads the images.
+/// Splits `PATH[:WEIGHT]`.
+fn style_arg(arg: &str) -> Result<(&Path, f32)> {
+    let (path, weight) = match arg.rsplit_once(':') {
+        Some((p, w)) if !p.is_empty() && w.parse::<f32>().is_ok() => (p, w.parse::<f32>()?),
+        _ => (arg, 1.0),
+    };
+    if !(weight.is_finite() && weight >= 0.0) {
+        bail!("style weight must be a non-negative number: {arg}");
+    }
+    Ok((Path::new(path), weight))
+}
+
+/// Reads `IMAGE[:WEIGHT]` style images.
 fn style_images(args: &[String], max_pixels: u64) -> Result<Vec<(Picture, f32)>> {
     args.iter()
         .map(|arg| {
-            let (path, weight) = match arg.rsplit_once(':') {
-                Some((p, w)) if !p.is_empty() && w.parse::<f32>().is_ok() => (p, w.parse::<f32>()?),
-                _ => (arg.as_str(), 1.0),
+            let (path, weight) = style_arg(arg)?;
+            Ok((image_io::read(path, max_pixels)?, weight))
+        })
+        .collect()
+}
+
+/// Reads AdaIN styles: images, or statistics files (`.json`, `.safetensors`) saved earlier.
+fn adain_styles(args: &[String], max_pixels: u64) -> Result<Vec<(adain::Style, f32)>> {
+    args.iter()
+        .map(|arg| {
+            let (path, weight) = style_arg(arg)?;
+            let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+            let style = if ext == "json" || ext == "safetensors" {
+                adain::Style::Stats(adain::StyleStats::load(path)?)
+            } else {
+                adain::Style::Picture(image_io::read(path, max_pixels)?)
             };
-            if !(weight.is_finite() && weight >= 0.0) {
-                bail!("style weight must be a non-negative number: {arg}");
-            }
-            Ok((image_io::read(Path::new(path), max_pixels)?, weight))
+            Ok((style, weight))
         })
         .collect()
 }

@@ -277,3 +277,40 @@ fn model_library_import_list_use_remove() {
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("wave") && text.contains("research"), "{text}");
 }
+
+#[test]
+fn adain_and_gatys_from_the_command_line() {
+    let home = tempfile::tempdir().unwrap();
+    let cmd = |args: &[&str]| bin().env("STYLEFORGE_HOME", home.path()).args(args).output().unwrap();
+    let ok = |o: Output| assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let p = |rel: &str| shared::path(rel).to_str().unwrap().to_string();
+    ok(cmd(&["models", "import", &p("parity/adain_vgg_normalised_relu4_1.pth"), &p("parity/adain_decoder.pth"), "--name", "adain"]));
+    ok(cmd(&["models", "import", &p("parity/vgg19_features_f16.pth"), "--name", "vgg19"]));
+    let input = p("data/content/small/cat_chelsea_256.jpg");
+    let (s1, s2) = (p("data/styles/starry_night_van_gogh.jpg"), p("data/styles/great_wave_hokusai.jpg"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    let blend = [format!("{s1}:0.3"), format!("{s2}:0.7")];
+    ok(cmd(&["stylize", &input, "-o", &out("direct.png"), "--method", "adain", "--style", &blend[0], "--style", &blend[1]]));
+    ok(cmd(&["stylize", &input, "-o", &out("unused.png"), "--method", "adain", "--style", &blend[0], "--style", &blend[1], "--save-style-stats", &out("mix.json")]));
+    assert!(!dir.path().join("unused.png").exists(), "saving statistics stylises nothing");
+    ok(cmd(&["stylize", &input, "-o", &out("cached.png"), "--method", "adain", "--style", &out("mix.json")]));
+    assert_eq!(rgb(Path::new(&out("direct.png"))), rgb(Path::new(&out("cached.png"))), "cached statistics give the same pixels");
+    assert_eq!(rgb(Path::new(&out("direct.png"))).dimensions(), rgb(Path::new(&input)).dimensions());
+
+    ok(cmd(&["stylize", &input, "-o", &out("gatys.png"), "--method", "gatys", "--style", &s1, "--size", "48", "--iterations", "4", "--scales", "2", "--preview-every", "2"]));
+    let g = rgb(Path::new(&out("gatys.png")));
+    assert_eq!(g.width().max(g.height()), 48);
+    let previews = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("gatys.scale"))
+        .count();
+    assert!(previews >= 2, "previews written: {previews}");
+
+    assert_clean_error(&cmd(&["stylize", &input, "-o", &out("x.png"), "--method", "adain"]), "--style");
+    assert_clean_error(&cmd(&["stylize", &input, "-o", &out("x.png"), "--method", "adain", "--style", &format!("{s1}:-1")]), "non-negative");
+    assert_clean_error(&cmd(&["stylize", &input, "-o", &out("x.png"), "--model", "adain", "--style", &s1]), "--style applies");
+    assert_clean_error(&cmd(&["stylize", &input, "-o", &out("x.png"), "--method", "adain", "--style", &s1, "--alpha", "1.5"]), "alpha");
+    assert_clean_error(&cmd(&["stylize", &input, "-o", &out("x.png"), "--method", "gatys", "--style", &s1, "--model", &p("parity/adain_decoder.pth")]), "vgg");
+}
