@@ -171,6 +171,15 @@ fn png_header_only(w: u32, h: u32) -> Vec<u8> {
     png.extend_from_slice(&13u32.to_be_bytes());
     png.extend_from_slice(&ihdr);
     png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
+    // A few bytes of (truncated) pixel data and the end chunk: the decoder must refuse the
+    // image from its header, never reaching the pixels.
+    for (kind, data) in [(&b"IDAT"[..], &b"\x78\x9c\x63\x60"[..]), (&b"IEND"[..], &b""[..])] {
+        let mut chunk = kind.to_vec();
+        chunk.extend_from_slice(data);
+        png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        png.extend_from_slice(&chunk);
+        png.extend_from_slice(&crc32(&chunk).to_be_bytes());
+    }
     png
 }
 
