@@ -2,6 +2,7 @@
 
 mod bench;
 mod models;
+mod serve;
 mod stylize;
 
 use std::process::ExitCode;
@@ -27,6 +28,13 @@ enum Command {
     },
     /// Time the networks at several sizes and print a table.
     Bench(bench::Args),
+    /// Run the HTTP service (REST API, jobs, storage, API keys).
+    Serve(serve::Args),
+    /// Create, list and revoke API keys for the service.
+    Keys {
+        #[command(subcommand)]
+        command: serve::KeysCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -39,6 +47,8 @@ fn main() -> ExitCode {
         Command::Stylize(a) => stylize::run(a),
         Command::Models { command } => models::run(command),
         Command::Bench(a) => bench::run(a),
+        Command::Serve(a) => serve::run(a),
+        Command::Keys { command } => serve::keys(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

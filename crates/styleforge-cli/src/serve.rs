@@ -1,0 +1,247 @@
+//! `styleforge serve` and `styleforge keys`: the HTTP service and its API keys.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use styleforge_server::{Config, KeyLimits};
+
+/// Where the server keeps its data (shared by `serve` and `keys`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct DataArgs {
+    /// Configuration file (TOML, same field names as the flags with `_`); flags override it.
+    #[arg(long, env = "STYLEFORGE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The styleforge home (models in <home>/models, data in <home>/server). Default: $STYLEFORGE_HOME.
+    #[arg(long, value_name = "DIR")]
+    home: Option<PathBuf>,
+    /// Directory for the database and blobs. Default <home>/server.
+    #[arg(long, env = "STYLEFORGE_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Database URL. Default sqlite://<data-dir>/styleforge.db.
+    #[arg(long, env = "STYLEFORGE_DATABASE_URL", value_name = "URL")]
+    database_url: Option<String>,
+}
+
+impl DataArgs {
+    fn config(&self) -> Result<Config> {
+        let mut c = match &self.config {
+            Some(p) => Config::from_file(p)?,
+            None => Config::default(),
+        };
+        if let Some(h) = &self.home {
+            c.home = h.clone();
+        }
+        if let Some(d) = &self.data_dir {
+            c.data_dir = Some(d.clone());
+        }
+        if let Some(u) = &self.database_url {
+            c.database_url = Some(u.clone());
+        }
+        Ok(c)
+    }
+}
+
+/// Options of `styleforge serve`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Address to listen on (port 0 picks a free one). Default 127.0.0.1:8080.
+    #[arg(long, env = "STYLEFORGE_LISTEN", value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Serve requests without an API key (local use).
+    #[arg(long, env = "STYLEFORGE_ANONYMOUS")]
+    anonymous: bool,
+    /// Directory of the blob store. Default <data-dir>/blobs.
+    #[arg(long, env = "STYLEFORGE_BLOB_DIR", value_name = "DIR")]
+    blob_dir: Option<PathBuf>,
+    /// Largest output (pixels) answered synchronously by fast and adain. Default 1048576.
+    #[arg(long, env = "STYLEFORGE_SYNC_PIXEL_BUDGET", value_name = "PIXELS")]
+    sync_pixel_budget: Option<u64>,
+    /// Largest request body in bytes. Default 33554432.
+    #[arg(long, env = "STYLEFORGE_MAX_UPLOAD_BYTES", value_name = "BYTES")]
+    max_upload_bytes: Option<usize>,
+    /// Largest image in pixels (checked from the header). Default 40000000.
+    #[arg(long, env = "STYLEFORGE_MAX_PIXELS", value_name = "PIXELS")]
+    max_pixels: Option<u64>,
+    /// Accepted upload formats, comma-separated (jpeg, png, webp).
+    #[arg(
+        long,
+        env = "STYLEFORGE_FORMATS",
+        value_delimiter = ',',
+        value_name = "LIST"
+    )]
+    formats: Vec<String>,
+    /// In-process job workers. Default 1.
+    #[arg(long, env = "STYLEFORGE_WORKERS", value_name = "N")]
+    workers: Option<usize>,
+    /// Stylisations run at once (0: one per core). Default 0.
+    #[arg(long, env = "STYLEFORGE_INFERENCE_SLOTS", value_name = "N")]
+    inference_slots: Option<usize>,
+    /// Origins allowed by CORS, comma-separated (`*` for any). Default none.
+    #[arg(
+        long = "cors-origin",
+        env = "STYLEFORGE_CORS_ORIGINS",
+        value_delimiter = ',',
+        value_name = "ORIGINS"
+    )]
+    cors_origins: Vec<String>,
+    /// Job lease in seconds. Default 30.
+    #[arg(long, env = "STYLEFORGE_LEASE_SECS", value_name = "SECS")]
+    lease_secs: Option<u64>,
+    /// Default per-key rate limit, requests per minute (0: unlimited). Default 600.
+    #[arg(long, env = "STYLEFORGE_RATE_LIMIT", value_name = "N")]
+    rate_limit: Option<u32>,
+    /// Default per-key storage quota in bytes (0: unlimited). Default 1 GiB.
+    #[arg(long, env = "STYLEFORGE_QUOTA_BYTES", value_name = "BYTES")]
+    quota_bytes: Option<u64>,
+    /// Seconds shutdown waits for running jobs before requeueing them. Default 10.
+    #[arg(long, env = "STYLEFORGE_SHUTDOWN_GRACE", value_name = "SECS")]
+    shutdown_grace: Option<u64>,
+    /// Compute device: cpu, or cuda / cuda:N in CUDA builds.
+    #[arg(long, env = "STYLEFORGE_DEVICE")]
+    device: Option<String>,
+}
+
+/// Runs `styleforge serve`.
+pub fn run(a: Args) -> Result<()> {
+    let mut c = a.data.config()?;
+    if let Some(v) = a.listen {
+        c.listen = v;
+    }
+    if a.anonymous {
+        c.anonymous = true;
+    }
+    if let Some(v) = a.blob_dir {
+        c.blob_dir = Some(v);
+    }
+    if let Some(v) = a.sync_pixel_budget {
+        c.sync_pixel_budget = v;
+    }
+    if let Some(v) = a.max_upload_bytes {
+        c.max_upload_bytes = v;
+    }
+    if let Some(v) = a.max_pixels {
+        c.max_pixels = v;
+    }
+    if !a.formats.is_empty() {
+        c.formats = a.formats;
+    }
+    if let Some(v) = a.workers {
+        c.workers = v;
+    }
+    if let Some(v) = a.inference_slots {
+        c.inference_slots = v;
+    }
+    if !a.cors_origins.is_empty() {
+        c.cors_origins = a.cors_origins;
+    }
+    if let Some(v) = a.lease_secs {
+        c.lease_secs = v;
+    }
+    if let Some(v) = a.rate_limit {
+        c.rate_limit_per_minute = v;
+    }
+    if let Some(v) = a.quota_bytes {
+        c.quota_bytes = v;
+    }
+    if let Some(v) = a.shutdown_grace {
+        c.shutdown_grace_secs = v;
+    }
+    if let Some(v) = a.device {
+        c.device = v;
+    }
+    styleforge_server::blocking::serve(c)
+}
+
+/// Subcommands of `styleforge keys`.
+#[derive(clap::Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Create an API key (the secret is printed once).
+    Create {
+        /// A name for the key (who or what uses it).
+        name: String,
+        /// Requests per minute for this key (0: unlimited); default: the server's.
+        #[arg(long, value_name = "N")]
+        rate_limit: Option<u32>,
+        /// Storage quota in bytes for this key (0: unlimited); default: the server's.
+        #[arg(long, value_name = "BYTES")]
+        quota_bytes: Option<u64>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// List keys (never their secrets).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Revoke a key by id, or every active key with a name.
+    Revoke {
+        /// Key id or name.
+        key: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+/// Runs `styleforge keys`.
+pub fn keys(c: KeysCommand) -> Result<()> {
+    match c {
+        KeysCommand::Create {
+            name,
+            rate_limit,
+            quota_bytes,
+            json,
+            data,
+        } => {
+            let limits = KeyLimits {
+                rate_limit_per_minute: rate_limit,
+                quota_bytes,
+            };
+            let k = styleforge_server::blocking::create_key(&data.config()?, &name, limits)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&k)?);
+            } else {
+                println!("{}", k.key);
+                eprintln!(
+                    "created key {} ({}); the secret above is shown only once",
+                    k.id, k.name
+                );
+            }
+        }
+        KeysCommand::List { json, data } => {
+            let keys = styleforge_server::blocking::list_keys(&data.config()?)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&keys)?);
+            } else if keys.is_empty() {
+                println!("no keys (create one with `styleforge keys create NAME`)");
+            } else {
+                println!(
+                    "{:<38} {:<20} {:<12} {:<8}",
+                    "id", "name", "prefix", "state"
+                );
+                for k in keys {
+                    let state = if k.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    };
+                    println!("{:<38} {:<20} {:<12} {:<8}", k.id, k.name, k.prefix, state);
+                }
+            }
+        }
+        KeysCommand::Revoke { key, data } => {
+            for k in styleforge_server::blocking::revoke_key(&data.config()?, &key)? {
+                println!("revoked {} ({})", k.id, k.name);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,356 @@
+//! Jobs: status with progress, cancel, Server-Sent Events, result, and the per-key history.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast::error::RecvError;
+use utoipa::ToSchema;
+
+use super::{ApiQuery, PageQuery, encode_cursor, image_response};
+use crate::auth::Caller;
+use crate::db::{self, JobRow, state as job_state};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::state::AppState;
+
+/// Progress of a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JobProgress {
+    /// 0 to 1.
+    pub fraction: f64,
+    /// What it is doing (`queued`, `decoding`, `optimising 48x48`, ...).
+    pub stage: String,
+    /// Iteration (gatys).
+    pub iteration: Option<i64>,
+    /// Iterations planned (gatys).
+    pub iterations: Option<i64>,
+    /// Estimated seconds left.
+    pub eta_seconds: Option<f64>,
+}
+
+/// A job's status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JobStatus {
+    /// Job id.
+    pub id: String,
+    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
+    pub state: String,
+    /// Method.
+    pub method: String,
+    /// Style (model name or style ids).
+    pub style: String,
+    /// Content image id.
+    pub image: String,
+    /// Progress.
+    pub progress: JobProgress,
+    /// Attempts so far (a job is retried when its worker is lost).
+    pub attempts: i64,
+    /// Whether a cancel has been asked for.
+    pub cancel_requested: bool,
+    /// Result id, once succeeded.
+    pub result: Option<String>,
+    /// Result image, once succeeded.
+    pub result_url: Option<String>,
+    /// Why it failed.
+    pub error: Option<ErrorBody>,
+    /// This status.
+    pub url: String,
+    /// Creation time (ms since the epoch).
+    pub created_at: i64,
+    /// First start (ms since the epoch).
+    pub started_at: Option<i64>,
+    /// End (ms since the epoch).
+    pub finished_at: Option<i64>,
+    /// Last change (ms since the epoch).
+    pub updated_at: i64,
+}
+
+impl From<&JobRow> for JobStatus {
+    fn from(j: &JobRow) -> Self {
+        Self {
+            id: j.id.clone(),
+            state: j.state.clone(),
+            method: j.method.clone(),
+            style: j.style.clone(),
+            image: j.image_id.clone(),
+            progress: JobProgress {
+                fraction: j.fraction,
+                stage: j.stage.clone(),
+                iteration: j.iteration,
+                iterations: j.iterations,
+                eta_seconds: j.eta_ms.map(|m| m as f64 / 1000.0),
+            },
+            attempts: j.attempts,
+            cancel_requested: j.cancel_requested,
+            result: j.result_id.clone(),
+            result_url: j.result_id.as_ref().map(|r| format!("/v1/results/{r}")),
+            error: j.error_code.as_ref().map(|c| ErrorBody {
+                code: c.clone(),
+                message: j.error_message.clone().unwrap_or_default(),
+            }),
+            url: format!("/v1/jobs/{}", j.id),
+            created_at: j.created_at,
+            started_at: j.started_at,
+            finished_at: j.finished_at,
+            updated_at: j.updated_at,
+        }
+    }
+}
+
+/// One Server-Sent Event of a job's stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JobEvent {
+    /// `progress` while the job is queued or running; `done` once, at the end.
+    pub event: JobEventKind,
+    /// The job's status (a `JobStatus` as JSON).
+    #[schema(content_media_type = "application/json")]
+    pub data: String,
+}
+
+/// Kinds of job event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JobEventKind {
+    /// The job changed.
+    Progress,
+    /// The job ended (succeeded, failed or cancelled); the stream closes.
+    Done,
+}
+
+/// A page of jobs.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobPage {
+    /// Jobs, newest first.
+    pub items: Vec<JobStatus>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+async fn owned_job(state: &AppState, caller: &Caller, id: &str) -> ApiResult<JobRow> {
+    db::get_job(&state.db, id, &caller.owner)
+        .await?
+        .ok_or_else(|| ApiError::not_found("job", id))
+}
+
+/// A job's status and progress.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}",
+    operation_id = "get_job",
+    tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "Status", body = JobStatus),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 404, description = "No such job (or not yours)", body = ErrorBody),
+    ),
+    security(("api_key" = []), ())
+)]
+pub async fn status(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<JobStatus>> {
+    Ok(axum::Json(JobStatus::from(
+        &owned_job(&state, &caller, &id).await?,
+    )))
+}
+
+/// Cancel a job: at once when queued; a running job stops at its next check.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/cancel",
+    operation_id = "cancel_job",
+    tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "Cancelled, or cancelling (`cancel_requested`)", body = JobStatus),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 404, description = "No such job (or not yours)", body = ErrorBody),
+        (status = 409, description = "Already finished", body = ErrorBody),
+    ),
+    security(("api_key" = []), ())
+)]
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<JobStatus>> {
+    let before = owned_job(&state, &caller, &id).await?;
+    if matches!(
+        before.state.as_str(),
+        job_state::SUCCEEDED | job_state::FAILED
+    ) {
+        return Err(ApiError::conflict(
+            "job_finished",
+            format!("job `{id}` has already {}", before.state),
+        ));
+    }
+    let job = db::cancel_job(&state.db, &id, &caller.owner)
+        .await?
+        .ok_or_else(|| ApiError::not_found("job", &id))?;
+    if job.state == job_state::RUNNING
+        && let Some(r) = state.hub.running.lock().expect("running jobs").get(&id)
+    {
+        r.cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    state.hub.changed(&id);
+    Ok(axum::Json(JobStatus::from(&job)))
+}
+
+struct EventState {
+    state: AppState,
+    id: String,
+    owner: String,
+    rx: tokio::sync::broadcast::Receiver<String>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    last: Option<(i64, String, u64)>,
+    first: bool,
+    done: bool,
+}
+
+/// A job's progress as Server-Sent Events: `progress` events while it is queued or running, then
+/// one `done` event with the final status, after which the stream ends.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/events",
+    operation_id = "job_events",
+    tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "Event stream; each event's data is a JobStatus", content_type = "text/event-stream", body = JobEvent),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 404, description = "No such job (or not yours)", body = ErrorBody),
+    ),
+    security(("api_key" = []), ())
+)]
+pub async fn events(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    owned_job(&state, &caller, &id).await?;
+    let st = EventState {
+        rx: state.hub.events.subscribe(),
+        shutdown: state.shutdown.subscribe(),
+        state,
+        id,
+        owner: caller.owner,
+        last: None,
+        first: true,
+        done: false,
+    };
+    let stream = futures_util::stream::unfold(st, |mut s| async move {
+        if s.done {
+            return None;
+        }
+        loop {
+            if *s.shutdown.borrow() {
+                return None;
+            }
+            if !s.first {
+                tokio::select! {
+                    r = s.rx.recv() => match r {
+                        Ok(jid) if jid != s.id => continue,
+                        Ok(_) | Err(RecvError::Lagged(_)) => {}
+                        Err(RecvError::Closed) => return None,
+                    },
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = s.shutdown.changed() => return None,
+                }
+            }
+            s.first = false;
+            let job = match db::get_job(&s.state.db, &s.id, &s.owner).await {
+                Ok(Some(j)) => j,
+                _ => return None,
+            };
+            let key = (job.updated_at, job.state.clone(), job.fraction.to_bits());
+            if s.last.as_ref() == Some(&key) {
+                continue;
+            }
+            s.last = Some(key);
+            let terminal = job_state::is_terminal(&job.state);
+            let status = JobStatus::from(&job);
+            let ev = Event::default()
+                .event(if terminal { "done" } else { "progress" })
+                .json_data(&status)
+                .unwrap_or_else(|_| Event::default().comment("unserialisable"));
+            s.done = terminal;
+            return Some((Ok(ev), s));
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// A finished job's result image (409 until it has succeeded).
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/result",
+    operation_id = "get_job_result",
+    tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The result image", content(("image/png"), ("image/jpeg"), ("image/webp"))),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 404, description = "No such job (or not yours)", body = ErrorBody),
+        (status = 409, description = "Not succeeded (yet)", body = ErrorBody),
+    ),
+    security(("api_key" = []), ())
+)]
+pub async fn result(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let job = owned_job(&state, &caller, &id).await?;
+    let Some(rid) = job.result_id.filter(|_| job.state == job_state::SUCCEEDED) else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "job_not_succeeded",
+            format!("job `{id}` is {}", job.state),
+        ));
+    };
+    let r = db::get_result(&state.db, &rid, &caller.owner)
+        .await?
+        .ok_or_else(|| ApiError::not_found("result", &rid))?;
+    let bytes = state.blobs.get(&r.sha256).await?;
+    Ok(image_response(bytes, &r.sha256))
+}
+
+/// Your stylisations (synchronous ones and jobs), newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/history",
+    operation_id = "list_history",
+    tag = "jobs",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of jobs", body = JobPage),
+        (status = 400, description = "Bad query", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+    ),
+    security(("api_key" = []), ())
+)]
+pub async fn history(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<axum::Json<JobPage>> {
+    let (limit, cursor) = q.resolve()?;
+    let rows = db::list_jobs(&state.db, &caller.owner, cursor, limit + 1).await?;
+    let more = rows.len() as i64 > limit;
+    let items: Vec<JobStatus> = rows
+        .iter()
+        .take(limit as usize)
+        .map(JobStatus::from)
+        .collect();
+    let next_cursor = more
+        .then(|| items.last().map(|j| encode_cursor(j.created_at, &j.id)))
+        .flatten();
+    Ok(axum::Json(JobPage { items, next_cursor }))
+}

@@ -1,0 +1,303 @@
+//! The HTTP API: routes, middleware (errors as JSON, metrics, CORS, limits, timeouts) and the
+//! extractors that turn framework rejections into `{code, message}` errors.
+
+pub mod images;
+pub mod jobs;
+pub mod lenient;
+pub mod ops;
+pub mod results;
+pub mod styles;
+pub mod stylize;
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::IntoParams;
+
+use crate::error::{ApiError, code_for_status};
+use crate::state::AppState;
+
+/// Builds the application.
+pub fn router(state: AppState) -> Router {
+    let cfg = &state.config;
+    let v1 = Router::new()
+        .route("/images", post(images::upload).get(images::list))
+        .route("/images/{id}", get(images::content).delete(images::delete))
+        .route("/images/{id}/info", get(images::info))
+        .route("/images/{id}/thumbnail", get(images::thumbnail))
+        .route("/styles", get(styles::list).post(styles::upload))
+        .route(
+            "/styles/{name}",
+            get(styles::get_one).delete(styles::delete),
+        )
+        .route("/styles/{name}/thumbnail", get(styles::thumbnail))
+        .route("/stylize", post(stylize::stylize))
+        .route("/jobs/{id}", get(jobs::status))
+        .route("/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/jobs/{id}/events", get(jobs::events))
+        .route("/jobs/{id}/result", get(jobs::result))
+        .route("/history", get(jobs::history))
+        .route("/results/{id}", get(results::content))
+        .route("/results/{id}/info", get(results::info))
+        .route("/results/{id}/rating", put(results::rate))
+        .route("/ratings", get(results::ratings))
+        .route("/openapi.json", get(ops::openapi));
+    let cors = (!cfg.cors_origins.is_empty()).then(|| {
+        let origin = if cfg.cors_origins.iter().any(|o| o == "*") {
+            AllowOrigin::any()
+        } else {
+            AllowOrigin::list(
+                cfg.cors_origins
+                    .iter()
+                    .filter_map(|o| HeaderValue::from_str(o).ok()),
+            )
+        };
+        CorsLayer::new()
+            .allow_origin(origin)
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::DELETE,
+                Method::OPTIONS,
+            ])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::HeaderName::from_static("x-api-key"),
+            ])
+            .expose_headers([header::LOCATION, header::RETRY_AFTER])
+            .max_age(Duration::from_secs(600))
+    });
+    Router::new()
+        .nest("/v1", v1)
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(cfg.max_upload_bytes))
+        .layer(RequestBodyTimeoutLayer::new(Duration::from_secs(
+            cfg.body_timeout_secs,
+        )))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(cfg.request_timeout_secs),
+        ))
+        .layer(tower::util::option_layer(cors))
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::new())
+        .layer(middleware::map_response(json_errors))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint (see /v1/openapi.json)",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method (see /v1/openapi.json)",
+    )
+}
+
+/// Request count and latency by route.
+async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let t = Instant::now();
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let resp = next.run(req).await;
+    let m = &state.metrics;
+    m.http_requests
+        .with_label_values(&[method.as_str(), route.as_str(), resp.status().as_str()])
+        .inc();
+    m.http_seconds
+        .with_label_values(&[method.as_str(), route.as_str()])
+        .observe(t.elapsed().as_secs_f64());
+    resp
+}
+
+/// Gives every error response that left without one a JSON `{code, message}` body (framework
+/// rejections, body limits, timeouts, panics).
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes).trim().to_string();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    let mut out = ApiError::new(status, code_for_status(status), message).into_response();
+    for (k, v) in parts.headers.iter() {
+        if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
+            out.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    out
+}
+
+/// `Json<T>` whose rejections are API errors: malformed JSON 400, wrong content type 415,
+/// well-formed but invalid 422.
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Self(v)),
+            Err(e) => Err(match &e {
+                JsonRejection::JsonSyntaxError(_) => {
+                    ApiError::bad_request("invalid_json", e.body_text())
+                }
+                JsonRejection::JsonDataError(_) => {
+                    ApiError::unprocessable("invalid_body", e.body_text())
+                }
+                JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "send the request as JSON with `Content-Type: application/json`",
+                ),
+                other => ApiError::new(
+                    other.status(),
+                    code_for_status(other.status()),
+                    other.body_text(),
+                ),
+            }),
+        }
+    }
+}
+
+/// `Query<T>` whose rejections are 400 `invalid_query`.
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Self(v)),
+            Err(e) => Err(ApiError::bad_request(
+                "invalid_query",
+                match &e {
+                    QueryRejection::FailedToDeserializeQueryString(_) => e.body_text(),
+                    _ => e.body_text(),
+                },
+            )),
+        }
+    }
+}
+
+/// Pagination parameters.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Items per page, 1-100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    #[serde(default, deserialize_with = "crate::api::lenient::opt_u32")]
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    #[param(pattern = r"^[0-9]{1,18}\.[A-Za-z0-9_]{1,64}$")]
+    pub cursor: Option<String>,
+}
+
+impl PageQuery {
+    /// The limit in force and the decoded cursor.
+    pub fn resolve(&self) -> Result<(i64, Option<(i64, String)>), ApiError> {
+        let limit = self.limit.unwrap_or(20);
+        if !(1..=100).contains(&limit) {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "limit must be within 1..100",
+            ));
+        }
+        let cursor = match &self.cursor {
+            None => None,
+            Some(c) => Some(decode_cursor(c).ok_or_else(|| {
+                ApiError::bad_request("invalid_cursor", "the cursor is not one this server gave")
+            })?),
+        };
+        Ok((limit as i64, cursor))
+    }
+}
+
+/// The cursor after an item.
+pub fn encode_cursor(created_at: i64, id: &str) -> String {
+    format!("{created_at}.{id}")
+}
+
+fn decode_cursor(c: &str) -> Option<(i64, String)> {
+    let (t, id) = c.split_once('.')?;
+    let t: i64 = t.parse().ok()?;
+    (!id.is_empty()
+        && id.len() <= 64
+        && id.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_'))
+    .then(|| (t, id.to_string()))
+}
+
+/// A response carrying image bytes.
+pub fn image_response(bytes: bytes::Bytes, sha: &str) -> Response {
+    let mime = styleforge_core::image_io::probe(&bytes)
+        .map(|(f, _, _)| f.mime())
+        .unwrap_or("application/octet-stream");
+    let mut resp = (StatusCode::OK, bytes).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{sha}\"")) {
+        h.insert(header::ETAG, v);
+    }
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=31536000, immutable"),
+    );
+    resp
+}

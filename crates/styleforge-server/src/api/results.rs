@@ -1,0 +1,254 @@
+//! Results (the stylised images, their timings and losses) and ratings.
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{ApiJson, ApiQuery, image_response};
+use crate::auth::Caller;
+use crate::db::{self, ResultRow};
+use crate::engine::Timings;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::state::AppState;
+
+/// A result's metadata.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ResultInfo {
+    /// Result id.
+    pub id: String,
+    /// The image.
+    pub url: String,
+    /// The job that made it.
+    pub job: String,
+    /// The content image.
+    pub image: String,
+    /// Style.
+    pub style: String,
+    /// Method.
+    pub method: String,
+    /// Format.
+    pub format: String,
+    /// Width.
+    pub width: u32,
+    /// Height.
+    pub height: u32,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// sha256 of the bytes.
+    pub sha256: String,
+    /// Where the time went.
+    pub timings: Timings,
+    /// Content loss of the result (where a loss network ran).
+    pub content_loss: Option<f64>,
+    /// Style loss of the result (where a loss network ran).
+    pub style_loss: Option<f64>,
+    /// Your rating, 1-5.
+    pub rating: Option<i64>,
+    /// Creation time (ms since the epoch).
+    pub created_at: i64,
+}
+
+fn info_of(r: &ResultRow, rating: Option<i64>) -> ResultInfo {
+    ResultInfo {
+        id: r.id.clone(),
+        url: format!("/v1/results/{}", r.id),
+        job: r.job_id.clone(),
+        image: r.image_id.clone(),
+        style: r.style.clone(),
+        method: r.method.clone(),
+        format: r.format.clone(),
+        width: r.width as u32,
+        height: r.height as u32,
+        bytes: r.bytes as u64,
+        sha256: r.sha256.clone(),
+        timings: serde_json::from_str(&r.timings).unwrap_or_default(),
+        content_loss: r.content_loss,
+        style_loss: r.style_loss,
+        rating,
+        created_at: r.created_at,
+    }
+}
+
+async fn owned_result(state: &AppState, caller: &Caller, id: &str) -> ApiResult<ResultRow> {
+    db::get_result(&state.db, id, &caller.owner)
+        .await?
+        .ok_or_else(|| ApiError::not_found("result", id))
+}
+
+/// A result image.
+#[utoipa::path(
+    get,
+    path = "/v1/results/{id}",
+    operation_id = "get_result",
+    tag = "results",
+    params(("id" = String, Path, description = "Result id")),
+    responses(
+        (status = 200, description = "The stylised image", content(("image/png"), ("image/jpeg"), ("image/webp"))),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 404, description = "No such result (or not yours)", body = ErrorBody),
+    ),
+    security(("api_key" = []), ())
+)]
+pub async fn content(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let r = owned_result(&state, &caller, &id).await?;
+    let bytes = state.blobs.get(&r.sha256).await?;
+    Ok(image_response(bytes, &r.sha256))
+}
+
+/// A result's metadata: style, method, size, timings, losses, your rating.
+#[utoipa::path(
+    get,
+    path = "/v1/results/{id}/info",
+    operation_id = "get_result_info",
+    tag = "results",
+    params(("id" = String, Path, description = "Result id")),
+    responses(
+        (status = 200, description = "Metadata", body = ResultInfo),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 404, description = "No such result (or not yours)", body = ErrorBody),
+    ),
+    security(("api_key" = []), ())
+)]
+pub async fn info(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<ResultInfo>> {
+    let r = owned_result(&state, &caller, &id).await?;
+    let rating = db::get_rating(&state.db, &id, &caller.owner).await?;
+    Ok(axum::Json(info_of(&r, rating)))
+}
+
+/// A rating.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RatingRequest {
+    /// 1 (poor) to 5 (excellent).
+    #[schema(minimum = 1, maximum = 5)]
+    #[serde(deserialize_with = "super::lenient::i64")]
+    pub score: i64,
+}
+
+/// A stored rating.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Rating {
+    /// Result id.
+    pub result: String,
+    /// Style of the result.
+    pub style: String,
+    /// Method of the result.
+    pub method: String,
+    /// 1-5.
+    pub score: i64,
+}
+
+/// Rate a result 1-5 (rating again replaces your rating).
+#[utoipa::path(
+    put,
+    path = "/v1/results/{id}/rating",
+    operation_id = "rate_result",
+    tag = "results",
+    params(("id" = String, Path, description = "Result id")),
+    request_body = RatingRequest,
+    responses(
+        (status = 200, description = "Stored", body = Rating),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 404, description = "No such result (or not yours)", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "Score outside 1-5", body = ErrorBody),
+    ),
+    security(("api_key" = []), ())
+)]
+pub async fn rate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<RatingRequest>,
+) -> ApiResult<axum::Json<Rating>> {
+    let r = owned_result(&state, &caller, &id).await?;
+    if !(1..=5).contains(&req.score) {
+        return Err(ApiError::unprocessable(
+            "invalid_parameter",
+            "score must be 1 to 5",
+        ));
+    }
+    db::upsert_rating(&state.db, &r, &caller.owner, req.score).await?;
+    Ok(axum::Json(Rating {
+        result: r.id,
+        style: r.style,
+        method: r.method,
+        score: req.score,
+    }))
+}
+
+/// Rating filters.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RatingQuery {
+    /// Only this style.
+    pub style: Option<String>,
+    /// Only this method.
+    pub method: Option<String>,
+}
+
+/// Ratings of one style with one method.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RatingAggregate {
+    /// Style.
+    pub style: String,
+    /// Method.
+    pub method: String,
+    /// Number of ratings.
+    pub count: i64,
+    /// Mean score.
+    pub mean: f64,
+    /// How many gave 1, 2, 3, 4 and 5.
+    pub histogram: [i64; 5],
+}
+
+/// Aggregated ratings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RatingList {
+    /// Per style and method.
+    pub ratings: Vec<RatingAggregate>,
+}
+
+/// Ratings aggregated per style and method, over all users.
+#[utoipa::path(
+    get,
+    path = "/v1/ratings",
+    operation_id = "list_ratings",
+    tag = "results",
+    params(RatingQuery),
+    responses(
+        (status = 200, description = "Aggregates", body = RatingList),
+        (status = 400, description = "Bad query", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+    ),
+    security(("api_key" = []), ())
+)]
+pub async fn ratings(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiQuery(q): ApiQuery<RatingQuery>,
+) -> ApiResult<axum::Json<RatingList>> {
+    let rows = db::rating_aggregates(&state.db, q.style.as_deref(), q.method.as_deref()).await?;
+    Ok(axum::Json(RatingList {
+        ratings: rows
+            .into_iter()
+            .map(|r| RatingAggregate {
+                style: r.style,
+                method: r.method,
+                count: r.count,
+                mean: r.mean,
+                histogram: [r.s1, r.s2, r.s3, r.s4, r.s5],
+            })
+            .collect(),
+    }))
+}

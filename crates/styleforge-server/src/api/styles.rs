@@ -1,0 +1,359 @@
+//! Styles: the gallery (every library model plus the caller's custom style images), keyword
+//! search, one style, custom style upload and deletion, thumbnails.
+
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use styleforge_core::image_io::Format;
+use utoipa::{IntoParams, ToSchema};
+
+use super::images::{ThumbQuery, created, read_upload, store_image, thumb_size, thumbnail_bytes};
+use super::{ApiQuery, image_response};
+use crate::auth::Caller;
+use crate::db;
+use crate::error::{ApiError, ApiResult};
+use crate::models::{Kind, Loaded, StyleInfo, kind_of, sample_scene, search_score};
+use crate::state::AppState;
+
+/// Multipart custom style upload.
+#[derive(Debug, ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct StyleUpload {
+    /// The style image file (JPEG, PNG or WebP).
+    #[schema(value_type = String, format = Binary)]
+    pub image: Vec<u8>,
+    /// Title.
+    pub title: Option<String>,
+    /// Comma-separated keywords.
+    pub tags: Option<String>,
+    /// Description.
+    pub description: Option<String>,
+}
+
+/// Gallery filters.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StyleQuery {
+    /// Keywords searched in tags, titles and descriptions (e.g. `stormy sea`); results are
+    /// ranked by relevance.
+    pub q: Option<String>,
+    /// Only styles for this method (`fast`, `adain`, `vgg`, `image`).
+    pub method: Option<String>,
+}
+
+/// The gallery.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StyleList {
+    /// Styles: by name, or by relevance when searching.
+    pub styles: Vec<StyleInfo>,
+}
+
+/// Metadata of a custom style upload (query parameters, or form fields in a multipart upload).
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StyleMeta {
+    /// Title.
+    pub title: Option<String>,
+    /// Comma-separated keywords.
+    pub tags: Option<String>,
+    /// Description.
+    pub description: Option<String>,
+}
+
+async fn all_styles(state: &AppState, caller: &Caller) -> ApiResult<Vec<StyleInfo>> {
+    let mut out: Vec<StyleInfo> = state
+        .models
+        .list()
+        .await?
+        .iter()
+        .map(StyleInfo::from_model)
+        .collect();
+    let mut cursor = None;
+    loop {
+        let rows = db::list_images(&state.db, &caller.owner, "style", cursor.clone(), 500).await?;
+        let n = rows.len();
+        out.extend(rows.iter().map(StyleInfo::from_image));
+        if n < 500 {
+            break;
+        }
+        cursor = rows.last().map(|r| (r.created_at, r.id.clone()));
+    }
+    Ok(out)
+}
+
+/// The style gallery, with keyword search.
+#[utoipa::path(
+    get,
+    path = "/v1/styles",
+    operation_id = "list_styles",
+    tag = "styles",
+    params(StyleQuery),
+    responses(
+        (status = 200, description = "Every model in the library and your custom styles", body = StyleList),
+        (status = 400, description = "Bad query", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = crate::error::ErrorBody),
+    ),
+    security(("api_key" = []), ())
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<StyleQuery>,
+) -> ApiResult<axum::Json<StyleList>> {
+    let mut styles = all_styles(&state, &caller).await?;
+    if let Some(m) = q.method.as_deref().filter(|m| !m.is_empty()) {
+        styles.retain(|s| s.method == m);
+    }
+    if let Some(query) = q.q.as_deref().filter(|s| !s.trim().is_empty()) {
+        let mut scored: Vec<StyleInfo> = styles
+            .into_iter()
+            .filter_map(|mut s| {
+                let score = search_score(query, &s);
+                (score > 0.0).then(|| {
+                    s.score = Some(score);
+                    s
+                })
+            })
+            .collect();
+        scored.sort_by(|a, b| {
+            b.score
+                .partial_cmp(&a.score)
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        styles = scored;
+    }
+    Ok(axum::Json(StyleList { styles }))
+}
+
+async fn find_style(state: &AppState, caller: &Caller, name: &str) -> ApiResult<StyleInfo> {
+    if let Some(row) = db::get_image(&state.db, name, &caller.owner).await?
+        && row.kind == "style"
+    {
+        return Ok(StyleInfo::from_image(&row));
+    }
+    let info = state.models.info(name).await?;
+    Ok(StyleInfo::from_model(&info))
+}
+
+/// One style.
+#[utoipa::path(
+    get,
+    path = "/v1/styles/{name}",
+    operation_id = "get_style",
+    tag = "styles",
+    params(("name" = String, Path, description = "Model name or custom style id")),
+    responses(
+        (status = 200, description = "The style", body = StyleInfo),
+        (status = 401, description = "Missing or invalid API key", body = crate::error::ErrorBody),
+        (status = 404, description = "No such style", body = crate::error::ErrorBody),
+    ),
+    security(("api_key" = []), ())
+)]
+pub async fn get_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<axum::Json<StyleInfo>> {
+    Ok(axum::Json(find_style(&state, &caller, &name).await?))
+}
+
+/// Upload a custom style image (for the adain and gatys methods).
+#[utoipa::path(
+    post,
+    path = "/v1/styles",
+    operation_id = "upload_style",
+    tag = "styles",
+    params(StyleMeta),
+    request_body(
+        description = "The style image: the raw body or a multipart form (file in `image`; `title`, `tags`, `description` fields)",
+        content(
+            ("image/jpeg"),
+            ("image/png"),
+            ("image/webp"),
+            ("application/octet-stream"),
+            (StyleUpload = "multipart/form-data"),
+        ),
+    ),
+    responses(
+        (status = 201, description = "Stored; pass `name` as `style`", body = StyleInfo),
+        (status = 400, description = "Empty body or bad form", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = crate::error::ErrorBody),
+        (status = 403, description = "Storage quota exceeded", body = crate::error::ErrorBody),
+        (status = 413, description = "Body over the upload limit, or too many pixels", body = crate::error::ErrorBody),
+        (status = 415, description = "Not an accepted image format", body = crate::error::ErrorBody),
+        (status = 422, description = "Corrupt image", body = crate::error::ErrorBody),
+    ),
+    security(("api_key" = []), ())
+)]
+pub async fn upload(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(meta): ApiQuery<StyleMeta>,
+    req: Request,
+) -> ApiResult<Response> {
+    let up = read_upload(req, &state, &["title", "tags", "description"]).await?;
+    let field = |k: &str| {
+        up.fields
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+    };
+    let title = meta
+        .title
+        .clone()
+        .or_else(|| field("title"))
+        .unwrap_or_default();
+    let tags = meta
+        .tags
+        .clone()
+        .or_else(|| field("tags"))
+        .unwrap_or_default();
+    let description = meta
+        .description
+        .clone()
+        .or_else(|| field("description"))
+        .unwrap_or_default();
+    for (what, v, max) in [
+        ("title", &title, 200),
+        ("tags", &tags, 1000),
+        ("description", &description, 4000),
+    ] {
+        if v.chars().count() > max {
+            return Err(ApiError::unprocessable(
+                "invalid_parameter",
+                format!("{what} is longer than {max} characters"),
+            ));
+        }
+    }
+    let tags = crate::models::split_tags(&tags).join(",");
+    let row = store_image(&state, &caller, &up, "style", (&title, &tags, &description)).await?;
+    Ok(created(
+        &format!("/v1/styles/{}", row.id),
+        &StyleInfo::from_image(&row),
+    ))
+}
+
+/// Delete a custom style.
+#[utoipa::path(
+    delete,
+    path = "/v1/styles/{name}",
+    operation_id = "delete_style",
+    tag = "styles",
+    params(("name" = String, Path, description = "Custom style id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Missing or invalid API key", body = crate::error::ErrorBody),
+        (status = 403, description = "A library model (managed with `styleforge models`)", body = crate::error::ErrorBody),
+        (status = 404, description = "No such style", body = crate::error::ErrorBody),
+    ),
+    security(("api_key" = []), ())
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    match db::get_image(&state.db, &name, &caller.owner).await? {
+        Some(row) if row.kind == "style" => {
+            if let Some(row) = db::delete_image(&state.db, &name, &caller.owner).await? {
+                super::images::release_blob(&state, &row.sha256).await;
+            }
+            Ok(StatusCode::NO_CONTENT)
+        }
+        _ => {
+            if state.models.info(&name).await.is_ok() {
+                Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "read_only",
+                    "library models are managed with `styleforge models`, not over the API",
+                ))
+            } else {
+                Err(ApiError::not_found("style", &name))
+            }
+        }
+    }
+}
+
+/// A preview of a style: the custom image itself, a preview file beside the model
+/// (`<name>.jpg`, `.png` or `.webp`), or a synthetic scene restyled by the model.
+#[utoipa::path(
+    get,
+    path = "/v1/styles/{name}/thumbnail",
+    operation_id = "get_style_thumbnail",
+    tag = "styles",
+    params(("name" = String, Path, description = "Model name or custom style id"), ThumbQuery),
+    responses(
+        (status = 200, description = "Preview image", content(("image/jpeg"), ("image/png"), ("image/webp"))),
+        (status = 400, description = "Bad size", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = crate::error::ErrorBody),
+        (status = 404, description = "No such style, or no preview for it", body = crate::error::ErrorBody),
+    ),
+    security(("api_key" = []), ())
+)]
+pub async fn thumbnail(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiQuery(q): ApiQuery<ThumbQuery>,
+) -> ApiResult<Response> {
+    let size = thumb_size(&q)?;
+    if let Some(row) = db::get_image(&state.db, &name, &caller.owner).await?
+        && row.kind == "style"
+    {
+        let b = thumbnail_bytes(&state, &row.sha256, size).await?;
+        let sha = crate::store::sha256_hex(&b);
+        return Ok(image_response(b, &sha));
+    }
+    let info = state.models.info(&name).await?;
+    let lib = state.models.library();
+    for ext in ["jpg", "jpeg", "png", "webp"] {
+        let p = lib.models_dir().join(format!("{name}.{ext}"));
+        if let Ok(b) = tokio::fs::read(&p).await {
+            let b = Bytes::from(b);
+            let sha = crate::store::sha256_hex(&b);
+            return Ok(image_response(b, &sha));
+        }
+    }
+    if kind_of(&info) != Kind::Fast {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_thumbnail",
+            format!("`{name}` is a {} model with no preview", info.method),
+        ));
+    }
+    let stamp = std::fs::metadata(lib.model_path(&name))
+        .ok()
+        .and_then(|m| m.modified().ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let key = format!("style-thumbs/{name}-{stamp}-{size}");
+    if let Some(b) = state.blobs.cached(&key).await {
+        let sha = crate::store::sha256_hex(&b);
+        return Ok(image_response(b, &sha));
+    }
+    let model = state.models.get(&info).await?;
+    let device = state.device.clone();
+    let (w, h) = (size, (size * 3 / 4).max(16));
+    let (out, _) = state
+        .run_inference(move || {
+            let Loaded::Fast(net) = &*model else {
+                return Err(styleforge_core::Error::Param(
+                    "not a fast-style model".into(),
+                ));
+            };
+            let pic = net.stylize(&sample_scene(w, h), &Default::default(), &device)?;
+            pic.encode(Format::Jpeg)
+        })
+        .await?;
+    let b = Bytes::from(out.map_err(ApiError::from_core)?);
+    if let Err(e) = state.blobs.put_cached(&key, b.clone()).await {
+        tracing::warn!(error = %e, "could not cache a style preview");
+    }
+    let sha = crate::store::sha256_hex(&b);
+    Ok(image_response(b, &sha))
+}

@@ -1,0 +1,211 @@
+//! Server configuration: defaults that run with no set-up, an optional TOML file, and overrides
+//! from flags and the environment (applied by the command line).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Everything `styleforge serve` can be told. Every field has a default (see [`Config::default`]),
+/// so `Config { home, ..Default::default() }` is a complete configuration.
+///
+/// A configuration file is TOML with the same field names, for example:
+///
+/// ```toml
+/// listen = "0.0.0.0:8080"
+/// anonymous = false
+/// sync_pixel_budget = 1048576
+/// cors_origins = ["https://example.org"]
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address and port to listen on (port 0 picks a free port). Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// The styleforge home: models are read from `<home>/models` (the library that
+    /// `styleforge models` manages); data lives under `<home>/server` unless `data_dir` says
+    /// otherwise. Default: `$STYLEFORGE_HOME`, else the user's data directory + `styleforge`.
+    pub home: PathBuf,
+    /// Directory for the database file and the blob store. Default `<home>/server`.
+    pub data_dir: Option<PathBuf>,
+    /// Database URL. Default `sqlite://<data_dir>/styleforge.db` (created when missing).
+    pub database_url: Option<String>,
+    /// Directory of the content-addressed blob store (images, results, thumbnails).
+    /// Default `<data_dir>/blobs`.
+    pub blob_dir: Option<PathBuf>,
+    /// Anonymous mode for local use: requests without an API key are served and owned by the
+    /// shared `anonymous` owner. Requests that carry a key are still checked. Default `false`.
+    pub anonymous: bool,
+    /// Largest output (width × height after `max_size`) that fast and AdaIN stylisation answer
+    /// synchronously; larger requests, and every Gatys request, become jobs. Default 1 048 576.
+    pub sync_pixel_budget: u64,
+    /// Largest request body in bytes (uploads included). Default 32 MiB.
+    pub max_upload_bytes: usize,
+    /// Largest image in pixels, checked from the header before decoding. Default 40 megapixels.
+    pub max_pixels: u64,
+    /// Accepted upload formats (`jpeg`, `png`, `webp`). Default all three.
+    pub formats: Vec<String>,
+    /// In-process job workers (tasks claiming jobs from the database); 0 runs none, so jobs wait
+    /// for another server sharing the database. Default 1.
+    pub workers: usize,
+    /// Inference slots: how many stylisations (synchronous requests and jobs together) run at
+    /// once; the rest wait in line. 0 means one per CPU core. Default 0.
+    pub inference_slots: usize,
+    /// Origins allowed by CORS: empty disables CORS, `["*"]` allows any origin. Default empty.
+    pub cors_origins: Vec<String>,
+    /// Job lease in seconds: a job whose worker has not sent a heartbeat for this long is
+    /// reclaimed and retried. Default 30.
+    pub lease_secs: u64,
+    /// Heartbeat interval in milliseconds (renews the lease, picks up cancellation).
+    /// Default: a third of the lease.
+    pub heartbeat_ms: Option<u64>,
+    /// How often an idle worker looks for jobs, in milliseconds (new jobs wake it at once).
+    /// Default 1000.
+    pub poll_ms: u64,
+    /// Attempts before a job that keeps losing its worker is marked failed. Default 3.
+    pub max_attempts: u32,
+    /// Whole-request timeout in seconds (the time to produce the response headers). Default 300.
+    pub request_timeout_secs: u64,
+    /// Timeout in seconds for receiving a request body (slow clients). Default 60.
+    pub body_timeout_secs: u64,
+    /// Default per-key rate limit, requests per minute (0: unlimited). A key's own limit, set
+    /// with `styleforge keys create --rate-limit`, takes precedence. Default 600.
+    pub rate_limit_per_minute: u32,
+    /// Rate limit for anonymous requests, per minute (0: unlimited). Default 0.
+    pub anonymous_rate_limit_per_minute: u32,
+    /// Default per-key storage quota in bytes (uploads and results; 0: unlimited). Default 1 GiB.
+    pub quota_bytes: u64,
+    /// Storage quota of the anonymous owner in bytes (0: unlimited). Default 0.
+    pub anonymous_quota_bytes: u64,
+    /// Iterations of a Gatys job when the request names none. Default 100.
+    pub gatys_iterations: u32,
+    /// Most iterations a Gatys request may ask for. Default 2000.
+    pub max_gatys_iterations: u32,
+    /// Longer side of a Gatys result when the request gives no `max_size`. Default 512.
+    pub gatys_max_size: u32,
+    /// Seconds graceful shutdown waits for running jobs before sending them back to the queue.
+    /// Default 10.
+    pub shutdown_grace_secs: u64,
+    /// Compute device: `cpu`, or `cuda` / `cuda:N` in CUDA builds. Default `cpu`.
+    pub device: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            home: styleforge_core::library::default_home(),
+            data_dir: None,
+            database_url: None,
+            blob_dir: None,
+            anonymous: false,
+            sync_pixel_budget: 1 << 20,
+            max_upload_bytes: 32 << 20,
+            max_pixels: 40_000_000,
+            formats: vec!["jpeg".into(), "png".into(), "webp".into()],
+            workers: 1,
+            inference_slots: 0,
+            cors_origins: Vec::new(),
+            lease_secs: 30,
+            heartbeat_ms: None,
+            poll_ms: 1000,
+            max_attempts: 3,
+            request_timeout_secs: 300,
+            body_timeout_secs: 60,
+            rate_limit_per_minute: 600,
+            anonymous_rate_limit_per_minute: 0,
+            quota_bytes: 1 << 30,
+            anonymous_quota_bytes: 0,
+            gatys_iterations: 100,
+            max_gatys_iterations: 2000,
+            gatys_max_size: 512,
+            shutdown_grace_secs: 10,
+            device: "cpu".into(),
+        }
+    }
+}
+
+impl Config {
+    /// The defaults with a given home.
+    pub fn with_home(home: impl Into<PathBuf>) -> Self {
+        Self {
+            home: home.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Reads a TOML configuration file; fields it leaves out keep their defaults.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    /// The data directory (database and blobs).
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| self.home.join("server"))
+    }
+
+    /// The database URL in force.
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}",
+                self.data_dir().join("styleforge.db").display()
+            )
+        })
+    }
+
+    /// The blob directory in force.
+    pub fn blob_dir(&self) -> PathBuf {
+        self.blob_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir().join("blobs"))
+    }
+
+    /// Inference slots in force (0 resolved to the core count).
+    pub fn inference_slots(&self) -> usize {
+        if self.inference_slots > 0 {
+            self.inference_slots
+        } else {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        }
+    }
+
+    /// Heartbeat interval in force.
+    pub fn heartbeat(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(
+            self.heartbeat_ms
+                .unwrap_or(self.lease_secs * 1000 / 3)
+                .max(50),
+        )
+    }
+
+    /// Checks values that have no sensible meaning.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.lease_secs >= 1, "lease_secs must be at least 1");
+        anyhow::ensure!(self.max_attempts >= 1, "max_attempts must be at least 1");
+        anyhow::ensure!(
+            self.max_upload_bytes >= 1,
+            "max_upload_bytes must be positive"
+        );
+        anyhow::ensure!(self.max_pixels >= 1, "max_pixels must be positive");
+        anyhow::ensure!(self.poll_ms >= 10, "poll_ms must be at least 10");
+        anyhow::ensure!(
+            self.heartbeat() < std::time::Duration::from_secs(self.lease_secs),
+            "the heartbeat interval must be shorter than the lease"
+        );
+        for f in &self.formats {
+            anyhow::ensure!(
+                styleforge_core::image_io::Format::from_name(f).is_some(),
+                "unknown format `{f}` in formats (use jpeg, png, webp)"
+            );
+        }
+        styleforge_core::device::parse(&self.device)?;
+        Ok(())
+    }
+}

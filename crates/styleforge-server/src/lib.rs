@@ -1,0 +1,248 @@
+//! `styleforge serve`: the online style-transfer service.
+//!
+//! An axum/tokio HTTP API under `/v1` (OpenAPI document at `/v1/openapi.json`) over the
+//! styleforge engine, with SQLite metadata through sqlx (portable migrations), images and results
+//! in a content-addressed blob store (`object_store`, a local directory by default), durable jobs
+//! run by in-process workers (leases, heartbeats, retries, cancellation, progress over
+//! Server-Sent Events), API keys stored hashed with per-key rate limits and quotas, Prometheus
+//! metrics, health and readiness probes, and graceful shutdown.
+//!
+//! With no set-up, `Config { anonymous: true, ..Config::default() }` serves the model library of
+//! `STYLEFORGE_HOME` and keeps its data in `<home>/server`.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! let config = styleforge_server::Config { anonymous: true, ..Default::default() };
+//! styleforge_server::serve(config).await
+//! # }
+//! ```
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod engine;
+pub mod error;
+pub mod metrics;
+pub mod models;
+pub mod openapi;
+pub mod state;
+pub mod store;
+pub mod worker;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use styleforge_core::library::Library;
+use tokio::task::JoinHandle;
+
+pub use auth::{KeyInfo, KeyLimits, NewKey, create_key, list_keys, revoke_key};
+pub use config::Config;
+pub use error::{ApiError, ErrorBody};
+
+use crate::state::AppState;
+
+/// A running server started by [`start`].
+pub struct ServerHandle {
+    state: AppState,
+    addr: SocketAddr,
+    server: JoinHandle<std::io::Result<()>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+/// Starts the server: opens (and migrates) the database and the blob store, binds the listener,
+/// and starts the workers. Returns the bound address (useful with port 0) and a handle.
+pub async fn start(config: Config) -> anyhow::Result<(SocketAddr, ServerHandle)> {
+    config.validate()?;
+    let device = styleforge_core::device::parse(&config.device)?;
+    let db = db::connect(&config.database_url()).await?;
+    let blobs = store::Blobs::local(&config.blob_dir())?;
+    let metrics = metrics::Metrics::new().context("registering metrics")?;
+    let models = models::Models::new(
+        Library::new(config.home.clone()),
+        device.clone(),
+        metrics.model_load_seconds.clone(),
+    );
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let state = AppState::new(config, db, blobs, models, device, metrics);
+    let app = api::router(state.clone());
+    let mut stop = state.shutdown.subscribe();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|v| *v).await;
+            })
+            .await
+    });
+    let workers = (0..state.config.workers)
+        .map(|i| {
+            let worker = format!("{}-w{i}", state.instance);
+            tokio::spawn(worker::worker_loop(state.clone(), worker))
+        })
+        .collect();
+    tracing::info!(%addr, home = %state.config.home.display(), anonymous = state.config.anonymous, "styleforge server listening");
+    Ok((
+        addr,
+        ServerHandle {
+            state,
+            addr,
+            server,
+            workers,
+        },
+    ))
+}
+
+impl ServerHandle {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Graceful shutdown: stops accepting connections and claiming jobs, ends event streams,
+    /// lets running jobs finish for `shutdown_grace_secs`, then sends the ones still running back
+    /// to the queue (their attempt not counted), and closes the database.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let state = self.state;
+        state.shutdown.send_replace(true);
+        let grace = Duration::from_secs(state.config.shutdown_grace_secs);
+        let mut workers = self.workers;
+        let all_done = |ws: &Vec<JoinHandle<()>>| ws.iter().all(|w| w.is_finished());
+        let deadline = tokio::time::Instant::now() + grace;
+        while !all_done(&workers) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if !all_done(&workers) {
+            let stopping = worker::requeue_running(&state);
+            tracing::info!(
+                jobs = stopping.len(),
+                "sending running jobs back to the queue"
+            );
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while !all_done(&workers) && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            // Work that cannot be interrupted: give its lease back and leave it behind.
+            for (id, w) in stopping {
+                if db::requeue_job(&state.db, &id, &w, true)
+                    .await
+                    .unwrap_or(false)
+                {
+                    tracing::warn!(job = %id, "requeued a job that did not stop in time");
+                }
+            }
+            for w in &workers {
+                w.abort();
+            }
+        }
+        for w in workers.drain(..) {
+            let _ = w.await;
+        }
+        match tokio::time::timeout(Duration::from_secs(10), self.server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server error at shutdown"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "server task failed"),
+            Err(_) => tracing::warn!("connections still open after 10 s; closing"),
+        }
+        state.db.close().await;
+        tracing::info!("styleforge server stopped");
+        Ok(())
+    }
+
+    /// Stops everything at once, as if the process died: no job is requeued or finished, leases
+    /// are left to expire. For tests of crash recovery.
+    pub async fn kill(self) {
+        for r in self
+            .state
+            .hub
+            .running
+            .lock()
+            .expect("running jobs")
+            .values()
+        {
+            r.cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        for w in &self.workers {
+            w.abort();
+        }
+        self.server.abort();
+        for w in self.workers {
+            let _ = w.await;
+        }
+        let _ = self.server.await;
+        self.state.db.close().await;
+    }
+}
+
+/// Runs the server until Ctrl-C or SIGTERM, then shuts down gracefully.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let (addr, handle) = start(config).await?;
+    eprintln!("styleforge: listening on http://{addr} (Ctrl-C to stop)");
+    wait_for_signal().await;
+    eprintln!("styleforge: shutting down");
+    handle.shutdown().await
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// Blocking wrappers for callers without an async runtime (the command line).
+pub mod blocking {
+    use super::*;
+
+    fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")
+    }
+
+    /// [`super::serve`] on a fresh runtime.
+    pub fn serve(config: Config) -> anyhow::Result<()> {
+        runtime()?.block_on(super::serve(config))
+    }
+
+    /// [`super::create_key`] on a fresh runtime.
+    pub fn create_key(config: &Config, name: &str, limits: KeyLimits) -> anyhow::Result<NewKey> {
+        runtime()?.block_on(super::create_key(config, name, limits))
+    }
+
+    /// [`super::list_keys`] on a fresh runtime.
+    pub fn list_keys(config: &Config) -> anyhow::Result<Vec<KeyInfo>> {
+        runtime()?.block_on(super::list_keys(config))
+    }
+
+    /// [`super::revoke_key`] on a fresh runtime.
+    pub fn revoke_key(config: &Config, id_or_name: &str) -> anyhow::Result<Vec<KeyInfo>> {
+        runtime()?.block_on(super::revoke_key(config, id_or_name))
+    }
+}

@@ -1,0 +1,441 @@
+//! Models: loaded once from the library and shared (an `Arc` cache keyed by model name, reloaded
+//! when the file changes), the loaders the core lacks (AdaIN and VGG from library files), and the
+//! style gallery with keyword search.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+use styleforge_core::adain::AdainModel;
+use styleforge_core::fast_style::FastStyleNet;
+use styleforge_core::image_io::Picture;
+use styleforge_core::library::{Library, ModelInfo};
+use styleforge_core::networks::vgg::Vgg;
+use styleforge_core::weights::Weights;
+use tokio::sync::OnceCell;
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+
+/// A loaded network.
+#[derive(Debug)]
+pub enum Loaded {
+    /// A fast-style network.
+    Fast(FastStyleNet),
+    /// The AdaIN encoder and decoder.
+    Adain(AdainModel),
+    /// A VGG feature network (the Gatys loss network).
+    Vgg(Vgg),
+}
+
+/// What kind of network a library model holds, from its metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `method = fast`.
+    Fast,
+    /// `method = adain`.
+    Adain,
+    /// `method = vgg` or `gatys`, or a model named `vgg*`.
+    Vgg,
+    /// Anything else (not served).
+    Other,
+}
+
+/// The kind of a library model.
+pub fn kind_of(info: &ModelInfo) -> Kind {
+    match info.method.as_str() {
+        "fast" => Kind::Fast,
+        "adain" => Kind::Adain,
+        "vgg" | "gatys" => Kind::Vgg,
+        _ if info.name.starts_with("vgg") => Kind::Vgg,
+        _ => Kind::Other,
+    }
+}
+
+/// Loads a library AdaIN model (one file: the encoder under `encoder.`, the decoder under `decoder.`).
+pub fn load_adain(path: &std::path::Path, device: &Device) -> styleforge_core::Result<AdainModel> {
+    styleforge_core::model::load_adain(&Weights::load(path)?, device)
+}
+
+type Stamp = (SystemTime, u64);
+
+struct Entry {
+    stamp: Stamp,
+    cell: Arc<OnceCell<Arc<Loaded>>>,
+}
+
+/// The shared model cache.
+pub struct Models {
+    library: Library,
+    device: Device,
+    cache: Mutex<HashMap<String, Entry>>,
+    load_seconds: prometheus::HistogramVec,
+}
+
+impl std::fmt::Debug for Models {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Models")
+            .field("library", &self.library.models_dir())
+            .finish()
+    }
+}
+
+impl Models {
+    /// A cache over the library at `home`.
+    pub fn new(library: Library, device: Device, load_seconds: prometheus::HistogramVec) -> Self {
+        Self {
+            library,
+            device,
+            cache: Mutex::new(HashMap::new()),
+            load_seconds,
+        }
+    }
+
+    /// The library.
+    pub fn library(&self) -> &Library {
+        &self.library
+    }
+
+    /// Every model in the library (headers only).
+    pub async fn list(&self) -> Result<Vec<ModelInfo>, ApiError> {
+        let lib = self.library.clone();
+        tokio::task::spawn_blocking(move || lib.list())
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::from_core)
+    }
+
+    /// The metadata of one model, or 404.
+    pub async fn info(&self, name: &str) -> Result<ModelInfo, ApiError> {
+        if styleforge_core::library::validate_name(name).is_err()
+            || !self.library.model_path(name).is_file()
+        {
+            return Err(ApiError::not_found("style", name));
+        }
+        let lib = self.library.clone();
+        let n = name.to_string();
+        tokio::task::spawn_blocking(move || lib.info(&n))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::from_core)
+    }
+
+    /// The first model of a kind, preferring `preferred` by name.
+    pub async fn find(&self, kind: Kind, preferred: &str) -> Result<Option<ModelInfo>, ApiError> {
+        let all = self.list().await?;
+        if let Some(m) = all
+            .iter()
+            .find(|m| m.name == preferred && kind_of(m) == kind)
+        {
+            return Ok(Some(m.clone()));
+        }
+        Ok(all.into_iter().find(|m| kind_of(m) == kind))
+    }
+
+    /// The loaded network for a library model, loading it on first use (once, even when many
+    /// requests ask at the same time).
+    pub async fn get(&self, info: &ModelInfo) -> Result<Arc<Loaded>, ApiError> {
+        let path = self.library.model_path(&info.name);
+        let stamp = std::fs::metadata(&path)
+            .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
+            .map_err(|_| ApiError::not_found("style", &info.name))?;
+        let cell = {
+            let mut cache = self.cache.lock().expect("model cache");
+            let entry = cache.entry(info.name.clone()).or_insert_with(|| Entry {
+                stamp,
+                cell: Arc::new(OnceCell::new()),
+            });
+            if entry.stamp != stamp {
+                *entry = Entry {
+                    stamp,
+                    cell: Arc::new(OnceCell::new()),
+                };
+            }
+            entry.cell.clone()
+        };
+        let kind = kind_of(info);
+        let device = self.device.clone();
+        let name = info.name.clone();
+        let hist = self.load_seconds.clone();
+        cell.get_or_try_init(|| async move {
+            let n = name.clone();
+            let loaded = tokio::task::spawn_blocking(move || {
+                let t = Instant::now();
+                let r = match kind {
+                    Kind::Fast => FastStyleNet::load(&path, &device).map(Loaded::Fast),
+                    Kind::Adain => load_adain(&path, &device).map(Loaded::Adain),
+                    Kind::Vgg => Weights::load(&path)
+                        .and_then(|w| Vgg::from_weights(&w, None, &device))
+                        .map(Loaded::Vgg),
+                    Kind::Other => Err(styleforge_core::Error::Param(format!(
+                        "model `{n}` is not a network this server runs"
+                    ))),
+                };
+                hist.with_label_values(&[n.as_str()])
+                    .observe(t.elapsed().as_secs_f64());
+                r
+            })
+            .await
+            .map_err(ApiError::internal)?;
+            match loaded {
+                Ok(l) => {
+                    tracing::info!(model = %name, "model loaded");
+                    Ok(Arc::new(l))
+                }
+                Err(styleforge_core::Error::Param(m)) => {
+                    Err(ApiError::unprocessable("unsupported_model", m))
+                }
+                Err(e) => Err(ApiError::internal(format!("loading model `{name}`: {e}"))),
+            }
+        })
+        .await
+        .cloned()
+    }
+}
+
+/// A style in the gallery: a library model or a custom style image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StyleInfo {
+    /// The name to pass as `style`: the model name, or the custom style's id.
+    pub name: String,
+    /// Title.
+    pub title: String,
+    /// The method it serves: `fast` (a trained network), `adain` or `vgg` (networks the
+    /// adain and gatys methods use), or `image` (a custom style image, for adain and gatys).
+    pub method: String,
+    /// `model` (from the library) or `custom` (uploaded with `POST /v1/styles`).
+    pub kind: String,
+    /// Network family, for models.
+    pub family: String,
+    /// Keywords.
+    pub tags: Vec<String>,
+    /// Description.
+    pub description: String,
+    /// Licence or terms of the weights.
+    pub license: String,
+    /// Whether the weights carry research-only terms.
+    pub research_only: bool,
+    /// Preview image, when there is one.
+    pub thumbnail_url: Option<String>,
+    /// Relevance to the query (keyword search only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+}
+
+impl StyleInfo {
+    /// A library model.
+    pub fn from_model(m: &ModelInfo) -> Self {
+        let thumb =
+            matches!(kind_of(m), Kind::Fast).then(|| format!("/v1/styles/{}/thumbnail", m.name));
+        Self {
+            name: m.name.clone(),
+            title: if m.title.is_empty() {
+                m.name.clone()
+            } else {
+                m.title.clone()
+            },
+            method: m.method.clone(),
+            kind: "model".into(),
+            family: m.family.clone(),
+            tags: m.tags.clone(),
+            description: m.description.clone(),
+            license: m.license.clone(),
+            research_only: m.research_only,
+            thumbnail_url: thumb,
+            score: None,
+        }
+    }
+
+    /// A custom style image.
+    pub fn from_image(r: &crate::db::ImageRow) -> Self {
+        Self {
+            name: r.id.clone(),
+            title: if r.title.is_empty() {
+                r.id.clone()
+            } else {
+                r.title.clone()
+            },
+            method: "image".into(),
+            kind: "custom".into(),
+            family: String::new(),
+            tags: split_tags(&r.tags),
+            description: r.description.clone(),
+            license: String::new(),
+            research_only: false,
+            thumbnail_url: Some(format!("/v1/styles/{}/thumbnail", r.id)),
+            score: None,
+        }
+    }
+}
+
+/// Splits a comma-separated tag list.
+pub fn split_tags(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(|t| t.trim().to_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.to_lowercase())
+        .collect()
+}
+
+/// A crude English stem: enough that `stormy` finds `storm` and `waves` finds `wave`.
+fn stem(w: &str) -> String {
+    let w = w.to_lowercase();
+    let n = w.len();
+    let cut = |k: usize| w[..n - k].to_string();
+    if n > 4 && w.ends_with("ies") {
+        return format!("{}y", cut(3));
+    }
+    if n > 4
+        && (w.ends_with("sses")
+            || w.ends_with("xes")
+            || w.ends_with("ches")
+            || w.ends_with("shes")
+            || w.ends_with("zes"))
+    {
+        return cut(2);
+    }
+    if n > 3 && w.ends_with('s') && !w.ends_with("ss") {
+        return cut(1);
+    }
+    if n > 5 && w.ends_with("ing") {
+        return cut(3);
+    }
+    if n > 4 && w.ends_with("ed") {
+        return cut(2);
+    }
+    if n > 4 && w.ends_with('y') {
+        return cut(1);
+    }
+    w
+}
+
+fn term_matches(term: &str, word: &str) -> bool {
+    if term == word {
+        return true;
+    }
+    let (a, b) = (stem(term), stem(word));
+    a == b || (a.len() >= 4 && b.starts_with(&a)) || (b.len() >= 4 && a.starts_with(&b))
+}
+
+const STOP: [&str; 12] = [
+    "a", "an", "the", "of", "and", "or", "in", "on", "with", "to", "for", "by",
+];
+
+/// Relevance of a style to a query: tags weigh most, then the title and name, then the
+/// description. 0 when no term matches.
+pub fn search_score(query: &str, s: &StyleInfo) -> f64 {
+    let terms: Vec<String> = words(query)
+        .into_iter()
+        .filter(|t| !STOP.contains(&t.as_str()))
+        .collect();
+    if terms.is_empty() {
+        return 0.0;
+    }
+    let tags: Vec<String> = s.tags.iter().flat_map(|t| words(t)).collect();
+    let title = words(&format!("{} {}", s.title, s.name.replace(['_', '-'], " ")));
+    let desc = words(&s.description);
+    let mut score = 0.0;
+    let mut matched = 0;
+    for t in &terms {
+        let mut best: f64 = 0.0;
+        if tags.iter().any(|w| w == t) {
+            best = best.max(3.0);
+        } else if tags.iter().any(|w| term_matches(t, w)) {
+            best = best.max(2.5);
+        }
+        if title.iter().any(|w| term_matches(t, w)) {
+            best = best.max(2.0);
+        }
+        if desc.iter().any(|w| term_matches(t, w)) {
+            best = best.max(1.0);
+        }
+        if best > 0.0 {
+            matched += 1;
+        }
+        score += best;
+    }
+    // Styles matching every term rank above those matching some.
+    if matched == terms.len() {
+        score += terms.len() as f64;
+    }
+    score
+}
+
+/// A synthetic landscape (sky, sun, hills, a house, water) used to preview fast-style models.
+pub fn sample_scene(width: u32, height: u32) -> Picture {
+    let (w, h) = (width as usize, height as usize);
+    let n = w * h;
+    let mut rgb = vec![0f32; 3 * n];
+    for y in 0..h {
+        for x in 0..w {
+            let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
+            let mut c = [90.0 + 120.0 * fy, 150.0 + 70.0 * fy, 235.0 - 20.0 * fy];
+            let (dx, dy) = (fx - 0.78, fy - 0.22);
+            if dx * dx + dy * dy < 0.01 {
+                c = [255.0, 214.0, 90.0];
+            }
+            let hill = 0.55 + 0.08 * (fx * 9.0).sin() + 0.05 * (fx * 3.0 + 1.0).cos();
+            if fy > hill {
+                c = [60.0 + 60.0 * fx, 140.0 - 40.0 * fy, 60.0];
+            }
+            if (0.2..0.38).contains(&fx) && (0.45..0.65).contains(&fy) {
+                c = [200.0, 80.0, 60.0];
+            }
+            if (0.2..0.38).contains(&fx) && fy < 0.45 && fy > 0.45 - (0.09 - (fx - 0.29).abs()) {
+                c = [120.0, 50.0, 40.0];
+            }
+            if fy > 0.82 {
+                let ripple = 12.0 * ((fx * 40.0 + fy * 25.0).sin());
+                c = [40.0 + ripple, 90.0 + ripple, 160.0 + ripple];
+            }
+            let i = y * w + x;
+            rgb[i] = c[0].clamp(0.0, 255.0);
+            rgb[n + i] = c[1].clamp(0.0, 255.0);
+            rgb[2 * n + i] = c[2].clamp(0.0, 255.0);
+        }
+    }
+    Picture::from_planes(width, height, rgb)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn style(name: &str, tags: &[&str], desc: &str) -> StyleInfo {
+        StyleInfo {
+            name: name.into(),
+            title: name.into(),
+            method: "fast".into(),
+            kind: "model".into(),
+            family: String::new(),
+            tags: tags.iter().map(|s| s.to_string()).collect(),
+            description: desc.into(),
+            license: String::new(),
+            research_only: false,
+            thumbnail_url: None,
+            score: None,
+        }
+    }
+
+    #[test]
+    fn search_prefers_tags_and_stems() {
+        let wave = style(
+            "wave",
+            &["sea", "storm", "japanese"],
+            "Hokusai's great wave off Kanagawa",
+        );
+        let candy = style("candy", &["colourful", "abstract"], "bright candy colours");
+        assert!(search_score("stormy sea", &wave) > 5.0);
+        assert_eq!(search_score("stormy sea", &candy), 0.0);
+        assert!(search_score("waves", &wave) > 0.0);
+        assert_eq!(search_score("the", &wave), 0.0);
+    }
+}

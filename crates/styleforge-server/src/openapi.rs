@@ -1,0 +1,87 @@
+//! The OpenAPI 3 document, generated from the handlers' annotations.
+
+use std::sync::OnceLock;
+
+use utoipa::Modify;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+use crate::api;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "styleforge",
+        description = "Image style transfer as a service: upload a photo, pick a style, get the restyled image \
+at once (fast methods within the pixel budget) or as a job with live progress. Every error is a JSON `{code, message}`.",
+        license(name = "MIT OR Apache-2.0")
+    ),
+    paths(
+        api::images::upload,
+        api::images::list,
+        api::images::content,
+        api::images::info,
+        api::images::delete,
+        api::images::thumbnail,
+        api::styles::list,
+        api::styles::get_one,
+        api::styles::upload,
+        api::styles::delete,
+        api::styles::thumbnail,
+        api::stylize::stylize,
+        api::jobs::status,
+        api::jobs::cancel,
+        api::jobs::events,
+        api::jobs::result,
+        api::jobs::history,
+        api::results::content,
+        api::results::info,
+        api::results::rate,
+        api::results::ratings,
+        api::ops::healthz,
+        api::ops::readyz,
+        api::ops::metrics,
+        api::ops::openapi,
+    ),
+    modifiers(&Security),
+    tags(
+        (name = "images", description = "Uploads"),
+        (name = "styles", description = "The style gallery and custom style images"),
+        (name = "stylize", description = "Stylisation"),
+        (name = "jobs", description = "Jobs, progress and history"),
+        (name = "results", description = "Results and ratings"),
+        (name = "operations", description = "Health, readiness, metrics"),
+    )
+)]
+struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API key from `styleforge keys create` (not needed in anonymous mode)",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The document as a value.
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// The document as JSON (built once).
+pub fn document_json() -> String {
+    static DOC: OnceLock<String> = OnceLock::new();
+    DOC.get_or_init(|| document().to_pretty_json().unwrap_or_else(|_| "{}".into()))
+        .clone()
+}

@@ -1,0 +1,383 @@
+//! Job workers: in-process tasks that claim jobs from the database, hold them with a lease kept
+//! alive by heartbeats, report progress, honour cancellation, and store results atomically.
+//!
+//! A worker that dies stops sending heartbeats; once its lease ends any worker (in this process
+//! or another sharing the database) claims the job again. A worker that finds it lost its lease
+//! stops and writes nothing: every write is conditional on still holding the lease.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use tokio::task::JoinHandle;
+
+use crate::api::stylize::{fetch_inputs, limits};
+use crate::db::{self, JobRow, ProgressRow, ResultRow, now_ms, state as job_state};
+use crate::engine::{self, JobSpec, RunEnd, Timings};
+use crate::error::ApiError;
+use crate::state::{AppState, RunningJob, new_id};
+
+/// Aborts a task when dropped (so helpers die with the job they serve).
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Runs until shutdown: claim, run, repeat; sleep when idle.
+pub async fn worker_loop(state: AppState, worker: String) {
+    let mut shutdown = state.shutdown.subscribe();
+    let poll = Duration::from_millis(state.config.poll_ms);
+    let lease_ms = state.config.lease_secs as i64 * 1000;
+    tracing::info!(worker = %worker, "worker started");
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        match db::sweep_expired(&state.db).await {
+            Ok(ids) => ids.iter().for_each(|id| state.hub.changed(id)),
+            Err(e) => tracing::warn!(error = %e, "sweeping expired jobs"),
+        }
+        match db::claim_job(&state.db, &worker, lease_ms).await {
+            Ok(Some(job)) => {
+                let id = job.id.clone();
+                let run = AssertUnwindSafe(run_job(&state, &worker, job)).catch_unwind();
+                if run.await.is_err() {
+                    tracing::error!(job = %id, "job panicked");
+                    state.hub.running.lock().expect("running jobs").remove(&id);
+                    let _ = db::finish_job(
+                        &state.db,
+                        &id,
+                        &worker,
+                        job_state::FAILED,
+                        Some(("internal", "the job panicked")),
+                    )
+                    .await;
+                    state.hub.changed(&id);
+                }
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "claiming a job"),
+        }
+        tokio::select! {
+            _ = state.hub.new_job.notified() => {}
+            _ = tokio::time::sleep(poll) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    tracing::info!(worker = %worker, "worker stopped");
+}
+
+async fn heartbeat_loop(
+    state: AppState,
+    id: String,
+    worker: String,
+    cancel: Arc<AtomicBool>,
+    lost: Arc<AtomicBool>,
+) {
+    let every = state.config.heartbeat();
+    let lease_ms = state.config.lease_secs as i64 * 1000;
+    loop {
+        tokio::time::sleep(every).await;
+        match db::heartbeat(&state.db, &id, &worker, lease_ms).await {
+            Ok(Some(cancel_requested)) => {
+                if cancel_requested {
+                    cancel.store(true, Ordering::Relaxed);
+                }
+            }
+            Ok(None) => {
+                tracing::warn!(job = %id, worker = %worker, "lease lost; stopping");
+                lost.store(true, Ordering::Relaxed);
+                cancel.store(true, Ordering::Relaxed);
+                return;
+            }
+            Err(e) => tracing::warn!(job = %id, error = %e, "heartbeat failed"),
+        }
+    }
+}
+
+async fn progress_writer(
+    state: AppState,
+    id: String,
+    worker: String,
+    mut rx: tokio::sync::watch::Receiver<Option<ProgressRow>>,
+) {
+    while rx.changed().await.is_ok() {
+        let p = rx.borrow_and_update().clone();
+        if let Some(p) = p {
+            match db::set_progress(&state.db, &id, &worker, &p).await {
+                Ok(true) => state.hub.changed(&id),
+                Ok(false) => return,
+                Err(e) => tracing::warn!(job = %id, error = %e, "writing progress"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn run_job(state: &AppState, worker: &str, job: JobRow) {
+    let t0 = Instant::now();
+    let cancel = Arc::new(AtomicBool::new(job.cancel_requested));
+    let requeue = Arc::new(AtomicBool::new(false));
+    let lost = Arc::new(AtomicBool::new(false));
+    state.hub.running.lock().expect("running jobs").insert(
+        job.id.clone(),
+        RunningJob {
+            cancel: cancel.clone(),
+            requeue: requeue.clone(),
+            worker: worker.to_string(),
+        },
+    );
+    state.hub.changed(&job.id);
+    tracing::info!(job = %job.id, worker, attempt = job.attempts, method = %job.method, "job started");
+    let _hb = AbortOnDrop(tokio::spawn(heartbeat_loop(
+        state.clone(),
+        job.id.clone(),
+        worker.to_string(),
+        cancel.clone(),
+        lost.clone(),
+    )));
+    let (ptx, prx) = tokio::sync::watch::channel(None);
+    let pw = AbortOnDrop(tokio::spawn(progress_writer(
+        state.clone(),
+        job.id.clone(),
+        worker.to_string(),
+        prx,
+    )));
+    let outcome = execute_job(state, &job, cancel.clone(), ptx).await;
+    drop(pw);
+    state
+        .hub
+        .running
+        .lock()
+        .expect("running jobs")
+        .remove(&job.id);
+    let final_state = if lost.load(Ordering::Relaxed) {
+        tracing::warn!(job = %job.id, "the job's lease went to another worker; result dropped");
+        None
+    } else {
+        Some(settle(state, worker, &job, outcome, &cancel, &requeue, t0).await)
+    };
+    if let Some(s) = final_state {
+        state
+            .metrics
+            .job_seconds
+            .with_label_values(&[job.method.as_str(), s])
+            .observe(t0.elapsed().as_secs_f64());
+        tracing::info!(job = %job.id, state = s, seconds = t0.elapsed().as_secs_f64(), "job ended");
+    }
+    state.hub.changed(&job.id);
+}
+
+/// Records how a job ended; returns the state it ended in.
+async fn settle(
+    state: &AppState,
+    worker: &str,
+    job: &JobRow,
+    outcome: Result<(RunEnd, Timings), ApiError>,
+    cancel: &AtomicBool,
+    requeue: &AtomicBool,
+    t0: Instant,
+) -> &'static str {
+    let db = &state.db;
+    let id = job.id.as_str();
+    let log = |r: sqlx::Result<bool>| {
+        if let Err(e) = r {
+            tracing::error!(job = %id, error = %e, "recording the job's end");
+        }
+    };
+    match outcome {
+        Ok((RunEnd::Done(_), _))
+            if cancel.load(Ordering::Relaxed) && !requeue.load(Ordering::Relaxed) =>
+        {
+            log(db::finish_job(db, id, worker, job_state::CANCELLED, None).await);
+            job_state::CANCELLED
+        }
+        Ok((RunEnd::Done(out), mut timings)) => {
+            let ts = Instant::now();
+            let bytes = Bytes::from(out.bytes);
+            let sha = match state.blobs.put(bytes.clone()).await {
+                Ok(s) => s,
+                Err(e) => return retry_or_fail(state, worker, job, ApiError::from(e)).await,
+            };
+            timings.store_ms = ts.elapsed().as_secs_f64() * 1000.0;
+            timings.total_ms = (now_ms() - job.created_at).max(0) as f64;
+            let _ = t0;
+            let spec: Option<JobSpec> = serde_json::from_str(&job.spec).ok();
+            let result = ResultRow {
+                id: new_id("res"),
+                owner: job.owner.clone(),
+                job_id: job.id.clone(),
+                image_id: job.image_id.clone(),
+                style: job.style.clone(),
+                method: job.method.clone(),
+                sha256: sha.clone(),
+                format: spec.map(|s| s.format).unwrap_or_else(|| "png".into()),
+                width: out.width as i64,
+                height: out.height as i64,
+                bytes: bytes.len() as i64,
+                timings: serde_json::to_string(&timings).unwrap_or_else(|_| "{}".into()),
+                content_loss: out.content_loss,
+                style_loss: out.style_loss,
+                created_at: now_ms(),
+            };
+            match db::complete_job(db, id, worker, &result).await {
+                Ok(true) => {
+                    if let Err(e) = state.blobs.ensure(&sha, bytes).await {
+                        tracing::error!(job = %id, error = %e, "re-storing a result blob");
+                    }
+                    job_state::SUCCEEDED
+                }
+                Ok(false) => {
+                    tracing::warn!(job = %id, "the job changed hands before its result was stored");
+                    crate::api::images::release_blob(state, &sha).await;
+                    "lost"
+                }
+                Err(e) => retry_or_fail(state, worker, job, ApiError::from(e)).await,
+            }
+        }
+        Ok((RunEnd::Cancelled, _)) if requeue.load(Ordering::Relaxed) => {
+            log(db::requeue_job(db, id, worker, true).await);
+            job_state::QUEUED
+        }
+        Ok((RunEnd::Cancelled, _)) => {
+            log(db::finish_job(db, id, worker, job_state::CANCELLED, None).await);
+            job_state::CANCELLED
+        }
+        Err(e) if e.status.is_server_error() => retry_or_fail(state, worker, job, e).await,
+        Err(e) => {
+            log(db::finish_job(
+                db,
+                id,
+                worker,
+                job_state::FAILED,
+                Some((&e.code, &e.message)),
+            )
+            .await);
+            job_state::FAILED
+        }
+    }
+}
+
+/// A failure that may not happen again (storage, database, a panic): retried while attempts
+/// remain, failed after.
+async fn retry_or_fail(state: &AppState, worker: &str, job: &JobRow, e: ApiError) -> &'static str {
+    let r = if job.attempts < job.max_attempts {
+        tracing::warn!(job = %job.id, error = %e, "job failed; retrying");
+        db::requeue_job(&state.db, &job.id, worker, false)
+            .await
+            .map(|_| job_state::QUEUED)
+    } else {
+        db::finish_job(
+            &state.db,
+            &job.id,
+            worker,
+            job_state::FAILED,
+            Some((&e.code, &e.message)),
+        )
+        .await
+        .map(|_| job_state::FAILED)
+    };
+    r.unwrap_or_else(|err| {
+        tracing::error!(job = %job.id, error = %err, "recording a failure");
+        job_state::FAILED
+    })
+}
+
+async fn execute_job(
+    state: &AppState,
+    job: &JobRow,
+    cancel: Arc<AtomicBool>,
+    ptx: tokio::sync::watch::Sender<Option<ProgressRow>>,
+) -> Result<(RunEnd, Timings), ApiError> {
+    let spec: JobSpec = serde_json::from_str(&job.spec)
+        .map_err(|e| ApiError::unprocessable("invalid_job", format!("unreadable job: {e}")))?;
+    let stage = |s: &str, f: f64| {
+        let _ = ptx.send(Some(ProgressRow {
+            fraction: f,
+            stage: s.into(),
+            ..Default::default()
+        }));
+    };
+    stage("loading", 0.0);
+    let inputs = fetch_inputs(state, &spec).await?;
+    let info = state.models.info(&spec.model).await.map_err(|e| {
+        ApiError::unprocessable(
+            "model_missing",
+            format!("model `{}`: {}", spec.model, e.message),
+        )
+    })?;
+    let tl = Instant::now();
+    let model = state.models.get(&info).await?;
+    let load_ms = tl.elapsed().as_secs_f64() * 1000.0;
+    stage("waiting for an inference slot", 0.01);
+    let device = state.device.clone();
+    let limits = limits(state);
+    let method = spec.method;
+    let (end, waited) = state
+        .run_inference(move || {
+            engine::execute(
+                &spec,
+                &inputs,
+                &model,
+                &device,
+                limits,
+                Some(cancel),
+                &mut |p| {
+                    let _ = ptx.send(Some(p));
+                },
+            )
+        })
+        .await?;
+    let end = end?;
+    let mut timings = Timings {
+        queue_ms: (job.started_at.unwrap_or(job.created_at) - job.created_at).max(0) as f64
+            + waited.as_secs_f64() * 1000.0,
+        load_ms,
+        ..Default::default()
+    };
+    if let RunEnd::Done(o) = &end {
+        timings.decode_ms = o.timings.decode_ms;
+        timings.inference_ms = o.timings.inference_ms;
+        timings.encode_ms = o.timings.encode_ms;
+        state
+            .metrics
+            .inference_seconds
+            .with_label_values(&[method.name(), "job"])
+            .observe((o.timings.decode_ms + o.timings.inference_ms + o.timings.encode_ms) / 1000.0);
+    }
+    Ok((end, timings))
+}
+
+/// Sends the jobs running here back to the queue (shutdown after the grace period): stops them
+/// and marks them to be requeued rather than cancelled.
+pub fn requeue_running(state: &AppState) -> Vec<(String, String)> {
+    let running = state.hub.running.lock().expect("running jobs");
+    running
+        .iter()
+        .map(|(id, r)| {
+            r.requeue.store(true, Ordering::Relaxed);
+            r.cancel.store(true, Ordering::Relaxed);
+            (id.clone(), r.worker.clone())
+        })
+        .collect()
+}
+
+/// Claims one job as `worker` with a lease of `lease` and does nothing with it: what a worker
+/// that dies right after claiming leaves behind. For tests of lease expiry and retries.
+pub async fn claim_and_abandon(
+    config: &crate::Config,
+    worker: &str,
+    lease: Duration,
+) -> anyhow::Result<Option<String>> {
+    let db = db::connect(&config.database_url()).await?;
+    let job = db::claim_job(&db, worker, lease.as_millis() as i64).await?;
+    db.close().await;
+    Ok(job.map(|j| j.id))
+}

@@ -1,0 +1,1044 @@
+//! The service end to end over real HTTP: a server started on 127.0.0.1:0 per test, with its own
+//! data directory, real models from the shared directory, and a blocking HTTP client.
+
+mod common;
+
+use std::time::Duration;
+
+use burn::tensor::Device;
+use common::*;
+use serde_json::{Value, json};
+use styleforge_core::fast_style::{FastStyleNet, StylizeOptions};
+use styleforge_core::image_io;
+use styleforge_core::library::{Library, ModelInfo};
+use styleforge_core::shared;
+use styleforge_server::KeyLimits;
+
+fn decode_rgb(bytes: &[u8]) -> image::RgbImage {
+    image::load_from_memory(bytes).unwrap().to_rgb8()
+}
+
+#[test]
+fn upload_raw_and_multipart_then_get_info_thumbnail_list_delete() {
+    let data = tempfile::tempdir().unwrap();
+    let s = TestServer::start(config(models_home(), data.path()));
+    let jpeg = content_jpeg();
+
+    let r = post_bytes(&s.url("/v1/images"), "image/jpeg", &jpeg, None);
+    let v = r.ok_json(201);
+    let id = v["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/v1/images/{id}").as_str())
+    );
+    assert_eq!(v["format"], "jpeg");
+    assert_eq!(
+        (v["width"].as_u64(), v["height"].as_u64()),
+        (Some(256), Some(170))
+    );
+    assert_eq!(v["bytes"].as_u64(), Some(jpeg.len() as u64));
+
+    // The bytes come back unchanged.
+    let g = get(&s.url(&format!("/v1/images/{id}")), None);
+    assert_eq!(g.status, 200);
+    assert_eq!(g.content_type, "image/jpeg");
+    assert_eq!(g.body, jpeg);
+
+    // Multipart upload of the same file: a new image, the same content-addressed blob.
+    let (ct, body) = multipart("image", &jpeg, &[]);
+    let v2 = post_bytes(&s.url("/v1/images"), &ct, &body, None).ok_json(201);
+    let id2 = v2["id"].as_str().unwrap().to_string();
+    assert_ne!(id, id2);
+    assert_eq!(v2["sha256"], v["sha256"]);
+    let sha = v["sha256"].as_str().unwrap().to_string();
+    let blob = data.path().join("blobs/sha256").join(&sha[..2]).join(&sha);
+    assert!(
+        blob.is_file(),
+        "blob stored under its hash: {}",
+        blob.display()
+    );
+
+    let info = get(&s.url(&format!("/v1/images/{id}/info")), None).ok_json(200);
+    assert_eq!(info["id"], id.as_str());
+    assert_eq!(info["sha256"], sha.as_str());
+
+    let t = get(&s.url(&format!("/v1/images/{id}/thumbnail?size=64")), None);
+    assert_eq!(t.status, 200);
+    assert_eq!(t.content_type, "image/jpeg");
+    let thumb = decode_rgb(&t.body);
+    assert_eq!(thumb.width().max(thumb.height()), 64);
+
+    // Pagination, newest first.
+    let p1 = get(&s.url("/v1/images?limit=1"), None).ok_json(200);
+    assert_eq!(p1["items"].as_array().unwrap().len(), 1);
+    assert_eq!(p1["items"][0]["id"], id2.as_str());
+    let cursor = p1["next_cursor"].as_str().unwrap();
+    let p2 = get(&s.url(&format!("/v1/images?limit=1&cursor={cursor}")), None).ok_json(200);
+    assert_eq!(p2["items"][0]["id"], id.as_str());
+    assert!(p2["next_cursor"].is_null());
+
+    // Deleting one image keeps the blob the other still uses; deleting both removes it.
+    assert_eq!(
+        delete(&s.url(&format!("/v1/images/{id}")), None).status,
+        204
+    );
+    get(&s.url(&format!("/v1/images/{id}")), None).assert_error(404, "image_not_found");
+    delete(&s.url(&format!("/v1/images/{id}")), None).assert_error(404, "image_not_found");
+    assert!(blob.is_file());
+    assert_eq!(get(&s.url(&format!("/v1/images/{id2}")), None).body, jpeg);
+    assert_eq!(
+        delete(&s.url(&format!("/v1/images/{id2}")), None).status,
+        204
+    );
+    assert!(!blob.exists(), "unreferenced blob removed");
+    s.shutdown();
+}
+
+#[test]
+fn sync_fast_stylization_gives_the_engines_pixels() {
+    let data = tempfile::tempdir().unwrap();
+    let s = TestServer::start(config(models_home(), data.path()));
+    let jpeg = content_jpeg();
+    let id = upload(&s, &jpeg, None);
+
+    let r = post_json(
+        &s.url("/v1/stylize"),
+        &json!({"image": id, "style": "candy", "method": "fast"}),
+        None,
+    );
+    let v = r.ok_json(200);
+    let rid = v["result"].as_str().unwrap().to_string();
+    assert_eq!(v["url"], format!("/v1/results/{rid}"));
+    let got = get(&s.url(&format!("/v1/results/{rid}")), None);
+    assert_eq!(got.status, 200);
+    assert_eq!(got.content_type, "image/png");
+
+    // The engine on the same input, as `styleforge stylize` runs it.
+    let dev = Device::flex();
+    let pic = image_io::decode(&jpeg, image_io::DEFAULT_MAX_PIXELS).unwrap();
+    let net = FastStyleNet::load(&Library::new(models_home()).model_path("candy"), &dev).unwrap();
+    let want = net.stylize(&pic, &StylizeOptions::default(), &dev).unwrap();
+    let want = image::load_from_memory(&want.encode(image_io::Format::Png).unwrap())
+        .unwrap()
+        .to_rgb8();
+    let got = decode_rgb(&got.body);
+    assert_eq!(got.dimensions(), want.dimensions());
+    let max_diff = got
+        .as_raw()
+        .iter()
+        .zip(want.as_raw())
+        .map(|(a, b)| a.abs_diff(*b))
+        .max()
+        .unwrap();
+    assert_eq!(max_diff, 0, "the service gives the engine's pixels");
+
+    // The result records its timings; the job is in the history.
+    let info = get(&s.url(&format!("/v1/results/{rid}/info")), None).ok_json(200);
+    assert_eq!(info["style"], "candy");
+    assert_eq!(info["method"], "fast");
+    assert!(info["timings"]["inference_ms"].as_f64().unwrap() > 0.0);
+    assert!(
+        info["timings"]["total_ms"].as_f64().unwrap()
+            >= info["timings"]["inference_ms"].as_f64().unwrap()
+    );
+    let h = get(&s.url("/v1/history"), None).ok_json(200);
+    assert_eq!(h["items"][0]["result"], rid.as_str());
+    assert_eq!(h["items"][0]["state"], "succeeded");
+
+    // Other output formats and options.
+    let v = post_json(
+        &s.url("/v1/stylize"),
+        &json!({"image": id, "style": "candy", "format": "jpeg", "strength": 0.5, "preserve_color": true, "max_size": 100}),
+        None,
+    )
+    .ok_json(200);
+    assert_eq!(
+        (v["width"].as_u64(), v["height"].as_u64()),
+        (Some(100), Some(66))
+    );
+    let r = get(&s.url(v["url"].as_str().unwrap()), None);
+    assert_eq!(r.content_type, "image/jpeg");
+
+    // Ratings, aggregated per style and method; rating again replaces.
+    let rate = |score: i64| {
+        put_json(
+            &s.url(&format!("/v1/results/{rid}/rating")),
+            &json!({"score": score}),
+            None,
+        )
+    };
+    assert_eq!(rate(4).ok_json(200)["score"], 4);
+    let agg = get(&s.url("/v1/ratings?style=candy"), None).ok_json(200);
+    assert_eq!(agg["ratings"][0]["count"], 1);
+    assert_eq!(agg["ratings"][0]["mean"], 4.0);
+    assert_eq!(agg["ratings"][0]["histogram"], json!([0, 0, 0, 1, 0]));
+    rate(2).ok_json(200);
+    let agg = get(&s.url("/v1/ratings"), None).ok_json(200);
+    assert_eq!(agg["ratings"][0]["method"], "fast");
+    assert_eq!(agg["ratings"][0]["count"], 1);
+    assert_eq!(agg["ratings"][0]["mean"], 2.0);
+    assert_eq!(
+        get(&s.url(&format!("/v1/results/{rid}/info")), None).ok_json(200)["rating"],
+        2
+    );
+
+    // Over the synchronous pixel budget, the same request is a job.
+    s.shutdown();
+    let mut cfg = config(models_home(), data.path());
+    cfg.sync_pixel_budget = 1000;
+    let s = TestServer::start(cfg);
+    let r = post_json(
+        &s.url("/v1/stylize"),
+        &json!({"image": id, "style": "candy"}),
+        None,
+    );
+    let v = r.ok_json(202);
+    let job = v["job"].as_str().unwrap().to_string();
+    assert_eq!(v["url"], format!("/v1/jobs/{job}"));
+    let done = wait_job(&s, &job, None, Duration::from_secs(60), |j| {
+        j["state"] == "succeeded"
+    });
+    let res = get(&s.url(done["result_url"].as_str().unwrap()), None);
+    assert_eq!(decode_rgb(&res.body), got, "the job gives the same pixels");
+    let jr = get(&s.url(&format!("/v1/jobs/{job}/result")), None);
+    assert_eq!(jr.body, res.body);
+    s.shutdown();
+}
+
+#[test]
+fn style_gallery_lists_the_library_and_searches_keywords() {
+    let home = tempfile::tempdir().unwrap();
+    let lib = Library::new(home.path());
+    fast_models(&lib);
+    let data = tempfile::tempdir().unwrap();
+    let s = TestServer::start(config(home.path(), data.path()));
+
+    let names = |v: &Value| -> Vec<String> {
+        v["styles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let all = get(&s.url("/v1/styles"), None).ok_json(200);
+    assert_eq!(names(&all), ["candy", "seascape"]);
+    let candy = &all["styles"][0];
+    assert_eq!(candy["title"], "Candy");
+    assert_eq!(candy["method"], "fast");
+    assert_eq!(candy["tags"], json!(["colourful", "abstract", "bright"]));
+    assert!(candy["description"].as_str().unwrap().contains("candy"));
+    assert!(candy["license"].is_string());
+    assert_eq!(candy["thumbnail_url"], "/v1/styles/candy/thumbnail");
+
+    // A model imported while the server runs (what `styleforge models import` does) appears.
+    lib.import(
+        &[shared::path(
+            "models/fast_style_pytorch/candy_nc16.safetensors",
+        )],
+        ModelInfo {
+            name: "candy-large".into(),
+            tags: vec!["colourful".into()],
+            ..Default::default()
+        },
+        false,
+    )
+    .unwrap();
+    let all = get(&s.url("/v1/styles"), None).ok_json(200);
+    assert_eq!(names(&all), ["candy", "candy-large", "seascape"]);
+
+    // Keyword search over tags and descriptions, with simple stemming.
+    let found = get(&s.url("/v1/styles?q=stormy+sea"), None).ok_json(200);
+    assert_eq!(names(&found), ["seascape"]);
+    let found = get(&s.url("/v1/styles?q=colourful%20stained%20glass"), None).ok_json(200);
+    assert_eq!(names(&found)[0], "candy");
+    assert!(!names(&found).contains(&"seascape".to_string()));
+    assert!(names(&get(&s.url("/v1/styles?q=zebra"), None).ok_json(200)).is_empty());
+
+    let one = get(&s.url("/v1/styles/seascape"), None).ok_json(200);
+    assert_eq!(one["title"], "Seascape");
+    get(&s.url("/v1/styles/nope"), None).assert_error(404, "style_not_found");
+    get(&s.url("/v1/styles/..%2Fetc"), None).assert_error(404, "style_not_found");
+    let t = get(&s.url("/v1/styles/candy/thumbnail?size=64"), None);
+    assert_eq!(t.status, 200, "{}", String::from_utf8_lossy(&t.body));
+    assert_eq!(decode_rgb(&t.body).width(), 64);
+
+    // Custom style images belong to their uploader and are searchable.
+    let sid = upload_style(
+        &s,
+        &small_png("data/styles/great_wave_hokusai.jpg", 64),
+        None,
+    );
+    let mine = get(&s.url("/v1/styles?q=paint"), None).ok_json(200);
+    assert_eq!(names(&mine), std::slice::from_ref(&sid));
+    assert_eq!(mine["styles"][0]["kind"], "custom");
+    let t = get(&s.url(&format!("/v1/styles/{sid}/thumbnail")), None);
+    assert_eq!(t.status, 200);
+    delete(&s.url("/v1/styles/candy"), None).assert_error(403, "read_only");
+    assert_eq!(
+        delete(&s.url(&format!("/v1/styles/{sid}")), None).status,
+        204
+    );
+    get(&s.url(&format!("/v1/styles/{sid}")), None).assert_error(404, "style_not_found");
+    s.shutdown();
+}
+
+#[test]
+fn gatys_job_runs_to_completion_over_sse() {
+    let data = tempfile::tempdir().unwrap();
+    let s = TestServer::start(config(models_home(), data.path()));
+    let cid = upload(
+        &s,
+        &small_png("data/content/small/cat_chelsea_256.jpg", 48),
+        None,
+    );
+    let sid = upload_style(
+        &s,
+        &small_png("data/styles/starry_night_van_gogh.jpg", 48),
+        None,
+    );
+    let r = post_json(
+        &s.url("/v1/stylize"),
+        &json!({"image": cid, "style": sid, "method": "gatys", "iterations": 20, "max_size": 48}),
+        None,
+    );
+    let v = r.ok_json(202);
+    let job = v["job"].as_str().unwrap().to_string();
+    assert_eq!(v["events_url"], format!("/v1/jobs/{job}/events"));
+
+    let events = follow_events(&s.url(v["events_url"].as_str().unwrap()), None);
+    let last = events.last().expect("events");
+    assert_eq!(last.event, "done", "{events:?}");
+    assert_eq!(last.data["state"], "succeeded", "{}", last.data);
+    let fractions: Vec<f64> = events
+        .iter()
+        .map(|e| e.data["progress"]["fraction"].as_f64().unwrap())
+        .collect();
+    assert!(
+        fractions.windows(2).all(|w| w[0] <= w[1]),
+        "progress never goes back: {fractions:?}"
+    );
+    assert_eq!(*fractions.last().unwrap(), 1.0);
+    for e in &events[..events.len() - 1] {
+        assert_eq!(e.event, "progress");
+        assert!(
+            ["queued", "running"].contains(&e.data["state"].as_str().unwrap()),
+            "{}",
+            e.data
+        );
+    }
+
+    let rid = last.data["result"].as_str().unwrap();
+    let img = get(&s.url(&format!("/v1/results/{rid}")), None);
+    assert_eq!(decode_rgb(&img.body).dimensions(), (48, 48));
+    let info = get(&s.url(&format!("/v1/results/{rid}/info")), None).ok_json(200);
+    assert_eq!(info["method"], "gatys");
+    assert!(info["content_loss"].as_f64().unwrap() >= 0.0);
+    assert!(info["style_loss"].as_f64().unwrap() > 0.0);
+    // A finished job's stream answers with its final state at once.
+    let again = follow_events(&s.url(&format!("/v1/jobs/{job}/events")), None);
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].event, "done");
+    let m = String::from_utf8(get(&s.url("/metrics"), None).body).unwrap();
+    assert!(
+        m.contains("styleforge_job_duration_seconds_count{method=\"gatys\",state=\"succeeded\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("styleforge_model_load_seconds_count{model=\"vgg19\"} 1"));
+    s.shutdown();
+}
+
+#[test]
+fn adain_runs_synchronously_and_needs_a_library_model() {
+    let data = tempfile::tempdir().unwrap();
+    let s = TestServer::start(config(models_home(), data.path()));
+    let cid = upload(&s, &content_jpeg(), None);
+    let s1 = upload_style(
+        &s,
+        &small_png("data/styles/great_wave_hokusai.jpg", 64),
+        None,
+    );
+    let s2 = upload_style(&s, &small_png("data/styles/the_scream_munch.jpg", 64), None);
+    let v = post_json(
+        &s.url("/v1/stylize"),
+        &json!({"image": cid, "style": s1, "method": "adain", "strength": 0.8}),
+        None,
+    )
+    .ok_json(200);
+    assert_eq!(
+        (v["width"].as_u64(), v["height"].as_u64()),
+        (Some(256), Some(170))
+    );
+    let v = post_json(
+        &s.url("/v1/stylize"),
+        &json!({"image": cid, "styles": [{"style": s1, "weight": 1}, {"style": s2, "weight": 3}], "method": "adain", "mask": cid, "max_size": 128}),
+        None,
+    )
+    .ok_json(200);
+    let img = get(&s.url(v["url"].as_str().unwrap()), None);
+    assert_eq!(decode_rgb(&img.body).dimensions(), (128, 85));
+    // A library model is not a style image.
+    post_json(
+        &s.url("/v1/stylize"),
+        &json!({"image": cid, "style": "candy", "method": "adain"}),
+        None,
+    )
+    .assert_error(422, "wrong_method");
+    // A style image is not a fast-style network.
+    post_json(
+        &s.url("/v1/stylize"),
+        &json!({"image": cid, "style": s1, "method": "fast"}),
+        None,
+    )
+    .assert_error(422, "wrong_method");
+    s.shutdown();
+
+    // Without AdaIN and VGG models in the library: 422 saying what to install.
+    let home = tempfile::tempdir().unwrap();
+    fast_models(&Library::new(home.path()));
+    let data = tempfile::tempdir().unwrap();
+    let s = TestServer::start(config(home.path(), data.path()));
+    let cid = upload(&s, &content_jpeg(), None);
+    let sid = upload_style(
+        &s,
+        &small_png("data/styles/great_wave_hokusai.jpg", 64),
+        None,
+    );
+    let r = post_json(
+        &s.url("/v1/stylize"),
+        &json!({"image": cid, "style": sid, "method": "adain"}),
+        None,
+    );
+    r.assert_error(422, "model_missing");
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("adain.safetensors")
+    );
+    let r = post_json(
+        &s.url("/v1/stylize"),
+        &json!({"image": cid, "style": sid, "method": "gatys"}),
+        None,
+    );
+    r.assert_error(422, "model_missing");
+    assert!(r.json()["message"].as_str().unwrap().contains("vgg19"));
+    s.shutdown();
+}
+
+#[test]
+fn cancel_queued_and_running_jobs() {
+    let data = tempfile::tempdir().unwrap();
+    let s = TestServer::start(config(models_home(), data.path()));
+    let cid = upload(
+        &s,
+        &small_png("data/content/small/cat_chelsea_256.jpg", 64),
+        None,
+    );
+    let sid = upload_style(
+        &s,
+        &small_png("data/styles/starry_night_van_gogh.jpg", 64),
+        None,
+    );
+    let submit = |iterations: u32| {
+        post_json(
+            &s.url("/v1/stylize"),
+            &json!({"image": cid, "style": sid, "method": "gatys", "iterations": iterations}),
+            None,
+        )
+        .ok_json(202)["job"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let long = submit(2000);
+    let queued = submit(5);
+    wait_job(&s, &long, None, Duration::from_secs(60), |j| {
+        j["state"] == "running" && j["progress"]["iteration"].as_i64().unwrap_or(0) >= 1
+    });
+    // One worker: the second job waits in the queue, and cancelling it is immediate.
+    let v = post_bytes(
+        &s.url(&format!("/v1/jobs/{queued}/cancel")),
+        "application/json",
+        b"",
+        None,
+    )
+    .ok_json(200);
+    assert_eq!(v["state"], "cancelled");
+    // The running one stops at its next iteration.
+    let v = post_bytes(
+        &s.url(&format!("/v1/jobs/{long}/cancel")),
+        "application/json",
+        b"",
+        None,
+    )
+    .ok_json(200);
+    assert_eq!(v["cancel_requested"], true);
+    let v = wait_job(&s, &long, None, Duration::from_secs(30), |j| {
+        j["state"] != "running"
+    });
+    assert_eq!(v["state"], "cancelled", "{v}");
+    assert!(v["result"].is_null());
+    get(&s.url(&format!("/v1/jobs/{long}/result")), None).assert_error(409, "job_not_succeeded");
+    // Cancelling again is harmless; a finished job cannot be cancelled.
+    assert_eq!(
+        post_bytes(&s.url(&format!("/v1/jobs/{long}/cancel")), "", b"", None).ok_json(200)["state"],
+        "cancelled"
+    );
+    let quick = post_json(
+        &s.url("/v1/stylize"),
+        &json!({"image": cid, "style": "candy", "async": true}),
+        None,
+    )
+    .ok_json(202)["job"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_job(&s, &quick, None, Duration::from_secs(60), |j| {
+        j["state"] == "succeeded"
+    });
+    post_bytes(&s.url(&format!("/v1/jobs/{quick}/cancel")), "", b"", None)
+        .assert_error(409, "job_finished");
+    s.shutdown();
+}
+
+/// A PNG whose header claims `w`×`h` pixels, with no pixel data.
+fn png_header(w: u32, h: u32) -> Vec<u8> {
+    fn crc32(data: &[u8]) -> u32 {
+        let mut c = 0xFFFF_FFFFu32;
+        for &b in data {
+            c ^= b as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+            }
+        }
+        !c
+    }
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut chunk = |kind: &[u8], data: &[u8]| {
+        let mut body = kind.to_vec();
+        body.extend_from_slice(data);
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&crc32(&body).to_be_bytes());
+    };
+    let mut ihdr = w.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    chunk(b"IHDR", &ihdr);
+    // The start of a zlib stream of zeros: what a decompression bomb looks like.
+    chunk(b"IDAT", &[0x78, 0xda, 0xed, 0xc1, 0x01, 0x0d, 0x00, 0x00]);
+    chunk(b"IEND", &[]);
+    out
+}
+
+#[test]
+fn bad_input_is_a_4xx_with_a_json_error() {
+    let data = tempfile::tempdir().unwrap();
+    let mut cfg = config(models_home(), data.path());
+    cfg.max_upload_bytes = 300_000;
+    cfg.max_pixels = 1_000_000;
+    cfg.formats = vec!["jpeg".into(), "png".into()];
+    let s = TestServer::start(cfg);
+    let up = |ct: &str, body: &[u8]| post_bytes(&s.url("/v1/images"), ct, body, None);
+    let jpeg = content_jpeg();
+
+    up("image/jpeg", b"").assert_error(400, "empty_body");
+    up("image/png", b"hello, this is not an image at all").assert_error(415, "unsupported_format");
+    up("image/gif", b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
+        .assert_error(415, "unsupported_format");
+    let mut webp = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::new_rgb8(8, 8)
+        .write_to(&mut webp, image::ImageFormat::WebP)
+        .unwrap();
+    up("image/webp", webp.get_ref()).assert_error(415, "unsupported_format");
+    up("image/jpeg", &jpeg[..jpeg.len() / 2]).assert_error(422, "invalid_image");
+    up("image/png", &png_header(64, 64)).assert_error(422, "invalid_image");
+    let r = up("image/png", &png_header(50_000, 50_000));
+    r.assert_error(413, "too_many_pixels");
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("50000x50000")
+    );
+    up("image/jpeg", &vec![0xAB; 400_000]).assert_error(413, "payload_too_large");
+    let (ct, body) = multipart("image", &vec![0xAB; 400_000], &[]);
+    let r = post_bytes(&s.url("/v1/images"), &ct, &body, None);
+    assert_eq!(r.status, 413, "{}", String::from_utf8_lossy(&r.body));
+    r.json();
+    let (ct, body) = multipart("image", &jpeg, &[]);
+    let body = body.replace_filename_field();
+    post_bytes(&s.url("/v1/images"), &ct, &body, None).assert_error(400, "invalid_multipart");
+    post_bytes(&s.url("/v1/styles"), &ct, &body, None).assert_error(400, "missing_file");
+    let (ct, body) = multipart("image", &jpeg, &[("colour", "red")]);
+    post_bytes(&s.url("/v1/images"), &ct, &body, None).assert_error(400, "invalid_multipart");
+
+    let id = upload(&s, &jpeg, None);
+    let st = |body: &str, ct: &str| post_bytes(&s.url("/v1/stylize"), ct, body.as_bytes(), None);
+    st("{\"image\": ", "application/json").assert_error(400, "invalid_json");
+    st(
+        &json!({"image": id, "style": "candy"}).to_string(),
+        "text/plain",
+    )
+    .assert_error(415, "unsupported_media_type");
+    st(
+        &json!({"image": id, "style": "candy", "colour": 1}).to_string(),
+        "application/json",
+    )
+    .assert_error(422, "invalid_body");
+    st(&json!({"style": "candy"}).to_string(), "application/json")
+        .assert_error(422, "invalid_body");
+    st(
+        &json!({"image": id, "style": "candy", "method": "cyclegan"}).to_string(),
+        "application/json",
+    )
+    .assert_error(422, "invalid_body");
+    st(
+        &json!({"image": 5, "style": "candy"}).to_string(),
+        "application/json",
+    )
+    .assert_error(422, "invalid_body");
+    let sj = |v: Value| post_json(&s.url("/v1/stylize"), &v, None);
+    sj(json!({"image": "img_nope", "style": "candy"})).assert_error(404, "image_not_found");
+    sj(json!({"image": id, "style": "no-such-style"})).assert_error(404, "style_not_found");
+    sj(json!({"image": id, "style": "../../etc/passwd"})).assert_error(404, "style_not_found");
+    sj(json!({"image": id})).assert_error(422, "missing_style");
+    sj(json!({"image": id, "style": "candy", "strength": 2}))
+        .assert_error(422, "invalid_parameter");
+    sj(json!({"image": id, "style": "candy", "format": "bmp"})).assert_error(422, "invalid_body");
+    sj(json!({"image": id, "style": "candy", "max_size": 0}))
+        .assert_error(422, "invalid_parameter");
+    sj(json!({"image": id, "style": "candy", "iterations": 10}))
+        .assert_error(422, "invalid_parameter");
+    sj(json!({"image": id, "styles": [{"style": "candy"}, {"style": "candy"}]}))
+        .assert_error(422, "invalid_parameter");
+    sj(json!({"image": id, "style": "candy", "method": "gatys", "iterations": 1_000_000}))
+        .assert_error(422, "invalid_parameter");
+    sj(json!({"image": id, "method": "adain", "styles": [{"style": id, "weight": -1}]}))
+        .assert_error(422, "invalid_parameter");
+
+    get(&s.url("/v1/images/img_nope"), None).assert_error(404, "image_not_found");
+    get(&s.url("/v1/jobs/job_nope"), None).assert_error(404, "job_not_found");
+    get(&s.url("/v1/jobs/job_nope/events"), None).assert_error(404, "job_not_found");
+    get(&s.url("/v1/results/res_nope"), None).assert_error(404, "result_not_found");
+    put_json(
+        &s.url("/v1/results/res_nope/rating"),
+        &json!({"score": 3}),
+        None,
+    )
+    .assert_error(404, "result_not_found");
+    let rid = sj(json!({"image": id, "style": "candy", "max_size": 64})).ok_json(200)["result"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    put_json(
+        &s.url(&format!("/v1/results/{rid}/rating")),
+        &json!({"score": 9}),
+        None,
+    )
+    .assert_error(422, "invalid_parameter");
+    put_json(
+        &s.url(&format!("/v1/results/{rid}/rating")),
+        &json!({"score": "good"}),
+        None,
+    )
+    .assert_error(422, "invalid_body");
+    get(&s.url("/v1/history?limit=0"), None).assert_error(400, "invalid_query");
+    get(&s.url("/v1/history?limit=abc"), None).assert_error(400, "invalid_query");
+    get(&s.url("/v1/history?cursor=garbage"), None).assert_error(400, "invalid_cursor");
+    get(&s.url(&format!("/v1/images/{id}/thumbnail?size=5")), None)
+        .assert_error(400, "invalid_query");
+    get(&s.url("/v1/nothing-here"), None).assert_error(404, "not_found");
+    delete(&s.url("/v1/stylize"), None).assert_error(405, "method_not_allowed");
+    s.shutdown();
+}
+
+trait ReplaceFilename {
+    fn replace_filename_field(self) -> Vec<u8>;
+}
+
+impl ReplaceFilename for Vec<u8> {
+    /// Turns the file part into a text field with another name (a form without a file).
+    fn replace_filename_field(self) -> Vec<u8> {
+        let text = String::from_utf8_lossy(&self).into_owned();
+        let start = text.find("Content-Disposition").unwrap();
+        let mut out = self[..start].to_vec();
+        out.extend_from_slice(b"Content-Disposition: form-data; name=\"title\"\r\n\r\nno file here\r\n--styleforgeTestBoundary7MA4YWxk--\r\n");
+        out
+    }
+}
+
+#[test]
+fn keys_isolate_owners_and_apply_limits() {
+    let data = tempfile::tempdir().unwrap();
+    let mut cfg = config(models_home(), data.path());
+    cfg.anonymous = false;
+    let s = TestServer::start(cfg.clone());
+    let key = |name: &str, limits: KeyLimits| {
+        s.block_on(styleforge_server::create_key(&cfg, name, limits))
+            .unwrap()
+    };
+    let alice = key("alice", KeyLimits::default());
+    let bob = key("bob", KeyLimits::default());
+    assert!(alice.key.starts_with("sf_") && alice.key.len() > 40);
+    let (a, b) = (Some(alice.key.as_str()), Some(bob.key.as_str()));
+
+    get(&s.url("/v1/history"), None).assert_error(401, "missing_key");
+    get(&s.url("/v1/history"), Some("sf_not_a_key")).assert_error(401, "invalid_key");
+    let ok = get(&s.url("/healthz"), None);
+    assert_eq!(ok.status, 200, "probes need no key");
+
+    let img = upload(&s, &content_jpeg(), a);
+    let sty = upload_style(&s, &small_png("data/styles/great_wave_hokusai.jpg", 64), a);
+    let res = post_json(
+        &s.url("/v1/stylize"),
+        &json!({"image": img, "style": "candy", "max_size": 64}),
+        a,
+    )
+    .ok_json(200);
+    let rid = res["result"].as_str().unwrap().to_string();
+    let job = post_json(
+        &s.url("/v1/stylize"),
+        &json!({"image": img, "style": "candy", "max_size": 64, "async": true}),
+        a,
+    )
+    .ok_json(202)["job"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_job(&s, &job, a, Duration::from_secs(60), |j| {
+        j["state"] == "succeeded"
+    });
+
+    // Bob sees none of it: 404, exactly as if it did not exist.
+    for path in [
+        format!("/v1/images/{img}"),
+        format!("/v1/images/{img}/info"),
+        format!("/v1/images/{img}/thumbnail"),
+        format!("/v1/jobs/{job}"),
+        format!("/v1/jobs/{job}/events"),
+        format!("/v1/jobs/{job}/result"),
+        format!("/v1/results/{rid}"),
+        format!("/v1/results/{rid}/info"),
+        format!("/v1/styles/{sty}"),
+    ] {
+        let r = get(&s.url(&path), b);
+        assert_eq!(
+            r.status,
+            404,
+            "{path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        r.json();
+    }
+    delete(&s.url(&format!("/v1/images/{img}")), b).assert_error(404, "image_not_found");
+    post_bytes(&s.url(&format!("/v1/jobs/{job}/cancel")), "", b"", b)
+        .assert_error(404, "job_not_found");
+    put_json(
+        &s.url(&format!("/v1/results/{rid}/rating")),
+        &json!({"score": 1}),
+        b,
+    )
+    .assert_error(404, "result_not_found");
+    post_json(
+        &s.url("/v1/stylize"),
+        &json!({"image": img, "style": "candy"}),
+        b,
+    )
+    .assert_error(404, "image_not_found");
+    assert!(
+        get(&s.url("/v1/history"), b).ok_json(200)["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        get(&s.url("/v1/images"), b).ok_json(200)["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let bob_styles = get(&s.url("/v1/styles"), b).ok_json(200);
+    assert!(
+        bob_styles["styles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["kind"] == "model")
+    );
+    // Alice still does.
+    assert_eq!(get(&s.url(&format!("/v1/images/{img}")), a).status, 200);
+    assert_eq!(get(&s.url(&format!("/v1/results/{rid}")), a).status, 200);
+    assert_eq!(
+        get(&s.url("/v1/history"), a).ok_json(200)["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // Keys are stored hashed; revoking one shuts it out.
+    let listed = s.block_on(styleforge_server::list_keys(&cfg)).unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(
+        listed
+            .iter()
+            .all(|k| k.revoked_at.is_none()
+                && alice.key.starts_with(&k.prefix) == (k.id == alice.id))
+    );
+    let db = std::fs::read(data.path().join("styleforge.db")).unwrap();
+    assert!(
+        !db.windows(alice.key.len())
+            .any(|w| w == alice.key.as_bytes()),
+        "no plain key in the database"
+    );
+    s.block_on(styleforge_server::revoke_key(&cfg, &alice.id))
+        .unwrap();
+    get(&s.url("/v1/history"), a).assert_error(401, "key_revoked");
+    assert!(
+        s.block_on(styleforge_server::revoke_key(&cfg, "nobody"))
+            .is_err()
+    );
+
+    // Per-key rate limit and storage quota.
+    let carol = key(
+        "carol",
+        KeyLimits {
+            rate_limit_per_minute: Some(3),
+            quota_bytes: None,
+        },
+    );
+    for _ in 0..3 {
+        assert_eq!(get(&s.url("/v1/history"), Some(&carol.key)).status, 200);
+    }
+    let r = get(&s.url("/v1/history"), Some(&carol.key));
+    r.assert_error(429, "rate_limited");
+    assert!(r.header("retry-after").is_some());
+    let dave = key(
+        "dave",
+        KeyLimits {
+            rate_limit_per_minute: None,
+            quota_bytes: Some(1000),
+        },
+    );
+    post_bytes(
+        &s.url("/v1/images"),
+        "image/jpeg",
+        &content_jpeg(),
+        Some(&dave.key),
+    )
+    .assert_error(403, "quota_exceeded");
+    s.shutdown();
+}
+
+/// Uploads a tiny Gatys job's inputs and submits it.
+fn submit_gatys(s: &TestServer, iterations: u32) -> (String, String) {
+    let cid = upload(
+        s,
+        &small_png("data/content/small/cat_chelsea_256.jpg", 48),
+        None,
+    );
+    let sid = upload_style(
+        s,
+        &small_png("data/styles/starry_night_van_gogh.jpg", 48),
+        None,
+    );
+    let job = post_json(
+        &s.url("/v1/stylize"),
+        &json!({"image": cid, "style": sid, "method": "gatys", "iterations": iterations}),
+        None,
+    )
+    .ok_json(202)["job"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (job, cid)
+}
+
+#[test]
+fn a_job_abandoned_by_a_dead_worker_is_retried_after_its_lease() {
+    let data = tempfile::tempdir().unwrap();
+    let mut cfg = config(models_home(), data.path());
+    cfg.workers = 0;
+    let s = TestServer::start(cfg.clone());
+    let (job, _) = submit_gatys(&s, 5);
+    assert_eq!(
+        get(&s.url(&format!("/v1/jobs/{job}")), None).ok_json(200)["state"],
+        "queued"
+    );
+    s.shutdown();
+
+    // A worker claims the job with a 1.5 s lease and dies without a heartbeat.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let claimed = rt
+        .block_on(styleforge_server::worker::claim_and_abandon(
+            &cfg,
+            "dead-worker",
+            Duration::from_millis(1500),
+        ))
+        .unwrap();
+    assert_eq!(claimed.as_deref(), Some(job.as_str()));
+
+    cfg.workers = 1;
+    let s = TestServer::start(cfg);
+    let v = get(&s.url(&format!("/v1/jobs/{job}")), None).ok_json(200);
+    assert_eq!(v["state"], "running", "still held by the dead worker: {v}");
+    assert_eq!(v["attempts"], 1);
+    let v = wait_job(&s, &job, None, Duration::from_secs(60), |j| {
+        j["state"] == "succeeded"
+    });
+    assert_eq!(
+        v["attempts"], 2,
+        "reclaimed after the lease and run again: {v}"
+    );
+    assert_eq!(
+        get(&s.url(v["result_url"].as_str().unwrap()), None).status,
+        200
+    );
+    s.shutdown();
+}
+
+#[test]
+fn jobs_in_flight_survive_a_graceful_restart_and_a_crash() {
+    let data = tempfile::tempdir().unwrap();
+    let mut cfg = config(models_home(), data.path());
+    cfg.shutdown_grace_secs = 0;
+    cfg.lease_secs = 2;
+    let s = TestServer::start(cfg.clone());
+    let (long, cid) = submit_gatys(&s, 60);
+    let (queued, _) = submit_gatys(&s, 5);
+    let content = get(&s.url(&format!("/v1/images/{cid}")), None).body;
+    wait_job(&s, &long, None, Duration::from_secs(60), |j| {
+        j["state"] == "running" && j["progress"]["iteration"].as_i64().unwrap_or(0) >= 1
+    });
+
+    // Graceful shutdown with no grace: the running job goes back to the queue, its attempt not counted.
+    s.shutdown();
+    let mut idle = cfg.clone();
+    idle.workers = 0;
+    let s = TestServer::start(idle);
+    let v = get(&s.url(&format!("/v1/jobs/{long}")), None).ok_json(200);
+    assert_eq!(
+        (v["state"].as_str(), v["attempts"].as_i64()),
+        (Some("queued"), Some(0)),
+        "{v}"
+    );
+    assert_eq!(
+        get(&s.url(&format!("/v1/jobs/{queued}")), None).ok_json(200)["state"],
+        "queued"
+    );
+    s.shutdown();
+
+    // A crash while the job runs: its lease runs out and the next server finishes it.
+    let s = TestServer::start(cfg.clone());
+    wait_job(&s, &long, None, Duration::from_secs(60), |j| {
+        j["state"] == "running" && j["progress"]["iteration"].as_i64().unwrap_or(0) >= 1
+    });
+    s.kill();
+    let s = TestServer::start(cfg);
+    let v = wait_job(&s, &long, None, Duration::from_secs(120), |j| {
+        j["state"] == "succeeded"
+    });
+    assert_eq!(v["attempts"], 2, "{v}");
+    wait_job(&s, &queued, None, Duration::from_secs(60), |j| {
+        j["state"] == "succeeded"
+    });
+    // Nothing stored was lost.
+    assert_eq!(
+        get(&s.url(&format!("/v1/images/{cid}")), None).body,
+        content
+    );
+    let res = get(&s.url(v["result_url"].as_str().unwrap()), None);
+    assert_eq!(decode_rgb(&res.body).dimensions(), (48, 48));
+    s.shutdown();
+}
+
+#[test]
+fn openapi_health_metrics_and_cors() {
+    let data = tempfile::tempdir().unwrap();
+    let mut cfg = config(models_home(), data.path());
+    cfg.cors_origins = vec!["https://widget.example".into()];
+    let s = TestServer::start(cfg);
+
+    let doc = get(&s.url("/v1/openapi.json"), None).ok_json(200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/v1/images",
+        "/v1/images/{id}",
+        "/v1/images/{id}/info",
+        "/v1/images/{id}/thumbnail",
+        "/v1/styles",
+        "/v1/styles/{name}",
+        "/v1/styles/{name}/thumbnail",
+        "/v1/stylize",
+        "/v1/jobs/{id}",
+        "/v1/jobs/{id}/cancel",
+        "/v1/jobs/{id}/events",
+        "/v1/jobs/{id}/result",
+        "/v1/history",
+        "/v1/results/{id}",
+        "/v1/results/{id}/info",
+        "/v1/results/{id}/rating",
+        "/v1/ratings",
+        "/v1/openapi.json",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(paths.contains_key(p), "{p} documented");
+    }
+    let mut ids = std::collections::HashSet::new();
+    for (p, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            let id = op["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {p} has an operationId"));
+            assert!(ids.insert(id.to_string()), "operationId {id} is unique");
+            assert!(op["responses"].as_object().is_some_and(|r| !r.is_empty()));
+        }
+    }
+    assert!(doc["components"]["schemas"]["StylizeRequest"].is_object());
+    assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+
+    assert_eq!(get(&s.url("/healthz"), None).ok_json(200)["status"], "ok");
+    assert_eq!(get(&s.url("/readyz"), None).ok_json(200)["status"], "ready");
+    let m = get(&s.url("/metrics"), None);
+    assert!(m.content_type.starts_with("text/plain"));
+    let m = String::from_utf8(m.body).unwrap();
+    for name in [
+        "styleforge_http_requests_total",
+        "styleforge_http_request_duration_seconds",
+        "styleforge_inference_queue_depth",
+        "styleforge_jobs{state=\"queued\"}",
+    ] {
+        assert!(m.contains(name), "{name} in metrics");
+    }
+
+    let pre = options(
+        &s.url("/v1/stylize"),
+        &[
+            ("origin", "https://widget.example"),
+            ("access-control-request-method", "POST"),
+        ],
+    );
+    assert_eq!(pre.status, 200);
+    assert_eq!(
+        pre.header("access-control-allow-origin"),
+        Some("https://widget.example")
+    );
+    let other = options(
+        &s.url("/v1/stylize"),
+        &[
+            ("origin", "https://elsewhere.example"),
+            ("access-control-request-method", "POST"),
+        ],
+    );
+    assert!(other.header("access-control-allow-origin").is_none());
+    s.shutdown();
+}
