@@ -3,6 +3,7 @@
 
 pub mod adain;
 pub mod color;
+pub mod cyclegan;
 pub mod device;
 pub mod download;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod model;
 pub mod networks;
 pub mod shared;
 pub mod tiling;
+pub mod train;
 pub mod weights;
 
 pub use error::{Error, Result};

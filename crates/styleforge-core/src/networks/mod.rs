@@ -1,6 +1,8 @@
 //! The networks, one file each, built from [`crate::weights::Weights`] and generic over burn's backends (chosen by `Device`).
 
 pub mod adain;
+pub mod cyclegan;
+pub mod dcgan;
 pub mod engstrom;
 pub mod transformer_net;
 pub mod vgg;

@@ -1,0 +1,186 @@
+//! The `cyclegan` stylisation method: a trained CycleGAN generator (junyanz ResNet generator,
+//! e.g. the zoo's photo→Monet) applied to a picture of any size, with the options the other
+//! methods have: a size limit, tiled inference, strength and colour preservation.
+//!
+//! The generator takes RGB in `[-1, 1]`; sides are padded to a multiple of 4 (at least 8) and the
+//! output is cropped back. Tiled inference normalises every tile with instance-norm statistics
+//! measured on the whole picture (scaled to [`STATS_SIZE`]), so tiles agree with each other.
+
+use std::path::Path;
+
+use burn::tensor::ops::PadMode;
+use burn::tensor::{Device, Tensor};
+
+use crate::error::{Error, Result};
+use crate::fast_style::{self, StylizeOptions};
+use crate::image_io::Picture;
+use crate::layers::{NormContext, NormStats};
+use crate::networks::cyclegan::{GeneratorConfig, ResnetGenerator};
+use crate::tiling::{TileConfig, planes_to_tensor, run_tiled, tensor_to_planes};
+use crate::weights::Weights;
+
+/// Long side of the pass that measures instance-norm statistics for tiled inference.
+pub const STATS_SIZE: u32 = 1024;
+
+/// Options for [`CycleGan::stylize`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CycleGanOptions {
+    /// Scale down so the longer side is at most this (never up).
+    pub max_size: Option<u32>,
+    /// Tiled inference with this tile size (at least 64); `None` runs the whole image at once.
+    pub tile: Option<u32>,
+    /// 0 gives the content, 1 the full translation (pixel blend).
+    pub strength: f32,
+    /// Keep the content's colours; take only the translation's luminance.
+    pub preserve_color: bool,
+}
+
+impl Default for CycleGanOptions {
+    fn default() -> Self {
+        Self {
+            max_size: None,
+            tile: None,
+            strength: 1.0,
+            preserve_color: false,
+        }
+    }
+}
+
+impl CycleGanOptions {
+    fn as_stylize(&self) -> StylizeOptions {
+        StylizeOptions {
+            strength: self.strength,
+            preserve_color: self.preserve_color,
+            max_size: self.max_size,
+            tile: self.tile,
+            stats_size: STATS_SIZE,
+        }
+    }
+}
+
+/// Checks user-facing options (strength within 0..1, a non-zero size limit, tiles of 64 or more).
+pub fn validate(opts: &CycleGanOptions) -> Result<()> {
+    fast_style::validate(&opts.as_stylize())
+}
+
+/// A loaded CycleGAN generator, RGB to RGB.
+#[derive(Debug)]
+pub struct CycleGan {
+    generator: ResnetGenerator,
+}
+
+impl CycleGan {
+    /// Whether the tensor names look like a CycleGAN ResNet generator.
+    pub fn detect(w: &Weights) -> bool {
+        ResnetGenerator::detect(w)
+    }
+
+    /// Builds the generator from a state dict (`latest_net_G.pth` of the zoo, or an export).
+    pub fn from_weights(w: &Weights, device: &Device) -> Result<Self> {
+        let generator = ResnetGenerator::load(w, device)?;
+        let cfg = generator.config();
+        if cfg.input_nc != 3 || cfg.output_nc != 3 {
+            return Err(Error::Weights(format!(
+                "the generator maps {} to {} channels; stylisation needs RGB to RGB",
+                cfg.input_nc, cfg.output_nc
+            )));
+        }
+        Ok(Self { generator })
+    }
+
+    /// Loads a `.safetensors` or `.pth` file.
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        Self::from_weights(&Weights::load(path)?, device)
+    }
+
+    /// Wraps a generator (for instance one being trained).
+    pub fn from_generator(generator: ResnetGenerator) -> Self {
+        Self { generator }
+    }
+
+    /// The generator.
+    pub fn generator(&self) -> &ResnetGenerator {
+        &self.generator
+    }
+
+    /// The generator's shape (width, blocks).
+    pub fn config(&self) -> GeneratorConfig {
+        self.generator.config()
+    }
+
+    /// RGB 0..255 NCHW of any size in, RGB 0..255 of the same size out (clamped).
+    pub fn forward_any_size(&self, x: Tensor<4>, ctx: &mut NormContext) -> Tensor<4> {
+        let [n, _, h, w] = x.dims();
+        let th = h.next_multiple_of(4).max(8);
+        let tw = w.next_multiple_of(4).max(8);
+        let (ph, pw) = (th - h, tw - w);
+        let x = x / 127.5 - 1.0;
+        let x = if ph == 0 && pw == 0 {
+            x
+        } else {
+            let mode = if ph < h && pw < w {
+                PadMode::Reflect
+            } else {
+                PadMode::Edge
+            };
+            x.pad([(0, ph), (0, pw)], mode)
+        };
+        let y = self.generator.forward(x, ctx);
+        let c = y.dims()[1];
+        ((y.slice([0..n, 0..c, 0..h, 0..w]) + 1.0) * 127.5).clamp(0.0, 255.0)
+    }
+
+    /// Instance-norm statistics of every layer, measured on the picture scaled to `size` (long side).
+    pub fn norm_stats(&self, pic: &Picture, size: u32, device: &Device) -> NormStats {
+        let small = pic.fit_within(size);
+        let x = planes_to_tensor(&small.rgb, small.width, small.height, device);
+        let mut ctx = NormContext::Record(Vec::new());
+        let _ = self.forward_any_size(x, &mut ctx);
+        ctx.into_stats()
+    }
+
+    /// Translates a picture with the given options; alpha is carried through unchanged.
+    pub fn stylize(
+        &self,
+        input: &Picture,
+        opts: &CycleGanOptions,
+        device: &Device,
+    ) -> Result<Picture> {
+        validate(opts)?;
+        let pic = match opts.max_size {
+            Some(m) => input.fit_within(m),
+            None => input.clone(),
+        };
+        let tiled = opts.tile.filter(|&t| pic.width > t || pic.height > t);
+        let mut out = match tiled {
+            None => {
+                let x = planes_to_tensor(&pic.rgb, pic.width, pic.height, device);
+                tensor_to_planes(self.forward_any_size(x, &mut NormContext::Local))?
+            }
+            Some(tile) => {
+                let stats = self.norm_stats(&pic, STATS_SIZE, device);
+                run_tiled(
+                    &pic.rgb,
+                    pic.width,
+                    pic.height,
+                    TileConfig::new(tile)?,
+                    device,
+                    &mut |t| {
+                        let mut ctx = NormContext::Replay {
+                            stats: stats.clone(),
+                            cursor: 0,
+                        };
+                        Ok(self.forward_any_size(t, &mut ctx))
+                    },
+                )?
+            }
+        };
+        fast_style::finish(&pic, &mut out, &opts.as_stylize())?;
+        Ok(Picture {
+            width: pic.width,
+            height: pic.height,
+            rgb: out,
+            alpha: pic.alpha.clone(),
+        })
+    }
+}
