@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use burn::tensor::Device;
 use styleforge_core::adain;
+use styleforge_core::cyclegan::{CycleGan, CycleGanOptions};
 use styleforge_core::fast_style::{FastStyleNet, StylizeOptions};
 use styleforge_core::gatys;
 use styleforge_core::image_io::{self, Format, Picture};
@@ -24,12 +25,12 @@ pub struct Args {
     /// Output file (one input) or folder (several inputs or a folder).
     #[arg(short, long)]
     output: PathBuf,
-    /// Method: fast (a per-style network), adain (any style image, one pass) or gatys
-    /// (optimisation, slow, highest quality).
-    #[arg(long, default_value = "fast", value_parser = ["fast", "adain", "gatys"])]
+    /// Method: fast (a per-style network), adain (any style image, one pass), gatys
+    /// (optimisation, slow, highest quality) or cyclegan (a GAN generator, photo to painting).
+    #[arg(long, default_value = "fast", value_parser = ["fast", "adain", "gatys", "cyclegan"])]
     method: String,
     /// Model: a library name (see `styleforge models list`) or a .safetensors/.pth file.
-    /// fast: the style network (required); adain: default `adain`; gatys: default `vgg19`.
+    /// fast, cyclegan: the network (required); adain: default `adain`; gatys: default `vgg19`.
     #[arg(short, long)]
     model: Option<String>,
     /// Style image with an optional blend weight (adain, gatys): `--style starry.jpg:0.7`.
@@ -197,6 +198,10 @@ fn one(engine: &Engine, input: &Path, out: &Path, a: &Args, device: &Device) -> 
             model.stylize(&pic, styles, &opts, device)?
         }
         Engine::Gatys { vgg, styles } => gatys_one(vgg, styles, &pic, out, a, device)?,
+        Engine::CycleGan(gan) => {
+            let opts = CycleGanOptions { max_size: a.max_size, tile, strength: a.strength, preserve_color: a.preserve_color };
+            gan.stylize(&pic, &opts, device)?
+        }
     };
     result.save(out)?;
     Ok(())
@@ -287,6 +292,7 @@ enum Engine {
     Fast(FastStyleNet),
     Adain { model: adain::AdainModel, styles: Vec<(adain::Style, f32)>, mask_styles: Vec<(adain::Style, f32)> },
     Gatys { vgg: Vgg, styles: Vec<(Picture, f32)> },
+    CycleGan(CycleGan),
 }
 
 impl Engine {
@@ -302,6 +308,13 @@ impl Engine {
             bail!("--mask and --mask-style apply to --method adain");
         }
         Ok(match a.method.as_str() {
+            "cyclegan" => {
+                if !a.style.is_empty() {
+                    bail!("--style applies to --method adain or gatys; a CycleGAN style is its generator (--model)");
+                }
+                let path = model(None)?;
+                Engine::CycleGan(CycleGan::load(&path, device).with_context(|| format!("loading {}", path.display()))?)
+            }
             "fast" => {
                 if !a.style.is_empty() {
                     bail!("--style applies to --method adain or gatys; fast styles are models (--model)");

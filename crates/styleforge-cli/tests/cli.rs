@@ -323,3 +323,26 @@ fn adain_and_gatys_from_the_command_line() {
     assert_clean_error(&cmd(&["stylize", &input, "-o", &out("x.png"), "--method", "adain", "--style", &s1, "--alpha", "1.5"]), "alpha");
     assert_clean_error(&cmd(&["stylize", &input, "-o", &out("x.png"), "--method", "gatys", "--style", &s1, "--model", &p("parity/adain_decoder.pth")]), "vgg");
 }
+
+#[test]
+fn cyclegan_generator_from_the_command_line() {
+    let home = tempfile::tempdir().unwrap();
+    let cmd = |args: &[&str]| bin().env("STYLEFORGE_HOME", home.path()).args(args).output().unwrap();
+    let g = shared::path("parity/cyclegan_G_ngf32_6blocks.pth");
+    let o = cmd(&["models", "import", s(&g), "--name", "gan"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = cmd(&["models", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(list[0]["method"], "cyclegan");
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("odd.png");
+    image::RgbImage::from_fn(77, 45, |x, y| image::Rgb([(x * 3) as u8, (y * 5) as u8, 60])).save(&input).unwrap();
+    let out = dir.path().join("odd_out.png");
+    let o = cmd(&["stylize", s(&input), "-o", s(&out), "--method", "cyclegan", "--model", "gan"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(rgb(&out).dimensions(), (77, 45));
+    assert!(mean_abs_diff(&rgb(&input), &rgb(&out)) > 1.0);
+    // A fast-style network is not a CycleGAN generator.
+    let fast = shared::path("models/fast_style_pytorch/candy_nc8.safetensors");
+    assert_clean_error(&cmd(&["stylize", s(&input), "-o", s(&out), "--method", "cyclegan", "--model", s(&fast)]), "error");
+}

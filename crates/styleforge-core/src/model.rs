@@ -7,6 +7,7 @@
 use burn::tensor::Device;
 
 use crate::adain::AdainModel;
+use crate::cyclegan::CycleGan;
 use crate::error::{Error, Result};
 use crate::fast_style::{Family, FastStyleNet};
 use crate::networks::adain::{AdainDecoder, AdainEncoder};
@@ -22,6 +23,8 @@ pub enum Kind {
     Adain,
     /// A VGG feature extractor (Gatys optimisation, perceptual losses).
     Vgg(VggVariant),
+    /// A CycleGAN ResNet generator (photo → painting translation).
+    CycleGan,
 }
 
 impl Kind {
@@ -31,6 +34,7 @@ impl Kind {
             Kind::Fast(_) => "fast",
             Kind::Adain => "adain",
             Kind::Vgg(_) => "vgg",
+            Kind::CycleGan => "cyclegan",
         }
     }
 
@@ -40,6 +44,7 @@ impl Kind {
             Kind::Fast(f) => f.name(),
             Kind::Adain => "adain",
             Kind::Vgg(v) => v.name(),
+            Kind::CycleGan => "cyclegan_resnet",
         }
     }
 }
@@ -52,12 +57,15 @@ pub fn detect(w: &Weights) -> Result<Kind> {
     if AdainEncoder::detect(&w.with_prefix("encoder.")) && AdainDecoder::detect(&w.with_prefix("decoder.")) {
         return Ok(Kind::Adain);
     }
+    if CycleGan::detect(w) {
+        return Ok(Kind::CycleGan);
+    }
     if let Some(v) = VggVariant::ALL.into_iter().find(|v| v.matches(w)) {
         return Ok(Kind::Vgg(v));
     }
     let some: Vec<&String> = w.tensors.keys().take(4).collect();
     Err(Error::Weights(format!(
-        "not a model styleforge knows (fast-style TransformerNet or Engstrom, AdaIN encoder+decoder, VGG16/19); first tensors: {some:?}"
+        "not a model styleforge knows (fast-style TransformerNet or Engstrom, AdaIN encoder+decoder, VGG16/19, CycleGAN generator); first tensors: {some:?}"
     )))
 }
 
@@ -69,6 +77,7 @@ pub fn validate(w: &Weights) -> Result<Kind> {
         Kind::Fast(_) => drop(FastStyleNet::from_weights(w, &dev)?),
         Kind::Adain => drop(load_adain(w, &dev)?),
         Kind::Vgg(v) => drop(Vgg::from_weights(w, Some(v), &dev)?),
+        Kind::CycleGan => drop(CycleGan::from_weights(w, &dev)?),
     }
     Ok(kind)
 }
