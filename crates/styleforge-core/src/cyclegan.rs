@@ -16,7 +16,7 @@ use crate::fast_style::{self, StylizeOptions};
 use crate::image_io::Picture;
 use crate::layers::{NormContext, NormStats};
 use crate::networks::cyclegan::{GeneratorConfig, ResnetGenerator};
-use crate::tiling::{TileConfig, planes_to_tensor, run_tiled, tensor_to_planes};
+use crate::tiling::{norm_stats, run_normalized};
 use crate::weights::Weights;
 
 /// Long side of the pass that measures instance-norm statistics for tiled inference.
@@ -132,11 +132,7 @@ impl CycleGan {
 
     /// Instance-norm statistics of every layer, measured on the picture scaled to `size` (long side).
     pub fn norm_stats(&self, pic: &Picture, size: u32, device: &Device) -> NormStats {
-        let small = pic.fit_within(size);
-        let x = planes_to_tensor(&small.rgb, small.width, small.height, device);
-        let mut ctx = NormContext::Record(Vec::new());
-        let _ = self.forward_any_size(x, &mut ctx);
-        ctx.into_stats()
+        norm_stats(pic, size, device, &|x, ctx| self.forward_any_size(x, ctx))
     }
 
     /// Translates a picture with the given options; alpha is carried through unchanged.
@@ -151,30 +147,9 @@ impl CycleGan {
             Some(m) => input.fit_within(m),
             None => input.clone(),
         };
-        let tiled = opts.tile.filter(|&t| pic.width > t || pic.height > t);
-        let mut out = match tiled {
-            None => {
-                let x = planes_to_tensor(&pic.rgb, pic.width, pic.height, device);
-                tensor_to_planes(self.forward_any_size(x, &mut NormContext::Local))?
-            }
-            Some(tile) => {
-                let stats = self.norm_stats(&pic, STATS_SIZE, device);
-                run_tiled(
-                    &pic.rgb,
-                    pic.width,
-                    pic.height,
-                    TileConfig::new(tile)?,
-                    device,
-                    &mut |t| {
-                        let mut ctx = NormContext::Replay {
-                            stats: stats.clone(),
-                            cursor: 0,
-                        };
-                        Ok(self.forward_any_size(t, &mut ctx))
-                    },
-                )?
-            }
-        };
+        let mut out = run_normalized(&pic, opts.tile, STATS_SIZE, device, &|x, ctx| {
+            self.forward_any_size(x, ctx)
+        })?;
         fast_style::finish(&pic, &mut out, &opts.as_stylize())?;
         Ok(Picture {
             width: pic.width,

@@ -11,7 +11,7 @@ use crate::image_io::Picture;
 use crate::layers::NormContext;
 use crate::networks::engstrom::EngstromNet;
 use crate::networks::transformer_net::TransformerNet;
-use crate::tiling::{TileConfig, planes_to_tensor, run_padded, run_tiled, tensor_to_planes};
+use crate::tiling::{TileConfig, norm_stats, run_normalized, run_padded};
 use crate::weights::Weights;
 
 /// The fast-style network families styleforge reads.
@@ -133,30 +133,9 @@ impl FastStyleNet {
             Some(m) => input.fit_within(m),
             None => input.clone(),
         };
-        let tiled = opts.tile.filter(|&t| pic.width > t || pic.height > t);
-        let mut out = match tiled {
-            None => {
-                let x = planes_to_tensor(&pic.rgb, pic.width, pic.height, device);
-                tensor_to_planes(self.forward_any_size(x, &mut NormContext::Local))?
-            }
-            Some(tile) => {
-                let stats = self.norm_stats(&pic, opts.stats_size, device);
-                run_tiled(
-                    &pic.rgb,
-                    pic.width,
-                    pic.height,
-                    TileConfig::new(tile)?,
-                    device,
-                    &mut |t| {
-                        let mut ctx = NormContext::Replay {
-                            stats: stats.clone(),
-                            cursor: 0,
-                        };
-                        Ok(self.forward_any_size(t, &mut ctx))
-                    },
-                )?
-            }
-        };
+        let mut out = run_normalized(&pic, opts.tile, opts.stats_size, device, &|x, ctx| {
+            self.forward_any_size(x, ctx)
+        })?;
         finish(&pic, &mut out, opts)?;
         Ok(Picture {
             width: pic.width,
@@ -168,11 +147,7 @@ impl FastStyleNet {
 
     /// Instance-norm statistics of every layer, measured on the picture scaled to `size` (long side).
     pub fn norm_stats(&self, pic: &Picture, size: u32, device: &Device) -> crate::layers::NormStats {
-        let small = pic.fit_within(size);
-        let x = planes_to_tensor(&small.rgb, small.width, small.height, device);
-        let mut ctx = NormContext::Record(Vec::new());
-        let _ = self.forward_any_size(x, &mut ctx);
-        ctx.into_stats()
+        norm_stats(pic, size, device, &|x, ctx| self.forward_any_size(x, ctx))
     }
 }
 

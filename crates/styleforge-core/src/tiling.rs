@@ -10,6 +10,8 @@ use burn::tensor::ops::PadMode;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::error::{Error, Result};
+use crate::image_io::Picture;
+use crate::layers::{NormContext, NormStats};
 use crate::weights::HostTensor;
 
 /// How to split an image into tiles.
@@ -129,6 +131,42 @@ pub fn run_tiled(
         }
     }
     Ok(acc)
+}
+
+/// An image network with instance normalisation: `[1, 3, h, w]` RGB 0..255 in, same size out.
+pub type NormalizedNet<'a> = &'a dyn Fn(Tensor<4>, &mut NormContext) -> Tensor<4>;
+
+/// Instance-norm statistics of every layer of `net`, measured on `pic` scaled to `size` (long side).
+pub fn norm_stats(pic: &Picture, size: u32, device: &Device, net: NormalizedNet<'_>) -> NormStats {
+    let small = pic.fit_within(size);
+    let x = planes_to_tensor(&small.rgb, small.width, small.height, device);
+    let mut ctx = NormContext::Record(Vec::new());
+    let _ = net(x, &mut ctx);
+    ctx.into_stats()
+}
+
+/// Runs `net` over a picture: in one pass when it fits within `tile` (or `tile` is `None`),
+/// otherwise tile by tile, every tile normalised with the statistics of a pass over the
+/// picture scaled to `stats_size`. Returns planar RGB.
+pub fn run_normalized(
+    pic: &Picture,
+    tile: Option<u32>,
+    stats_size: u32,
+    device: &Device,
+    net: NormalizedNet<'_>,
+) -> Result<Vec<f32>> {
+    match tile.filter(|&t| pic.width > t || pic.height > t) {
+        None => {
+            let x = planes_to_tensor(&pic.rgb, pic.width, pic.height, device);
+            tensor_to_planes(net(x, &mut NormContext::Local))
+        }
+        Some(tile) => {
+            let stats = norm_stats(pic, stats_size, device, net);
+            run_tiled(&pic.rgb, pic.width, pic.height, TileConfig::new(tile)?, device, &mut |t| {
+                Ok(net(t, &mut NormContext::Replay { stats: stats.clone(), cursor: 0 }))
+            })
+        }
+    }
 }
 
 /// Start offsets so that tiles of `cfg.tile` overlap by at least `cfg.overlap` and cover `len`.
