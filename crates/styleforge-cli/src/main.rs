@@ -4,6 +4,7 @@ mod bench;
 mod models;
 mod serve;
 mod stylize;
+mod train;
 
 use std::process::ExitCode;
 
@@ -26,6 +27,13 @@ enum Command {
         #[command(subcommand)]
         command: models::Command,
     },
+    /// Train GANs: CycleGAN (two unpaired folders), DCGAN (one folder); export generators.
+    Train {
+        #[command(subcommand)]
+        command: train::Command,
+    },
+    /// Sample new images (or a latent interpolation strip) from a DCGAN generator.
+    Generate(train::GenerateArgs),
     /// Time the networks at several sizes and print a table.
     Bench(bench::Args),
     /// Run the HTTP service (REST API, jobs, storage, API keys).
@@ -46,6 +54,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Stylize(a) => stylize::run(a),
         Command::Models { command } => models::run(command),
+        Command::Train { command } => train::run(command),
+        Command::Generate(a) => train::generate(a),
         Command::Bench(a) => bench::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Keys { command } => serve::keys(command),

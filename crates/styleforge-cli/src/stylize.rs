@@ -274,7 +274,7 @@ fn gatys_one(vgg: &Vgg, styles: &[(Picture, f32)], pic: &Picture, out: &Path, a:
 }
 
 /// A flag that Ctrl-C sets (once per process), so an optimisation stops and keeps its result.
-fn cancel_on_ctrl_c() -> Arc<AtomicBool> {
+pub(crate) fn cancel_on_ctrl_c() -> Arc<AtomicBool> {
     static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
     FLAG.get_or_init(|| {
         let flag = Arc::new(AtomicBool::new(false));

@@ -9,6 +9,7 @@ pub mod download;
 pub mod error;
 pub mod fast_style;
 pub mod gatys;
+pub mod generate;
 pub mod image_io;
 pub mod layers;
 pub mod library;

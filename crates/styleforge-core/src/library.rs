@@ -39,6 +39,10 @@ pub struct ModelInfo {
     pub sha256: String,
     /// Whether the weights carry research-only terms (never bundled or redistributed).
     pub research_only: bool,
+    /// How a model trained by styleforge was made (steps, settings, data), stored as
+    /// `training.<key>` metadata.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub training: BTreeMap<String, String>,
 }
 
 impl ModelInfo {
@@ -54,6 +58,9 @@ impl ModelInfo {
         m.insert("source_url".into(), self.source_url.clone());
         m.insert("sha256".into(), self.sha256.clone());
         m.insert("research_only".into(), self.research_only.to_string());
+        for (k, v) in &self.training {
+            m.insert(format!("training.{k}"), v.clone());
+        }
         m
     }
 
@@ -70,6 +77,10 @@ impl ModelInfo {
             source_url: get("source_url"),
             sha256: get("sha256"),
             research_only: get("research_only") == "true",
+            training: m
+                .iter()
+                .filter_map(|(k, v)| k.strip_prefix("training.").map(|k| (k.to_string(), v.clone())))
+                .collect(),
         }
     }
 }

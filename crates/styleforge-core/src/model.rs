@@ -11,6 +11,7 @@ use crate::cyclegan::CycleGan;
 use crate::error::{Error, Result};
 use crate::fast_style::{Family, FastStyleNet};
 use crate::networks::adain::{AdainDecoder, AdainEncoder};
+use crate::networks::dcgan::DcganGenerator;
 use crate::networks::vgg::{Vgg, VggVariant};
 use crate::weights::Weights;
 
@@ -25,16 +26,19 @@ pub enum Kind {
     Vgg(VggVariant),
     /// A CycleGAN ResNet generator (photo → painting translation).
     CycleGan,
+    /// A DCGAN generator (new images from random latents).
+    Dcgan,
 }
 
 impl Kind {
-    /// Stylisation method name (`fast`, `adain`, `vgg`).
+    /// Method name (`fast`, `adain`, `vgg`, `cyclegan`, `generate`).
     pub fn method(self) -> &'static str {
         match self {
             Kind::Fast(_) => "fast",
             Kind::Adain => "adain",
             Kind::Vgg(_) => "vgg",
             Kind::CycleGan => "cyclegan",
+            Kind::Dcgan => "generate",
         }
     }
 
@@ -45,6 +49,7 @@ impl Kind {
             Kind::Adain => "adain",
             Kind::Vgg(v) => v.name(),
             Kind::CycleGan => "cyclegan_resnet",
+            Kind::Dcgan => "dcgan",
         }
     }
 }
@@ -60,12 +65,15 @@ pub fn detect(w: &Weights) -> Result<Kind> {
     if CycleGan::detect(w) {
         return Ok(Kind::CycleGan);
     }
+    if w.has("main.0.weight") && w.has("main.1.running_mean") && w.has("main.12.weight") {
+        return Ok(Kind::Dcgan);
+    }
     if let Some(v) = VggVariant::ALL.into_iter().find(|v| v.matches(w)) {
         return Ok(Kind::Vgg(v));
     }
     let some: Vec<&String> = w.tensors.keys().take(4).collect();
     Err(Error::Weights(format!(
-        "not a model styleforge knows (fast-style TransformerNet or Engstrom, AdaIN encoder+decoder, VGG16/19, CycleGAN generator); first tensors: {some:?}"
+        "not a model styleforge knows (fast-style TransformerNet or Engstrom, AdaIN encoder+decoder, VGG16/19, CycleGAN or DCGAN generator); first tensors: {some:?}"
     )))
 }
 
@@ -78,6 +86,7 @@ pub fn validate(w: &Weights) -> Result<Kind> {
         Kind::Adain => drop(load_adain(w, &dev)?),
         Kind::Vgg(v) => drop(Vgg::from_weights(w, Some(v), &dev)?),
         Kind::CycleGan => drop(CycleGan::from_weights(w, &dev)?),
+        Kind::Dcgan => drop(DcganGenerator::load(w, &dev)?),
     }
     Ok(kind)
 }

@@ -88,25 +88,7 @@ impl Dataset {
 
     /// Every JPEG, PNG or WebP file directly in `dir`.
     pub fn from_folder(dir: &Path) -> Result<Self> {
-        let mut paths: Vec<_> = std::fs::read_dir(dir)
-            .map_err(|e| Error::io(dir, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-                    matches!(
-                        e.to_ascii_lowercase().as_str(),
-                        "jpg" | "jpeg" | "png" | "webp"
-                    )
-                })
-            })
-            .collect();
-        paths.sort();
-        if paths.is_empty() {
-            return Err(Error::Param(format!(
-                "{} holds no JPEG, PNG or WebP images",
-                dir.display()
-            )));
-        }
+        let paths = super::data::image_files(dir)?;
         let mut data = Vec::with_capacity(paths.len() * IMG_LEN);
         for p in &paths {
             let pic = crate::image_io::read(p, crate::image_io::DEFAULT_MAX_PIXELS)?;

@@ -19,6 +19,8 @@
 //! from the recorded generator.
 
 pub mod adam;
+pub mod cyclegan;
+pub mod data;
 pub mod dcgan;
 pub mod rng;
 
