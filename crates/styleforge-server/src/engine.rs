@@ -9,6 +9,7 @@ use burn::tensor::Device;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use styleforge_core::adain::{self, AdainOptions, Mask, PreserveColor, Style};
+use styleforge_core::cyclegan::CycleGanOptions;
 use styleforge_core::fast_style::StylizeOptions;
 use styleforge_core::gatys::{self, GatysOptions};
 use styleforge_core::image_io::{self, Format, Picture};
@@ -29,6 +30,8 @@ pub enum Method {
     Adain,
     /// Optimisation-based transfer (Gatys et al.) with a VGG loss network: always a job.
     Gatys,
+    /// Photo-to-painting translation with a CycleGAN generator from the library.
+    Cyclegan,
 }
 
 impl Method {
@@ -38,6 +41,7 @@ impl Method {
             Method::Fast => "fast",
             Method::Adain => "adain",
             Method::Gatys => "gatys",
+            Method::Cyclegan => "cyclegan",
         }
     }
 }
@@ -231,6 +235,22 @@ pub fn execute(
                 ..Default::default()
             };
             net.stylize(&content, &opts, device)
+                .map_err(ApiError::from_core)?
+        }
+        (Method::Cyclegan, Loaded::CycleGan(gan)) => {
+            progress(ProgressRow {
+                fraction: 0.1,
+                stage: "translating".into(),
+                ..Default::default()
+            });
+            let (ow, oh) = output_size(content.width, content.height, spec.max_size);
+            let opts = CycleGanOptions {
+                strength: spec.strength,
+                preserve_color: spec.preserve_color,
+                max_size: spec.max_size,
+                tile: (ow as u64 * oh as u64 > AUTO_TILE_PIXELS).then_some(AUTO_TILE),
+            };
+            gan.stylize(&content, &opts, device)
                 .map_err(ApiError::from_core)?
         }
         (Method::Adain, Loaded::Adain(m)) => {

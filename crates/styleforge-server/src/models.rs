@@ -9,9 +9,11 @@ use std::time::{Instant, SystemTime};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use styleforge_core::adain::AdainModel;
+use styleforge_core::cyclegan::CycleGan;
 use styleforge_core::fast_style::FastStyleNet;
 use styleforge_core::image_io::Picture;
 use styleforge_core::library::{Library, ModelInfo};
+use styleforge_core::networks::dcgan::DcganGenerator;
 use styleforge_core::networks::vgg::Vgg;
 use styleforge_core::weights::Weights;
 use tokio::sync::OnceCell;
@@ -28,6 +30,10 @@ pub enum Loaded {
     Adain(AdainModel),
     /// A VGG feature network (the Gatys loss network).
     Vgg(Vgg),
+    /// A CycleGAN generator.
+    CycleGan(CycleGan),
+    /// A DCGAN generator.
+    Dcgan(DcganGenerator),
 }
 
 /// What kind of network a library model holds, from its metadata.
@@ -39,6 +45,10 @@ pub enum Kind {
     Adain,
     /// `method = vgg` or `gatys`, or a model named `vgg*`.
     Vgg,
+    /// `method = cyclegan`.
+    CycleGan,
+    /// `method = generate` (a DCGAN generator).
+    Dcgan,
     /// Anything else (not served).
     Other,
 }
@@ -49,6 +59,8 @@ pub fn kind_of(info: &ModelInfo) -> Kind {
         "fast" => Kind::Fast,
         "adain" => Kind::Adain,
         "vgg" | "gatys" => Kind::Vgg,
+        "cyclegan" => Kind::CycleGan,
+        "generate" => Kind::Dcgan,
         _ if info.name.starts_with("vgg") => Kind::Vgg,
         _ => Kind::Other,
     }
@@ -169,6 +181,10 @@ impl Models {
                     Kind::Vgg => Weights::load(&path)
                         .and_then(|w| Vgg::from_weights(&w, None, &device))
                         .map(Loaded::Vgg),
+                    Kind::CycleGan => CycleGan::load(&path, &device).map(Loaded::CycleGan),
+                    Kind::Dcgan => Weights::load(&path)
+                        .and_then(|w| DcganGenerator::load(&w, &device))
+                        .map(Loaded::Dcgan),
                     Kind::Other => Err(styleforge_core::Error::Param(format!(
                         "model `{n}` is not a network this server runs"
                     ))),
@@ -228,7 +244,7 @@ impl StyleInfo {
     /// A library model.
     pub fn from_model(m: &ModelInfo) -> Self {
         let thumb =
-            matches!(kind_of(m), Kind::Fast).then(|| format!("/v1/styles/{}/thumbnail", m.name));
+            matches!(kind_of(m), Kind::Fast | Kind::CycleGan).then(|| format!("/v1/styles/{}/thumbnail", m.name));
         Self {
             name: m.name.clone(),
             title: if m.title.is_empty() {

@@ -28,6 +28,7 @@ at once (fast methods within the pixel budget) or as a job with live progress. E
         api::styles::upload,
         api::styles::delete,
         api::styles::thumbnail,
+        api::generate::samples,
         api::stylize::stylize,
         api::jobs::status,
         api::jobs::cancel,

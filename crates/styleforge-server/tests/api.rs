@@ -594,7 +594,7 @@ fn bad_input_is_a_4xx_with_a_json_error() {
     st(&json!({"style": "candy"}).to_string(), "application/json")
         .assert_error(422, "invalid_body");
     st(
-        &json!({"image": id, "style": "candy", "method": "cyclegan"}).to_string(),
+        &json!({"image": id, "style": "candy", "method": "pix2pix"}).to_string(),
         "application/json",
     )
     .assert_error(422, "invalid_body");
@@ -1040,5 +1040,93 @@ fn openapi_health_metrics_and_cors() {
         ],
     );
     assert!(other.header("access-control-allow-origin").is_none());
+    s.shutdown();
+}
+
+#[test]
+fn cyclegan_translates_and_dcgan_generators_sample() {
+    let data = tempfile::tempdir().unwrap();
+    let s = TestServer::start(config(models_home(), data.path()));
+    let jpeg = content_jpeg();
+    let id = upload(&s, &jpeg, None);
+
+    // The gallery lists the CycleGAN generator with a preview, as method `cyclegan`.
+    let styles = get(&s.url("/v1/styles"), None).ok_json(200);
+    let painter = styles["styles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "tiny-painter")
+        .expect("the CycleGAN model is listed")
+        .clone();
+    assert_eq!(painter["method"], "cyclegan");
+    let thumb = get(&s.url(painter["thumbnail_url"].as_str().unwrap()), None);
+    assert_eq!(thumb.status, 200);
+    assert!(thumb.content_type.starts_with("image/"));
+
+    // Synchronous translation gives the engine's pixels.
+    let v = post_json(
+        &s.url("/v1/stylize"),
+        &json!({"image": id, "style": "tiny-painter", "method": "cyclegan"}),
+        None,
+    )
+    .ok_json(200);
+    let got = decode_rgb(&get(&s.url(v["url"].as_str().unwrap()), None).body);
+    let dev = Device::flex();
+    let pic = image_io::decode(&jpeg, image_io::DEFAULT_MAX_PIXELS).unwrap();
+    let gan = styleforge_core::cyclegan::CycleGan::load(
+        &Library::new(models_home()).model_path("tiny-painter"),
+        &dev,
+    )
+    .unwrap();
+    let want = gan.stylize(&pic, &Default::default(), &dev).unwrap();
+    let want = image::load_from_memory(&want.encode(image_io::Format::Png).unwrap())
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(got, want, "the service gives the engine's pixels");
+    let info = get(&s.url(&format!("/v1/results/{}/info", v["result"].as_str().unwrap())), None)
+        .ok_json(200);
+    assert_eq!(info["method"], "cyclegan");
+
+    // Methods and models must agree.
+    post_json(
+        &s.url("/v1/stylize"),
+        &json!({"image": id, "style": "tiny-painter", "method": "fast"}),
+        None,
+    )
+    .assert_error(422, "wrong_method");
+    post_json(
+        &s.url("/v1/stylize"),
+        &json!({"image": id, "style": "candy", "method": "cyclegan"}),
+        None,
+    )
+    .assert_error(422, "wrong_method");
+
+    // DCGAN samples: a PNG grid, the same for the same seed, different for another.
+    let grid = |q: &str| get(&s.url(&format!("/v1/generators/tiny-faces/samples{q}")), None);
+    let a = grid("?n=4&seed=7");
+    assert_eq!((a.status, a.content_type.as_str()), (200, "image/png"));
+    let img = decode_rgb(&a.body);
+    assert_eq!(img.dimensions(), (2 * 66 + 2, 2 * 66 + 2));
+    assert_eq!(grid("?n=4&seed=7").body, a.body);
+    assert_ne!(grid("?n=4&seed=8").body, a.body);
+    let strip = decode_rgb(&grid("?n=5&interpolate=true").body);
+    assert_eq!(strip.dimensions(), (5 * 66 + 2, 66 + 2));
+    // The engine's samples for the same seed.
+    let g = styleforge_core::networks::dcgan::DcganGenerator::load(
+        &styleforge_core::weights::Weights::load(&Library::new(models_home()).model_path("tiny-faces"))
+            .unwrap(),
+        &dev,
+    )
+    .unwrap();
+    let want = styleforge_core::generate::grid(&g, 4, 7, false, &dev).unwrap();
+    let want = image::load_from_memory(&want.encode(image_io::Format::Png).unwrap())
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(img, want);
+    grid("?n=0").assert_error(400, "invalid_parameter");
+    grid("?n=65").assert_error(400, "invalid_parameter");
+    get(&s.url("/v1/generators/candy/samples"), None).assert_error(404, "generator_not_found");
+    get(&s.url("/v1/generators/nope/samples"), None).assert_error(404, "generator_not_found");
     s.shutdown();
 }

@@ -1,6 +1,7 @@
 //! The HTTP API: routes, middleware (errors as JSON, metrics, CORS, limits, timeouts) and the
 //! extractors that turn framework rejections into `{code, message}` errors.
 
+pub mod generate;
 pub mod images;
 pub mod jobs;
 pub mod lenient;
@@ -43,6 +44,7 @@ pub fn router(state: AppState) -> Router {
             get(styles::get_one).delete(styles::delete),
         )
         .route("/styles/{name}/thumbnail", get(styles::thumbnail))
+        .route("/generators/{name}/samples", get(generate::samples))
         .route("/stylize", post(stylize::stylize))
         .route("/jobs/{id}", get(jobs::status))
         .route("/jobs/{id}/cancel", post(jobs::cancel))

@@ -51,9 +51,11 @@ pub struct StyleList {
     pub styles: Vec<StyleInfo>,
 }
 
-/// Metadata of a custom style upload (query parameters, or form fields in a multipart upload).
+/// Metadata of a custom style upload (query parameters, or form fields in a multipart upload);
+/// an unknown parameter is an error, so that a misspelt one does not lose metadata silently.
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct StyleMeta {
     /// Title.
     pub title: Option<String>,
@@ -318,7 +320,7 @@ pub async fn thumbnail(
             return Ok(image_response(b, &sha));
         }
     }
-    if kind_of(&info) != Kind::Fast {
+    if !matches!(kind_of(&info), Kind::Fast | Kind::CycleGan) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "no_thumbnail",
@@ -341,12 +343,16 @@ pub async fn thumbnail(
     let (w, h) = (size, (size * 3 / 4).max(16));
     let (out, _) = state
         .run_inference(move || {
-            let Loaded::Fast(net) = &*model else {
-                return Err(styleforge_core::Error::Param(
-                    "not a fast-style model".into(),
-                ));
+            let scene = sample_scene(w, h);
+            let pic = match &*model {
+                Loaded::Fast(net) => net.stylize(&scene, &Default::default(), &device)?,
+                Loaded::CycleGan(gan) => gan.stylize(&scene, &Default::default(), &device)?,
+                _ => {
+                    return Err(styleforge_core::Error::Param(
+                        "not a fast-style or CycleGAN model".into(),
+                    ));
+                }
             };
-            let pic = net.stylize(&sample_scene(w, h), &Default::default(), &device)?;
             pic.encode(Format::Jpeg)
         })
         .await?;

@@ -47,7 +47,7 @@ pub struct StylizeRequest {
     /// Several style images with blend weights (adain, gatys), instead of `style`.
     #[serde(default)]
     pub styles: Option<Vec<WeightedStyle>>,
-    /// `fast` (default), `adain` or `gatys`.
+    /// `fast` (default), `adain`, `gatys` or `cyclegan`.
     #[serde(default)]
     pub method: Method,
     /// 0 keeps the content, 1 (default) the full style.
@@ -192,11 +192,12 @@ async fn resolve(state: &AppState, caller: &Caller, req: &StylizeRequest) -> Api
     }
     let mut styles = Vec::new();
     let (model, label) = match req.method {
-        Method::Fast => {
+        Method::Fast | Method::Cyclegan => {
+            let m = req.method.name();
             if req.model.is_some() {
                 return Err(ApiError::unprocessable(
                     "invalid_parameter",
-                    "`model` applies to adain and gatys; for fast, name the model in `style`",
+                    format!("`model` applies to adain and gatys; for {m}, name the model in `style`"),
                 ));
             }
             let name = match (&req.style, &req.styles) {
@@ -205,7 +206,7 @@ async fn resolve(state: &AppState, caller: &Caller, req: &StylizeRequest) -> Api
                 (None, Some(_)) => {
                     return Err(ApiError::unprocessable(
                         "invalid_parameter",
-                        "the fast method takes one style; blends need adain or gatys",
+                        format!("the {m} method takes one style; blends need adain or gatys"),
                     ));
                 }
                 _ => {
@@ -230,12 +231,18 @@ async fn resolve(state: &AppState, caller: &Caller, req: &StylizeRequest) -> Api
                     return Err(e);
                 }
             };
-            if kind_of(&info) != Kind::Fast {
+            let want = if req.method == Method::Fast { Kind::Fast } else { Kind::CycleGan };
+            if kind_of(&info) != want {
                 return Err(ApiError::unprocessable(
                     "wrong_method",
                     format!(
-                        "`{name}` is a {} model, not a fast-style network; use a style image with method adain or gatys",
-                        info.method
+                        "`{name}` is a {} model, not a {m} model; use method {} with it",
+                        info.method,
+                        match kind_of(&info) {
+                            Kind::Fast => "fast",
+                            Kind::CycleGan => "cyclegan",
+                            _ => "adain or gatys with a style image",
+                        }
                     ),
                 ));
             }

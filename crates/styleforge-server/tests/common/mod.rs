@@ -12,12 +12,13 @@ use styleforge_core::library::{Library, ModelInfo};
 use styleforge_core::shared;
 use styleforge_server::{Config, ServerHandle};
 
-/// A models home with: `candy` and `seascape` (fast), `adain`, `vgg19`. Built once (kept under
+/// A models home with: `candy` and `seascape` (fast), `adain`, `vgg19`, `tiny-painter`
+/// (CycleGAN), `tiny-faces` (DCGAN). Built once (kept under
 /// the target directory between runs).
 pub fn models_home() -> &'static Path {
     static HOME: OnceLock<PathBuf> = OnceLock::new();
     HOME.get_or_init(|| {
-        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("styleforge-server-models-v2");
+        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("styleforge-server-models-v3");
         if root.join("ready").exists() {
             return root;
         }
@@ -43,6 +44,28 @@ pub fn models_home() -> &'static Path {
             ModelInfo {
                 name: "vgg19".into(),
                 title: "VGG-19 features (parity weights)".into(),
+                ..Default::default()
+            },
+            true,
+        )
+        .unwrap();
+        lib.import(
+            &[shared::path("parity/cyclegan_G_ngf32_6blocks.pth")],
+            ModelInfo {
+                name: "tiny-painter".into(),
+                title: "Tiny painter (CycleGAN parity weights)".into(),
+                tags: vec!["gan".into(), "painting".into()],
+                description: "A small CycleGAN generator".into(),
+                ..Default::default()
+            },
+            true,
+        )
+        .unwrap();
+        lib.import(
+            &[shared::path("parity/dcgan_netG_ngf32.pth")],
+            ModelInfo {
+                name: "tiny-faces".into(),
+                title: "Tiny DCGAN (parity weights)".into(),
                 ..Default::default()
             },
             true,
