@@ -1,4 +1,4 @@
-//! `styleforge train cyclegan|dcgan|export` and `styleforge generate`: GAN training runs with
+//! `styleforge train cyclegan|dcgan|fast-style|export` and `styleforge generate`: GAN training runs with
 //! checkpoints, exact resume, a progress bar with the losses, a JSONL log and sample grids; export
 //! of trained generators into the model library; sampling and latent interpolation from DCGAN
 //! generators.
@@ -16,6 +16,7 @@ use styleforge_core::train::adam::AdamSettings;
 use styleforge_core::train::cyclegan::{CycleGanSettings, CycleGanTrainer};
 use styleforge_core::train::data::CropDataset;
 use styleforge_core::train::dcgan::{Dataset, DcganSettings, DcganTrainer};
+use styleforge_core::train::fast_style::{FastStyleSettings, FastStyleTrainer};
 use styleforge_core::train::{self, RunOptions, Trainer};
 use styleforge_core::weights::Weights;
 
@@ -28,6 +29,8 @@ pub enum Command {
     Cyclegan(CycleganArgs),
     /// DCGAN image generation (64×64) from one image folder.
     Dcgan(DcganArgs),
+    /// A fast-style network for one style image (perceptual loss, optional adversarial term).
+    FastStyle(FastStyleArgs),
     /// Export a run's generator (from its checkpoint) into the model library.
     Export(ExportArgs),
 }
@@ -136,6 +139,53 @@ pub struct DcganArgs {
     lr: f64,
 }
 
+/// `train fast-style`.
+#[derive(ClapArgs, Debug)]
+pub struct FastStyleArgs {
+    /// The style image.
+    #[arg(long)]
+    style: PathBuf,
+    /// Folder of content photos (random crops).
+    #[arg(long)]
+    content: PathBuf,
+    #[command(flatten)]
+    run: RunArgs,
+    /// Loss network: a library model or weight file (VGG16 or VGG19 features)
+    /// [default: `vgg16` from the library, else `vgg19`].
+    #[arg(long)]
+    loss_network: Option<String>,
+    /// Network width: 32 (stock), 16 or 8 (faster).
+    #[arg(long, default_value_t = 32)]
+    width: usize,
+    /// Content crops per batch.
+    #[arg(long, default_value_t = 4)]
+    batch: usize,
+    /// Crop size of the content samples.
+    #[arg(long, default_value_t = 256)]
+    crop: u32,
+    /// Longer side of the style image for its Gram targets.
+    #[arg(long, default_value_t = 512)]
+    style_size: u32,
+    /// Content weight.
+    #[arg(long, default_value_t = 1e5)]
+    content_weight: f64,
+    /// Style weight.
+    #[arg(long, default_value_t = 1e10)]
+    style_weight: f64,
+    /// Total-variation weight.
+    #[arg(long, default_value_t = 0.0)]
+    tv_weight: f64,
+    /// Adversarial weight: a PatchGAN learns style-image patches from outputs (0: off).
+    #[arg(long, default_value_t = 0.0)]
+    adv_weight: f64,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Photo shown in the preview grids [default: the first content photo].
+    #[arg(long)]
+    preview: Option<PathBuf>,
+}
+
 /// `train export`.
 #[derive(ClapArgs, Debug)]
 pub struct ExportArgs {
@@ -163,6 +213,7 @@ pub fn run(c: Command) -> Result<()> {
     match c {
         Command::Cyclegan(a) => cyclegan(a),
         Command::Dcgan(a) => dcgan(a),
+        Command::FastStyle(a) => fast_style(a),
         Command::Export(a) => {
             let info = export(&a.dir, &a.name, a.reverse, a.title, &a.tags, a.overwrite)?;
             println!("exported {} ({}) into {}", info.name, info.method, Library::open_default().home().display());
@@ -248,6 +299,52 @@ fn dcgan(a: DcganArgs) -> Result<()> {
     Ok(())
 }
 
+fn fast_style(a: FastStyleArgs) -> Result<()> {
+    let device = styleforge_core::device::parse(&a.run.device)?;
+    let steps = match (a.run.steps, a.run.resume) {
+        (Some(s), _) => s,
+        (None, true) => train::load_checkpoint(&a.run.dir)?.step.max(1),
+        (None, false) => bail!("--steps is required for a new run"),
+    };
+    let lib = Library::open_default();
+    let vgg_path = match &a.loss_network {
+        Some(n) => lib.resolve(n)?,
+        None => lib.resolve("vgg16").or_else(|_| lib.resolve("vgg19")).context(
+            "no loss network: `styleforge models download vgg16` (or vgg19), or pass --loss-network FILE",
+        )?,
+    };
+    let vgg_weights = Weights::load(&vgg_path)?;
+    let variant = styleforge_core::networks::vgg::Vgg::from_weights(&vgg_weights, None, &burn::tensor::Device::flex())?.variant();
+    let style = styleforge_core::image_io::read(&a.style, styleforge_core::image_io::DEFAULT_MAX_PIXELS)
+        .with_context(|| format!("style image {}", a.style.display()))?;
+    let data = CropDataset::from_folder(&a.content, a.crop, a.crop)
+        .with_context(|| format!("content photos ({})", a.content.display()))?;
+    let preview_path = match &a.preview {
+        Some(p) => p.clone(),
+        None => styleforge_core::train::data::image_files(&a.content)?.remove(0),
+    };
+    let preview = styleforge_core::image_io::read(&preview_path, styleforge_core::image_io::DEFAULT_MAX_PIXELS)?;
+    let mut settings = FastStyleSettings::reference(variant);
+    settings.width = a.width;
+    settings.batch = a.batch;
+    settings.content_weight = a.content_weight;
+    settings.style_weight = a.style_weight;
+    settings.tv_weight = a.tv_weight;
+    settings.adv_weight = a.adv_weight;
+    settings.adam.lr = a.lr;
+    settings.style_sha256 = styleforge_core::library::sha256_file(&a.style)?;
+    eprintln!("fast-style: {} content photos, loss network {}, {settings:?}", data.len(), variant.name());
+    let mut trainer =
+        FastStyleTrainer::new(settings, &vgg_weights, &style, a.style_size, data, &preview, &device, a.run.seed)?;
+    drive(&mut trainer, &a.run, steps)?;
+    if let Some(name) = &a.run.export {
+        let stem = a.style.file_stem().and_then(|s| s.to_str()).unwrap_or("style");
+        let info = export(&a.run.dir, name, false, Some(stem.replace(['_', '-'], " ")), "fast,trained", true)?;
+        eprintln!("exported the network as `{}` (method fast)", info.name);
+    }
+    Ok(())
+}
+
 /// Runs the training loop with a progress bar and Ctrl-C checkpointing.
 fn drive(trainer: &mut dyn Trainer, r: &RunArgs, steps: u64) -> Result<()> {
     let opts = RunOptions {
@@ -298,6 +395,7 @@ fn export(dir: &Path, name: &str, reverse: bool, title: Option<String>, tags: &s
         ("cyclegan", false) => "G_A.",
         ("cyclegan", true) => "G_B.",
         ("dcgan", false) => "G.",
+        ("fast-style", false) => "T.",
         (k, true) => bail!("--reverse applies to CycleGAN runs, not {k}"),
         (k, _) => bail!("cannot export a {k} run"),
     };
@@ -314,6 +412,9 @@ fn export(dir: &Path, name: &str, reverse: bool, title: Option<String>, tags: &s
     info.training.insert("steps".into(), ck.step.to_string());
     info.training.insert("direction".into(), if reverse { "B->A" } else { "A->B" }.into());
     info.training.insert("settings".into(), ck.trainer["settings"].to_string());
+    if let Some(sha) = ck.trainer["settings"]["style_sha256"].as_str() {
+        info.training.insert("style_sha256".into(), sha.to_string());
+    }
     info.sha256 = weights.content_sha256();
     Library::open_default().add_weights(&mut weights, &mut info, overwrite)?;
     Ok(info)

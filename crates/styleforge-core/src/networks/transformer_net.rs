@@ -9,8 +9,9 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::error::{Error, Result};
+use crate::networks::cyclegan::{ParamRef, collect_weights};
 use crate::layers::{Affine, Conv, NormContext, Padding, upsample_nearest2};
-use crate::weights::Weights;
+use crate::weights::{HostTensor, Weights};
 
 const EPS: f64 = 1e-5;
 
@@ -52,6 +53,19 @@ impl ConvIn {
 
     fn forward(&self, x: Tensor<4>, ctx: &mut NormContext) -> Tensor<4> {
         self.norm.forward(ctx.normalize(self.conv.forward(x), EPS))
+    }
+
+    fn walk(&self, conv: &str, norm: &str, f: &mut dyn FnMut(String, ParamRef<'_>)) {
+        walk_conv(&self.conv, conv, f);
+        f(format!("{norm}.weight"), ParamRef::R1(&self.norm.gamma));
+        f(format!("{norm}.bias"), ParamRef::R1(&self.norm.beta));
+    }
+}
+
+fn walk_conv(c: &Conv, name: &str, f: &mut dyn FnMut(String, ParamRef<'_>)) {
+    f(format!("{name}.conv2d.weight"), ParamRef::R4(&c.weight));
+    if let Some(b) = &c.bias {
+        f(format!("{name}.conv2d.bias"), ParamRef::R1(b));
     }
 }
 
@@ -136,6 +150,56 @@ impl TransformerNet {
                 || k.ends_with(".running_var")
         })?;
         Ok(Self { down, res, up, out })
+    }
+
+    /// Fresh weights of width `nc` initialised as PyTorch does: convolution kernels and biases
+    /// uniform in `±1/√fan_in` (`uniform` draws from `[0, 1)`), instance-norm scales 1, shifts 0.
+    pub fn init_weights(nc: usize, uniform: &mut dyn FnMut() -> f32) -> Weights {
+        let (c1, c2, c3) = (nc, 2 * nc, 4 * nc);
+        let mut w = Weights::default();
+        let mut conv = |name: &str, shape: [usize; 4], norm: Option<&str>| {
+            let bound = 1.0 / ((shape[1] * shape[2] * shape[3]) as f32).sqrt();
+            let mut draw = |n: usize| (0..n).map(|_| (2.0 * uniform() - 1.0) * bound).collect();
+            let kernel = draw(shape.iter().product());
+            let bias = draw(shape[0]);
+            w.tensors.insert(format!("{name}.conv2d.weight"), HostTensor::new(shape.to_vec(), kernel));
+            w.tensors.insert(format!("{name}.conv2d.bias"), HostTensor::new(vec![shape[0]], bias));
+            if let Some(n) = norm {
+                w.tensors.insert(format!("{n}.weight"), HostTensor::new(vec![shape[0]], vec![1.0; shape[0]]));
+                w.tensors.insert(format!("{n}.bias"), HostTensor::new(vec![shape[0]], vec![0.0; shape[0]]));
+            }
+        };
+        conv("conv1", [c1, 3, 9, 9], Some("in1"));
+        conv("conv2", [c2, c1, 3, 3], Some("in2"));
+        conv("conv3", [c3, c2, 3, 3], Some("in3"));
+        for i in 1..=5 {
+            conv(&format!("res{i}.conv1"), [c3, c3, 3, 3], Some(&format!("res{i}.in1")));
+            conv(&format!("res{i}.conv2"), [c3, c3, 3, 3], Some(&format!("res{i}.in2")));
+        }
+        conv("deconv1", [c2, c3, 3, 3], Some("in4"));
+        conv("deconv2", [c1, c2, 3, 3], Some("in5"));
+        conv("deconv3", [3, c1, 9, 9], None);
+        w
+    }
+
+    /// Visits every parameter with its pytorch/examples name.
+    pub fn walk(&self, f: &mut dyn FnMut(String, ParamRef<'_>)) {
+        for (i, l) in self.down.iter().enumerate() {
+            l.walk(&format!("conv{}", i + 1), &format!("in{}", i + 1), f);
+        }
+        for (i, b) in self.res.iter().enumerate() {
+            b.a.walk(&format!("res{}.conv1", i + 1), &format!("res{}.in1", i + 1), f);
+            b.b.walk(&format!("res{}.conv2", i + 1), &format!("res{}.in2", i + 1), f);
+        }
+        for (i, l) in self.up.iter().enumerate() {
+            l.walk(&format!("deconv{}", i + 1), &format!("in{}", i + 4), f);
+        }
+        walk_conv(&self.out, "deconv3", f);
+    }
+
+    /// The parameters as a pytorch/examples state dict.
+    pub fn to_weights(&self) -> Result<Weights> {
+        collect_weights(|f| self.walk(f))
     }
 
     /// Runs the network on RGB 0..255 NCHW; the output is unclamped.

@@ -22,6 +22,7 @@ pub mod adam;
 pub mod cyclegan;
 pub mod data;
 pub mod dcgan;
+pub mod fast_style;
 pub mod rng;
 
 use std::io::{BufRead, Write};
