@@ -158,10 +158,28 @@ pub fn run(a: Args) -> Result<()> {
 /// Subcommands of `styleforge keys`.
 #[derive(clap::Subcommand, Debug)]
 pub enum KeysCommand {
-    /// Create an API key (the secret is printed once).
+    /// Create an API key (the secret is printed once): a secret key (`sf_...`), or with
+    /// `--publishable` a key for web pages (`pk_...`) usable only from the `--origin`s given and
+    /// only for listing styles, uploading images and stylising.
     Create {
         /// A name for the key (who or what uses it).
-        name: String,
+        #[arg(value_name = "NAME", required_unless_present = "name_flag")]
+        name: Option<String>,
+        /// The name, as an option (instead of NAME).
+        #[arg(long = "name", value_name = "NAME", conflicts_with = "name")]
+        name_flag: Option<String>,
+        /// A publishable key for the widget on web pages (needs --origin).
+        #[arg(long, requires = "origins")]
+        publishable: bool,
+        /// An origin a publishable key may be used from, e.g. https://example.com (repeat it, or
+        /// separate origins with commas).
+        #[arg(
+            long = "origin",
+            value_name = "ORIGIN",
+            value_delimiter = ',',
+            requires = "publishable"
+        )]
+        origins: Vec<String>,
         /// Requests per minute for this key (0: unlimited); default: the server's.
         #[arg(long, value_name = "N")]
         rate_limit: Option<u32>,
@@ -196,24 +214,44 @@ pub fn keys(c: KeysCommand) -> Result<()> {
     match c {
         KeysCommand::Create {
             name,
+            name_flag,
+            publishable,
+            origins,
             rate_limit,
             quota_bytes,
             json,
             data,
         } => {
+            let name = name.or(name_flag).unwrap_or_default();
             let limits = KeyLimits {
                 rate_limit_per_minute: rate_limit,
                 quota_bytes,
             };
-            let k = styleforge_server::blocking::create_key(&data.config()?, &name, limits)?;
+            let config = data.config()?;
+            let k = if publishable {
+                styleforge_server::blocking::create_publishable_key(
+                    &config, &name, limits, &origins,
+                )?
+            } else {
+                styleforge_server::blocking::create_key(&config, &name, limits)?
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&k)?);
             } else {
                 println!("{}", k.key);
-                eprintln!(
-                    "created key {} ({}); the secret above is shown only once",
-                    k.id, k.name
-                );
+                if publishable {
+                    eprintln!(
+                        "created publishable key {} ({}) for {}; put it in the widget's data-key",
+                        k.id,
+                        k.name,
+                        k.origins.join(", ")
+                    );
+                } else {
+                    eprintln!(
+                        "created key {} ({}); the secret above is shown only once",
+                        k.id, k.name
+                    );
+                }
             }
         }
         KeysCommand::List { json, data } => {
@@ -224,8 +262,8 @@ pub fn keys(c: KeysCommand) -> Result<()> {
                 println!("no keys (create one with `styleforge keys create NAME`)");
             } else {
                 println!(
-                    "{:<38} {:<20} {:<12} {:<8}",
-                    "id", "name", "prefix", "state"
+                    "{:<38} {:<20} {:<12} {:<12} {:<8} origins",
+                    "id", "name", "prefix", "kind", "state"
                 );
                 for k in keys {
                     let state = if k.revoked_at.is_some() {
@@ -233,7 +271,15 @@ pub fn keys(c: KeysCommand) -> Result<()> {
                     } else {
                         "active"
                     };
-                    println!("{:<38} {:<20} {:<12} {:<8}", k.id, k.name, k.prefix, state);
+                    println!(
+                        "{:<38} {:<20} {:<12} {:<12} {:<8} {}",
+                        k.id,
+                        k.name,
+                        k.prefix,
+                        k.kind,
+                        state,
+                        k.origins.join(",")
+                    );
                 }
             }
         }

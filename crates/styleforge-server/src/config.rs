@@ -73,6 +73,9 @@ pub struct Config {
     pub rate_limit_per_minute: u32,
     /// Rate limit for anonymous requests, per minute (0: unlimited). Default 0.
     pub anonymous_rate_limit_per_minute: u32,
+    /// Default rate limit of publishable (`pk_`) keys, requests per minute per key and client
+    /// address (0: unlimited). A key's own limit takes precedence. Default 120.
+    pub publishable_rate_limit_per_minute: u32,
     /// Default per-key storage quota in bytes (uploads and results; 0: unlimited). Default 1 GiB.
     pub quota_bytes: u64,
     /// Storage quota of the anonymous owner in bytes (0: unlimited). Default 0.
@@ -88,6 +91,8 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     /// Compute device: `cpu`, or `cuda` / `cuda:N` in CUDA builds. Default `cpu`.
     pub device: String,
+    /// Serve the web page at `/` and the embeddable widget at `/widget.js`. Default `true`.
+    pub web: bool,
 }
 
 impl Default for Config {
@@ -114,6 +119,7 @@ impl Default for Config {
             body_timeout_secs: 60,
             rate_limit_per_minute: 600,
             anonymous_rate_limit_per_minute: 0,
+            publishable_rate_limit_per_minute: 120,
             quota_bytes: 1 << 30,
             anonymous_quota_bytes: 0,
             gatys_iterations: 100,
@@ -121,6 +127,7 @@ impl Default for Config {
             gatys_max_size: 512,
             shutdown_grace_secs: 10,
             device: "cpu".into(),
+            web: true,
         }
     }
 }

@@ -5,7 +5,9 @@
 //! in a content-addressed blob store (`object_store`, a local directory by default), durable jobs
 //! run by in-process workers (leases, heartbeats, retries, cancellation, progress over
 //! Server-Sent Events), API keys stored hashed with per-key rate limits and quotas, Prometheus
-//! metrics, health and readiness probes, and graceful shutdown.
+//! metrics, health and readiness probes, and graceful shutdown. The binary also serves a web page
+//! at `/` and an embeddable widget at `/widget.js` (see [`web`]), which sites use with
+//! publishable keys limited to their origins (see [`auth`]).
 //!
 //! With no set-up, `Config { anonymous: true, ..Config::default() }` serves the model library of
 //! `STYLEFORGE_HOME` and keeps its data in `<home>/server`.
@@ -28,6 +30,7 @@ pub mod models;
 pub mod openapi;
 pub mod state;
 pub mod store;
+pub mod web;
 pub mod worker;
 
 use std::net::SocketAddr;
@@ -37,7 +40,9 @@ use anyhow::Context;
 use styleforge_core::library::Library;
 use tokio::task::JoinHandle;
 
-pub use auth::{KeyInfo, KeyLimits, NewKey, create_key, list_keys, revoke_key};
+pub use auth::{
+    KeyInfo, KeyLimits, NewKey, create_key, create_publishable_key, list_keys, revoke_key,
+};
 pub use config::Config;
 pub use error::{ApiError, ErrorBody};
 
@@ -80,11 +85,14 @@ pub async fn start(config: Config) -> anyhow::Result<(SocketAddr, ServerHandle)>
     let app = api::router(state.clone());
     let mut stop = state.shutdown.subscribe();
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|v| *v).await;
-            })
-            .await
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|v| *v).await;
+        })
+        .await
     });
     let workers = (0..state.config.workers)
         .map(|i| {
@@ -234,6 +242,16 @@ pub mod blocking {
     /// [`super::create_key`] on a fresh runtime.
     pub fn create_key(config: &Config, name: &str, limits: KeyLimits) -> anyhow::Result<NewKey> {
         runtime()?.block_on(super::create_key(config, name, limits))
+    }
+
+    /// [`super::create_publishable_key`] on a fresh runtime.
+    pub fn create_publishable_key(
+        config: &Config,
+        name: &str,
+        limits: KeyLimits,
+        origins: &[String],
+    ) -> anyhow::Result<NewKey> {
+        runtime()?.block_on(super::create_publishable_key(config, name, limits, origins))
     }
 
     /// [`super::list_keys`] on a fresh runtime.

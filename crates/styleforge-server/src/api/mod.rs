@@ -15,14 +15,13 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::IntoParams;
@@ -56,35 +55,14 @@ pub fn router(state: AppState) -> Router {
         .route("/results/{id}/rating", put(results::rate))
         .route("/ratings", get(results::ratings))
         .route("/openapi.json", get(ops::openapi));
-    let cors = (!cfg.cors_origins.is_empty()).then(|| {
-        let origin = if cfg.cors_origins.iter().any(|o| o == "*") {
-            AllowOrigin::any()
-        } else {
-            AllowOrigin::list(
-                cfg.cors_origins
-                    .iter()
-                    .filter_map(|o| HeaderValue::from_str(o).ok()),
-            )
-        };
-        CorsLayer::new()
-            .allow_origin(origin)
-            .allow_methods([
-                Method::GET,
-                Method::POST,
-                Method::PUT,
-                Method::DELETE,
-                Method::OPTIONS,
-            ])
-            .allow_headers([
-                header::AUTHORIZATION,
-                header::CONTENT_TYPE,
-                header::HeaderName::from_static("x-api-key"),
-            ])
-            .expose_headers([header::LOCATION, header::RETRY_AFTER])
-            .max_age(Duration::from_secs(600))
-    });
+    let web = if cfg.web {
+        crate::web::router()
+    } else {
+        Router::new()
+    };
     Router::new()
         .nest("/v1", v1)
+        .merge(web)
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -98,7 +76,7 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(cfg.request_timeout_secs),
         ))
-        .layer(tower::util::option_layer(cors))
+        .layer(crate::auth::cors_layer(state.clone()))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::new())

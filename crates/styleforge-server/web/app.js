@@ -1,0 +1,808 @@
+// The styleforge page: upload a photo, pick (or upload, or blend) a style, stylise, compare,
+// download, rate, and browse the history. Talks to the API under /v1 only.
+
+import { ApiError, api, fetchBlob, followEvents, getJson, getKey, sendJson, setKey } from "./api.js";
+
+const $ = (id) => document.getElementById(id);
+
+// Networks the library holds for the adain and gatys methods; not styles to pick.
+const NETWORKS = new Set(["adain", "vgg", "gatys", "generate"]);
+
+const METHOD_TEXT = {
+  fast: ["Fast network", "Trained for this style. About a second."],
+  cyclegan: ["GAN translation", "A generator trained on this painter's work."],
+  adain: ["Arbitrary (AdaIN)", "Any style image, in one pass."],
+  gatys: ["Optimisation (Gatys)", "Finest detail. Runs as a job with progress."],
+};
+
+const state = {
+  styles: [],
+  shown: [],
+  selected: null,
+  method: null,
+  photo: null,
+  uploading: false,
+  busy: false,
+  job: null,
+  current: null,
+  thumbs: new Map(),
+  history: { cursor: null, urls: [] },
+  searchSeq: 0,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "class") e.className = v;
+    else if (k === "text") e.textContent = v;
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children) if (c) e.append(c);
+  return e;
+}
+
+function formatBytes(n) {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${Math.round(n / 1024)} kB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MB`;
+}
+
+function formatSeconds(s) {
+  if (s < 1) return "under a second";
+  if (s < 90) return `${Math.round(s)} s`;
+  return `${Math.round(s / 60)} min`;
+}
+
+function ago(ms) {
+  const s = Math.max(0, (Date.now() - ms) / 1000);
+  if (s < 45) return "just now";
+  if (s < 3600) return `${Math.round(s / 60)} min ago`;
+  if (s < 86400) return `${Math.round(s / 3600)} h ago`;
+  return new Date(ms).toLocaleDateString();
+}
+
+function styleByName(name) {
+  return state.styles.find((s) => s.name === name);
+}
+
+function styleTitle(label) {
+  return label
+    .split("+")
+    .map((n) => styleByName(n)?.title || n)
+    .join(" + ");
+}
+
+function methodsFor(style) {
+  if (!style) return [];
+  if (style.method === "image") {
+    const have = (m) => state.styles.some((s) => s.method === m);
+    const out = [];
+    if (have("adain")) out.push("adain");
+    if (have("vgg") || have("gatys")) out.push("gatys");
+    return out;
+  }
+  return [style.method];
+}
+
+function badgeFor(style) {
+  if (style.method === "image") return "Your image";
+  if (style.method === "fast") return "Fast";
+  if (style.method === "cyclegan") return "GAN";
+  return style.method;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages
+
+function notice(message, action) {
+  const n = $("notice");
+  n.replaceChildren(el("span", { text: message }));
+  n.classList.toggle("info", !!(action && action.info));
+  if (action) n.append(el("button", { type: "button", class: "secondary small", text: action.label, onclick: action.run }));
+  n.hidden = false;
+}
+
+function clearNotice() {
+  $("notice").hidden = true;
+}
+
+function setStatus(text, kind = "") {
+  const s = $("status");
+  s.textContent = text;
+  s.className = `status ${kind}`;
+}
+
+function handleError(e, what) {
+  if (e.name === "AbortError") return;
+  if (e instanceof ApiError && e.status === 401) {
+    keyNeeded(e);
+    return;
+  }
+  const message = e instanceof ApiError ? e.message : String(e.message || e);
+  setStatus(`${what}: ${message}`, "error");
+}
+
+function keyNeeded(e) {
+  const bad = e && (e.code === "invalid_key" || e.code === "key_revoked");
+  notice(
+    bad ? "The saved API key is not accepted by this server (unknown or revoked)." : "This server needs an API key.",
+    { label: bad ? "Change key" : "Enter key", run: openKeyDialog },
+  );
+  if (!$("key-dialog").open && !bad) openKeyDialog();
+}
+
+// ---------------------------------------------------------------------------------------------
+// API key
+
+function updateKeyButton() {
+  const key = getKey();
+  const b = $("key-button");
+  b.textContent = key ? `Key ${key.slice(0, 7)}…` : "API key";
+  b.classList.toggle("has-key", !!key);
+  b.setAttribute("aria-label", key ? "API key saved: change or forget it" : "Add an API key");
+}
+
+function openKeyDialog() {
+  const d = $("key-dialog");
+  $("key-input").value = getKey();
+  $("key-show").checked = false;
+  $("key-input").type = "password";
+  if (!d.open) d.showModal();
+  $("key-input").focus();
+}
+
+function keyChanged() {
+  updateKeyButton();
+  clearNotice();
+  state.thumbs.clear();
+  loadStyles().then(() => loadHistory(true));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Styles
+
+async function loadStyles() {
+  const g = $("gallery");
+  g.setAttribute("aria-busy", "true");
+  try {
+    const { styles } = await getJson("/v1/styles");
+    state.styles = styles;
+    clearNotice();
+    await search($("search").value);
+  } catch (e) {
+    g.replaceChildren();
+    if (e instanceof ApiError && e.status === 401) keyNeeded(e);
+    else notice(`The styles could not be loaded: ${e.message}`, { label: "Retry", run: loadStyles });
+  } finally {
+    g.setAttribute("aria-busy", "false");
+  }
+}
+
+async function search(query) {
+  const seq = ++state.searchSeq;
+  const q = query.trim();
+  let list = state.styles;
+  if (q) {
+    try {
+      list = (await getJson(`/v1/styles?q=${encodeURIComponent(q)}`)).styles;
+    } catch (e) {
+      handleError(e, "Search failed");
+      return;
+    }
+  }
+  if (seq !== state.searchSeq) return;
+  state.shown = list.filter((s) => !NETWORKS.has(s.method));
+  renderGallery(q);
+}
+
+function renderGallery(query) {
+  const g = $("gallery");
+  g.replaceChildren(...state.shown.map(styleCard));
+  const empty = $("gallery-empty");
+  if (state.shown.length) {
+    empty.hidden = true;
+  } else {
+    empty.hidden = false;
+    empty.textContent = query
+      ? `No style matches “${query}”. Try another word, or upload your own style image.`
+      : "No styles yet: add models with `styleforge models`, or upload a style image.";
+  }
+}
+
+function styleCard(s) {
+  const selected = s.name === state.selected;
+  const thumb = el("span", { class: "thumb none", "aria-hidden": "true", text: s.title.slice(0, 1).toUpperCase() });
+  const card = el(
+    "button",
+    {
+      type: "button",
+      class: "style-card",
+      "data-name": s.name,
+      "aria-pressed": selected ? "true" : "false",
+      "aria-label": [s.title, badgeFor(s), ...s.tags.slice(0, 3)].join(", "),
+      title: s.description || s.title,
+      onclick: () => selectStyle(s.name),
+    },
+    thumb,
+    el("span", { class: "badge", text: badgeFor(s) }),
+    el(
+      "span",
+      { class: "style-info" },
+      el("span", { class: "style-title", text: s.title }),
+      el("span", { class: "tags" }, ...s.tags.slice(0, 3).map((t) => el("span", { text: t }))),
+    ),
+  );
+  if (s.thumbnail_url) loadThumb(s, thumb);
+  return card;
+}
+
+async function loadThumb(s, placeholder) {
+  let url = state.thumbs.get(s.name);
+  if (!url) {
+    const p = fetchBlob(`${s.thumbnail_url}?size=320`).then((b) => URL.createObjectURL(b));
+    state.thumbs.set(s.name, p);
+    url = p;
+  }
+  try {
+    const src = await url;
+    const img = el("img", { class: "thumb", alt: "", src, loading: "lazy", decoding: "async" });
+    placeholder.replaceWith(img);
+  } catch {
+    state.thumbs.delete(s.name);
+  }
+}
+
+function selectStyle(name) {
+  state.selected = name;
+  for (const c of document.querySelectorAll(".style-card")) {
+    c.setAttribute("aria-pressed", c.dataset.name === name ? "true" : "false");
+  }
+  renderMethods();
+  updateGo();
+}
+
+function renderMethods() {
+  const style = styleByName(state.selected);
+  const field = $("method-field");
+  const list = $("methods");
+  const methods = methodsFor(style);
+  if (!style) {
+    field.hidden = true;
+    renderBlend();
+    return;
+  }
+  if (!methods.includes(state.method)) state.method = methods[0] || null;
+  field.hidden = false;
+  if (!methods.length) {
+    list.replaceChildren(
+      el("p", { class: "hint", text: "This server has no AdaIN or VGG model, so style images cannot be used here." }),
+    );
+  } else {
+    list.replaceChildren(
+      ...methods.map((m) => {
+        const [title, note] = METHOD_TEXT[m] || [m, ""];
+        const input = el("input", {
+          type: "radio",
+          name: "method",
+          value: m,
+          id: `method-${m}`,
+          checked: m === state.method,
+          onchange: () => {
+            state.method = m;
+            renderBlend();
+            updateOptions();
+            updateGo();
+          },
+        });
+        return el("label", { class: "method", for: `method-${m}` }, input, el("span", {}, el("strong", { text: title }), el("small", { text: note })));
+      }),
+    );
+  }
+  renderBlend();
+  updateOptions();
+}
+
+function renderBlend() {
+  const style = styleByName(state.selected);
+  const others = state.styles.filter((s) => s.method === "image" && s.name !== state.selected);
+  const show = !!style && style.method === "image" && ["adain", "gatys"].includes(state.method) && others.length > 0;
+  $("blend").hidden = !show;
+  if (!show) return;
+  const select = $("blend-style");
+  const keep = select.value;
+  select.replaceChildren(...others.map((s) => el("option", { value: s.name, text: s.title })));
+  if (others.some((s) => s.name === keep)) select.value = keep;
+  $("blend-controls").hidden = !$("blend-on").checked;
+  updateBlendLabels();
+}
+
+function updateBlendLabels() {
+  const a = styleByName(state.selected);
+  const b = styleByName($("blend-style").value);
+  const mix = Number($("blend-mix").value);
+  $("blend-a").textContent = `${100 - mix}% ${a ? a.title : ""}`;
+  $("blend-b").textContent = `${mix}% ${b ? b.title : ""}`;
+  $("blend-mix").setAttribute("aria-valuetext", `${100 - mix}% ${a ? a.title : "first style"}, ${mix}% ${b ? b.title : "second style"}`);
+}
+
+async function uploadStyle(file) {
+  if (!file) return;
+  const base = file.name.replace(/\.[^.]+$/, "").replace(/[_-]+/g, " ").trim().slice(0, 80);
+  const title = base ? base.charAt(0).toUpperCase() + base.slice(1) : "My style";
+  setStatus("Adding your style image…");
+  $("style-upload").disabled = true;
+  try {
+    const r = await api(`/v1/styles?title=${encodeURIComponent(title)}`, {
+      method: "POST",
+      body: file,
+      headers: { "Content-Type": file.type || "application/octet-stream" },
+    });
+    const style = await r.json();
+    state.styles = [style, ...state.styles.filter((s) => s.name !== style.name)];
+    $("search").value = "";
+    await search("");
+    selectStyle(style.name);
+    setStatus(`Style image “${style.title}” added.`, "ok");
+  } catch (e) {
+    handleError(e, "The style image could not be added");
+  } finally {
+    $("style-upload").disabled = false;
+    $("style-input").value = "";
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Photo
+
+async function usePhoto(file) {
+  if (!file) return;
+  if (file.type && !file.type.startsWith("image/")) {
+    setStatus("That is not an image: choose a JPEG, PNG or WebP photo.", "error");
+    return;
+  }
+  const url = URL.createObjectURL(file);
+  const preview = $("photo-preview");
+  if (state.photo && state.photo.local) URL.revokeObjectURL(state.photo.local);
+  preview.src = url;
+  preview.hidden = false;
+  $("drop").classList.add("has-photo");
+  $("photo-change").hidden = false;
+  state.photo = { id: null, local: url };
+  state.uploading = true;
+  $("photo-meta").textContent = "Uploading…";
+  updateGo();
+  try {
+    const r = await api("/v1/images", {
+      method: "POST",
+      body: file,
+      headers: { "Content-Type": file.type || "application/octet-stream" },
+    });
+    const info = await r.json();
+    if (state.photo && state.photo.local === url) {
+      state.photo.id = info.id;
+      $("photo-meta").textContent = `${info.width} × ${info.height} · ${info.format.toUpperCase()} · ${formatBytes(info.bytes)}`;
+    }
+  } catch (e) {
+    state.photo = null;
+    preview.hidden = true;
+    $("drop").classList.remove("has-photo");
+    $("photo-change").hidden = true;
+    $("photo-meta").textContent = "JPEG, PNG or WebP.";
+    handleError(e, "The photo could not be uploaded");
+  } finally {
+    state.uploading = false;
+    updateGo();
+  }
+}
+
+function imageFrom(list) {
+  for (const f of list || []) if (f && (!f.type || f.type.startsWith("image/"))) return f;
+  return null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Options and the Stylise button
+
+function updateOptions() {
+  $("iterations-field").hidden = state.method !== "gatys";
+  $("strength-out").textContent = `${$("strength").value}%`;
+}
+
+function updateGo() {
+  const style = styleByName(state.selected);
+  const ready = !!(state.photo && state.photo.id && style && state.method);
+  $("go").disabled = !ready || state.busy;
+  let hint;
+  if (state.busy) hint = "Working…";
+  else if (state.uploading) hint = "Uploading your photo…";
+  else if (!state.photo && !style) hint = "Choose a photo and a style.";
+  else if (!state.photo) hint = "Now choose a photo.";
+  else if (!style) hint = "Now choose a style.";
+  else if (!state.method) hint = "This style cannot be used on this server.";
+  else hint = `${style.title} · ${(METHOD_TEXT[state.method] || [state.method])[0]}`;
+  $("go-hint").textContent = hint;
+}
+
+function request() {
+  const body = {
+    image: state.photo.id,
+    method: state.method,
+    strength: Number($("strength").value) / 100,
+    preserve_color: $("preserve").checked,
+    format: "png",
+  };
+  const size = $("size").value;
+  if (size) body.max_size = Number(size);
+  if (state.method === "gatys") body.iterations = Number($("iterations").value);
+  const second = $("blend-style").value;
+  if (!$("blend").hidden && $("blend-on").checked && second) {
+    const mix = Number($("blend-mix").value) / 100;
+    body.styles = [
+      { style: state.selected, weight: Math.max(0, 1 - mix) },
+      { style: second, weight: mix },
+    ];
+  } else {
+    body.style = state.selected;
+  }
+  return body;
+}
+
+function setBusy(busy) {
+  state.busy = busy;
+  $("compare").classList.toggle("stale", busy);
+  if (busy) $("result-actions").hidden = true;
+  $("result-panel").setAttribute("aria-busy", busy ? "true" : "false");
+  updateGo();
+}
+
+function showProgress(stage, fraction, eta, cancellable) {
+  $("progress").hidden = false;
+  $("placeholder").hidden = true;
+  $("stage").textContent = stage;
+  $("eta").textContent = eta || "";
+  const bar = $("progress-bar");
+  if (fraction === null) bar.removeAttribute("value");
+  else bar.value = Math.round(fraction * 1000) / 10;
+  $("cancel").hidden = !cancellable;
+}
+
+function hideProgress() {
+  $("progress").hidden = true;
+}
+
+async function go() {
+  if ($("go").disabled) return;
+  const body = request();
+  const before = state.photo.local;
+  setBusy(true);
+  setStatus("");
+  showProgress(body.method === "gatys" ? "Sending the job…" : "Stylising…", null, "", false);
+  if (matchMedia("(max-width: 900px)").matches) {
+    $("result-panel").scrollIntoView({ behavior: "smooth", block: "start" });
+  }
+  try {
+    const { status, body: r } = await sendJson("/v1/stylize", "POST", body);
+    if (status === 202) {
+      await runJob(r.job, before);
+    } else {
+      hideProgress();
+      await showResult(r.result, before);
+    }
+  } catch (e) {
+    hideProgress();
+    handleError(e, "Stylisation failed");
+  } finally {
+    setBusy(false);
+    loadHistory(true);
+  }
+}
+
+function stageText(job) {
+  if (job.state === "queued") return "Waiting in the queue";
+  const p = job.progress || {};
+  let s = p.stage ? p.stage.charAt(0).toUpperCase() + p.stage.slice(1) : "Working";
+  if (p.iteration && p.iterations) s += ` · step ${p.iteration} of ${p.iterations}`;
+  return s;
+}
+
+function etaText(job) {
+  const eta = job.progress && job.progress.eta_seconds;
+  if (job.state !== "running" || eta === null || eta === undefined) return "";
+  return eta < 1 ? "almost done" : `about ${formatSeconds(eta)} left`;
+}
+
+async function runJob(id, before) {
+  const abort = new AbortController();
+  state.job = { id, abort };
+  showProgress("Waiting in the queue", 0, "", true);
+  const update = (job) => {
+    if (!state.job || state.job.id !== id) return;
+    showProgress(stageText(job), job.progress ? job.progress.fraction : 0, etaText(job), !job.cancel_requested);
+    if (job.cancel_requested && job.state === "running") $("stage").textContent = "Cancelling…";
+  };
+  let last = null;
+  try {
+    last = await followEvents(`/v1/jobs/${id}/events`, (_, job) => update(job), abort.signal);
+  } catch (e) {
+    if (e.name === "AbortError") return;
+  }
+  // The stream ended without a final event (the server restarted): poll until the job ends.
+  while (!last || !["succeeded", "failed", "cancelled"].includes(last.state)) {
+    await new Promise((r) => setTimeout(r, 1000));
+    if (!state.job || state.job.id !== id) return;
+    last = await getJson(`/v1/jobs/${id}`);
+    update(last);
+  }
+  state.job = null;
+  hideProgress();
+  if (last.state === "succeeded") {
+    await showResult(last.result, before || null, last.image);
+  } else if (last.state === "cancelled") {
+    setStatus("Cancelled. Nothing was kept.");
+  } else {
+    setStatus(`The job failed: ${last.error ? last.error.message : "unknown error"}`, "error");
+  }
+}
+
+async function cancelJob() {
+  if (!state.job) return;
+  $("cancel").hidden = true;
+  $("stage").textContent = "Cancelling…";
+  try {
+    await api(`/v1/jobs/${state.job.id}/cancel`, { method: "POST" });
+  } catch (e) {
+    handleError(e, "Could not cancel");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Result
+
+async function showResult(resultId, beforeUrl, imageId) {
+  const blob = await fetchBlob(`/v1/results/${resultId}`);
+  const afterUrl = URL.createObjectURL(blob);
+  if (state.current) URL.revokeObjectURL(state.current.url);
+  let before = beforeUrl;
+  const info = await getJson(`/v1/results/${resultId}/info`);
+  if (!before) {
+    try {
+      before = URL.createObjectURL(await fetchBlob(`/v1/images/${imageId || info.image}`));
+    } catch {
+      before = afterUrl;
+    }
+  }
+  state.current = { id: resultId, url: afterUrl, info };
+  const after = $("after");
+  await new Promise((resolve) => {
+    after.onload = resolve;
+    after.onerror = resolve;
+    after.src = afterUrl;
+  });
+  $("before").src = before;
+  $("compare-range").value = 50;
+  $("compare").style.setProperty("--pos", "50%");
+  $("compare").hidden = false;
+  $("placeholder").hidden = true;
+  const ext = info.format === "jpeg" ? "jpg" : info.format;
+  const name = styleTitle(info.style).toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "");
+  const a = $("download");
+  a.href = afterUrl;
+  a.download = `styleforge-${name || "result"}.${ext}`;
+  for (const r of document.querySelectorAll('input[name="rating"]')) r.checked = Number(r.value) === info.rating;
+  $("rating-note").textContent = info.rating ? `You rated it ${info.rating} of 5.` : "";
+  const t = info.timings || {};
+  const secs = t.total_ms ? ` · ${formatSeconds(t.total_ms / 1000)}` : "";
+  $("result-meta").textContent = `${styleTitle(info.style)} · ${(METHOD_TEXT[info.method] || [info.method])[0]} · ${info.width} × ${info.height}${secs}`;
+  $("result-actions").hidden = false;
+  setStatus("");
+}
+
+async function rate(score) {
+  if (!state.current) return;
+  try {
+    await sendJson(`/v1/results/${state.current.id}/rating`, "PUT", { score });
+    $("rating-note").textContent = `Thanks! You rated it ${score} of 5.`;
+  } catch (e) {
+    handleError(e, "The rating was not saved");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// History
+
+async function loadHistory(reset) {
+  if (reset) {
+    state.history.cursor = null;
+    for (const u of state.history.urls) URL.revokeObjectURL(u);
+    state.history.urls = [];
+    $("history").replaceChildren();
+  }
+  const list = $("history");
+  list.setAttribute("aria-busy", "true");
+  try {
+    const q = state.history.cursor ? `&cursor=${encodeURIComponent(state.history.cursor)}` : "";
+    const page = await getJson(`/v1/history?limit=12${q}`);
+    state.history.cursor = page.next_cursor || null;
+    for (const job of page.items) list.append(historyItem(job));
+    $("history-more").hidden = !state.history.cursor;
+    $("history-empty").hidden = list.children.length > 0;
+  } catch (e) {
+    if (!(e instanceof ApiError && e.status === 401)) $("history-empty").hidden = false;
+  } finally {
+    list.setAttribute("aria-busy", "false");
+  }
+}
+
+function historyItem(job) {
+  const title = styleTitle(job.style);
+  const img = el("span", { class: "h-img", "aria-hidden": "true", text: job.state === "succeeded" ? "" : job.state });
+  const when = ago(job.created_at);
+  const button = el(
+    "button",
+    {
+      type: "button",
+      "aria-label": `${title}, ${job.method}, ${job.state}, ${when}`,
+      onclick: () => openHistory(job),
+    },
+    img,
+    el(
+      "span",
+      { class: "h-text" },
+      el("strong", { text: title }),
+      el("span", { class: "state", text: `${job.method} · ${when}` }),
+    ),
+  );
+  const li = el("li", { class: job.state }, button);
+  if (job.state === "succeeded" && job.result) {
+    fetchBlob(`/v1/results/${job.result}`)
+      .then((b) => {
+        const url = URL.createObjectURL(b);
+        state.history.urls.push(url);
+        img.replaceWith(el("img", { class: "h-img", alt: "", src: url }));
+      })
+      .catch(() => {});
+  }
+  return li;
+}
+
+async function openHistory(job) {
+  if (job.state === "succeeded" && job.result) {
+    try {
+      await showResult(job.result, null, job.image);
+      $("result-panel").scrollIntoView({ behavior: "smooth", block: "start" });
+    } catch (e) {
+      handleError(e, "Could not open it");
+    }
+  } else if (job.state === "queued" || job.state === "running") {
+    if (state.job) return;
+    setBusy(true);
+    try {
+      await runJob(job.id);
+    } finally {
+      setBusy(false);
+    }
+  } else if (job.error) {
+    setStatus(`That job failed: ${job.error.message}`, "error");
+  } else {
+    setStatus(`That job was ${job.state}.`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wiring
+
+function wire() {
+  const drop = $("drop");
+  const fileInput = $("file-input");
+  $("file-button").addEventListener("click", () => fileInput.click());
+  $("photo-change").addEventListener("click", () => fileInput.click());
+  fileInput.addEventListener("change", () => {
+    usePhoto(fileInput.files[0]);
+    fileInput.value = "";
+  });
+  $("camera-button").addEventListener("click", () => $("camera-input").click());
+  $("camera-input").addEventListener("change", (e) => {
+    usePhoto(e.target.files[0]);
+    e.target.value = "";
+  });
+  if (matchMedia("(pointer: coarse)").matches) {
+    $("camera-button").hidden = false;
+    document.querySelector(".drop-title").textContent = "Add a photo";
+    document.querySelector(".drop .hint").hidden = true;
+  }
+  else if (navigator.mediaDevices && navigator.mediaDevices.enumerateDevices) {
+    navigator.mediaDevices
+      .enumerateDevices()
+      .then((ds) => {
+        if (ds.some((d) => d.kind === "videoinput")) $("camera-button").hidden = false;
+      })
+      .catch(() => {});
+  }
+
+  let depth = 0;
+  document.addEventListener("dragenter", (e) => {
+    if (!e.dataTransfer || !Array.from(e.dataTransfer.types).includes("Files")) return;
+    depth++;
+    drop.classList.add("over");
+  });
+  document.addEventListener("dragleave", () => {
+    depth = Math.max(0, depth - 1);
+    if (!depth) drop.classList.remove("over");
+  });
+  document.addEventListener("dragover", (e) => e.preventDefault());
+  document.addEventListener("drop", (e) => {
+    e.preventDefault();
+    depth = 0;
+    drop.classList.remove("over");
+    const f = imageFrom(e.dataTransfer && e.dataTransfer.files);
+    if (f) usePhoto(f);
+  });
+  document.addEventListener("paste", (e) => {
+    const cd = e.clipboardData;
+    if (!cd) return;
+    const f = imageFrom(cd.files) || imageFrom(Array.from(cd.items || []).filter((i) => i.kind === "file").map((i) => i.getAsFile()));
+    if (f) {
+      e.preventDefault();
+      usePhoto(f);
+    }
+  });
+
+  let timer = 0;
+  $("search").addEventListener("input", (e) => {
+    clearTimeout(timer);
+    timer = setTimeout(() => search(e.target.value), 200);
+  });
+  $("style-upload").addEventListener("click", () => $("style-input").click());
+  $("style-input").addEventListener("change", (e) => uploadStyle(e.target.files[0]));
+
+  $("blend-on").addEventListener("change", () => {
+    $("blend-controls").hidden = !$("blend-on").checked;
+    updateBlendLabels();
+  });
+  $("blend-style").addEventListener("change", updateBlendLabels);
+  $("blend-mix").addEventListener("input", updateBlendLabels);
+  $("strength").addEventListener("input", updateOptions);
+
+  $("go").addEventListener("click", go);
+  $("cancel").addEventListener("click", cancelJob);
+  $("compare-range").addEventListener("input", (e) => {
+    $("compare").style.setProperty("--pos", `${e.target.value}%`);
+  });
+  for (const r of document.querySelectorAll('input[name="rating"]')) {
+    r.addEventListener("change", () => rate(Number(r.value)));
+  }
+  $("history-more").addEventListener("click", () => loadHistory(false));
+  $("history-refresh").addEventListener("click", () => loadHistory(true));
+
+  const d = $("key-dialog");
+  $("key-button").addEventListener("click", openKeyDialog);
+  $("key-show").addEventListener("change", (e) => {
+    $("key-input").type = e.target.checked ? "text" : "password";
+  });
+  $("key-cancel").addEventListener("click", () => d.close());
+  $("key-forget").addEventListener("click", () => {
+    setKey("");
+    d.close();
+    keyChanged();
+  });
+  $("key-save").addEventListener("click", () => {
+    setKey($("key-input").value.trim());
+    d.close();
+    keyChanged();
+  });
+  $("key-input").addEventListener("keydown", (e) => {
+    if (e.key === "Enter") $("key-save").click();
+  });
+}
+
+wire();
+updateKeyButton();
+updateOptions();
+updateGo();
+// History titles name styles, so the gallery comes first.
+loadStyles().then(() => loadHistory(true));
