@@ -48,7 +48,7 @@ wrk.method = "POST"
 wrk.body = '$body'
 wrk.headers["Content-Type"] = "application/json"
 done = function(summary, latency, requests)
-  io.write(string.format("RESULT requests=%d errors=%d seconds=%.2f p50_ms=%.0f p99_ms=%.0f\n",
+  io.write(string.format("RESULT requests=%d errors=%d wall=%.2f p50_ms=%.0f p99_ms=%.0f\n",
     summary.requests, summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.timeout,
     summary.duration / 1e6, latency:percentile(50) / 1e3, latency:percentile(99) / 1e3))
 end
