@@ -244,11 +244,11 @@ impl Library {
 }
 
 /// Removes tensors no network reads: the legacy instance-norm buffers of old TransformerNet
-/// files, and the classifier of a full torchvision VGG (only `features` is used).
+/// and CycleGAN files, and the classifier of a full torchvision VGG (only `features` is used).
 pub fn drop_unused(weights: &mut Weights) {
     match crate::model::detect(weights) {
-        Ok(crate::model::Kind::Fast(Family::TransformerNet)) => {
-            weights.tensors.retain(|k, _| !(k.ends_with(".running_mean") || k.ends_with(".running_var")));
+        Ok(crate::model::Kind::Fast(Family::TransformerNet) | crate::model::Kind::CycleGan) => {
+            weights.tensors.retain(|k, _| !crate::networks::cyclegan::is_legacy_norm_buffer(k));
         }
         Ok(crate::model::Kind::Vgg(_)) if weights.has("features.0.weight") => {
             weights.tensors.retain(|k, _| k.starts_with("features."));

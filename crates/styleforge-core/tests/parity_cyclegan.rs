@@ -78,6 +78,30 @@ fn wrong_files_are_rejected() {
     assert!(err.contains("model.16.bias"), "{err}");
 }
 
+/// Zoo checkpoints saved by PyTorch before 0.4 carry instance-norm running statistics that the
+/// reference deletes on load; they load here too, and give the same network.
+#[test]
+fn legacy_instance_norm_buffers_are_ignored() {
+    let dev = device();
+    let g = Weights::load(&shared::path("parity/cyclegan_G_ngf32_6blocks.pth")).unwrap();
+    let mut legacy = g.clone();
+    for k in ["model.2", "model.5", "model.10.conv_block.2"] {
+        for (b, n) in [("running_mean", 32), ("running_var", 32)] {
+            legacy.tensors.insert(
+                format!("{k}.{b}"),
+                styleforge_core::weights::HostTensor::new(vec![n], vec![0.5; n]),
+            );
+        }
+    }
+    let x = Tensor::<4>::random([1, 3, 32, 32], burn::tensor::Distribution::Uniform(-1.0, 1.0), &dev);
+    let a = ResnetGenerator::load(&g, &dev).unwrap().forward(x.clone(), &mut Default::default());
+    let b = ResnetGenerator::load(&legacy, &dev).unwrap().forward(x, &mut Default::default());
+    assert_eq!(a.into_data().to_vec::<f32>().unwrap(), b.into_data().to_vec::<f32>().unwrap());
+    // Other unknown tensors are still refused.
+    legacy.tensors.insert("model.99.weight".into(), styleforge_core::weights::HostTensor::new(vec![1], vec![0.0]));
+    assert!(ResnetGenerator::load(&legacy, &dev).is_err());
+}
+
 #[test]
 fn generator_and_discriminator_forward() {
     let dev = device();

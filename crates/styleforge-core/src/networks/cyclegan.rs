@@ -246,6 +246,13 @@ fn model_conv_indices(w: &Weights) -> Vec<usize> {
     idx
 }
 
+/// Whether a key is an instance-norm buffer that PyTorch before 0.4 saved (`running_mean`,
+/// `running_var`, `num_batches_tracked`): instance norm without tracked statistics never reads
+/// them, and the reference deletes them when it loads such a checkpoint.
+pub fn is_legacy_norm_buffer(key: &str) -> bool {
+    key.ends_with(".running_mean") || key.ends_with(".running_var") || key.ends_with(".num_batches_tracked")
+}
+
 /// Shape of the generator, read from the weights or chosen for training.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GeneratorConfig {
@@ -448,7 +455,7 @@ impl ResnetGenerator {
             Padding::Reflect,
         )?;
         let names: Vec<String> = cfg.tensor_shapes().into_iter().map(|(n, _)| n).collect();
-        w.reject_unexpected(|k| names.iter().any(|n| n == k))?;
+        w.reject_unexpected(|k| names.iter().any(|n| n == k) || is_legacy_norm_buffer(k))?;
         Ok(Self {
             stem,
             down,
