@@ -96,7 +96,7 @@ fn legacy_instance_norm_buffers_are_ignored() {
     let x = Tensor::<4>::random([1, 3, 32, 32], burn::tensor::Distribution::Uniform(-1.0, 1.0), &dev);
     let a = ResnetGenerator::load(&g, &dev).unwrap().forward(x.clone(), &mut Default::default());
     let b = ResnetGenerator::load(&legacy, &dev).unwrap().forward(x, &mut Default::default());
-    assert_eq!(a.into_data().to_vec::<f32>().unwrap(), b.into_data().to_vec::<f32>().unwrap());
+    assert_eq!(a.into_data().try_to_vec::<f32>().expect("f32"), b.into_data().try_to_vec::<f32>().expect("f32"));
     // Other unknown tensors are still refused.
     legacy.tensors.insert("model.99.weight".into(), styleforge_core::weights::HostTensor::new(vec![1], vec![0.0]));
     assert!(ResnetGenerator::load(&legacy, &dev).is_err());

@@ -93,6 +93,17 @@ pub struct Config {
     pub device: String,
     /// Serve the web page at `/` and the embeddable widget at `/widget.js`. Default `true`.
     pub web: bool,
+    /// Folder of content photos that training jobs crop from; unset disables
+    /// `POST /v1/trainings`. Default unset.
+    pub training_content_dir: Option<PathBuf>,
+    /// Crop size of training jobs' content samples. Default 256.
+    pub training_crop: u32,
+    /// Steps of a training job when the request names none. Default 2000.
+    pub training_steps: u32,
+    /// Most steps a training request may ask for. Default 40000.
+    pub max_training_steps: u32,
+    /// Training jobs one key may have queued or running at once. Default 1.
+    pub max_trainings_per_key: u32,
 }
 
 impl Default for Config {
@@ -128,6 +139,11 @@ impl Default for Config {
             shutdown_grace_secs: 10,
             device: "cpu".into(),
             web: true,
+            training_content_dir: None,
+            training_crop: 256,
+            training_steps: 2000,
+            max_training_steps: 40000,
+            max_trainings_per_key: 1,
         }
     }
 }

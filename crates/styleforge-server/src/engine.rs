@@ -90,6 +90,27 @@ pub struct JobSpec {
     pub format: String,
     /// Gatys iterations.
     pub iterations: Option<u32>,
+    /// A training job: `image` is the style image, `model` the loss network, and the job's
+    /// result is a preview of the new fast style, which joins the library.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<TrainingSpec>,
+}
+
+/// What a training job trains.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingSpec {
+    /// Library name of the style to create.
+    pub name: String,
+    /// Its title in the gallery.
+    pub title: String,
+    /// Optimisation steps.
+    pub steps: u32,
+    /// Network width (8, 16 or 32).
+    pub width: usize,
+    /// Content crop size.
+    pub crop: u32,
+    /// Images per batch.
+    pub batch: usize,
 }
 
 /// Where the time of one stylisation went, in milliseconds.

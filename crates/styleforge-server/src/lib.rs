@@ -30,6 +30,7 @@ pub mod models;
 pub mod openapi;
 pub mod state;
 pub mod store;
+pub mod training;
 pub mod web;
 pub mod worker;
 

@@ -307,6 +307,23 @@ async fn execute_job(
     };
     stage("loading", 0.0);
     let inputs = fetch_inputs(state, &spec).await?;
+    if spec.training.is_some() {
+        let (config, device) = (state.config.clone(), state.device.clone());
+        let (id, owner) = (job.id.clone(), job.owner.clone());
+        let (end, waited) = state
+            .run_inference(move || {
+                crate::training::run(&config, &device, &spec, &id, &owner, &inputs.content, cancel, &mut |p| {
+                    let _ = ptx.send(Some(p));
+                })
+            })
+            .await?;
+        let end = end?;
+        let timings = match &end {
+            RunEnd::Done(o) => Timings { queue_ms: waited.as_secs_f64() * 1000.0, ..o.timings },
+            RunEnd::Cancelled => Timings::default(),
+        };
+        return Ok((end, timings));
+    }
     let info = state.models.info(&spec.model).await.map_err(|e| {
         ApiError::unprocessable(
             "model_missing",

@@ -1130,3 +1130,83 @@ fn cyclegan_translates_and_dcgan_generators_sample() {
     get(&s.url("/v1/generators/nope/samples"), None).assert_error(404, "generator_not_found");
     s.shutdown();
 }
+
+#[test]
+fn training_jobs_add_a_private_fast_style() {
+    // Its own library: the trained style is added to it.
+    let home = tempfile::tempdir().unwrap();
+    let lib = Library::new(home.path());
+    lib.import(
+        &[shared::path("parity/vgg19_features_f16.pth")],
+        ModelInfo { name: "vgg19".into(), ..Default::default() },
+        true,
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut cfg = config(home.path(), data.path());
+    cfg.anonymous = false;
+    cfg.training_crop = 64;
+    let s = TestServer::start(cfg.clone());
+    let key = |name: &str| {
+        s.block_on(styleforge_server::create_key(&cfg, name, KeyLimits::default()))
+            .unwrap()
+    };
+    let (alice, bob) = (key("alice"), key("bob"));
+    let (a, b) = (Some(alice.key.as_str()), Some(bob.key.as_str()));
+    let sty = upload_style(&s, &small_png("data/styles/great_wave_hokusai.jpg", 128), a);
+
+    // Without training photos configured, training is refused.
+    post_json(&s.url("/v1/trainings"), &json!({"style": sty, "steps": 3}), a)
+        .assert_error(422, "training_unavailable");
+    s.shutdown();
+    cfg.training_content_dir = Some(shared::path("data/content/small"));
+    let s = TestServer::start(cfg.clone());
+
+    post_json(&s.url("/v1/trainings"), &json!({"style": sty, "steps": 0}), a)
+        .assert_error(422, "invalid_parameter");
+    post_json(&s.url("/v1/trainings"), &json!({"style": sty, "width": 12}), a)
+        .assert_error(422, "invalid_parameter");
+    post_json(&s.url("/v1/trainings"), &json!({"style": sty, "steps": 3}), b)
+        .assert_error(404, "image_not_found");
+    let v = post_json(
+        &s.url("/v1/trainings"),
+        &json!({"style": sty, "steps": 4, "width": 8, "title": "Great wave"}),
+        a,
+    )
+    .ok_json(202);
+    let job = v["job"].as_str().unwrap().to_string();
+    // One training per key at a time.
+    post_json(&s.url("/v1/trainings"), &json!({"style": sty, "steps": 3, "width": 8}), a)
+        .assert_error(429, "training_limit");
+    let done = wait_job(&s, &job, a, Duration::from_secs(300), |j| {
+        j["state"] == "succeeded" || j["state"] == "failed"
+    });
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let preview = get(&s.url(done["result_url"].as_str().unwrap()), a);
+    assert_eq!(preview.content_type, "image/png");
+
+    // The new style is in Alice's gallery (method fast) and stylises; Bob sees nothing of it.
+    let gallery = get(&s.url("/v1/styles?method=fast"), a).ok_json(200);
+    let mine = gallery["styles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["title"] == "Great wave")
+        .expect("the trained style is listed")
+        .clone();
+    let name = mine["name"].as_str().unwrap().to_string();
+    let img = upload(&s, &content_jpeg(), a);
+    let r = post_json(&s.url("/v1/stylize"), &json!({"image": img, "style": name, "max_size": 96}), a)
+        .ok_json(200);
+    assert_eq!(get(&s.url(r["url"].as_str().unwrap()), a).status, 200);
+    let bob_gallery = get(&s.url("/v1/styles"), b).ok_json(200);
+    assert!(!bob_gallery.to_string().contains(&name));
+    get(&s.url(&format!("/v1/styles/{name}")), b).assert_error(404, "style_not_found");
+    let bob_img = upload(&s, &content_jpeg(), b);
+    post_json(&s.url("/v1/stylize"), &json!({"image": bob_img, "style": name}), b)
+        .assert_error(404, "style_not_found");
+    let info = Library::new(home.path()).info(&name).unwrap();
+    assert_eq!(info.training["steps"], "4");
+    assert_eq!(info.method, "fast");
+    s.shutdown();
+}

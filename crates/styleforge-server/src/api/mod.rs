@@ -9,6 +9,7 @@ pub mod ops;
 pub mod results;
 pub mod styles;
 pub mod stylize;
+pub mod trainings;
 
 use std::time::{Duration, Instant};
 
@@ -45,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .route("/styles/{name}/thumbnail", get(styles::thumbnail))
         .route("/generators/{name}/samples", get(generate::samples))
         .route("/stylize", post(stylize::stylize))
+        .route("/trainings", post(trainings::create))
         .route("/jobs/{id}", get(jobs::status))
         .route("/jobs/{id}/cancel", post(jobs::cancel))
         .route("/jobs/{id}/events", get(jobs::events))

@@ -71,6 +71,7 @@ async fn all_styles(state: &AppState, caller: &Caller) -> ApiResult<Vec<StyleInf
         .list()
         .await?
         .iter()
+        .filter(|m| crate::training::visible_to(m, &caller.owner))
         .map(StyleInfo::from_model)
         .collect();
     let mut cursor = None;
@@ -138,6 +139,9 @@ async fn find_style(state: &AppState, caller: &Caller, name: &str) -> ApiResult<
         return Ok(StyleInfo::from_image(&row));
     }
     let info = state.models.info(name).await?;
+    if !crate::training::visible_to(&info, &caller.owner) {
+        return Err(ApiError::not_found("style", name));
+    }
     Ok(StyleInfo::from_model(&info))
 }
 
@@ -311,6 +315,9 @@ pub async fn thumbnail(
         return Ok(image_response(b, &sha));
     }
     let info = state.models.info(&name).await?;
+    if !crate::training::visible_to(&info, &caller.owner) {
+        return Err(ApiError::not_found("style", &name));
+    }
     let lib = state.models.library();
     for ext in ["jpg", "jpeg", "png", "webp"] {
         let p = lib.models_dir().join(format!("{name}.{ext}"));

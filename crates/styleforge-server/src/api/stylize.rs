@@ -231,6 +231,9 @@ async fn resolve(state: &AppState, caller: &Caller, req: &StylizeRequest) -> Api
                     return Err(e);
                 }
             };
+            if !crate::training::visible_to(&info, &caller.owner) {
+                return Err(ApiError::not_found("style", &name));
+            }
             let want = if req.method == Method::Fast { Kind::Fast } else { Kind::CycleGan };
             if kind_of(&info) != want {
                 return Err(ApiError::unprocessable(
@@ -394,6 +397,7 @@ async fn resolve(state: &AppState, caller: &Caller, req: &StylizeRequest) -> Api
         mask,
         format,
         iterations: req.iterations,
+        training: None,
     };
     Ok(Resolved {
         spec,
