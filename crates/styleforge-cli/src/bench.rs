@@ -26,7 +26,7 @@ pub struct Args {
     /// Timed runs per row (after one warm-up run); the median is reported.
     #[arg(long, default_value_t = 5)]
     runs: usize,
-    /// Workloads to run (fast, vgg, adain, gatys); default all.
+    /// Workloads to run (fast, vgg, adain, gatys, gan-train); default all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Compute device.
@@ -101,11 +101,64 @@ pub fn run(a: Args) -> Result<()> {
             }
         }
     }
+    if wants("gan-train") {
+        if let Some(path) = shared_file("parity/cyclegan_G_ngf32_6blocks.pth") {
+            rows.push(gan_train_row(&path, 128, a.runs, &device)?);
+        }
+    }
     if rows.is_empty() {
         bail!("nothing to time: pass --model NAME_OR_FILE (the shared reference models were not found)");
     }
     print_table(&rows);
     Ok(())
+}
+
+/// One CycleGAN generator training step (the parity generator, ngf 32, 6 blocks): forward,
+/// L1 loss to a target, backward, Adam update; float32 instance-norm arithmetic, batch 1.
+fn gan_train_row(path: &std::path::Path, size: usize, runs: usize, device: &Device) -> Result<Row> {
+    use styleforge_core::networks::cyclegan::ResnetGenerator;
+    use styleforge_core::train::adam::{Adam, AdamSettings, param_names};
+    let ad = device.clone().autodiff();
+    let w = styleforge_core::weights::Weights::load(path)?;
+    let mut g = ResnetGenerator::load(&w, &ad)?.with_exact_norm_gradients(false);
+    let names = param_names(|f| g.walk(f));
+    let mut adam = Adam::new(AdamSettings::gan(), device);
+    let mut step = || {
+        let x = Tensor::<4>::random([1, 3, size, size], Distribution::Uniform(-1.0, 1.0), &ad);
+        let target = Tensor::<4>::random([1, 3, size, size], Distribution::Uniform(-1.0, 1.0), &ad);
+        let loss = (g.forward(x, &mut NormContext::Local) - target).abs().mean();
+        let grads = loss.backward();
+        g = adam.step(g.clone(), &names, &grads);
+    };
+    reset_peak_rss();
+    step();
+    let mut times: Vec<f64> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            step();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times.sort_by(|a, b| a.total_cmp(b));
+    Ok(Row {
+        workload: "CycleGAN generator training step (ngf 32, 6 blocks)".into(),
+        size,
+        median_ms: times[times.len() / 2],
+        peak_mib: peak_rss_mib(),
+    })
+}
+
+/// PyTorch 2.15 on the same machine (2 threads, float32), from `scripts/pytorch-bench.py`:
+/// (workload prefix, size, milliseconds).
+const PYTORCH_MS: [(&str, usize, f64); 4] = [
+    ("TransformerNet stock", 512, 632.0),
+    ("VGG19 to relu4_1", 512, 718.0),
+    ("Gatys step", 384, 788.0),
+    ("CycleGAN generator training step", 128, 75.0),
+];
+
+fn pytorch_ms(r: &Row) -> Option<f64> {
+    PYTORCH_MS.iter().find(|(w, s, _)| r.workload.starts_with(w) && *s == r.size).map(|(_, _, ms)| *ms)
 }
 
 fn shared_file(rel: &str) -> Option<PathBuf> {
@@ -130,12 +183,23 @@ fn time_row(label: &str, size: usize, runs: usize, device: &Device, mut f: impl 
 }
 
 fn print_table(rows: &[Row]) {
-    println!("| workload | size | ms | MP/s | peak RSS MiB |");
-    println!("|---|---|---|---|---|");
+    println!("| workload | size | ms | MP/s | peak RSS MiB | PyTorch ms | × PyTorch time |");
+    println!("|---|---|---|---|---|---|---|");
     for r in rows {
         let mp = (r.size * r.size) as f64 / 1e6;
         let peak = r.peak_mib.map(|m| format!("{m:.0}")).unwrap_or_else(|| "-".into());
-        println!("| {} | {}² | {:.1} | {:.2} | {} |", r.workload, r.size, r.median_ms, mp / (r.median_ms / 1e3), peak);
+        let (torch, ratio) = match pytorch_ms(r) {
+            Some(t) => (format!("{t:.0}"), format!("{:.2}", r.median_ms / t)),
+            None => ("-".into(), "-".into()),
+        };
+        println!(
+            "| {} | {}² | {:.1} | {:.2} | {} | {torch} | {ratio} |",
+            r.workload,
+            r.size,
+            r.median_ms,
+            mp / (r.median_ms / 1e3),
+            peak
+        );
     }
 }
 
