@@ -90,6 +90,11 @@ impl Conv {
                 }
             }
         };
+        let [co, ci, ..] = self.weight.dims();
+        if s == 1 && co <= 4 && k >= 5 && ci >= 16 {
+            let x = if pad > 0 { x.pad([(pad, pad), (pad, pad)], PadMode::Constant(0.0)) } else { x };
+            return shift_sum_conv(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()));
+        }
         conv2d(
             x,
             self.weight.val(),
@@ -98,6 +103,51 @@ impl Conv {
         )
     }
 }
+
+/// A stride-1 convolution without padding, computed for few output channels and a large kernel
+/// (the 9×9 and 7×7 layers that end the style and CycleGAN generators): one matrix product gives
+/// every kernel tap's contribution at every input position (`[k²·out, in] × [in, H·W]`, a shape
+/// the matrix kernels run at full speed), and the output is the sum of the k² shifted planes.
+/// The im2col route instead copies `in·k²` values per output pixel to feed a product with only
+/// `out` rows, which is memory-bound. Runs in horizontal strips so the tap planes stay within
+/// [`SHIFT_SUM_BUDGET`] values.
+pub fn shift_sum_conv(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>) -> Tensor<4> {
+    let [n, ci, hp, wp] = x.dims();
+    let [co, _, k, _] = weight.dims();
+    let (ho, wo) = (hp + 1 - k, wp + 1 - k);
+    let taps = weight.permute([2, 3, 0, 1]).reshape([1, k * k * co, ci]);
+    let taps = if n > 1 { taps.repeat_dim(0, n) } else { taps };
+    let rows = (SHIFT_SUM_BUDGET / (n * k * k * co * wp)).saturating_sub(k - 1).clamp(1, ho);
+    let mut strips = Vec::with_capacity(ho.div_ceil(rows));
+    let mut r0 = 0;
+    while r0 < ho {
+        let r1 = (r0 + rows).min(ho);
+        let sh = r1 - r0 + k - 1;
+        let xs = x.clone().slice([0..n, 0..ci, r0..r0 + sh, 0..wp]).reshape([n, ci, sh * wp]);
+        let z = taps.clone().matmul(xs).reshape([n, k * k, co, sh, wp]);
+        let mut out: Option<Tensor<5>> = None;
+        for i in 0..k {
+            for j in 0..k {
+                let t = i * k + j;
+                let part = z.clone().slice([0..n, t..t + 1, 0..co, i..i + r1 - r0, j..j + wo]);
+                out = Some(match out {
+                    Some(o) => o + part,
+                    None => part,
+                });
+            }
+        }
+        strips.push(out.expect("a kernel has taps").reshape([n, co, r1 - r0, wo]));
+        r0 = r1;
+    }
+    let out = if strips.len() == 1 { strips.remove(0) } else { Tensor::cat(strips, 2) };
+    match bias {
+        Some(b) => out + b.reshape([1, co, 1, 1]),
+        None => out,
+    }
+}
+
+/// Most tap-plane values [`shift_sum_conv`] holds at once (16 Mi floats, 64 MiB).
+pub const SHIFT_SUM_BUDGET: usize = 16 << 20;
 
 /// TensorFlow `SAME` padding (before, after) for one dimension.
 pub fn tf_same(size: usize, k: usize, s: usize) -> (usize, usize) {
