@@ -38,6 +38,8 @@ enum Command {
     Bench(bench::Args),
     /// Run the HTTP service (REST API, jobs, storage, API keys).
     Serve(serve::Args),
+    /// Run job workers against a shared database and blob store (no HTTP listener).
+    Worker(serve::WorkerArgs),
     /// Create, list and revoke API keys for the service.
     Keys {
         #[command(subcommand)]
@@ -58,6 +60,7 @@ fn main() -> ExitCode {
         Command::Generate(a) => train::generate(a),
         Command::Bench(a) => bench::run(a),
         Command::Serve(a) => serve::run(a),
+        Command::Worker(a) => serve::worker(a),
         Command::Keys { command } => serve::keys(command),
     };
     match result {

@@ -1,4 +1,5 @@
-//! `styleforge serve` and `styleforge keys`: the HTTP service and its API keys.
+//! `styleforge serve`, `styleforge worker` and `styleforge keys`: the HTTP service, its job
+//! workers and its API keys.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,8 +19,14 @@ pub struct DataArgs {
     /// Directory for the database and blobs. Default <home>/server.
     #[arg(long, env = "STYLEFORGE_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Database URL. Default sqlite://<data-dir>/styleforge.db.
-    #[arg(long, env = "STYLEFORGE_DATABASE_URL", value_name = "URL")]
+    /// Database URL: sqlite://PATH, or postgres://USER:PASSWORD@HOST:PORT/DB to share it between
+    /// API servers and workers. Default sqlite://<data-dir>/styleforge.db.
+    #[arg(
+        long = "database",
+        visible_alias = "database-url",
+        env = "STYLEFORGE_DATABASE_URL",
+        value_name = "URL"
+    )]
     database_url: Option<String>,
 }
 
@@ -56,6 +63,21 @@ pub struct Args {
     /// Directory of the blob store. Default <data-dir>/blobs.
     #[arg(long, env = "STYLEFORGE_BLOB_DIR", value_name = "DIR")]
     blob_dir: Option<PathBuf>,
+    /// Blob store URL: s3://BUCKET/PREFIX (endpoint and credentials from AWS_ENDPOINT_URL,
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ALLOW_HTTP) or file://DIR.
+    #[arg(long = "storage", env = "STYLEFORGE_STORAGE", value_name = "URL")]
+    storage_url: Option<String>,
+    /// Methods whose jobs only GPU workers may run, comma-separated. Default none.
+    #[arg(
+        long,
+        env = "STYLEFORGE_GPU_METHODS",
+        value_delimiter = ',',
+        value_name = "LIST"
+    )]
+    gpu_methods: Vec<String>,
+    /// How often idle workers look for jobs, in milliseconds. Default 1000.
+    #[arg(long, env = "STYLEFORGE_POLL_MS", value_name = "MS")]
+    poll_ms: Option<u64>,
     /// Largest output (pixels) answered synchronously by fast and adain. Default 1048576.
     #[arg(long, env = "STYLEFORGE_SYNC_PIXEL_BUDGET", value_name = "PIXELS")]
     sync_pixel_budget: Option<u64>,
@@ -73,7 +95,8 @@ pub struct Args {
         value_name = "LIST"
     )]
     formats: Vec<String>,
-    /// In-process job workers. Default 1.
+    /// In-process job workers (0: an API-only server; `styleforge worker` processes run the jobs).
+    /// Default 1.
     #[arg(long, env = "STYLEFORGE_WORKERS", value_name = "N")]
     workers: Option<usize>,
     /// Stylisations run at once (0: one per core). Default 0.
@@ -116,6 +139,20 @@ pub fn run(a: Args) -> Result<()> {
     if let Some(v) = a.blob_dir {
         c.blob_dir = Some(v);
     }
+    if let Some(v) = a.storage_url {
+        c.storage_url = Some(v);
+    }
+    let gpu_methods: Vec<String> = a
+        .gpu_methods
+        .into_iter()
+        .filter(|m| !m.is_empty())
+        .collect();
+    if !gpu_methods.is_empty() {
+        c.gpu_methods = gpu_methods;
+    }
+    if let Some(v) = a.poll_ms {
+        c.poll_ms = v;
+    }
     if let Some(v) = a.sync_pixel_budget {
         c.sync_pixel_budget = v;
     }
@@ -153,6 +190,87 @@ pub fn run(a: Args) -> Result<()> {
         c.device = v;
     }
     styleforge_server::blocking::serve(c)
+}
+
+/// Options of `styleforge worker`.
+#[derive(clap::Args, Debug)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Directory of the blob store (when it is local). Default <data-dir>/blobs.
+    #[arg(long, env = "STYLEFORGE_BLOB_DIR", value_name = "DIR")]
+    blob_dir: Option<PathBuf>,
+    /// Blob store URL: s3://BUCKET/PREFIX (endpoint and credentials from AWS_ENDPOINT_URL,
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ALLOW_HTTP) or file://DIR.
+    #[arg(long = "storage", env = "STYLEFORGE_STORAGE", value_name = "URL")]
+    storage_url: Option<String>,
+    /// Jobs this process runs at once. Default 1.
+    #[arg(long, env = "STYLEFORGE_WORKER_CONCURRENCY", value_name = "N")]
+    concurrency: Option<usize>,
+    /// Compute device: cpu, or cuda / cuda:N in CUDA builds (a GPU worker, which also takes the
+    /// jobs of --gpu-methods on the API server).
+    #[arg(long, env = "STYLEFORGE_DEVICE")]
+    device: Option<String>,
+    /// Methods this worker runs, comma-separated (fast, adain, gatys, cyclegan, train). Default all.
+    #[arg(
+        long,
+        env = "STYLEFORGE_WORKER_METHODS",
+        value_delimiter = ',',
+        value_name = "LIST"
+    )]
+    methods: Vec<String>,
+    /// Stylisations run at once (0: one per core). Default 0.
+    #[arg(long, env = "STYLEFORGE_INFERENCE_SLOTS", value_name = "N")]
+    inference_slots: Option<usize>,
+    /// Job lease in seconds (a job whose worker stops sending heartbeats for this long is
+    /// retried elsewhere). Default 30.
+    #[arg(long, env = "STYLEFORGE_LEASE_SECS", value_name = "SECS")]
+    lease_secs: Option<u64>,
+    /// How often an idle worker looks for jobs, in milliseconds. Default 1000.
+    #[arg(long, env = "STYLEFORGE_POLL_MS", value_name = "MS")]
+    poll_ms: Option<u64>,
+    /// Seconds after which the blob of a writer that died before recording it is deleted.
+    /// Default 600.
+    #[arg(long, env = "STYLEFORGE_ORPHAN_GRACE", value_name = "SECS")]
+    orphan_grace: Option<u64>,
+    /// Seconds shutdown waits for running jobs before requeueing them. Default 10.
+    #[arg(long, env = "STYLEFORGE_SHUTDOWN_GRACE", value_name = "SECS")]
+    shutdown_grace: Option<u64>,
+}
+
+/// Runs `styleforge worker`.
+pub fn worker(a: WorkerArgs) -> Result<()> {
+    let mut c = a.data.config()?;
+    if let Some(v) = a.blob_dir {
+        c.blob_dir = Some(v);
+    }
+    if let Some(v) = a.storage_url {
+        c.storage_url = Some(v);
+    }
+    c.workers = a.concurrency.unwrap_or(1).max(1);
+    if let Some(v) = a.device {
+        c.device = v;
+    }
+    let methods: Vec<String> = a.methods.into_iter().filter(|m| !m.is_empty()).collect();
+    if !methods.is_empty() {
+        c.worker_methods = methods;
+    }
+    if let Some(v) = a.inference_slots {
+        c.inference_slots = v;
+    }
+    if let Some(v) = a.lease_secs {
+        c.lease_secs = v;
+    }
+    if let Some(v) = a.poll_ms {
+        c.poll_ms = v;
+    }
+    if let Some(v) = a.orphan_grace {
+        c.orphan_grace_secs = v;
+    }
+    if let Some(v) = a.shutdown_grace {
+        c.shutdown_grace_secs = v;
+    }
+    styleforge_server::blocking::run_workers(c)
 }
 
 /// Subcommands of `styleforge keys`.

@@ -194,44 +194,46 @@ async fn create(
 }
 
 async fn insert_publishable(db: &db::Db, k: &KeyRow, origins: &[String]) -> sqlx::Result<()> {
-    let mut tx = db.begin().await?;
-    sqlx::query(
-        "INSERT INTO api_keys (id, name, key_hash, prefix, rate_limit_per_minute, quota_bytes, created_at, kind) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(&k.id)
-    .bind(&k.name)
-    .bind(&k.key_hash)
-    .bind(&k.prefix)
-    .bind(k.rate_limit_per_minute)
-    .bind(k.quota_bytes)
-    .bind(k.created_at)
-    .bind(PUBLISHABLE)
-    .execute(&mut *tx)
-    .await?;
-    for o in origins {
-        sqlx::query("INSERT INTO api_key_origins (key_id, origin) VALUES ($1, $2)")
-            .bind(&k.id)
-            .bind(o)
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await
+    db::with_pool!(db, p => {
+        let mut tx = p.begin().await?;
+        sqlx::query(
+            "INSERT INTO api_keys (id, name, key_hash, prefix, rate_limit_per_minute, quota_bytes, created_at, kind) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&k.id)
+        .bind(&k.name)
+        .bind(&k.key_hash)
+        .bind(&k.prefix)
+        .bind(k.rate_limit_per_minute)
+        .bind(k.quota_bytes)
+        .bind(k.created_at)
+        .bind(PUBLISHABLE)
+        .execute(&mut *tx)
+        .await?;
+        for o in origins {
+            sqlx::query("INSERT INTO api_key_origins (key_id, origin) VALUES ($1, $2)")
+                .bind(&k.id)
+                .bind(o)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await
+    })
 }
 
 /// Every key, revoked ones included.
 pub async fn list_keys(config: &Config) -> anyhow::Result<Vec<KeyInfo>> {
     let db = db::connect(&config.database_url()).await?;
     let keys = db::list_keys(&db).await?;
-    let kinds: HashMap<String, String> = sqlx::query_as("SELECT id, kind FROM api_keys")
-        .fetch_all(&db)
-        .await?
+    let kinds: HashMap<String, String> = db::with_pool!(&db, p => sqlx::query_as("SELECT id, kind FROM api_keys")
+        .fetch_all(p)
+        .await)?
         .into_iter()
         .collect();
     let origins: Vec<(String, String)> =
-        sqlx::query_as("SELECT key_id, origin FROM api_key_origins ORDER BY key_id, origin")
-            .fetch_all(&db)
-            .await?;
+        db::with_pool!(&db, p => sqlx::query_as("SELECT key_id, origin FROM api_key_origins ORDER BY key_id, origin")
+            .fetch_all(p)
+            .await)?;
     db.close().await;
     Ok(keys
         .into_iter()
@@ -331,22 +333,22 @@ fn publishable_may(parts: &Parts) -> bool {
 
 /// The origins a key may be used from.
 async fn key_origins(db: &db::Db, key_id: &str) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar("SELECT origin FROM api_key_origins WHERE key_id = $1 ORDER BY origin")
+    db::with_pool!(db, p => sqlx::query_scalar("SELECT origin FROM api_key_origins WHERE key_id = $1 ORDER BY origin")
         .bind(key_id)
-        .fetch_all(db)
-        .await
+        .fetch_all(p)
+        .await)
 }
 
 /// Whether an active publishable key lists this (normalised) origin.
 pub async fn publishable_origin(db: &db::Db, origin: &str) -> sqlx::Result<bool> {
-    let n: i64 = sqlx::query_scalar(
+    let n: i64 = db::with_pool!(db, p => sqlx::query_scalar(
         "SELECT COUNT(*) FROM api_key_origins o JOIN api_keys k ON k.id = o.key_id \
          WHERE o.origin = $1 AND k.kind = $2 AND k.revoked_at IS NULL",
     )
     .bind(origin)
     .bind(PUBLISHABLE)
-    .fetch_one(db)
-    .await?;
+    .fetch_one(p)
+    .await)?;
     Ok(n > 0)
 }
 
@@ -456,11 +458,11 @@ impl FromRequestParts<AppState> for Caller {
         let cfg = &state.config;
         let (caller, per_minute, bucket) = match presented_key(parts) {
             Some(key) => {
-                let row: Option<AuthRow> =
+                let row: Option<AuthRow> = db::with_pool!(&state.db, p =>
                     sqlx::query_as("SELECT * FROM api_keys WHERE key_hash = $1")
                         .bind(hash_key(&key))
-                        .fetch_optional(&state.db)
-                        .await?;
+                        .fetch_optional(p)
+                        .await)?;
                 let (row, kind) = match row {
                     Some(r) if r.key.revoked_at.is_none() => (r.key, r.kind),
                     Some(_) => {

@@ -28,8 +28,14 @@ pub struct Config {
     pub home: PathBuf,
     /// Directory for the database file and the blob store. Default `<home>/server`.
     pub data_dir: Option<PathBuf>,
-    /// Database URL. Default `sqlite://<data_dir>/styleforge.db` (created when missing).
+    /// Database URL: `sqlite://PATH`, or `postgres://USER:PASSWORD@HOST:PORT/DB` to share the
+    /// database (and the job queue) between API servers and `styleforge worker` processes.
+    /// Default `sqlite://<data_dir>/styleforge.db` (created when missing).
     pub database_url: Option<String>,
+    /// Blob store URL: `s3://BUCKET/PREFIX` for an S3-compatible store (endpoint, region and
+    /// credentials from the usual `AWS_*` variables), or `file://DIR`. Default: the local
+    /// directory `blob_dir`.
+    pub storage_url: Option<String>,
     /// Directory of the content-addressed blob store (images, results, thumbnails).
     /// Default `<data_dir>/blobs`.
     pub blob_dir: Option<PathBuf>,
@@ -93,6 +99,16 @@ pub struct Config {
     pub device: String,
     /// Serve the web page at `/` and the embeddable widget at `/widget.js`. Default `true`.
     pub web: bool,
+    /// Methods whose jobs need a GPU worker (a worker whose `device` is `cuda`); other jobs go
+    /// to any worker. Default none.
+    pub gpu_methods: Vec<String>,
+    /// Methods this process's workers run (`fast`, `adain`, `gatys`, `cyclegan`, `train`);
+    /// empty: all.
+    /// Default all.
+    pub worker_methods: Vec<String>,
+    /// Seconds after which a blob whose writer died before recording it is collected.
+    /// Default 600.
+    pub orphan_grace_secs: u64,
     /// Folder of content photos that training jobs crop from; unset disables
     /// `POST /v1/trainings`. Default unset.
     pub training_content_dir: Option<PathBuf>,
@@ -106,6 +122,9 @@ pub struct Config {
     pub max_trainings_per_key: u32,
 }
 
+/// The methods jobs can name.
+pub const METHODS: [&str; 5] = ["fast", "adain", "gatys", "cyclegan", "train"];
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -113,6 +132,7 @@ impl Default for Config {
             home: styleforge_core::library::default_home(),
             data_dir: None,
             database_url: None,
+            storage_url: None,
             blob_dir: None,
             anonymous: false,
             sync_pixel_budget: 1 << 20,
@@ -139,6 +159,9 @@ impl Default for Config {
             shutdown_grace_secs: 10,
             device: "cpu".into(),
             web: true,
+            gpu_methods: Vec::new(),
+            worker_methods: Vec::new(),
+            orphan_grace_secs: 600,
             training_content_dir: None,
             training_crop: 256,
             training_steps: 2000,
@@ -188,6 +211,32 @@ impl Config {
             .unwrap_or_else(|| self.data_dir().join("blobs"))
     }
 
+    /// The device class of this process's workers: `gpu` for CUDA devices, else `cpu`.
+    pub fn device_class(&self) -> &'static str {
+        if self.device.starts_with("cuda") {
+            "gpu"
+        } else {
+            "cpu"
+        }
+    }
+
+    /// What a new job of `method` needs from its worker: `gpu` or `any`.
+    pub fn job_device(&self, method: &str) -> &'static str {
+        if self.gpu_methods.iter().any(|m| m == method) {
+            "gpu"
+        } else {
+            "any"
+        }
+    }
+
+    /// The capabilities this process's workers declare when claiming jobs.
+    pub fn capabilities(&self) -> crate::db::Capabilities {
+        crate::db::Capabilities {
+            device: self.device_class().to_string(),
+            methods: self.worker_methods.clone(),
+        }
+    }
+
     /// Inference slots in force (0 resolved to the core count).
     pub fn inference_slots(&self) -> usize {
         if self.inference_slots > 0 {
@@ -229,6 +278,19 @@ impl Config {
             );
         }
         styleforge_core::device::parse(&self.device)?;
+        for m in self.gpu_methods.iter().chain(&self.worker_methods) {
+            anyhow::ensure!(
+                METHODS.contains(&m.as_str()),
+                "unknown method `{m}` (use {})",
+                METHODS.join(", ")
+            );
+        }
+        if let Some(u) = &self.storage_url {
+            anyhow::ensure!(
+                u.starts_with("s3://") || u.starts_with("file://"),
+                "unsupported storage URL `{u}` (use s3://BUCKET/PREFIX or file://DIR)"
+            );
+        }
         Ok(())
     }
 }

@@ -1,9 +1,10 @@
 //! `styleforge serve`: the online style-transfer service.
 //!
 //! An axum/tokio HTTP API under `/v1` (OpenAPI document at `/v1/openapi.json`) over the
-//! styleforge engine, with SQLite metadata through sqlx (portable migrations), images and results
-//! in a content-addressed blob store (`object_store`, a local directory by default), durable jobs
-//! run by in-process workers (leases, heartbeats, retries, cancellation, progress over
+//! styleforge engine, with metadata in SQLite or PostgreSQL through sqlx (portable migrations),
+//! images and results in a content-addressed blob store (`object_store`: a local directory by
+//! default, or an S3-compatible bucket), durable jobs run by in-process workers or by any number
+//! of `styleforge worker` processes (leases, heartbeats, retries, cancellation, progress over
 //! Server-Sent Events), API keys stored hashed with per-key rate limits and quotas, Prometheus
 //! metrics, health and readiness probes, and graceful shutdown. The binary also serves a web page
 //! at `/` and an embeddable widget at `/widget.js` (see [`web`]), which sites use with
@@ -71,7 +72,7 @@ pub async fn start(config: Config) -> anyhow::Result<(SocketAddr, ServerHandle)>
     config.validate()?;
     let device = styleforge_core::device::parse(&config.device)?;
     let db = db::connect(&config.database_url()).await?;
-    let blobs = store::Blobs::local(&config.blob_dir())?;
+    let blobs = store::Blobs::open(&config)?;
     let metrics = metrics::Metrics::new().context("registering metrics")?;
     let models = models::Models::new(
         Library::new(config.home.clone()),
@@ -111,6 +112,47 @@ pub async fn start(config: Config) -> anyhow::Result<(SocketAddr, ServerHandle)>
             workers,
         },
     ))
+}
+
+/// Starts job workers only (`styleforge worker`): opens the shared database and blob store and
+/// runs `config.workers` workers that claim the jobs matching `config.capabilities()`, with no
+/// HTTP listener. The handle's address is unspecified (port 0).
+pub async fn start_workers(config: Config) -> anyhow::Result<ServerHandle> {
+    config.validate()?;
+    let device = styleforge_core::device::parse(&config.device)?;
+    let db = db::connect(&config.database_url()).await?;
+    let blobs = store::Blobs::open(&config)?;
+    let metrics = metrics::Metrics::new().context("registering metrics")?;
+    let models = models::Models::new(
+        Library::new(config.home.clone()),
+        device.clone(),
+        metrics.model_load_seconds.clone(),
+    );
+    let state = AppState::new(config, db, blobs, models, device, metrics);
+    let server = tokio::spawn(async { Ok(()) });
+    let workers = (0..state.config.workers.max(1))
+        .map(|i| {
+            let worker = format!("{}-w{i}", state.instance);
+            tokio::spawn(worker::worker_loop(state.clone(), worker))
+        })
+        .collect();
+    tracing::info!(instance = %state.instance, workers = state.config.workers.max(1), device = state.config.device_class(), "styleforge worker started");
+    Ok(ServerHandle {
+        state,
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        server,
+        workers,
+    })
+}
+
+/// Runs job workers until Ctrl-C or SIGTERM, then shuts down gracefully (running jobs get
+/// `shutdown_grace_secs` to finish, then go back to the queue).
+pub async fn run_workers(config: Config) -> anyhow::Result<()> {
+    let handle = start_workers(config).await?;
+    eprintln!("styleforge: worker {} running (Ctrl-C to stop)", handle.state.instance);
+    wait_for_signal().await;
+    eprintln!("styleforge: worker shutting down");
+    handle.shutdown().await
 }
 
 impl ServerHandle {
@@ -238,6 +280,11 @@ pub mod blocking {
     /// [`super::serve`] on a fresh runtime.
     pub fn serve(config: Config) -> anyhow::Result<()> {
         runtime()?.block_on(super::serve(config))
+    }
+
+    /// [`super::run_workers`] on a fresh runtime.
+    pub fn run_workers(config: Config) -> anyhow::Result<()> {
+        runtime()?.block_on(super::run_workers(config))
     }
 
     /// [`super::create_key`] on a fresh runtime.

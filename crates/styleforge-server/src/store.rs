@@ -1,5 +1,7 @@
 //! The blob store: images and results addressed by the sha256 of their bytes, through the
-//! `object_store` crate (a local directory here; S3 and the like are a matter of configuration).
+//! `object_store` crate: a local directory by default, or an S3-compatible bucket
+//! (`s3://BUCKET/PREFIX`, endpoint and credentials from the `AWS_*` variables) shared by API
+//! servers and workers on several machines.
 //!
 //! Writes are atomic (the local store writes a temporary file and renames it), so a reader never
 //! sees half a blob; identical content is stored once.
@@ -7,8 +9,11 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::TryStreamExt;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
+use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use sha2::{Digest, Sha256};
 
@@ -47,6 +52,60 @@ impl Blobs {
         Ok(Self {
             store: Arc::new(fs),
         })
+    }
+
+    /// The store a configuration names: `storage_url` (`s3://BUCKET/PREFIX` or `file://DIR`),
+    /// else the local `blob_dir`.
+    pub fn open(config: &crate::Config) -> anyhow::Result<Self> {
+        match config.storage_url.as_deref() {
+            None => Self::local(&config.blob_dir()),
+            Some(url) => Self::from_url(url, &[]),
+        }
+    }
+
+    /// A store from a URL: `file://DIR`, or `s3://BUCKET/PREFIX` configured from the `AWS_*`
+    /// environment variables (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+    /// `AWS_REGION`, `AWS_ALLOW_HTTP`, ...) and then from `options` (object_store's S3 keys,
+    /// such as `aws_endpoint`), which take precedence.
+    pub fn from_url(url: &str, options: &[(&str, &str)]) -> anyhow::Result<Self> {
+        if let Some(dir) = url.strip_prefix("file://") {
+            return Self::local(std::path::Path::new(dir));
+        }
+        let Some(rest) = url.strip_prefix("s3://") else {
+            anyhow::bail!("unsupported storage URL `{url}` (use s3://BUCKET/PREFIX or file://DIR)");
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        anyhow::ensure!(!bucket.is_empty(), "storage URL `{url}` names no bucket");
+        let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        for (k, v) in options {
+            let key: AmazonS3ConfigKey = k
+                .parse()
+                .map_err(|e| anyhow::anyhow!("S3 option `{k}`: {e}"))?;
+            b = b.with_config(key, *v);
+        }
+        let s3 = b
+            .build()
+            .map_err(|e| anyhow::anyhow!("S3 store {url}: {e}"))?;
+        let prefix = prefix.trim_matches('/');
+        let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+            Arc::new(s3)
+        } else {
+            Arc::new(PrefixStore::new(s3, prefix))
+        };
+        Ok(Self { store })
+    }
+
+    /// The hashes of every stored blob (not the cache).
+    pub async fn list_blobs(&self) -> object_store::Result<Vec<String>> {
+        let prefix = StorePath::from("sha256");
+        let metas: Vec<object_store::ObjectMeta> =
+            self.store.list(Some(&prefix)).try_collect().await?;
+        let mut shas: Vec<String> = metas
+            .into_iter()
+            .filter_map(|m| m.location.filename().map(str::to_string))
+            .collect();
+        shas.sort();
+        Ok(shas)
     }
 
     /// A store over any `object_store` backend.

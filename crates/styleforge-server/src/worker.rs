@@ -1,9 +1,13 @@
-//! Job workers: in-process tasks that claim jobs from the database, hold them with a lease kept
-//! alive by heartbeats, report progress, honour cancellation, and store results atomically.
+//! Job workers: tasks that claim jobs from the database, hold them with a lease kept alive by
+//! heartbeats, report progress, honour cancellation, and store results atomically. They run
+//! inside `styleforge serve` (`workers`) or on their own in `styleforge worker` processes, on any
+//! machine that shares the database and the blob store.
 //!
 //! A worker that dies stops sending heartbeats; once its lease ends any worker (in this process
 //! or another sharing the database) claims the job again. A worker that finds it lost its lease
-//! stops and writes nothing: every write is conditional on still holding the lease.
+//! stops and writes nothing: every write is conditional on still holding the lease. A result's
+//! blob is announced in `blob_intents` before it is stored, so the blob of a worker killed before
+//! its result row was committed is collected once `orphan_grace_secs` have passed.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -34,7 +38,10 @@ pub async fn worker_loop(state: AppState, worker: String) {
     let mut shutdown = state.shutdown.subscribe();
     let poll = Duration::from_millis(state.config.poll_ms);
     let lease_ms = state.config.lease_secs as i64 * 1000;
-    tracing::info!(worker = %worker, "worker started");
+    let caps = state.config.capabilities();
+    let grace = Duration::from_secs(state.config.orphan_grace_secs);
+    let mut next_collect = Instant::now();
+    tracing::info!(worker = %worker, device = %caps.device, methods = ?caps.methods, "worker started");
     loop {
         if *shutdown.borrow() {
             break;
@@ -43,7 +50,11 @@ pub async fn worker_loop(state: AppState, worker: String) {
             Ok(ids) => ids.iter().for_each(|id| state.hub.changed(id)),
             Err(e) => tracing::warn!(error = %e, "sweeping expired jobs"),
         }
-        match db::claim_job(&state.db, &worker, lease_ms).await {
+        if Instant::now() >= next_collect {
+            next_collect = Instant::now() + (grace / 4).max(Duration::from_secs(1));
+            collect_orphans(&state, grace).await;
+        }
+        match db::claim_job(&state.db, &worker, lease_ms, &caps).await {
             Ok(Some(job)) => {
                 let id = job.id.clone();
                 let run = AssertUnwindSafe(run_job(&state, &worker, job)).catch_unwind();
@@ -72,6 +83,22 @@ pub async fn worker_loop(state: AppState, worker: String) {
         }
     }
     tracing::info!(worker = %worker, "worker stopped");
+}
+
+/// Deletes the blobs of writers that died between storing a blob and recording it.
+pub async fn collect_orphans(state: &AppState, grace: Duration) {
+    let cutoff = now_ms() - grace.as_millis() as i64;
+    match db::take_stale_intents(&state.db, cutoff).await {
+        Ok(shas) => {
+            for sha in shas {
+                match state.blobs.delete(&sha).await {
+                    Ok(()) => tracing::info!(sha = %sha, "collected an orphaned blob"),
+                    Err(e) => tracing::warn!(sha = %sha, error = %e, "deleting an orphaned blob"),
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "looking for orphaned blobs"),
+    }
 }
 
 async fn heartbeat_loop(
@@ -202,10 +229,14 @@ async fn settle(
         Ok((RunEnd::Done(out), mut timings)) => {
             let ts = Instant::now();
             let bytes = Bytes::from(out.bytes);
-            let sha = match state.blobs.put(bytes.clone()).await {
-                Ok(s) => s,
-                Err(e) => return retry_or_fail(state, worker, job, ApiError::from(e)).await,
-            };
+            let sha = crate::store::sha256_hex(&bytes);
+            let token = db::intent_token(id, worker);
+            if let Err(e) = db::add_blob_intent(db, &sha, &token).await {
+                return retry_or_fail(state, worker, job, ApiError::from(e)).await;
+            }
+            if let Err(e) = state.blobs.put(bytes.clone()).await {
+                return retry_or_fail(state, worker, job, ApiError::from(e)).await;
+            }
             timings.store_ms = ts.elapsed().as_secs_f64() * 1000.0;
             timings.total_ms = (now_ms() - job.created_at).max(0) as f64;
             let _ = t0;
@@ -236,6 +267,7 @@ async fn settle(
                 }
                 Ok(false) => {
                     tracing::warn!(job = %id, "the job changed hands before its result was stored");
+                    log(db::clear_blob_intent(db, &sha, &token).await.map(|_| true));
                     crate::api::images::release_blob(state, &sha).await;
                     "lost"
                 }
@@ -394,7 +426,13 @@ pub async fn claim_and_abandon(
     lease: Duration,
 ) -> anyhow::Result<Option<String>> {
     let db = db::connect(&config.database_url()).await?;
-    let job = db::claim_job(&db, worker, lease.as_millis() as i64).await?;
+    let job = db::claim_job(
+        &db,
+        worker,
+        lease.as_millis() as i64,
+        &config.capabilities(),
+    )
+    .await?;
     db.close().await;
     Ok(job.map(|j| j.id))
 }

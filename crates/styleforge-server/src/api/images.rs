@@ -236,9 +236,12 @@ pub async fn store_image(
 ) -> ApiResult<ImageRow> {
     let checked = check_image(state, &up.bytes).await?;
     caller.check_quota(state, up.bytes.len() as u64).await?;
-    let sha = state.blobs.put(up.bytes.clone()).await?;
+    let id = new_id("img");
+    let sha = crate::store::sha256_hex(&up.bytes);
+    db::add_blob_intent(&state.db, &sha, &id).await?;
+    state.blobs.put(up.bytes.clone()).await?;
     let row = ImageRow {
-        id: new_id("img"),
+        id: id.clone(),
         owner: caller.owner.clone(),
         kind: kind.into(),
         sha256: sha.clone(),
@@ -252,6 +255,9 @@ pub async fn store_image(
         created_at: now_ms(),
     };
     db::insert_image(&state.db, &row).await?;
+    if let Err(e) = db::clear_blob_intent(&state.db, &sha, &id).await {
+        tracing::warn!(sha, error = %e, "clearing a blob intent");
+    }
     // A concurrent delete of identical content may have removed the blob meanwhile.
     state.blobs.ensure(&sha, up.bytes.clone()).await?;
     Ok(row)

@@ -46,8 +46,9 @@ pub async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Health>,
     if state.shutting_down() {
         return Err(ApiError::unavailable("shutting down"));
     }
-    sqlx::query("SELECT 1")
-        .execute(&state.db)
+    state
+        .db
+        .ping()
         .await
         .map_err(|e| ApiError::unavailable(format!("database: {e}")))?;
     state

@@ -472,7 +472,7 @@ pub async fn stylize(
         if state.shutting_down() {
             return Err(ApiError::unavailable("the server is shutting down"));
         }
-        let job = JobRow::queued(
+        let mut job = JobRow::queued(
             new_id("job"),
             &caller.owner,
             r.spec.method.name(),
@@ -481,6 +481,7 @@ pub async fn stylize(
             spec_json,
             state.config.max_attempts as i64,
         );
+        job.device = state.config.job_device(&job.method).into();
         db::insert_job(&state.db, &job).await?;
         state.hub.new_job.notify_one();
         state.hub.changed(&job.id);
@@ -522,7 +523,10 @@ pub async fn stylize(
         );
     let ts = Instant::now();
     let bytes = Bytes::from(out.bytes);
-    let sha = state.blobs.put(bytes.clone()).await?;
+    let job_id = new_id("job");
+    let sha = crate::store::sha256_hex(&bytes);
+    db::add_blob_intent(&state.db, &sha, &job_id).await?;
+    state.blobs.put(bytes.clone()).await?;
     let mut timings = out.timings;
     timings.queue_ms = waited.as_secs_f64() * 1000.0;
     timings.load_ms = load_ms;
@@ -530,7 +534,7 @@ pub async fn stylize(
     timings.total_ms = t0.elapsed().as_secs_f64() * 1000.0;
     let now = now_ms();
     let mut job = JobRow::queued(
-        new_id("job"),
+        job_id,
         &caller.owner,
         r.spec.method.name(),
         &r.spec.style_label,
@@ -563,6 +567,9 @@ pub async fn stylize(
     job.started_at = Some(now);
     job.finished_at = Some(now);
     db::insert_sync(&state.db, &job, &result).await?;
+    if let Err(e) = db::clear_blob_intent(&state.db, &sha, &job.id).await {
+        tracing::warn!(sha, error = %e, "clearing a blob intent");
+    }
     state.blobs.ensure(&sha, bytes).await?;
     Ok(axum::Json(StylizeResult {
         url: format!("/v1/results/{}", result.id),

@@ -141,7 +141,8 @@ pub async fn create(
         }),
     };
     let spec_json = serde_json::to_string(&spec).map_err(ApiError::internal)?;
-    let job = JobRow::queued(job_id, &caller.owner, "train", &name, &image.id, spec_json, cfg.max_attempts as i64);
+    let mut job = JobRow::queued(job_id, &caller.owner, "train", &name, &image.id, spec_json, cfg.max_attempts as i64);
+    job.device = state.config.job_device(&job.method).into();
     db::insert_job(&state.db, &job).await?;
     state.hub.new_job.notify_one();
     state.hub.changed(&job.id);

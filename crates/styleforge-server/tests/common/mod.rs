@@ -453,3 +453,68 @@ pub fn upload_style(server: &TestServer, bytes: &[u8], key: Option<&str>) -> Str
     .ok_json(201);
     v["name"].as_str().unwrap().to_string()
 }
+
+/// The PostgreSQL server the tests use, as an administrator URL: `$STYLEFORGE_TEST_POSTGRES`,
+/// else `postgres://postgres@127.0.0.1:5432/postgres`.
+pub fn pg_admin_url() -> String {
+    std::env::var("STYLEFORGE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn pg_admin(sql: String) -> Result<(), String> {
+    use sqlx::Connection;
+    let admin = pg_admin_url();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let mut c = sqlx::PgConnection::connect(&admin).await.map_err(|e| {
+            format!(
+                "PostgreSQL is not reachable at {admin}: {e}\n\
+                 These tests need a running PostgreSQL server; start one, or point \
+                 STYLEFORGE_TEST_POSTGRES at an administrator URL."
+            )
+        })?;
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut c)
+            .await
+            .map_err(|e| e.to_string())?;
+        c.close().await.map_err(|e| e.to_string())
+    })
+}
+
+/// A fresh PostgreSQL database with a unique name, dropped when this value is.
+pub struct PgDatabase {
+    /// Its URL.
+    pub url: String,
+    name: String,
+}
+
+impl PgDatabase {
+    /// Creates the database (panics with a clear message when PostgreSQL is unreachable).
+    pub fn create() -> Self {
+        let name = format!("sf_test_{}", uuid::Uuid::new_v4().simple());
+        if let Err(e) = pg_admin(format!("CREATE DATABASE {name}")) {
+            panic!("{e}");
+        }
+        let admin = pg_admin_url();
+        let base = admin.split('?').next().unwrap();
+        let (root, _) = base.rsplit_once('/').unwrap();
+        Self {
+            url: format!("{root}/{name}"),
+            name,
+        }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        if let Err(e) = pg_admin(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        )) {
+            eprintln!("dropping test database {}: {e}", self.name);
+        }
+    }
+}
