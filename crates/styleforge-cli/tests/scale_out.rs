@@ -415,8 +415,10 @@ impl Cluster {
             .collect()
     }
 
-    fn pool(&self) -> PgPool {
-        runtime().block_on(PgPool::connect(&self.pg.url)).unwrap()
+    /// A pool on `rt`, the runtime that will run its queries (a pool's connections belong to
+    /// the runtime that opened them).
+    fn pool(&self, rt: &tokio::runtime::Runtime) -> PgPool {
+        rt.block_on(PgPool::connect(&self.pg.url)).unwrap()
     }
 }
 
@@ -461,7 +463,7 @@ fn many_workers_complete_every_job_exactly_once_through_kills_and_restarts() {
     let t0 = Instant::now();
     let mut cluster = Cluster::start();
     let rt = runtime();
-    let pool = cluster.pool();
+    let pool = cluster.pool(&rt);
     let jobs = cluster.submit(200);
     assert_eq!(counts(&rt, &pool).get("queued"), Some(&200));
 
@@ -621,7 +623,7 @@ fn throughput() {
     {
         let mut cluster = Cluster::start();
         let rt = runtime();
-        let pool = cluster.pool();
+        let pool = cluster.pool(&rt);
         cluster.submit(n);
         let t = Instant::now();
         let workers: Vec<Proc> = (0..w).map(|_| cluster.worker(1)).collect();
