@@ -124,6 +124,22 @@ pub struct StylizeResult {
     pub timings: Timings,
 }
 
+/// The 202 answer for a job just queued: its URLs in the body and `Location`.
+pub fn accepted(job_id: &str) -> Response {
+    let url = format!("/v1/jobs/{job_id}");
+    let body = JobAccepted {
+        job: job_id.to_string(),
+        url: url.clone(),
+        events_url: format!("{url}/events"),
+        state: job_state::QUEUED.into(),
+    };
+    let mut resp = (StatusCode::ACCEPTED, axum::Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&url) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
 /// A queued job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct JobAccepted {
@@ -485,18 +501,7 @@ pub async fn stylize(
         db::insert_job(&state.db, &job).await?;
         state.hub.new_job.notify_one();
         state.hub.changed(&job.id);
-        let url = format!("/v1/jobs/{}", job.id);
-        let body = JobAccepted {
-            job: job.id.clone(),
-            url: url.clone(),
-            events_url: format!("{url}/events"),
-            state: job_state::QUEUED.into(),
-        };
-        let mut resp = (StatusCode::ACCEPTED, axum::Json(body)).into_response();
-        if let Ok(v) = HeaderValue::from_str(&url) {
-            resp.headers_mut().insert(header::LOCATION, v);
-        }
-        return Ok(resp);
+        return Ok(accepted(&job.id));
     }
     let inputs = fetch_inputs(&state, &r.spec).await?;
     let tl = Instant::now();

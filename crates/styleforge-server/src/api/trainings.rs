@@ -4,13 +4,13 @@
 //! gallery and usable with method `fast`; the job's result is a preview of the new style.
 
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::ApiJson;
-use super::stylize::JobAccepted;
+use super::stylize::{JobAccepted, accepted};
 use crate::auth::Caller;
 use crate::db::{self, JobRow, state as job_state};
 use crate::engine::{BlobRef, JobSpec, Method, TrainingSpec};
@@ -146,16 +146,5 @@ pub async fn create(
     db::insert_job(&state.db, &job).await?;
     state.hub.new_job.notify_one();
     state.hub.changed(&job.id);
-    let url = format!("/v1/jobs/{}", job.id);
-    let body = JobAccepted {
-        job: job.id.clone(),
-        url: url.clone(),
-        events_url: format!("{url}/events"),
-        state: job_state::QUEUED.into(),
-    };
-    let mut resp = (StatusCode::ACCEPTED, axum::Json(body)).into_response();
-    if let Ok(v) = HeaderValue::from_str(&url) {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
-    Ok(resp)
+    Ok(accepted(&job.id))
 }
