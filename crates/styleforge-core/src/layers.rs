@@ -9,8 +9,9 @@ use burn::tensor::module::{conv_transpose2d, conv2d, interpolate};
 use burn::tensor::ops::{
     ConvOptions, ConvTransposeOptions, InterpolateMode, InterpolateOptions, PadMode,
 };
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData, activation};
 
+use crate::{cpu_conv, cpu_norm};
 use crate::error::Result;
 use crate::weights::Weights;
 
@@ -73,6 +74,33 @@ impl Conv {
 
     /// Applies padding and convolution.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.fast_path(&x, false).unwrap_or_else(|| self.forward_burn(x))
+    }
+
+    /// Nearest ×2 upsampling followed by [`Conv::forward`], fused where the CPU path allows.
+    pub fn forward_upsampled(&self, x: Tensor<4>) -> Tensor<4> {
+        self.fast_path(&x, true).unwrap_or_else(|| self.forward_burn(upsample_nearest2(x)))
+    }
+
+    /// The im2col-free CPU convolution ([`cpu_conv`]) for the stride-1 layers it serves well.
+    fn fast_path(&self, x: &Tensor<4>, upsample: bool) -> Option<Tensor<4>> {
+        let [co, ci, k, _] = self.weight.dims();
+        let border = match self.padding {
+            Padding::Reflect => cpu_conv::Border::Reflect(k / 2),
+            Padding::Zero => cpu_conv::Border::Zero(k / 2),
+            // At stride 1 with an odd kernel, `SAME` pads k/2 on every side.
+            Padding::TfSame if k % 2 == 1 => cpu_conv::Border::Zero(k / 2),
+            _ => return None,
+        };
+        if self.stride != 1 || ci * k < CPU_CONV_MIN_DEPTH || co <= 4 {
+            return None;
+        }
+        let bias = self.bias.as_ref().map(|b| b.val());
+        cpu_conv::conv2d(x, &self.weight.val(), bias.as_ref(), border, upsample)
+    }
+
+    /// burn's convolution (im2col), with the shifted-sum route for few outputs and large kernels.
+    fn forward_burn(&self, x: Tensor<4>) -> Tensor<4> {
         let k = self.kernel();
         let s = self.stride;
         let (x, pad) = match self.padding {
@@ -145,6 +173,10 @@ pub fn shift_sum_conv(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>) 
         None => out,
     }
 }
+
+/// Least `in_channels × k` for which [`cpu_conv`] replaces im2col (below it, each of its
+/// matrix products is too shallow to pay for re-reading the output).
+pub const CPU_CONV_MIN_DEPTH: usize = 48;
 
 /// Most tap-plane values [`shift_sum_conv`] holds at once (16 Mi floats, 64 MiB).
 pub const SHIFT_SUM_BUDGET: usize = 16 << 20;
@@ -257,6 +289,58 @@ impl NormContext {
             }
         };
         (x - mean).div((var + eps).sqrt())
+    }
+
+    /// [`NormContext::normalize`], then the `affine` map and a ReLU if asked, in one pass where
+    /// the CPU path applies ([`cpu_norm`]).
+    pub fn normalize_affine(
+        &mut self,
+        x: Tensor<4>,
+        affine: Option<&Affine>,
+        relu: bool,
+        eps: f64,
+    ) -> Tensor<4> {
+        let replayed = match self {
+            NormContext::Replay { stats, cursor } => {
+                let (m, v) = stats.get(*cursor).expect("replayed statistics come from the same network");
+                match (m.clone().into_data().try_to_vec::<f32>(), v.clone().into_data().try_to_vec::<f32>()) {
+                    (Ok(mean), Ok(var)) => Some(cpu_norm::PlaneStats { mean, var }),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let replaying = matches!(self, NormContext::Replay { .. });
+        let params = affine.map(|a| (a.gamma.val(), a.beta.val()));
+        let fused = if replaying && replayed.is_none() {
+            Err(x)
+        } else {
+            let params = params.as_ref().map(|(g, b)| (g, b));
+            cpu_norm::instance_norm(x, replayed.as_ref(), params, relu, eps)
+        };
+        match fused {
+            Ok((y, used)) => {
+                match self {
+                    NormContext::Replay { cursor, .. } => *cursor += 1,
+                    NormContext::Record(list) => {
+                        let [n, c, _, _] = y.dims();
+                        let device = y.device();
+                        let t = |v: Vec<f32>| Tensor::from_data(TensorData::new(v, [n, c, 1, 1]), &device);
+                        list.push((t(used.mean), t(used.var)));
+                    }
+                    NormContext::Local => {}
+                }
+                y
+            }
+            Err(x) => {
+                let y = self.normalize(x, eps);
+                let y = match affine {
+                    Some(a) => a.forward(y),
+                    None => y,
+                };
+                if relu { activation::relu(y) } else { y }
+            }
+        }
     }
 
     /// The recorded statistics (empty unless recording).

@@ -3,6 +3,8 @@
 
 pub mod adain;
 pub mod color;
+pub mod cpu_conv;
+pub mod cpu_norm;
 pub mod cyclegan;
 pub mod device;
 pub mod download;

@@ -61,7 +61,7 @@ fn run_recording(opts: &GatysOptions, vgg: &Vgg) -> (gatys::Outcome, Vec<Losses>
 }
 
 #[test]
-fn lbfgs_lowers_the_loss_and_the_style_distance_falls_monotonically() {
+fn lbfgs_lowers_the_loss_monotonically_and_the_style_distance_a_hundredfold() {
     let vgg = vgg19();
     let (out, seen) = run_recording(&opts(40), &vgg);
     let (first, last) = (seen[0], *seen.last().unwrap());
@@ -86,22 +86,21 @@ fn lbfgs_lowers_the_loss_and_the_style_distance_falls_monotonically() {
         "total loss fell only {:.1}x",
         first.total / last.total
     );
-    // The line search guarantees sufficient decrease of the total; the style distance, which
-    // dominates it when starting from the content, falls at every iteration too.
+    // The line search guarantees sufficient decrease of the total at every iteration. The style
+    // distance, which dominates the total when starting from the content, is not bound to fall at
+    // every step (the content term may trade against it), but falls by two orders overall.
     for (i, w) in seen.windows(2).enumerate() {
         assert!(
             w[1].total <= w[0].total,
             "total rose at iteration {}",
             i + 1
         );
-        assert!(
-            w[1].style <= w[0].style,
-            "style distance rose at iteration {}: {:e} -> {:e}",
-            i + 1,
-            w[0].style,
-            w[1].style
-        );
     }
+    assert!(
+        first.style / last.style > 100.0,
+        "style distance fell only {:.1}x",
+        first.style / last.style
+    );
     let c = content();
     assert_eq!((out.picture.width, out.picture.height), (c.width, c.height));
     assert!(out.picture.rgb.iter().all(|v| (0.0..=255.0).contains(v)));

@@ -22,7 +22,7 @@ const TOL: f64 = 1e-4;
 /// Gradient bound: 1e-5, ten times tighter than the outputs' bound (the measured errors are
 /// 3-4e-6, the float32 rounding of 23 layers forward and back). It holds because on an autodiff
 /// device the instance norms run in float64 (see `networks::cyclegan::instance_norm`): with
-/// float32 normalisation arithmetic the kernel gradients upstream of the first transposed
+/// float32 normalisation arithmetic and the AVX2 matrix kernels, the kernel gradients upstream of the first transposed
 /// convolution are off by ~9e-3, as the per-channel gradient sums of the norms' backward pass
 /// leave a residual mean that the next kernel gradient multiplies by its input's mean.
 const GRAD_TOL: f64 = 1e-5;
@@ -176,8 +176,10 @@ fn loss_and_parameter_gradients() {
     }
 }
 
-/// The faster float32 normalisation for training: gradients within 2e-2 (measured ~9e-3 upstream
-/// of the first transposed convolution, ~4e-6 below it).
+/// The faster float32 normalisation for training: gradients within 2e-2. How close depends on the
+/// matrix kernels' accumulation: with the AVX2 kernels ~9e-3 upstream of the first transposed
+/// convolution and ~4e-6 below it; with the AVX-512 kernels (16 partial sums per register)
+/// ~3e-6 everywhere.
 #[test]
 fn float32_norm_gradients() {
     let (_, errs) = loss_and_gradients(false);
@@ -185,10 +187,6 @@ fn float32_norm_gradients() {
         eprintln!("{name} (float32 norms): relative L2 error {err:.3e}");
         assert!(*err < 2e-2, "{name}: relative L2 error {err:.3e}");
     }
-    assert!(
-        errs.iter().any(|(_, e)| *e > GRAD_TOL),
-        "float32 norms were expected to miss the float64 bound somewhere"
-    );
 }
 
 /// A deterministic test picture: smooth gradients plus a texture, values in 0..255.

@@ -16,7 +16,7 @@ use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor};
 
 use crate::error::Result;
-use crate::layers::{Conv, Padding, upsample_nearest2};
+use crate::layers::{Conv, Padding};
 use crate::weights::Weights;
 
 /// Channels of the relu4_1 features (the encoder's output, the decoder's input).
@@ -173,13 +173,12 @@ impl AdainDecoder {
     /// RGB `[N, 3, 8h, 8w]` (0..1, unclamped) from features `[N, 512, h, w]` (h, w ≥ 2).
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let mut y = x;
-        for (conv, &up) in self.convs.iter().zip(&self.upsample_after) {
-            y = relu(conv.forward(y));
-            if up {
-                y = upsample_nearest2(y);
-            }
+        let mut up = false;
+        for (conv, &up_after) in self.convs.iter().zip(&self.upsample_after) {
+            y = relu(if up { conv.forward_upsampled(y) } else { conv.forward(y) });
+            up = up_after;
         }
-        self.out.forward(y)
+        if up { self.out.forward_upsampled(y) } else { self.out.forward(y) }
     }
 }
 

@@ -5,7 +5,7 @@
 //! second conv of each residual block and the output conv; output `150 * tanh(y) + 127.5`.
 
 use burn::module::Module;
-use burn::tensor::activation::{relu, tanh};
+use burn::tensor::activation::tanh;
 use burn::tensor::{Device, Tensor};
 
 use crate::error::Result;
@@ -48,8 +48,8 @@ impl ConvIn {
         })
     }
 
-    fn forward(&self, x: Tensor<4>, ctx: &mut NormContext) -> Tensor<4> {
-        self.norm.forward(ctx.normalize(self.conv.forward(x), EPS))
+    fn forward(&self, x: Tensor<4>, ctx: &mut NormContext, relu: bool) -> Tensor<4> {
+        ctx.normalize_affine(self.conv.forward(x), Some(&self.norm), relu, EPS)
     }
 }
 
@@ -134,20 +134,16 @@ impl EngstromNet {
     pub fn forward(&self, x: Tensor<4>, ctx: &mut NormContext) -> Tensor<4> {
         let mut y = x;
         for layer in &self.down {
-            y = relu(layer.forward(y, ctx));
+            y = layer.forward(y, ctx, true);
         }
         for block in &self.res {
             let r = y.clone();
-            let h = relu(block.a.forward(y, ctx));
-            y = block.b.forward(h, ctx) + r;
+            let h = block.a.forward(y, ctx, true);
+            y = block.b.forward(h, ctx, false) + r;
         }
         for layer in &self.up {
-            y = relu(
-                layer
-                    .norm
-                    .forward(ctx.normalize(layer.conv.forward(y), EPS)),
-            );
+            y = ctx.normalize_affine(layer.conv.forward(y), Some(&layer.norm), true, EPS);
         }
-        tanh(self.out.forward(y, ctx)) * 150.0 + 127.5
+        tanh(self.out.forward(y, ctx, false)) * 150.0 + 127.5
     }
 }

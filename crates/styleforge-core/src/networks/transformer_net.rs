@@ -5,12 +5,11 @@
 //! The width is read from the weights (`conv1.conv2d.weight` has `nc` output channels: nc, 2nc, 4nc).
 
 use burn::module::Module;
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::error::{Error, Result};
 use crate::networks::cyclegan::{ParamRef, collect_weights};
-use crate::layers::{Affine, Conv, NormContext, Padding, upsample_nearest2};
+use crate::layers::{Affine, Conv, NormContext, Padding};
 use crate::weights::{HostTensor, Weights};
 
 const EPS: f64 = 1e-5;
@@ -51,8 +50,12 @@ impl ConvIn {
         })
     }
 
-    fn forward(&self, x: Tensor<4>, ctx: &mut NormContext) -> Tensor<4> {
-        self.norm.forward(ctx.normalize(self.conv.forward(x), EPS))
+    fn forward(&self, x: Tensor<4>, ctx: &mut NormContext, relu: bool) -> Tensor<4> {
+        ctx.normalize_affine(self.conv.forward(x), Some(&self.norm), relu, EPS)
+    }
+
+    fn forward_upsampled(&self, x: Tensor<4>, ctx: &mut NormContext) -> Tensor<4> {
+        ctx.normalize_affine(self.conv.forward_upsampled(x), Some(&self.norm), true, EPS)
     }
 
     fn walk(&self, conv: &str, norm: &str, f: &mut dyn FnMut(String, ParamRef<'_>)) {
@@ -206,7 +209,7 @@ impl TransformerNet {
     pub fn forward(&self, x: Tensor<4>, ctx: &mut NormContext) -> Tensor<4> {
         let mut y = self.forward_to_res5(x, ctx);
         for layer in &self.up {
-            y = relu(layer.forward(upsample_nearest2(y), ctx));
+            y = layer.forward_upsampled(y, ctx);
         }
         self.out.forward(y)
     }
@@ -215,12 +218,12 @@ impl TransformerNet {
     pub fn forward_to_res5(&self, x: Tensor<4>, ctx: &mut NormContext) -> Tensor<4> {
         let mut y = x;
         for layer in &self.down {
-            y = relu(layer.forward(y, ctx));
+            y = layer.forward(y, ctx, true);
         }
         for block in &self.res {
             let r = y.clone();
-            let h = relu(block.a.forward(y, ctx));
-            y = block.b.forward(h, ctx) + r;
+            let h = block.a.forward(y, ctx, true);
+            y = block.b.forward(h, ctx, false) + r;
         }
         y
     }
