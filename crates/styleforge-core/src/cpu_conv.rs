@@ -1,12 +1,15 @@
-//! Stride-1 convolutions for inference on the flex CPU backend, computed without im2col.
+//! Convolutions for inference on the flex CPU backend, computed without im2col.
 //!
 //! The input is copied once into a padded NHWC buffer (the padding, reflection or zero, and an
-//! optional nearest ×2 upsampling are folded into that copy). For one kernel row `kh`, the
-//! values a kernel window needs at output position `q` are then `k·C` consecutive floats starting
-//! at `((q_row + kh)·Wp + q_col)·C`, so the convolution is `k` matrix products that read the
-//! buffer in place through strides: `out[co, q] += W_kh[co, (kw, ci)] · X[(kw, ci), q]`, with `q`
-//! running over `Ho × Wp` "wide" positions whose last `k - 1` columns are dropped afterwards.
-//! burn's generic route instead writes `k²` copies of the input (im2col) before its product.
+//! optional nearest ×2 upsampling are folded into that copy). At stride 1, the values a kernel
+//! window needs from kernel row `kh` at output position `q` are then `k·C` consecutive floats
+//! starting at `((q_row + kh)·Wp + q_col)·C`, so the convolution is `k` matrix products that read
+//! the buffer in place through strides: `out[co, q] += W_kh[co, (kw, ci)] · X[(kw, ci), q]`, with
+//! `q` running over `Ho × Wp` "wide" positions whose surplus columns are dropped afterwards.
+//! At stride `s` the buffer is stored as `s × s` phase planes (rows and columns split by their
+//! remainder mod `s`), which turns the strided windows into the same consecutive runs: one
+//! product per kernel row and column phase. burn's generic route instead writes `k²` copies of
+//! the input (im2col) before its product.
 //!
 //! Used only on plain flex `f32` tensors (no autodiff); [`conv2d`] returns `None` elsewhere
 //! and the caller falls back to burn's convolution.
@@ -16,92 +19,93 @@ use burn::tensor::{DType, Tensor, TensorData};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-/// How the input is extended before a stride-1 convolution.
+/// The geometry of a convolution: stride, padding and an optional upsampling of the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Border {
-    /// `p` zeros on each side.
-    Zero(usize),
-    /// Reflection of `p` pixels on each side (PyTorch `ReflectionPad2d`).
-    Reflect(usize),
+pub struct Geometry {
+    /// Stride in both directions.
+    pub stride: usize,
+    /// Padding `[top, bottom, left, right]`.
+    pub pad: [usize; 4],
+    /// Reflection padding (PyTorch `ReflectionPad2d`) rather than zeros.
+    pub reflect: bool,
+    /// Nearest ×2 upsampling of the input before padding.
+    pub upsample: bool,
 }
 
-/// A stride-1 convolution of `x` `[N, C, H, W]` with `weight` `[O, C, k, k]`, after an optional
-/// nearest ×2 upsampling of `x` and the `border` extension; `None` unless both are plain flex
-/// `f32` tensors.
-pub fn conv2d(
-    x: &Tensor<4>,
-    weight: &Tensor<4>,
-    bias: Option<&Tensor<1>>,
-    border: Border,
-    upsample: bool,
-) -> Option<Tensor<4>> {
+impl Geometry {
+    /// Stride 1 with `p` pixels of padding on every side.
+    pub fn same(p: usize, reflect: bool) -> Self {
+        Self { stride: 1, pad: [p; 4], reflect, upsample: false }
+    }
+}
+
+/// A convolution of `x` `[N, C, H, W]` with `weight` `[O, C, k, k]` and an optional bias, with the
+/// given geometry; `None` unless the tensors are plain flex `f32` tensors.
+pub fn conv2d(x: &Tensor<4>, weight: &Tensor<4>, bias: Option<&Tensor<1>>, g: Geometry) -> Option<Tensor<4>> {
     let xs = flex_f32(x)?;
     let ws = flex_f32(weight)?;
     let bs = match bias {
-        Some(b) => Some(flex_f32(&b.clone().reshape([-1, 1, 1, 1]))?),
+        Some(b) => Some(flex_f32(b)?),
         None => None,
     };
     let [n, ci, h, w] = x.dims();
     let [co, wci, k, k2] = weight.dims();
     assert!(wci == ci && k == k2, "conv2d: kernel {:?} for input {:?}", weight.dims(), x.dims());
-    let (h2, w2) = if upsample { (2 * h, 2 * w) } else { (h, w) };
-    let p = match border {
-        Border::Zero(p) | Border::Reflect(p) => p,
-    };
-    let (hp, wp) = (h2 + 2 * p, w2 + 2 * p);
-    assert!(hp >= k && wp >= k, "conv2d: kernel {k} larger than the padded input {hp}×{wp}");
-    if let Border::Reflect(p) = border {
-        assert!(p < h2 && p < w2, "conv2d: reflection of {p} needs more than {h2}×{w2} pixels");
-    }
-    let (ho, wo) = (hp + 1 - k, wp + 1 - k);
-    let rows = source_index(hp, h2, p, border, upsample);
-    let cols = source_index(wp, w2, p, border, upsample);
-
     let x_data = xs.as_slice::<f32>()?;
     let w_data = ws.as_slice::<f32>()?;
     let b_data = bs.as_ref().and_then(|b| b.as_slice::<f32>());
-    let packed = pack_weight(w_data, co, ci, k);
-    let nq = ho * wp;
+    if g.upsample && g.stride == 1 && k == 3 && g.pad == [1; 4] {
+        let out = upsampled_3x3(x_data, [n, ci, h, w], w_data, co, b_data, g.reflect);
+        let data = TensorData::new(out, [n, co, 2 * h, 2 * w]);
+        return Some(Tensor::from_primitive::<Flex>(FlexTensor::from_data(data)));
+    }
+    let s = g.stride;
+    assert!(s >= 1, "conv2d: stride 0");
+    let (h2, w2) = if g.upsample { (2 * h, 2 * w) } else { (h, w) };
+    let [top, bottom, left, right] = g.pad;
+    let (hp, wp) = (h2 + top + bottom, w2 + left + right);
+    assert!(hp >= k && wp >= k, "conv2d: kernel {k} larger than the padded input {hp}×{wp}");
+    if g.reflect {
+        assert!(
+            g.pad.iter().all(|&p| p < h2.min(w2)),
+            "conv2d: reflection of {:?} needs more than {h2}×{w2} pixels",
+            g.pad
+        );
+    }
+    let (ho, wo) = ((hp - k) / s + 1, (wp - k) / s + 1);
+    // Phase planes: rows (and columns) r, r+s, r+2s... of the padded input.
+    let (hq, wq) = (hp.div_ceil(s), wp.div_ceil(s));
+    let slack = k.div_ceil(s);
+    let phase_len = (hq * wq + slack) * ci;
+    let rows = source_index(hp, h2, top, g);
+    let cols = source_index(wp, w2, left, g);
+
+    if s == 1 && co <= 4 && k >= 5 {
+        let geometry = ((hp, wp), (&rows[..], &cols[..]));
+        let out = shifted_sums(x_data, [n, ci, h, w], w_data, co, k, b_data, geometry, SHIFT_SUM_VALUES);
+        let data = TensorData::new(out, [n, co, ho, wo]);
+        return Some(Tensor::from_primitive::<Flex>(FlexTensor::from_data(data)));
+    }
+    let (packed, runs) = pack_weight(w_data, co, ci, k, s);
+    let nq = ho * wq;
     let mut out = vec![0f32; n * co * ho * wo];
     let mut wide = vec![0f32; co * nq];
-    let mut padded = vec![0f32; (hp * wp + k - 1) * ci];
-    for s in 0..n {
-        let src = &x_data[s * ci * h * w..(s + 1) * ci * h * w];
-        fill_padded(&mut padded, src, ci, w, wp, &rows, &cols);
-        for kh in 0..k {
-            // SAFETY: the three matrices are in bounds: `wide` holds `co × nq`; the packed
-            // kernel row holds `(k·ci) × co`; the last rhs read is at
-            // `(kh·wp + nq - 1)·ci + k·ci - 1 < (hp·wp + k - 1)·ci`, the padded buffer's length.
-            unsafe {
-                gemm::gemm(
-                    co,
-                    nq,
-                    k * ci,
-                    wide.as_mut_ptr(),
-                    1,
-                    nq as isize,
-                    kh > 0,
-                    packed[kh * k * ci * co..].as_ptr(),
-                    co as isize,
-                    1,
-                    padded[kh * wp * ci..].as_ptr(),
-                    ci as isize,
-                    1,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::Rayon(0),
-                );
-            }
+    let mut padded = vec![0f32; s * s * phase_len];
+    for sample in 0..n {
+        let src = &x_data[sample * ci * h * w..(sample + 1) * ci * h * w];
+        fill_phases(&mut padded, src, ci, w, s, (hq, wq, phase_len), &rows, &cols);
+        for (i, run) in runs.iter().enumerate() {
+            let phase = (run.kh % s) * s + run.kw0 % s;
+            let start = phase * phase_len + ((run.kh / s) * wq + run.kw0 / s) * ci;
+            let depth = run.taps * ci;
+            accumulate(&mut wide, co, nq, depth, &packed[run.offset..], &padded[start..phase_len * (phase + 1)], ci, i == 0);
         }
-        let dst = &mut out[s * co * ho * wo..(s + 1) * co * ho * wo];
+        let dst = &mut out[sample * co * ho * wo..(sample + 1) * co * ho * wo];
         dst.par_chunks_mut(ho * wo).enumerate().for_each(|(o, plane)| {
             let b = b_data.map_or(0.0, |b| b[o]);
             let src = &wide[o * nq..(o + 1) * nq];
             for (row, line) in plane.chunks_mut(wo).enumerate() {
-                for (d, v) in line.iter_mut().zip(&src[row * wp..row * wp + wo]) {
+                for (d, v) in line.iter_mut().zip(&src[row * wq..row * wq + wo]) {
                     *d = v + b;
                 }
             }
@@ -110,6 +114,177 @@ pub fn conv2d(
     let data = TensorData::new(out, [n, co, ho, wo]);
     Some(Tensor::from_primitive::<Flex>(FlexTensor::from_data(data)))
 }
+
+/// `wide[co, q] (+)= weights[(d, o)]ᵀ · x[q·ci + d]` for `q < nq`, `d < depth`: one matrix product
+/// reading the NHWC buffer `x` in place (overwriting `wide` when `first`).
+#[allow(clippy::too_many_arguments)]
+fn accumulate(wide: &mut [f32], co: usize, nq: usize, depth: usize, weights: &[f32], x: &[f32], ci: usize, first: bool) {
+    assert!(wide.len() >= co * nq && weights.len() >= depth * co, "accumulate: short buffers");
+    assert!(nq == 0 || x.len() >= (nq - 1) * ci + depth, "accumulate: reads past the input");
+    // SAFETY: the asserts above bound every index the product touches: `wide` holds `co × nq`
+    // (row stride nq), `weights` holds `depth × co` (row stride co), and the last input read is
+    // at `(nq - 1)·ci + depth - 1`.
+    unsafe {
+        gemm::gemm(
+            co,
+            nq,
+            depth,
+            wide.as_mut_ptr(),
+            1,
+            nq as isize,
+            !first,
+            weights.as_ptr(),
+            co as isize,
+            1,
+            x.as_ptr(),
+            ci as isize,
+            1,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(0),
+        );
+    }
+}
+
+/// Nearest ×2 upsampling, one pixel of padding and a 3×3 convolution, computed on the
+/// low-resolution input: each output pixel parity `(a, b)` sees a 2×2 kernel (the 3×3 taps that
+/// land on the same input pixel summed), so the work is 4/9 of convolving the upsampled image.
+/// Reflection of the upsampled image is replication of the input at this scale.
+fn upsampled_3x3(
+    x: &[f32],
+    [n, ci, h, w]: [usize; 4],
+    weight: &[f32],
+    co: usize,
+    bias: Option<&[f32]>,
+    reflect: bool,
+) -> Vec<f32> {
+    let (hp, wp) = (h + 2, w + 2);
+    let edge = |i: usize, size: usize| match (i, reflect) {
+        (0, true) => Some(0),
+        (0, false) => None,
+        (i, true) if i > size => Some(size - 1),
+        (i, false) if i > size => None,
+        (i, _) => Some(i - 1),
+    };
+    let rows: Vec<_> = (0..hp).map(|i| edge(i, h)).collect();
+    let cols: Vec<_> = (0..wp).map(|i| edge(i, w)).collect();
+    // Taps of the 3×3 kernel that parity `a` folds onto offset `d` (rows and columns alike).
+    const FOLD: [[&[usize]; 2]; 2] = [[&[0], &[1, 2]], [&[0, 1], &[2]]];
+    // Per (a, b, dy): a `[(dx, ci), co]` block.
+    let mut packed = Vec::with_capacity(8 * 2 * ci * co);
+    for a in 0..2 {
+        for b in 0..2 {
+            for dy in 0..2 {
+                for dx in 0..2 {
+                    for c in 0..ci {
+                        packed.extend((0..co).map(|o| {
+                            let at = |kh: usize, kw: usize| weight[((o * ci + c) * 3 + kh) * 3 + kw];
+                            FOLD[a][dy].iter().flat_map(|&kh| FOLD[b][dx].iter().map(move |&kw| (kh, kw))).map(|(kh, kw)| at(kh, kw)).sum::<f32>()
+                        }));
+                    }
+                }
+            }
+        }
+    }
+    let block = 2 * ci * co;
+    let nq = h * wp;
+    let (ho, wo) = (2 * h, 2 * w);
+    let mut out = vec![0f32; n * co * ho * wo];
+    let mut wide = vec![0f32; co * nq];
+    let len = (hp * wp + 4) * ci;
+    let mut padded = vec![0f32; len];
+    for sample in 0..n {
+        let src = &x[sample * ci * h * w..(sample + 1) * ci * h * w];
+        fill_phases(&mut padded, src, ci, w, 1, (hp, wp, len), &rows, &cols);
+        let dst = &mut out[sample * co * ho * wo..(sample + 1) * co * ho * wo];
+        for a in 0..2 {
+            for b in 0..2 {
+                for dy in 0..2 {
+                    let at = ((a * 2 + b) * 2 + dy) * block;
+                    let start = ((a + dy) * wp + b) * ci;
+                    accumulate(&mut wide, co, nq, 2 * ci, &packed[at..at + block], &padded[start..], ci, dy == 0);
+                }
+                dst.par_chunks_mut(ho * wo).enumerate().for_each(|(o, plane)| {
+                    let bias = bias.map_or(0.0, |v| v[o]);
+                    let src = &wide[o * nq..(o + 1) * nq];
+                    for i in 0..h {
+                        let line = &mut plane[(2 * i + a) * wo..(2 * i + a + 1) * wo];
+                        for (j, v) in src[i * wp..i * wp + w].iter().enumerate() {
+                            line[2 * j + b] = v + bias;
+                        }
+                    }
+                });
+            }
+        }
+    }
+    out
+}
+
+/// A stride-1 convolution with few outputs and a large kernel (the 9×9 and 7×7 layers that end
+/// the style and CycleGAN generators): one matrix product gives every tap's contribution at
+/// every input pixel (`[k²·O, C] × [C, pixels]`, a shape the matrix kernels run at full speed),
+/// and each output is the sum of its k² shifted tap planes. Runs in horizontal strips of
+/// [`SHIFT_SUM_VALUES`] tap values. (Convolving directly would feed products only `O` wide.)
+#[allow(clippy::too_many_arguments)]
+fn shifted_sums(
+    x: &[f32],
+    [n, ci, h, w]: [usize; 4],
+    weight: &[f32],
+    co: usize,
+    k: usize,
+    bias: Option<&[f32]>,
+    ((hp, wp), (rows, cols)): ((usize, usize), (&[Option<usize>], &[Option<usize>])),
+    budget: usize,
+) -> Vec<f32> {
+    let (ho, wo) = (hp + 1 - k, wp + 1 - k);
+    let taps = k * k * co;
+    // `[C, (kh, kw, O)]`.
+    let mut packed = vec![0f32; ci * taps];
+    for o in 0..co {
+        for c in 0..ci {
+            for t in 0..k * k {
+                packed[c * taps + t * co + o] = weight[(o * ci + c) * k * k + t];
+            }
+        }
+    }
+    let strip = (budget / (taps * wp)).saturating_sub(k - 1).clamp(1, ho);
+    let len = (hp * wp + k) * ci;
+    let mut padded = vec![0f32; len];
+    let mut planes = vec![0f32; taps * ((strip + k - 1) * wp + k)];
+    let mut out = vec![0f32; n * co * ho * wo];
+    for sample in 0..n {
+        let src = &x[sample * ci * h * w..(sample + 1) * ci * h * w];
+        fill_phases(&mut padded, src, ci, w, 1, (hp, wp, len), rows, cols);
+        let dst = &mut out[sample * co * ho * wo..(sample + 1) * co * ho * wo];
+        for y0 in (0..ho).step_by(strip) {
+            let y1 = (y0 + strip).min(ho);
+            let np = (y1 - y0 + k - 1) * wp + k;
+            let np = np.min(len / ci - y0 * wp);
+            accumulate(&mut planes, taps, np, ci, &packed, &padded[y0 * wp * ci..], ci, true);
+            let planes = &planes[..taps * np];
+            dst.par_chunks_mut(wo).enumerate().filter(|(i, _)| (y0..y1).contains(&(i % ho))).for_each(|(i, line)| {
+                let (o, y) = (i / ho, i % ho - y0);
+                line.fill(bias.map_or(0.0, |b| b[o]));
+                for kh in 0..k {
+                    for kw in 0..k {
+                        let plane = &planes[((kh * k + kw) * co + o) * np..][..np];
+                        let from = (y + kh) * wp + kw;
+                        for (d, v) in line.iter_mut().zip(&plane[from..from + wo]) {
+                            *d += v;
+                        }
+                    }
+                }
+            });
+        }
+    }
+    out
+}
+
+/// Most tap values [`shifted_sums`] holds at once (4 Mi floats, 16 MiB).
+pub const SHIFT_SUM_VALUES: usize = 4 << 20;
 
 /// The tensor's flex primitive in contiguous form, if it is a plain flex `f32` tensor.
 fn flex_f32<const D: usize>(t: &Tensor<D>) -> Option<FlexTensor> {
@@ -122,68 +297,81 @@ fn flex_f32<const D: usize>(t: &Tensor<D>) -> Option<FlexTensor> {
 
 /// For each padded coordinate, the source coordinate in the unpadded (pre-upsampling) input, or
 /// `None` for a zero.
-fn source_index(padded: usize, size: usize, p: usize, border: Border, upsample: bool) -> Vec<Option<usize>> {
+fn source_index(padded: usize, size: usize, before: usize, g: Geometry) -> Vec<Option<usize>> {
     (0..padded)
         .map(|i| {
-            let u = i as isize - p as isize;
+            let u = i as isize - before as isize;
             let u = if (0..size as isize).contains(&u) {
                 u
-            } else if let Border::Reflect(_) = border {
+            } else if g.reflect {
                 if u < 0 { -u } else { 2 * (size as isize - 1) - u }
             } else {
                 return None;
             };
             let u = u as usize;
-            Some(if upsample { u / 2 } else { u })
+            Some(if g.upsample { u / 2 } else { u })
         })
         .collect()
 }
 
-/// Kernel `[O, C, k, k]` as `k` row blocks of `[(kw, ci), O]`.
-fn pack_weight(w: &[f32], co: usize, ci: usize, k: usize) -> Vec<f32> {
-    let mut packed = vec![0f32; k * k * ci * co];
-    for o in 0..co {
-        for c in 0..ci {
-            for kh in 0..k {
-                for kw in 0..k {
-                    packed[((kh * k + kw) * ci + c) * co + o] = w[((o * ci + c) * k + kh) * k + kw];
+/// Kernel taps `kh, kw0, kw0 + s, ...` that one matrix product covers.
+struct Run {
+    kh: usize,
+    kw0: usize,
+    taps: usize,
+    /// Where the run's `[(tap, ci), O]` block starts in the packed kernel.
+    offset: usize,
+}
+
+/// Kernel `[O, C, k, k]` as one `[(tap, ci), O]` block per kernel row and column phase.
+fn pack_weight(w: &[f32], co: usize, ci: usize, k: usize, s: usize) -> (Vec<f32>, Vec<Run>) {
+    let mut packed = Vec::with_capacity(k * k * ci * co);
+    let mut runs = Vec::new();
+    for kh in 0..k {
+        for kw0 in 0..s.min(k) {
+            let taps = (kw0..k).step_by(s).count();
+            runs.push(Run { kh, kw0, taps, offset: packed.len() });
+            for kw in (kw0..k).step_by(s) {
+                for c in 0..ci {
+                    packed.extend((0..co).map(|o| w[((o * ci + c) * k + kh) * k + kw]));
                 }
             }
         }
     }
-    packed
+    (packed, runs)
 }
 
-/// Writes one sample `[C, H, W]` into the padded NHWC buffer `[Hp, Wp, C]` (the slack after it
-/// stays zero).
-fn fill_padded(
+/// Writes one sample `[C, H, W]` into the `s × s` padded NHWC phase planes `[Hq, Wq, C]` (phase
+/// `(a, b)` holds padded rows `a, a+s, ...` and columns `b, b+s, ...`; the rest stays zero).
+#[allow(clippy::too_many_arguments)]
+fn fill_phases(
     padded: &mut [f32],
     src: &[f32],
     ci: usize,
     w: usize,
-    wp: usize,
+    s: usize,
+    (hq, wq, phase_len): (usize, usize, usize),
     rows: &[Option<usize>],
     cols: &[Option<usize>],
 ) {
     let plane = src.len() / ci;
-    padded[..rows.len() * wp * ci].par_chunks_mut(wp * ci).zip(rows).for_each(|(line, row)| {
-        match row {
-            None => line.fill(0.0),
-            Some(r) => {
-                for (px, col) in line.chunks_mut(ci).zip(cols) {
-                    match col {
-                        None => px.fill(0.0),
-                        Some(c) => {
-                            let at = r * w + c;
-                            for (ch, v) in px.iter_mut().enumerate() {
-                                *v = src[ch * plane + at];
-                            }
+    for (phase, buf) in padded.chunks_mut(phase_len).enumerate() {
+        let (a, b) = (phase / s, phase % s);
+        buf[..hq * wq * ci].par_chunks_mut(wq * ci).enumerate().for_each(|(qy, line)| {
+            let row = rows.get(qy * s + a).copied().flatten();
+            for (qx, px) in line.chunks_mut(ci).enumerate() {
+                match (row, cols.get(qx * s + b).copied().flatten()) {
+                    (Some(r), Some(c)) => {
+                        let at = r * w + c;
+                        for (ch, v) in px.iter_mut().enumerate() {
+                            *v = src[ch * plane + at];
                         }
                     }
+                    _ => px.fill(0.0),
                 }
             }
-        }
-    });
+        });
+    }
 }
 
 #[cfg(test)]
@@ -196,37 +384,70 @@ mod tests {
     use crate::layers::upsample_nearest2;
 
     /// burn's padded convolution on the same input, the reference for the fused path.
-    fn reference(x: Tensor<4>, w: Tensor<4>, b: Option<Tensor<1>>, border: Border, up: bool) -> Tensor<4> {
-        let x = if up { upsample_nearest2(x) } else { x };
-        let (x, p) = match border {
-            Border::Reflect(p) => (x.pad([(p, p), (p, p)], PadMode::Reflect), 0),
-            Border::Zero(p) => (x, p),
-        };
-        burn_conv2d(x, w, b, ConvOptions::new([1, 1], [p, p], [1, 1], 1))
+    fn reference(x: Tensor<4>, w: Tensor<4>, b: Option<Tensor<1>>, g: Geometry) -> Tensor<4> {
+        let x = if g.upsample { upsample_nearest2(x) } else { x };
+        let [t, bo, l, r] = g.pad;
+        let mode = if g.reflect { PadMode::Reflect } else { PadMode::Constant(0.0) };
+        let x = x.pad([(t, bo), (l, r)], mode);
+        let s = g.stride;
+        burn_conv2d(x, w, b, ConvOptions::new([s, s], [0, 0], [1, 1], 1))
+    }
+
+    fn geometry(stride: usize, pad: [usize; 4], reflect: bool, upsample: bool) -> Geometry {
+        Geometry { stride, pad, reflect, upsample }
     }
 
     #[test]
     fn matches_burn_convolution() {
         let device = Device::default();
         let cases = [
-            // (n, ci, h, w, co, k, border, upsample, bias)
-            (1, 16, 11, 13, 24, 3, Border::Reflect(1), false, true),
-            (2, 8, 7, 9, 5, 3, Border::Zero(1), false, false),
-            (1, 6, 6, 5, 7, 3, Border::Reflect(1), true, true),
-            (1, 3, 12, 10, 8, 9, Border::Reflect(4), false, true),
-            (1, 4, 9, 9, 6, 5, Border::Zero(2), true, false),
-            (2, 32, 5, 4, 16, 1, Border::Zero(0), false, true),
+            // (n, ci, h, w, co, k, geometry, bias)
+            (1, 16, 11, 13, 24, 3, Geometry::same(1, true), true),
+            (2, 8, 7, 9, 5, 3, Geometry::same(1, false), false),
+            (1, 6, 6, 5, 7, 3, geometry(1, [1; 4], true, true), true),
+            (2, 5, 4, 7, 6, 3, geometry(1, [1; 4], false, true), false),
+            (1, 3, 12, 10, 8, 9, Geometry::same(4, true), true),
+            (1, 32, 12, 10, 3, 9, Geometry::same(4, true), true),
+            (1, 4, 9, 9, 6, 5, geometry(1, [2; 4], false, true), false),
+            (2, 32, 5, 4, 16, 1, Geometry::same(0, false), true),
+            (1, 8, 10, 11, 12, 3, geometry(2, [1; 4], true, false), true),
+            (2, 5, 9, 8, 7, 3, geometry(2, [0, 1, 1, 1], false, false), false),
+            (1, 4, 13, 12, 6, 4, geometry(2, [1, 2, 1, 2], false, false), true),
+            (1, 3, 16, 15, 8, 7, geometry(3, [3; 4], true, false), true),
+            (1, 6, 8, 8, 4, 3, geometry(1, [0; 4], false, false), false),
         ];
-        for (n, ci, h, w, co, k, border, up, with_bias) in cases {
+        for (n, ci, h, w, co, k, g, with_bias) in cases {
             let x = Tensor::<4>::random([n, ci, h, w], Distribution::Normal(0.0, 1.0), &device);
             let wt = Tensor::<4>::random([co, ci, k, k], Distribution::Normal(0.0, 0.2), &device);
             let b = with_bias.then(|| Tensor::<1>::random([co], Distribution::Normal(0.0, 1.0), &device));
-            let got = conv2d(&x, &wt, b.as_ref(), border, up).expect("a flex f32 tensor");
-            let want = reference(x, wt, b, border, up);
-            assert_eq!(got.dims(), want.dims(), "case {n} {ci} {h} {w} {co} {k} {border:?} {up}");
+            let got = conv2d(&x, &wt, b.as_ref(), g).expect("a flex f32 tensor");
+            let want = reference(x, wt, b, g);
+            assert_eq!(got.dims(), want.dims(), "case {n} {ci} {h} {w} {co} {k} {g:?}");
             let err = (got - want.clone()).abs().max().into_scalar::<f32>();
             let scale = want.abs().max().into_scalar::<f32>();
-            assert!(err <= 1e-5 * scale, "case {ci}/{co} k{k} {border:?} up={up}: error {err} of {scale}");
+            assert!(err <= 1e-5 * scale, "case {ci}/{co} k{k} {g:?}: error {err} of {scale}");
+        }
+    }
+
+    #[test]
+    fn shifted_sums_agree_across_strip_sizes() {
+        let device = Device::default();
+        let (ci, h, w, co, k) = (5, 14, 11, 3, 7);
+        let x = Tensor::<4>::random([2, ci, h, w], Distribution::Normal(0.0, 1.0), &device);
+        let wt = Tensor::<4>::random([co, ci, k, k], Distribution::Normal(0.0, 0.2), &device);
+        let g = Geometry::same(3, true);
+        let want = reference(x.clone(), wt.clone(), None, g).into_data().try_to_vec::<f32>().unwrap();
+        let xs = x.into_data().try_to_vec::<f32>().unwrap();
+        let ws = wt.into_data().try_to_vec::<f32>().unwrap();
+        let (hp, wp) = (h + 6, w + 6);
+        let rows = source_index(hp, h, 3, g);
+        let cols = source_index(wp, w, 3, g);
+        let taps = k * k * co;
+        // Budgets for strips of 1, 3 and all output rows.
+        for budget in [taps * wp * k, taps * wp * (k + 2), 1 << 24] {
+            let got = shifted_sums(&xs, [2, ci, h, w], &ws, co, k, None, ((hp, wp), (&rows, &cols)), budget);
+            let err = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(err < 1e-4, "budget {budget}: error {err}");
         }
     }
 
@@ -235,6 +456,6 @@ mod tests {
         let device = Device::default().autodiff();
         let x = Tensor::<4>::ones([1, 4, 5, 5], &device).require_grad();
         let w = Tensor::<4>::ones([4, 4, 3, 3], &device);
-        assert!(conv2d(&x, &w, None, Border::Zero(1), false).is_none());
+        assert!(conv2d(&x, &w, None, Geometry::same(1, false)).is_none());
     }
 }

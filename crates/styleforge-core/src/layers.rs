@@ -82,21 +82,25 @@ impl Conv {
         self.fast_path(&x, true).unwrap_or_else(|| self.forward_burn(upsample_nearest2(x)))
     }
 
-    /// The im2col-free CPU convolution ([`cpu_conv`]) for the stride-1 layers it serves well.
+    /// The im2col-free CPU convolution ([`cpu_conv`]), where the tensors are plain flex ones.
     fn fast_path(&self, x: &Tensor<4>, upsample: bool) -> Option<Tensor<4>> {
-        let [co, ci, k, _] = self.weight.dims();
-        let border = match self.padding {
-            Padding::Reflect => cpu_conv::Border::Reflect(k / 2),
-            Padding::Zero => cpu_conv::Border::Zero(k / 2),
-            // At stride 1 with an odd kernel, `SAME` pads k/2 on every side.
-            Padding::TfSame if k % 2 == 1 => cpu_conv::Border::Zero(k / 2),
-            _ => return None,
+        let k = self.kernel();
+        let s = self.stride;
+        let [_, _, h, w] = x.dims();
+        let (h, w) = if upsample { (2 * h, 2 * w) } else { (h, w) };
+        let (pad, reflect) = match self.padding {
+            Padding::Reflect => ([k / 2; 4], true),
+            Padding::Zero => ([k / 2; 4], false),
+            Padding::Valid => ([0; 4], false),
+            Padding::TfSame => {
+                let (t, b) = tf_same(h, k, s);
+                let (l, r) = tf_same(w, k, s);
+                ([t, b, l, r], false)
+            }
         };
-        if self.stride != 1 || ci * k < CPU_CONV_MIN_DEPTH || co <= 4 {
-            return None;
-        }
         let bias = self.bias.as_ref().map(|b| b.val());
-        cpu_conv::conv2d(x, &self.weight.val(), bias.as_ref(), border, upsample)
+        let g = cpu_conv::Geometry { stride: s, pad, reflect, upsample };
+        cpu_conv::conv2d(x, &self.weight.val(), bias.as_ref(), g)
     }
 
     /// burn's convolution (im2col), with the shifted-sum route for few outputs and large kernels.
@@ -173,10 +177,6 @@ pub fn shift_sum_conv(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>) 
         None => out,
     }
 }
-
-/// Least `in_channels × k` for which [`cpu_conv`] replaces im2col (below it, each of its
-/// matrix products is too shallow to pay for re-reading the output).
-pub const CPU_CONV_MIN_DEPTH: usize = 48;
 
 /// Most tap-plane values [`shift_sum_conv`] holds at once (16 Mi floats, 64 MiB).
 pub const SHIFT_SUM_BUDGET: usize = 16 << 20;
