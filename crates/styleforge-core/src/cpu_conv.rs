@@ -30,12 +30,14 @@ pub struct Geometry {
     pub reflect: bool,
     /// Nearest ×2 upsampling of the input before padding.
     pub upsample: bool,
+    /// A ReLU on the result, applied in the output pass.
+    pub relu: bool,
 }
 
 impl Geometry {
     /// Stride 1 with `p` pixels of padding on every side.
     pub fn same(p: usize, reflect: bool) -> Self {
-        Self { stride: 1, pad: [p; 4], reflect, upsample: false }
+        Self { stride: 1, pad: [p; 4], reflect, upsample: false, relu: false }
     }
 }
 
@@ -55,7 +57,7 @@ pub fn conv2d(x: &Tensor<4>, weight: &Tensor<4>, bias: Option<&Tensor<1>>, g: Ge
     let w_data = ws.as_slice::<f32>()?;
     let b_data = bs.as_ref().and_then(|b| b.as_slice::<f32>());
     if g.upsample && g.stride == 1 && k == 3 && g.pad == [1; 4] {
-        let out = upsampled_3x3(x_data, [n, ci, h, w], w_data, co, b_data, g.reflect);
+        let out = upsampled_3x3(x_data, [n, ci, h, w], w_data, co, b_data, g.reflect, g.relu);
         let data = TensorData::new(out, [n, co, 2 * h, 2 * w]);
         return Some(Tensor::from_primitive::<Flex>(FlexTensor::from_data(data)));
     }
@@ -82,7 +84,10 @@ pub fn conv2d(x: &Tensor<4>, weight: &Tensor<4>, bias: Option<&Tensor<1>>, g: Ge
 
     if s == 1 && co <= 4 && k >= 5 {
         let geometry = ((hp, wp), (&rows[..], &cols[..]));
-        let out = shifted_sums(x_data, [n, ci, h, w], w_data, co, k, b_data, geometry, SHIFT_SUM_VALUES);
+        let mut out = shifted_sums(x_data, [n, ci, h, w], w_data, co, k, b_data, geometry, SHIFT_SUM_VALUES);
+        if g.relu {
+            out.par_iter_mut().for_each(|v| *v = v.max(0.0));
+        }
         let data = TensorData::new(out, [n, co, ho, wo]);
         return Some(Tensor::from_primitive::<Flex>(FlexTensor::from_data(data)));
     }
@@ -91,14 +96,33 @@ pub fn conv2d(x: &Tensor<4>, weight: &Tensor<4>, bias: Option<&Tensor<1>>, g: Ge
     let mut out = vec![0f32; n * co * ho * wo];
     let mut wide = vec![0f32; co * nq];
     let mut padded = vec![0f32; s * s * phase_len];
+    let mut patches = Vec::new();
     for sample in 0..n {
         let src = &x_data[sample * ci * h * w..(sample + 1) * ci * h * w];
         fill_phases(&mut padded, src, ci, w, s, (hq, wq, phase_len), &rows, &cols);
-        for (i, run) in runs.iter().enumerate() {
-            let phase = (run.kh % s) * s + run.kw0 % s;
-            let start = phase * phase_len + ((run.kh / s) * wq + run.kw0 / s) * ci;
-            let depth = run.taps * ci;
-            accumulate(&mut wide, co, nq, depth, &packed[run.offset..], &padded[start..phase_len * (phase + 1)], ci, i == 0);
+        if s == 1 && ci * k < PATCH_DEPTH {
+            // Shallow runs: gather whole k×k windows (strips of im2col rows) for one deep product.
+            let depth = k * k * ci;
+            let strip = (PATCH_VALUES / depth).clamp(1, nq);
+            patches.resize(strip * depth, 0.0);
+            for q0 in (0..nq).step_by(strip) {
+                let len = strip.min(nq - q0);
+                patches[..len * depth].par_chunks_mut(depth).enumerate().for_each(|(i, row)| {
+                    for (kh, part) in row.chunks_mut(k * ci).enumerate() {
+                        let at = (q0 + i + kh * wq) * ci;
+                        part.copy_from_slice(&padded[at..at + k * ci]);
+                    }
+                });
+                accumulate((&mut wide[q0..], nq), co, len, depth, &packed, (&patches, depth), true);
+            }
+        } else {
+            for (i, run) in runs.iter().enumerate() {
+                let phase = (run.kh % s) * s + run.kw0 % s;
+                let start = phase * phase_len + ((run.kh / s) * wq + run.kw0 / s) * ci;
+                let input = &padded[start..phase_len * (phase + 1)];
+                let weights = &packed[run.offset..];
+                accumulate((&mut wide, nq), co, nq, run.taps * ci, weights, (input, ci), i == 0);
+            }
         }
         let dst = &mut out[sample * co * ho * wo..(sample + 1) * co * ho * wo];
         dst.par_chunks_mut(ho * wo).enumerate().for_each(|(o, plane)| {
@@ -106,7 +130,7 @@ pub fn conv2d(x: &Tensor<4>, weight: &Tensor<4>, bias: Option<&Tensor<1>>, g: Ge
             let src = &wide[o * nq..(o + 1) * nq];
             for (row, line) in plane.chunks_mut(wo).enumerate() {
                 for (d, v) in line.iter_mut().zip(&src[row * wq..row * wq + wo]) {
-                    *d = v + b;
+                    *d = epilogue(v + b, g.relu);
                 }
             }
         });
@@ -115,29 +139,42 @@ pub fn conv2d(x: &Tensor<4>, weight: &Tensor<4>, bias: Option<&Tensor<1>>, g: Ge
     Some(Tensor::from_primitive::<Flex>(FlexTensor::from_data(data)))
 }
 
-/// `wide[co, q] (+)= weights[(d, o)]ᵀ · x[q·ci + d]` for `q < nq`, `d < depth`: one matrix product
-/// reading the NHWC buffer `x` in place (overwriting `wide` when `first`).
+/// `dst[o·dst_stride + q] (+)= Σ_d weights[d·co + o] · x[q·x_stride + d]` for `o < co`,
+/// `q < nq`, `d < depth`: one matrix product reading the NHWC buffer `x` in place (overwriting
+/// `dst` when `first`).
 #[allow(clippy::too_many_arguments)]
-fn accumulate(wide: &mut [f32], co: usize, nq: usize, depth: usize, weights: &[f32], x: &[f32], ci: usize, first: bool) {
-    assert!(wide.len() >= co * nq && weights.len() >= depth * co, "accumulate: short buffers");
-    assert!(nq == 0 || x.len() >= (nq - 1) * ci + depth, "accumulate: reads past the input");
-    // SAFETY: the asserts above bound every index the product touches: `wide` holds `co × nq`
-    // (row stride nq), `weights` holds `depth × co` (row stride co), and the last input read is
-    // at `(nq - 1)·ci + depth - 1`.
+fn accumulate(
+    (dst, dst_stride): (&mut [f32], usize),
+    co: usize,
+    nq: usize,
+    depth: usize,
+    weights: &[f32],
+    (x, x_stride): (&[f32], usize),
+    first: bool,
+) {
+    if co == 0 || nq == 0 {
+        return;
+    }
+    assert!(dst_stride >= nq && dst.len() >= (co - 1) * dst_stride + nq, "accumulate: short output");
+    assert!(weights.len() >= depth * co, "accumulate: short kernel");
+    assert!(x.len() >= (nq - 1) * x_stride + depth, "accumulate: reads past the input");
+    // SAFETY: the asserts above bound every index the product touches: the last output written
+    // is at `(co - 1)·dst_stride + nq - 1`, the last kernel value read at `depth·co - 1` and the
+    // last input value read at `(nq - 1)·x_stride + depth - 1`.
     unsafe {
         gemm::gemm(
             co,
             nq,
             depth,
-            wide.as_mut_ptr(),
+            dst.as_mut_ptr(),
             1,
-            nq as isize,
+            dst_stride as isize,
             !first,
             weights.as_ptr(),
             co as isize,
             1,
             x.as_ptr(),
-            ci as isize,
+            x_stride as isize,
             1,
             1.0,
             1.0,
@@ -160,6 +197,7 @@ fn upsampled_3x3(
     co: usize,
     bias: Option<&[f32]>,
     reflect: bool,
+    relu: bool,
 ) -> Vec<f32> {
     let (hp, wp) = (h + 2, w + 2);
     let edge = |i: usize, size: usize| match (i, reflect) {
@@ -205,7 +243,7 @@ fn upsampled_3x3(
                 for dy in 0..2 {
                     let at = ((a * 2 + b) * 2 + dy) * block;
                     let start = ((a + dy) * wp + b) * ci;
-                    accumulate(&mut wide, co, nq, 2 * ci, &packed[at..at + block], &padded[start..], ci, dy == 0);
+                    accumulate((&mut wide, nq), co, nq, 2 * ci, &packed[at..at + block], (&padded[start..], ci), dy == 0);
                 }
                 dst.par_chunks_mut(ho * wo).enumerate().for_each(|(o, plane)| {
                     let bias = bias.map_or(0.0, |v| v[o]);
@@ -213,7 +251,7 @@ fn upsampled_3x3(
                     for i in 0..h {
                         let line = &mut plane[(2 * i + a) * wo..(2 * i + a + 1) * wo];
                         for (j, v) in src[i * wp..i * wp + w].iter().enumerate() {
-                            line[2 * j + b] = v + bias;
+                            line[2 * j + b] = epilogue(v + bias, relu);
                         }
                     }
                 });
@@ -263,7 +301,7 @@ fn shifted_sums(
             let y1 = (y0 + strip).min(ho);
             let np = (y1 - y0 + k - 1) * wp + k;
             let np = np.min(len / ci - y0 * wp);
-            accumulate(&mut planes, taps, np, ci, &packed, &padded[y0 * wp * ci..], ci, true);
+            accumulate((&mut planes, np), taps, np, ci, &packed, (&padded[y0 * wp * ci..], ci), true);
             let planes = &planes[..taps * np];
             dst.par_chunks_mut(wo).enumerate().filter(|(i, _)| (y0..y1).contains(&(i % ho))).for_each(|(i, line)| {
                 let (o, y) = (i / ho, i % ho - y0);
@@ -281,6 +319,19 @@ fn shifted_sums(
         }
     }
     out
+}
+
+/// Below this depth (`C·k`) a kernel row's product is too shallow to pay for re-reading its
+/// output, and stride-1 convolutions gather whole windows instead (the RGB input layers).
+pub const PATCH_DEPTH: usize = 64;
+
+/// Most window values gathered at once for shallow layers (4 Mi floats, 16 MiB).
+pub const PATCH_VALUES: usize = 4 << 20;
+
+/// The output pass's optional ReLU.
+#[inline(always)]
+fn epilogue(v: f32, relu: bool) -> f32 {
+    if relu { v.max(0.0) } else { v }
 }
 
 /// Most tap values [`shifted_sums`] holds at once (4 Mi floats, 16 MiB).
@@ -358,16 +409,19 @@ fn fill_phases(
     for (phase, buf) in padded.chunks_mut(phase_len).enumerate() {
         let (a, b) = (phase / s, phase % s);
         buf[..hq * wq * ci].par_chunks_mut(wq * ci).enumerate().for_each(|(qy, line)| {
-            let row = rows.get(qy * s + a).copied().flatten();
-            for (qx, px) in line.chunks_mut(ci).enumerate() {
-                match (row, cols.get(qx * s + b).copied().flatten()) {
-                    (Some(r), Some(c)) => {
-                        let at = r * w + c;
-                        for (ch, v) in px.iter_mut().enumerate() {
-                            *v = src[ch * plane + at];
-                        }
+            let Some(r) = rows.get(qy * s + a).copied().flatten() else {
+                line.fill(0.0);
+                return;
+            };
+            // Source columns of this phase's pixels, transposed in blocks of 16 pixels so that
+            // each channel's reads are a short contiguous run and the block stays in L1.
+            let src_cols: Vec<Option<usize>> = (0..wq).map(|qx| cols.get(qx * s + b).copied().flatten()).collect();
+            for (block, px) in line.chunks_mut(16 * ci).zip(src_cols.chunks(16)) {
+                for (ch, channel) in src.chunks(plane).enumerate() {
+                    let row = &channel[r * w..(r + 1) * w];
+                    for (j, col) in px.iter().enumerate() {
+                        block[j * ci + ch] = col.map_or(0.0, |c| row[c]);
                     }
-                    _ => px.fill(0.0),
                 }
             }
         });
@@ -394,7 +448,7 @@ mod tests {
     }
 
     fn geometry(stride: usize, pad: [usize; 4], reflect: bool, upsample: bool) -> Geometry {
-        Geometry { stride, pad, reflect, upsample }
+        Geometry { stride, pad, reflect, upsample, relu: false }
     }
 
     #[test]
@@ -415,17 +469,23 @@ mod tests {
             (1, 4, 13, 12, 6, 4, geometry(2, [1, 2, 1, 2], false, false), true),
             (1, 3, 16, 15, 8, 7, geometry(3, [3; 4], true, false), true),
             (1, 6, 8, 8, 4, 3, geometry(1, [0; 4], false, false), false),
+            (1, 24, 9, 10, 16, 3, Geometry::same(1, false), true),
+            // More window rows than one gathered strip holds.
+            (1, 3, 420, 400, 4, 3, Geometry::same(1, true), true),
         ];
         for (n, ci, h, w, co, k, g, with_bias) in cases {
             let x = Tensor::<4>::random([n, ci, h, w], Distribution::Normal(0.0, 1.0), &device);
             let wt = Tensor::<4>::random([co, ci, k, k], Distribution::Normal(0.0, 0.2), &device);
             let b = with_bias.then(|| Tensor::<1>::random([co], Distribution::Normal(0.0, 1.0), &device));
             let got = conv2d(&x, &wt, b.as_ref(), g).expect("a flex f32 tensor");
-            let want = reference(x, wt, b, g);
+            let want = reference(x.clone(), wt.clone(), b.clone(), g);
+            let relu = conv2d(&x, &wt, b.as_ref(), Geometry { relu: true, ..g }).expect("a flex f32 tensor");
+            let relu_err = (relu - burn::tensor::activation::relu(want.clone())).abs().max().into_scalar::<f32>();
             assert_eq!(got.dims(), want.dims(), "case {n} {ci} {h} {w} {co} {k} {g:?}");
             let err = (got - want.clone()).abs().max().into_scalar::<f32>();
             let scale = want.abs().max().into_scalar::<f32>();
             assert!(err <= 1e-5 * scale, "case {ci}/{co} k{k} {g:?}: error {err} of {scale}");
+            assert!(relu_err <= 1e-5 * scale, "case {ci}/{co} k{k} {g:?} with ReLU: error {relu_err}");
         }
     }
 

@@ -74,16 +74,21 @@ impl Conv {
 
     /// Applies padding and convolution.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.fast_path(&x, false).unwrap_or_else(|| self.forward_burn(x))
+        self.fast_path(&x, false, false).unwrap_or_else(|| self.forward_burn(x))
+    }
+
+    /// [`Conv::forward`] followed by a ReLU, fused where the CPU path allows.
+    pub fn forward_relu(&self, x: Tensor<4>) -> Tensor<4> {
+        self.fast_path(&x, false, true).unwrap_or_else(|| activation::relu(self.forward_burn(x)))
     }
 
     /// Nearest ×2 upsampling followed by [`Conv::forward`], fused where the CPU path allows.
     pub fn forward_upsampled(&self, x: Tensor<4>) -> Tensor<4> {
-        self.fast_path(&x, true).unwrap_or_else(|| self.forward_burn(upsample_nearest2(x)))
+        self.fast_path(&x, true, false).unwrap_or_else(|| self.forward_burn(upsample_nearest2(x)))
     }
 
     /// The im2col-free CPU convolution ([`cpu_conv`]), where the tensors are plain flex ones.
-    fn fast_path(&self, x: &Tensor<4>, upsample: bool) -> Option<Tensor<4>> {
+    fn fast_path(&self, x: &Tensor<4>, upsample: bool, relu: bool) -> Option<Tensor<4>> {
         let k = self.kernel();
         let s = self.stride;
         let [_, _, h, w] = x.dims();
@@ -99,7 +104,7 @@ impl Conv {
             }
         };
         let bias = self.bias.as_ref().map(|b| b.val());
-        let g = cpu_conv::Geometry { stride: s, pad, reflect, upsample };
+        let g = cpu_conv::Geometry { stride: s, pad, reflect, upsample, relu };
         cpu_conv::conv2d(x, &self.weight.val(), bias.as_ref(), g)
     }
 

@@ -397,12 +397,25 @@ impl Vgg {
                 }
             }
         };
-        for info in self.variant.layers() {
+        let layers = self.variant.layers();
+        let mut relu_done = false;
+        for (i, info) in layers.iter().enumerate() {
             if info.index > deepest {
                 break;
             }
             y = match info.kind {
-                LayerKind::Conv { conv, .. } => self.convs[conv].forward(y),
+                LayerKind::Conv { conv, .. } => {
+                    // A ReLU right after a convolution whose own output nobody asked for runs
+                    // in the convolution's output pass.
+                    let fuse = !indices.contains(&info.index)
+                        && layers.get(i + 1).is_some_and(|next| matches!(next.kind, LayerKind::Relu));
+                    relu_done = fuse;
+                    if fuse { self.convs[conv].forward_relu(y) } else { self.convs[conv].forward(y) }
+                }
+                LayerKind::Relu if relu_done => {
+                    relu_done = false;
+                    y
+                }
                 LayerKind::Relu => relu(y),
                 LayerKind::Pool => max_pool2d(y, MaxPoolOptions::new([2, 2])),
             };
