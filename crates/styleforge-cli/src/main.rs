@@ -10,6 +10,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc keeps freed pages mapped for reuse: the engine allocates and drops tensors of tens of
+/// megabytes per layer, which the system allocator returns to the kernel and faults in again.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Image style transfer: fast per-style networks, model library, benchmarks.
 #[derive(Parser, Debug)]
 #[command(name = "styleforge", version, about, long_about = None)]
