@@ -408,14 +408,15 @@ fn fill_phases(
     let plane = src.len() / ci;
     for (phase, buf) in padded.chunks_mut(phase_len).enumerate() {
         let (a, b) = (phase / s, phase % s);
+        // Source columns of this phase's pixels.
+        let src_cols: Vec<Option<usize>> = (0..wq).map(|qx| cols.get(qx * s + b).copied().flatten()).collect();
         buf[..hq * wq * ci].par_chunks_mut(wq * ci).enumerate().for_each(|(qy, line)| {
             let Some(r) = rows.get(qy * s + a).copied().flatten() else {
                 line.fill(0.0);
                 return;
             };
-            // Source columns of this phase's pixels, transposed in blocks of 16 pixels so that
-            // each channel's reads are a short contiguous run and the block stays in L1.
-            let src_cols: Vec<Option<usize>> = (0..wq).map(|qx| cols.get(qx * s + b).copied().flatten()).collect();
+            // Transposed in blocks of 16 pixels, so that each channel's reads are a short
+            // contiguous run and the block stays in L1.
             for (block, px) in line.chunks_mut(16 * ci).zip(src_cols.chunks(16)) {
                 for (ch, channel) in src.chunks(plane).enumerate() {
                     let row = &channel[r * w..(r + 1) * w];
