@@ -69,21 +69,12 @@ impl std::fmt::Debug for ServerHandle {
 /// Starts the server: opens (and migrates) the database and the blob store, binds the listener,
 /// and starts the workers. Returns the bound address (useful with port 0) and a handle.
 pub async fn start(config: Config) -> anyhow::Result<(SocketAddr, ServerHandle)> {
-    config.validate()?;
-    let device = styleforge_core::device::parse(&config.device)?;
-    let db = db::connect(&config.database_url()).await?;
-    let blobs = store::Blobs::open(&config)?;
-    let metrics = metrics::Metrics::new().context("registering metrics")?;
-    let models = models::Models::new(
-        Library::new(config.home.clone()),
-        device.clone(),
-        metrics.model_load_seconds.clone(),
-    );
-    let listener = tokio::net::TcpListener::bind(config.listen)
+    let listen = config.listen;
+    let state = open_state(config).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("listening on {}", config.listen))?;
+        .with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
-    let state = AppState::new(config, db, blobs, models, device, metrics);
     let app = api::router(state.clone());
     let mut stop = state.shutdown.subscribe();
     let server = tokio::spawn(async move {
@@ -96,12 +87,7 @@ pub async fn start(config: Config) -> anyhow::Result<(SocketAddr, ServerHandle)>
         })
         .await
     });
-    let workers = (0..state.config.workers)
-        .map(|i| {
-            let worker = format!("{}-w{i}", state.instance);
-            tokio::spawn(worker::worker_loop(state.clone(), worker))
-        })
-        .collect();
+    let workers = spawn_workers(&state, state.config.workers);
     tracing::info!(%addr, home = %state.config.home.display(), anonymous = state.config.anonymous, "styleforge server listening");
     Ok((
         addr,
@@ -118,6 +104,21 @@ pub async fn start(config: Config) -> anyhow::Result<(SocketAddr, ServerHandle)>
 /// runs `config.workers` workers that claim the jobs matching `config.capabilities()`, with no
 /// HTTP listener. The handle's address is unspecified (port 0).
 pub async fn start_workers(config: Config) -> anyhow::Result<ServerHandle> {
+    let state = open_state(config).await?;
+    let server = tokio::spawn(async { Ok(()) });
+    let workers = spawn_workers(&state, state.config.workers.max(1));
+    tracing::info!(instance = %state.instance, workers = state.config.workers.max(1), device = state.config.device_class(), "styleforge worker started");
+    Ok(ServerHandle {
+        state,
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        server,
+        workers,
+    })
+}
+
+/// Validates the configuration and opens (and migrates) the database, the blob store, the
+/// metrics registry and the model cache.
+async fn open_state(config: Config) -> anyhow::Result<AppState> {
     config.validate()?;
     let device = styleforge_core::device::parse(&config.device)?;
     let db = db::connect(&config.database_url()).await?;
@@ -128,21 +129,14 @@ pub async fn start_workers(config: Config) -> anyhow::Result<ServerHandle> {
         device.clone(),
         metrics.model_load_seconds.clone(),
     );
-    let state = AppState::new(config, db, blobs, models, device, metrics);
-    let server = tokio::spawn(async { Ok(()) });
-    let workers = (0..state.config.workers.max(1))
-        .map(|i| {
-            let worker = format!("{}-w{i}", state.instance);
-            tokio::spawn(worker::worker_loop(state.clone(), worker))
-        })
-        .collect();
-    tracing::info!(instance = %state.instance, workers = state.config.workers.max(1), device = state.config.device_class(), "styleforge worker started");
-    Ok(ServerHandle {
-        state,
-        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-        server,
-        workers,
-    })
+    Ok(AppState::new(config, db, blobs, models, device, metrics))
+}
+
+/// Spawns `n` job workers named after the instance.
+fn spawn_workers(state: &AppState, n: usize) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..n)
+        .map(|i| tokio::spawn(worker::worker_loop(state.clone(), format!("{}-w{i}", state.instance))))
+        .collect()
 }
 
 /// Runs job workers until Ctrl-C or SIGTERM, then shuts down gracefully (running jobs get
