@@ -50,16 +50,40 @@ pub fn conv2d(x: &Tensor<4>, weight: &Tensor<4>, bias: Option<&Tensor<1>>, g: Ge
         Some(b) => Some(flex_f32(b)?),
         None => None,
     };
-    let [n, ci, h, w] = x.dims();
-    let [co, wci, k, k2] = weight.dims();
-    assert!(wci == ci && k == k2, "conv2d: kernel {:?} for input {:?}", weight.dims(), x.dims());
-    let x_data = xs.as_slice::<f32>()?;
-    let w_data = ws.as_slice::<f32>()?;
-    let b_data = bs.as_ref().and_then(|b| b.as_slice::<f32>());
+    let out = conv2d_flex(&xs, &ws, bs.as_ref(), g)?;
+    Some(Tensor::from_primitive::<Flex>(out))
+}
+
+/// [`conv2d`] on contiguous flex `f32` primitives; `None` if one is not.
+pub(crate) fn conv2d_flex(x: &FlexTensor, weight: &FlexTensor, bias: Option<&FlexTensor>, g: Geometry) -> Option<FlexTensor> {
+    let [n, ci, h, w]: [usize; 4] = x.layout().shape().dims();
+    let [co, wci, k, k2]: [usize; 4] = weight.layout().shape().dims();
+    assert!(wci == ci && k == k2, "conv2d: kernel {:?} for input {:?}", [co, wci, k, k2], [n, ci, h, w]);
+    let x_data = x.as_slice::<f32>()?;
+    let w_data = weight.as_slice::<f32>()?;
+    let b_data = match bias {
+        Some(b) => Some(b.as_slice::<f32>()?),
+        None => None,
+    };
+    let (out, dims) = conv2d_slices(x_data, [n, ci, h, w], w_data, [co, k], b_data, g);
+    Some(FlexTensor::from_data(TensorData::new(out, dims)))
+}
+
+/// The convolution on raw NCHW data: `x` `[n, ci, h, w]`, `weight` `[co, ci, k, k]`; returns the
+/// output values and their shape.
+pub(crate) fn conv2d_slices(
+    x_data: &[f32],
+    [n, ci, h, w]: [usize; 4],
+    w_data: &[f32],
+    [co, k]: [usize; 2],
+    b_data: Option<&[f32]>,
+    g: Geometry,
+) -> (Vec<f32>, [usize; 4]) {
+    assert_eq!(x_data.len(), n * ci * h * w, "conv2d: input length");
+    assert_eq!(w_data.len(), co * ci * k * k, "conv2d: kernel length");
     if g.upsample && g.stride == 1 && k == 3 && g.pad == [1; 4] {
         let out = upsampled_3x3(x_data, [n, ci, h, w], w_data, co, b_data, g.reflect, g.relu);
-        let data = TensorData::new(out, [n, co, 2 * h, 2 * w]);
-        return Some(Tensor::from_primitive::<Flex>(FlexTensor::from_data(data)));
+        return (out, [n, co, 2 * h, 2 * w]);
     }
     let s = g.stride;
     assert!(s >= 1, "conv2d: stride 0");
@@ -88,8 +112,7 @@ pub fn conv2d(x: &Tensor<4>, weight: &Tensor<4>, bias: Option<&Tensor<1>>, g: Ge
         if g.relu {
             out.par_iter_mut().for_each(|v| *v = v.max(0.0));
         }
-        let data = TensorData::new(out, [n, co, ho, wo]);
-        return Some(Tensor::from_primitive::<Flex>(FlexTensor::from_data(data)));
+        return (out, [n, co, ho, wo]);
     }
     let (packed, runs) = pack_weight(w_data, co, ci, k, s);
     let nq = ho * wq;
@@ -135,8 +158,7 @@ pub fn conv2d(x: &Tensor<4>, weight: &Tensor<4>, bias: Option<&Tensor<1>>, g: Ge
             }
         });
     }
-    let data = TensorData::new(out, [n, co, ho, wo]);
-    Some(Tensor::from_primitive::<Flex>(FlexTensor::from_data(data)))
+    (out, [n, co, ho, wo])
 }
 
 /// `dst[o·dst_stride + q] (+)= Σ_d weights[d·co + o] · x[q·x_stride + d]` for `o < co`,
@@ -348,7 +370,7 @@ fn flex_f32<const D: usize>(t: &Tensor<D>) -> Option<FlexTensor> {
 
 /// For each padded coordinate, the source coordinate in the unpadded (pre-upsampling) input, or
 /// `None` for a zero.
-fn source_index(padded: usize, size: usize, before: usize, g: Geometry) -> Vec<Option<usize>> {
+pub(crate) fn source_index(padded: usize, size: usize, before: usize, g: Geometry) -> Vec<Option<usize>> {
     (0..padded)
         .map(|i| {
             let u = i as isize - before as isize;
@@ -395,7 +417,7 @@ fn pack_weight(w: &[f32], co: usize, ci: usize, k: usize, s: usize) -> (Vec<f32>
 /// Writes one sample `[C, H, W]` into the `s × s` padded NHWC phase planes `[Hq, Wq, C]` (phase
 /// `(a, b)` holds padded rows `a, a+s, ...` and columns `b, b+s, ...`; the rest stays zero).
 #[allow(clippy::too_many_arguments)]
-fn fill_phases(
+pub(crate) fn fill_phases(
     padded: &mut [f32],
     src: &[f32],
     ci: usize,

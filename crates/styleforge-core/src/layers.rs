@@ -11,7 +11,7 @@ use burn::tensor::ops::{
 };
 use burn::tensor::{Device, Tensor, TensorData, activation};
 
-use crate::{cpu_conv, cpu_norm};
+use crate::{cpu_conv, cpu_conv_grad, cpu_norm};
 use crate::error::Result;
 use crate::weights::Weights;
 
@@ -87,7 +87,8 @@ impl Conv {
         self.fast_path(&x, true, false).unwrap_or_else(|| self.forward_burn(upsample_nearest2(x)))
     }
 
-    /// The im2col-free CPU convolution ([`cpu_conv`]), where the tensors are plain flex ones.
+    /// The im2col-free CPU convolution ([`cpu_conv`]) on plain flex tensors, or its autodiff
+    /// operation ([`cpu_conv_grad`]) on autodiff flex tensors at stride 1.
     fn fast_path(&self, x: &Tensor<4>, upsample: bool, relu: bool) -> Option<Tensor<4>> {
         let k = self.kernel();
         let s = self.stride;
@@ -105,7 +106,9 @@ impl Conv {
         };
         let bias = self.bias.as_ref().map(|b| b.val());
         let g = cpu_conv::Geometry { stride: s, pad, reflect, upsample, relu };
-        cpu_conv::conv2d(x, &self.weight.val(), bias.as_ref(), g)
+        let weight = self.weight.val();
+        cpu_conv::conv2d(x, &weight, bias.as_ref(), g)
+            .or_else(|| cpu_conv_grad::conv2d(x, &weight, bias.as_ref(), g))
     }
 
     /// burn's convolution (im2col), with the shifted-sum route for few outputs and large kernels.

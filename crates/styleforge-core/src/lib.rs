@@ -4,6 +4,7 @@
 pub mod adain;
 pub mod color;
 pub mod cpu_conv;
+pub mod cpu_conv_grad;
 pub mod cpu_norm;
 pub mod cyclegan;
 pub mod device;
