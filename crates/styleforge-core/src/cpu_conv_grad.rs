@@ -15,18 +15,16 @@
 //! burn's own route (im2col forward, im2col/col2im backward) stays in use for strides above 1,
 //! upsampling and every other backend.
 
+use burn::backend::Flex;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, NodeGuard, Ops, OpsKind};
-use burn::backend::{Autodiff, Flex};
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::backend::autodiff::ops::{Backward, Ops};
+use burn::tensor::Tensor;
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
+use crate::cpu_autodiff::{contiguous, flex, operand, parents, record};
 use crate::cpu_conv::{self, Geometry};
-
-type Ad = Autodiff<Flex>;
 
 /// [`cpu_conv::conv2d`] at stride 1 without upsampling, recorded on the autodiff graph, where
 /// the tensors are flex `f32` ones and at least one of them is an autodiff tensor (plain ones,
@@ -44,56 +42,17 @@ pub fn conv2d(x: &Tensor<4>, weight: &Tensor<4>, bias: Option<&Tensor<1>>, g: Ge
         }
         None => (None, None),
     };
-    let mut nodes = Vec::with_capacity(3);
-    let slots = [x_node, w_node, b_node].map(|node| {
-        node.map(|node| {
-            nodes.push(node);
-            nodes.len() - 1
-        })
-    });
+    let (nodes, slots) = parents([x_node, w_node, b_node]);
     if nodes.is_empty() {
         return None;
     }
     let out = cpu_conv::conv2d_flex(&xs, &ws, bs.as_ref(), g)?;
     let state = ConvState { x: xs, weight: ws, out: g.relu.then(|| out.clone()), g, slots };
     Some(match nodes.len() {
-        1 => record::<1>(nodes, state, out),
-        2 => record::<2>(nodes, state, out),
-        _ => record::<3>(nodes, state, out),
+        1 => record::<_, 1>(ConvBackward::<1>, nodes, state, out),
+        2 => record::<_, 2>(ConvBackward::<2>, nodes, state, out),
+        _ => record::<_, 3>(ConvBackward::<3>, nodes, state, out),
     })
-}
-
-/// A flex `f32` operand's contiguous values and, for an autodiff tensor, its graph node.
-fn operand<const D: usize>(t: &Tensor<D>) -> Option<(FlexTensor, Option<NodeGuard>)> {
-    if t.dtype() != DType::F32 {
-        return None;
-    }
-    if t.is_autodiff() {
-        let tracked = t.clone().try_into_primitive::<Ad>().ok()?;
-        Some((contiguous(tracked.primitive())?, Some(tracked.node())))
-    } else {
-        Some((contiguous(&t.clone().try_into_primitive::<Flex>().ok()?)?, None))
-    }
-}
-
-/// Registers the operation over its `N` tracked operands (when any needs a gradient) and wraps
-/// its output.
-fn record<const N: usize>(nodes: Vec<NodeGuard>, state: ConvState, out: FlexTensor) -> Tensor<4> {
-    let nodes: [NodeGuard; N] = nodes.try_into().unwrap_or_else(|_| unreachable!("{N} tracked operands"));
-    let prepared = <ConvBackward<N> as Backward<Flex, N>>::prepare::<NoCheckpointing>(ConvBackward, nodes);
-    let result = match prepared.compute_bound().stateful() {
-        OpsKind::Tracked(prep) => prep.finish(state, out),
-        OpsKind::UnTracked(prep) => prep.finish(out),
-    };
-    Tensor::from_primitive::<Ad>(result)
-}
-
-/// The contiguous form of a flex `f32` primitive.
-fn contiguous(t: &FlexTensor) -> Option<FlexTensor> {
-    if t.dtype() != DType::F32 {
-        return None;
-    }
-    Some(if t.is_contiguous() && t.layout().start_offset() == 0 { t.clone() } else { t.to_contiguous() })
 }
 
 /// The convolution's backward step over its `N` tracked operands.
@@ -145,10 +104,6 @@ impl<const N: usize> Backward<Flex, N> for ConvBackward<N> {
             grads.register::<Flex>(node.id, flex(bias_grad(&dy, dims_y), [co]));
         }
     }
-}
-
-fn flex<const D: usize>(values: Vec<f32>, dims: [usize; D]) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, dims))
 }
 
 /// Gradient of the input `[n, ci, h, w]` from the output gradient `dy` `[n, co, ho, wo]`.

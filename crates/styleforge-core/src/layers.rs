@@ -11,7 +11,7 @@ use burn::tensor::ops::{
 };
 use burn::tensor::{Device, Tensor, TensorData, activation};
 
-use crate::{cpu_conv, cpu_conv_grad, cpu_norm};
+use crate::{cpu_conv, cpu_conv_grad, cpu_norm, cpu_norm_grad};
 use crate::error::Result;
 use crate::weights::Weights;
 
@@ -300,7 +300,8 @@ impl NormContext {
     }
 
     /// [`NormContext::normalize`], then the `affine` map and a ReLU if asked, in one pass where
-    /// the CPU path applies ([`cpu_norm`]).
+    /// the CPU paths apply ([`cpu_norm`]; [`cpu_norm_grad`] on autodiff tensors with local
+    /// statistics).
     pub fn normalize_affine(
         &mut self,
         x: Tensor<4>,
@@ -341,6 +342,12 @@ impl NormContext {
                 y
             }
             Err(x) => {
+                if matches!(self, NormContext::Local) {
+                    let params = params.as_ref().map(|(g, b)| (g, b));
+                    if let Some(y) = cpu_norm_grad::instance_norm(&x, params, relu, eps) {
+                        return y;
+                    }
+                }
                 let y = self.normalize(x, eps);
                 let y = match affine {
                     Some(a) => a.forward(y),

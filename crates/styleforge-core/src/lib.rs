@@ -3,9 +3,11 @@
 
 pub mod adain;
 pub mod color;
+pub(crate) mod cpu_autodiff;
 pub mod cpu_conv;
 pub mod cpu_conv_grad;
 pub mod cpu_norm;
+pub mod cpu_norm_grad;
 pub mod cyclegan;
 pub mod device;
 pub mod download;

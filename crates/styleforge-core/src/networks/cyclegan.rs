@@ -20,6 +20,7 @@ use burn::tensor::module::{conv_transpose2d, conv2d};
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{DType, Device, Gradients, Tensor};
 
+use crate::cpu_norm_grad;
 use crate::error::{Error, Result};
 use crate::layers::{Conv, NormContext, Padding};
 use crate::weights::{HostTensor, Weights};
@@ -476,20 +477,27 @@ impl ResnetGenerator {
     }
 
     fn norm(&self, ctx: &mut NormContext, x: Tensor<4>) -> Tensor<4> {
-        if self.exact_norm_gradients {
-            instance_norm(ctx, x, EPS)
-        } else {
-            ctx.normalize(x, EPS)
-        }
+        self.norm_then(ctx, x, false)
     }
 
-    /// Instance norm and ReLU; one fused pass for inference on the CPU.
     fn norm_relu(&self, ctx: &mut NormContext, x: Tensor<4>) -> Tensor<4> {
-        if x.is_autodiff() {
-            relu(self.norm(ctx, x))
-        } else {
-            ctx.normalize_affine(x, None, true, EPS)
+        self.norm_then(ctx, x, true)
+    }
+
+    /// Instance norm and an optional ReLU: one fused pass on flex tensors ([`crate::cpu_norm`] for
+    /// inference, [`cpu_norm_grad`] on autodiff ones with local statistics, its arithmetic in
+    /// `f64`), otherwise burn's operations in the chosen precision.
+    fn norm_then(&self, ctx: &mut NormContext, x: Tensor<4>, with_relu: bool) -> Tensor<4> {
+        if !x.is_autodiff() {
+            return ctx.normalize_affine(x, None, with_relu, EPS);
         }
+        if matches!(ctx, NormContext::Local) {
+            if let Some(y) = cpu_norm_grad::instance_norm(&x, None, with_relu, EPS) {
+                return y;
+            }
+        }
+        let y = if self.exact_norm_gradients { instance_norm(ctx, x, EPS) } else { ctx.normalize(x, EPS) };
+        if with_relu { relu(y) } else { y }
     }
 
     /// The generator's shape.
