@@ -1,19 +1,23 @@
-//! Stride-1 convolutions on autodiff flex tensors, with [`cpu_conv`]'s im2col-free kernels in
-//! both directions: a custom operation on burn's autodiff graph.
+//! Convolutions and transposed convolutions on autodiff flex tensors, with [`cpu_conv`]'s
+//! im2col-free kernels in both directions: custom operations on burn's autodiff graph.
 //!
 //! - Forward: [`cpu_conv`]'s convolution of the inner tensors.
-//! - Input gradient: the output gradient convolved with the kernel transposed (`[in, out]`) and
-//!   flipped, with `k - 1` zeros of padding, gives the gradient of the padded input; the padding
-//!   is then folded back (cropped for zeros, the mirrored rows and columns added onto the pixels
-//!   they copy for reflection).
-//! - Kernel gradient: per kernel row `kh`, one matrix product `dW_kh[out, (kw, in)] =
+//! - Input gradient (the transposed convolution): split by output phase (row and column mod the
+//!   stride `s`), the gradient of the padded input is `s²` stride-1 "full" convolutions of the
+//!   output gradient with the phase's taps, transposed (`[in, out]`) and flipped; the padding is
+//!   then folded back (cropped for zeros, the mirrored rows and columns added onto the pixels
+//!   they copy for reflection). At stride 1 that is one convolution with `k - 1` zeros of padding.
+//! - Kernel gradient: per kernel row and column phase, one matrix product `dW[out, (kw, in)] =
 //!   dY[out, q] · X[q, (kw, in)]` over the output's "wide" positions `q`, reading the padded NHWC
-//!   input in place through strides as the forward pass does.
+//!   phase planes in place through strides as the forward pass does.
 //! - Bias gradient: the output gradient summed per channel.
 //! - A fused ReLU keeps the output and masks the incoming gradient where it is not positive.
+//! - A transposed convolution is the input gradient of the convolution with the same kernel, so
+//!   its forward pass, input gradient and kernel gradient are the three functions above with the
+//!   roles exchanged.
 //!
-//! burn's own route (im2col forward, im2col/col2im backward) stays in use for strides above 1,
-//! upsampling and every other backend.
+//! burn's own route (im2col forward, im2col/col2im backward) stays in use for upsampling and
+//! every other backend.
 
 use burn::backend::Flex;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -26,11 +30,11 @@ use rayon::prelude::*;
 use crate::cpu_autodiff::{contiguous, flex, operand, parents, record};
 use crate::cpu_conv::{self, Geometry};
 
-/// [`cpu_conv::conv2d`] at stride 1 without upsampling, recorded on the autodiff graph, where
-/// the tensors are flex `f32` ones and at least one of them is an autodiff tensor (plain ones,
-/// such as a frozen network's kernels, are constants); `None` elsewhere.
+/// [`cpu_conv::conv2d`] without upsampling, recorded on the autodiff graph, where the tensors
+/// are flex `f32` ones and at least one of them is an autodiff tensor (plain ones, such as a
+/// frozen network's kernels, are constants); `None` elsewhere.
 pub fn conv2d(x: &Tensor<4>, weight: &Tensor<4>, bias: Option<&Tensor<1>>, g: Geometry) -> Option<Tensor<4>> {
-    if g.stride != 1 || g.upsample {
+    if g.upsample || g.stride == 0 {
         return None;
     }
     let (xs, x_node) = operand(x)?;
@@ -53,6 +57,95 @@ pub fn conv2d(x: &Tensor<4>, weight: &Tensor<4>, bias: Option<&Tensor<1>>, g: Ge
         2 => record::<_, 2>(ConvBackward::<2>, nodes, state, out),
         _ => record::<_, 3>(ConvBackward::<3>, nodes, state, out),
     })
+}
+
+/// PyTorch's `ConvTranspose2d` of `x` `[n, ci, h, w]` with `weight` `[ci, co, k, k]`, stride
+/// `s`, padding `p` and output padding `op ≤ p` (output side `(h - 1)·s - 2p + k + op`), on flex
+/// `f32` tensors: plain ones, or with at least one autodiff tensor, recorded on the graph;
+/// `None` elsewhere.
+pub fn conv_transpose2d(
+    x: &Tensor<4>,
+    weight: &Tensor<4>,
+    bias: Option<&Tensor<1>>,
+    [s, p, op]: [usize; 3],
+) -> Option<Tensor<4>> {
+    if s == 0 || op > p {
+        return None;
+    }
+    let (xs, x_node) = operand(x)?;
+    let (ws, w_node) = operand(weight)?;
+    let (bs, b_node) = match bias {
+        Some(b) => {
+            let (values, node) = operand(b)?;
+            (Some(values), node)
+        }
+        None => (None, None),
+    };
+    let dims_x: [usize; 4] = xs.layout().shape().dims();
+    let [n, ci, h, w] = dims_x;
+    let [wci, co, k, k2]: [usize; 4] = ws.layout().shape().dims();
+    assert!(wci == ci && k == k2, "conv_transpose2d: kernel {:?} for input {dims_x:?}", [wci, co, k, k2]);
+    let (ho, wo) = (((h - 1) * s + k + op).checked_sub(2 * p)?, ((w - 1) * s + k + op).checked_sub(2 * p)?);
+    if ho == 0 || wo == 0 || h == 0 || w == 0 {
+        return None;
+    }
+    // The convolution it transposes: `weight` as `[out = ci, in = co]`, from `[co, ho, wo]`
+    // padded by `p` (less `op` at the end) to `[ci, h, w]`.
+    let g = Geometry { stride: s, pad: [p, p - op, p, p - op], reflect: false, upsample: false, relu: false };
+    let x_data = xs.as_slice::<f32>()?;
+    let w_data = ws.as_slice::<f32>()?;
+    let mut y = input_grad(x_data, dims_x, w_data, [n, co, ho, wo], k, g);
+    if let Some(b) = &bs {
+        let b = b.as_slice::<f32>()?;
+        y.par_chunks_mut(ho * wo).enumerate().for_each(|(i, plane)| {
+            let v = b[i % co];
+            plane.iter_mut().for_each(|y| *y += v);
+        });
+    }
+    let out = flex(y, [n, co, ho, wo]);
+    let (nodes, slots) = parents([x_node, w_node, b_node]);
+    let state = ConvState { x: xs, weight: ws, out: None, g, slots };
+    Some(match nodes.len() {
+        0 => Tensor::from_primitive::<Flex>(out),
+        1 => record::<_, 1>(TransposeBackward::<1>, nodes, state, out),
+        2 => record::<_, 2>(TransposeBackward::<2>, nodes, state, out),
+        _ => record::<_, 3>(TransposeBackward::<3>, nodes, state, out),
+    })
+}
+
+/// The transposed convolution's backward step over its `N` tracked operands: the input gradient
+/// is the convolution it transposes applied to the output gradient, the kernel gradient that
+/// convolution's kernel gradient with the two exchanged.
+#[derive(Debug)]
+struct TransposeBackward<const N: usize>;
+
+impl<const N: usize> Backward<Flex, N> for TransposeBackward<N> {
+    type State = ConvState;
+
+    fn backward(self, ops: Ops<ConvState, N>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<Flex>(&ops.node);
+        let ConvState { x, weight, g, slots, .. } = ops.state;
+        let grad = contiguous(&grad).expect("conv_transpose2d backward: f32 gradient");
+        let dims_x: [usize; 4] = x.layout().shape().dims();
+        let [ci, co, k, _]: [usize; 4] = weight.layout().shape().dims();
+        let dims_y: [usize; 4] = grad.layout().shape().dims();
+        let dy = grad.as_slice::<f32>().expect("conv_transpose2d backward: gradient values");
+        let x_data = x.as_slice::<f32>().expect("conv_transpose2d backward: input values");
+        let w_data = weight.as_slice::<f32>().expect("conv_transpose2d backward: kernel values");
+        let [node_x, node_w, node_b] = slots.map(|slot| slot.and_then(|i| ops.parents[i].clone()));
+        if let Some(node) = node_x {
+            let (gx, dims) = cpu_conv::conv2d_slices(dy, dims_y, w_data, [ci, k], None, g);
+            assert_eq!(dims, dims_x, "conv_transpose2d backward: input gradient shape");
+            grads.register::<Flex>(node.id, flex(gx, dims_x));
+        }
+        if let Some(node) = node_w {
+            let gw = kernel_grad(dy, dims_y, x_data, dims_x, k, g);
+            grads.register::<Flex>(node.id, flex(gw, [ci, co, k, k]));
+        }
+        if let Some(node) = node_b {
+            grads.register::<Flex>(node.id, flex(bias_grad(dy, dims_y), [co]));
+        }
+    }
 }
 
 /// The convolution's backward step over its `N` tracked operands.
@@ -109,27 +202,18 @@ impl<const N: usize> Backward<Flex, N> for ConvBackward<N> {
 /// Gradient of the input `[n, ci, h, w]` from the output gradient `dy` `[n, co, ho, wo]`.
 pub(crate) fn input_grad(
     dy: &[f32],
-    [n, co, ho, wo]: [usize; 4],
+    dims_y: [usize; 4],
     weight: &[f32],
     [_, ci, h, w]: [usize; 4],
     k: usize,
     g: Geometry,
 ) -> Vec<f32> {
-    // `[ci, co, k, k]`, flipped in both directions.
-    let mut flipped = vec![0f32; weight.len()];
-    flipped.par_chunks_mut(co * k * k).enumerate().for_each(|(c, dst)| {
-        for o in 0..co {
-            for t in 0..k * k {
-                dst[o * k * k + k * k - 1 - t] = weight[(o * ci + c) * k * k + t];
-            }
-        }
-    });
-    let full = Geometry::same(k - 1, false);
-    let (padded, [_, _, hp, wp]) = cpu_conv::conv2d_slices(dy, [n, co, ho, wo], &flipped, [ci, k], None, full);
-    let [top, _, left, _] = g.pad;
+    let [top, bottom, left, right] = g.pad;
+    let (hp, wp) = (h + top + bottom, w + left + right);
+    let padded = padded_input_grad(dy, dims_y, weight, [ci, k, g.stride], [hp, wp]);
     let rows = cpu_conv::source_index(hp, h, top, g);
     let cols = cpu_conv::source_index(wp, w, left, g);
-    let mut gx = vec![0f32; n * ci * h * w];
+    let mut gx = vec![0f32; dims_y[0] * ci * h * w];
     gx.par_chunks_mut(h * w).zip(padded.par_chunks(hp * wp)).for_each(|(dst, src)| {
         for (r, line) in src.chunks(wp).enumerate() {
             let Some(sr) = rows[r] else { continue };
@@ -144,6 +228,79 @@ pub(crate) fn input_grad(
     gx
 }
 
+/// Gradient of the padded input `[n, ci, hp, wp]` of a stride-`s` convolution with `weight`
+/// `[co, ci, k, k]` from its output gradient (the transposed convolution of `dy`). At stride 1,
+/// one full convolution of `dy` with the kernel transposed and flipped; at larger strides, one
+/// matrix product `C[(ci, kh, kw), q] = Wᵀ · dY[co, q]` whose columns are added onto the windows
+/// they came from (col2im: each input pixel then sums at most `⌈k/s⌉²` terms).
+fn padded_input_grad(
+    dy: &[f32],
+    [n, co, ho, wo]: [usize; 4],
+    weight: &[f32],
+    [ci, k, s]: [usize; 3],
+    [hp, wp]: [usize; 2],
+) -> Vec<f32> {
+    if s == 1 {
+        // `[ci, co, k, k]`, flipped in both directions.
+        let mut flipped = vec![0f32; weight.len()];
+        flipped.par_chunks_mut(co * k * k).enumerate().for_each(|(c, dst)| {
+            for o in 0..co {
+                for t in 0..k * k {
+                    dst[o * k * k + k * k - 1 - t] = weight[(o * ci + c) * k * k + t];
+                }
+            }
+        });
+        let full = Geometry::same(k - 1, false);
+        let (padded, dims) = cpu_conv::conv2d_slices(dy, [n, co, ho, wo], &flipped, [ci, k], None, full);
+        assert_eq!(dims, [n, ci, hp, wp], "conv2d backward: padded input shape");
+        return padded;
+    }
+    let (m, q) = (ci * k * k, ho * wo);
+    let mut columns = vec![0f32; m * q];
+    let mut padded = vec![0f32; n * ci * hp * wp];
+    for sample in 0..n {
+        let grad = &dy[sample * co * q..(sample + 1) * co * q];
+        // SAFETY: `columns` holds `m·q` values written at `r·q + j`; `weight` holds `co·m` values
+        // read at `o·m + r`; `grad` holds `co·q` values read at `o·q + j` (r < m, j < q, o < co).
+        unsafe {
+            gemm::gemm(
+                m,
+                q,
+                co,
+                columns.as_mut_ptr(),
+                1,
+                q as isize,
+                false,
+                weight.as_ptr(),
+                m as isize,
+                1,
+                grad.as_ptr(),
+                1,
+                q as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(0),
+            );
+        }
+        let dst = &mut padded[sample * ci * hp * wp..(sample + 1) * ci * hp * wp];
+        dst.par_chunks_mut(hp * wp).zip(columns.par_chunks(k * k * q)).for_each(|(plane, taps)| {
+            for (t, column) in taps.chunks(q).enumerate() {
+                let (kh, kw) = (t / k, t % k);
+                for (y, line) in column.chunks(wo).enumerate() {
+                    let row = &mut plane[(s * y + kh) * wp..];
+                    for (x, v) in line.iter().enumerate() {
+                        row[s * x + kw] += v;
+                    }
+                }
+            }
+        });
+    }
+    padded
+}
+
 /// Gradient of the kernel `[co, ci, k, k]` from the input and the output gradient.
 pub(crate) fn kernel_grad(
     x: &[f32],
@@ -153,30 +310,47 @@ pub(crate) fn kernel_grad(
     k: usize,
     g: Geometry,
 ) -> Vec<f32> {
+    let s = g.stride;
     let [top, bottom, left, right] = g.pad;
     let (hp, wp) = (h + top + bottom, w + left + right);
-    assert!(ho == hp + 1 - k && wo == wp + 1 - k, "conv2d backward: output {ho}×{wo} for input {hp}×{wp}, k {k}");
+    assert!(
+        ho == (hp - k) / s + 1 && wo == (wp - k) / s + 1,
+        "conv2d backward: output {ho}×{wo} for input {hp}×{wp}, k {k}, stride {s}"
+    );
     let rows = cpu_conv::source_index(hp, h, top, g);
     let cols = cpu_conv::source_index(wp, w, left, g);
-    let len = (hp * wp + k) * ci;
-    let mut padded = vec![0f32; len];
-    let nq = ho * wp;
+    // Phase planes, as the forward pass lays them out.
+    let (hq, wq) = (hp.div_ceil(s), wp.div_ceil(s));
+    let phase_len = (hq * wq + k.div_ceil(s)) * ci;
+    let mut padded = vec![0f32; s * s * phase_len];
+    let nq = ho * wq;
     let mut wide = vec![0f32; co * nq];
-    let depth = k * ci;
-    // Per kernel row: `[co, (kw, ci)]`.
-    let mut rows_grad = vec![0f32; k * co * depth];
+    // Per kernel row and column phase b: `[co, (j, ci)]` for the taps kw = b + s·j.
+    let groups: Vec<(usize, usize, usize)> =
+        (0..k).flat_map(|kh| (0..s.min(k)).map(move |b| (kh, b, (k - b).div_ceil(s)))).collect();
+    let mut offsets = Vec::with_capacity(groups.len());
+    let mut total = 0;
+    for &(_, _, taps) in &groups {
+        offsets.push(total);
+        total += co * taps * ci;
+    }
+    let mut sums = vec![0f32; total];
     for sample in 0..n {
         let src = &x[sample * ci * h * w..(sample + 1) * ci * h * w];
-        cpu_conv::fill_phases(&mut padded, src, ci, w, 1, (hp, wp, len), &rows, &cols);
+        cpu_conv::fill_phases(&mut padded, src, ci, w, s, (hq, wq, phase_len), &rows, &cols);
         let grad = &dy[sample * co * ho * wo..(sample + 1) * co * ho * wo];
         wide.par_chunks_mut(nq).zip(grad.par_chunks(ho * wo)).for_each(|(dst, src)| {
-            for (line, from) in dst.chunks_mut(wp).zip(src.chunks(wo)) {
+            for (line, from) in dst.chunks_mut(wq).zip(src.chunks(wo)) {
                 line[..wo].copy_from_slice(from);
                 line[wo..].fill(0.0);
             }
         });
-        for (kh, dst) in rows_grad.chunks_mut(co * depth).enumerate() {
-            let input = &padded[kh * wp * ci..];
+        for (&(kh, b, taps), &offset) in groups.iter().zip(&offsets) {
+            let depth = taps * ci;
+            let phase = (kh % s) * s + b;
+            let start = phase * phase_len + (kh / s) * wq * ci;
+            let input = &padded[start..(phase + 1) * phase_len];
+            let dst = &mut sums[offset..offset + co * depth];
             assert!(input.len() >= (nq - 1) * ci + depth, "kernel_grad: reads past the input");
             // SAFETY: `dst` holds `co·depth` values written at `o·depth + j` (o < co, j < depth);
             // `wide` holds `co·nq` values read at `o·nq + q`; `input` is read at `q·ci + j` for
@@ -208,10 +382,12 @@ pub(crate) fn kernel_grad(
     }
     let mut gw = vec![0f32; co * ci * k * k];
     gw.par_chunks_mut(ci * k * k).enumerate().for_each(|(o, dst)| {
-        for c in 0..ci {
-            for kh in 0..k {
-                for kw in 0..k {
-                    dst[(c * k + kh) * k + kw] = rows_grad[(kh * co + o) * depth + kw * ci + c];
+        for (&(kh, b, taps), &offset) in groups.iter().zip(&offsets) {
+            let depth = taps * ci;
+            for j in 0..taps {
+                let kw = b + s * j;
+                for c in 0..ci {
+                    dst[(c * k + kh) * k + kw] = sums[offset + o * depth + j * ci + c];
                 }
             }
         }
@@ -245,7 +421,7 @@ mod tests {
         let [t, bo, l, r] = g.pad;
         let mode = if g.reflect { PadMode::Reflect } else { PadMode::Constant(0.0) };
         let x = x.pad([(t, bo), (l, r)], mode);
-        let y = burn_conv2d(x, w, b, ConvOptions::new([1, 1], [0, 0], [1, 1], 1));
+        let y = burn_conv2d(x, w, b, ConvOptions::new([g.stride; 2], [0, 0], [1, 1], 1));
         if g.relu { activation::relu(y) } else { y }
     }
 
@@ -297,6 +473,42 @@ mod tests {
         check(1, 16, 8, 3, [8, 8], Geometry { relu: true, ..zero(1) }, true);
         check(1, 5, 6, 4, [9, 9], Geometry { pad: [1, 2, 2, 1], ..zero(0) }, false);
         check(1, 4, 4, 1, [5, 6], zero(0), true);
+        check(1, 8, 12, 3, [9, 10], Geometry { stride: 2, ..zero(1) }, true);
+        check(2, 5, 7, 3, [8, 8], Geometry { stride: 2, ..reflect(1) }, true);
+        check(1, 4, 6, 4, [11, 9], Geometry { stride: 3, ..zero(1) }, false);
+        check(1, 70, 16, 3, [6, 7], Geometry { stride: 2, ..zero(1) }, true);
+    }
+
+    #[test]
+    fn transposed_convolutions_match_burn() {
+        use burn::tensor::module::conv_transpose2d as burn_conv_transpose2d;
+        use burn::tensor::ops::ConvTransposeOptions;
+        let device = Device::flex();
+        let ad = device.clone().autodiff();
+        for (ci, co, k, [s, p, op], hw) in [(6, 5, 3, [2, 1, 1], [5, 6]), (4, 7, 4, [2, 1, 0], [4, 5]), (5, 3, 3, [1, 1, 0], [6, 4]), (3, 4, 3, [3, 1, 1], [3, 4])] {
+            let x = Tensor::<4>::random([2, ci, hw[0], hw[1]], Distribution::Normal(0.0, 1.0), &ad).require_grad();
+            let w = Tensor::<4>::random([ci, co, k, k], Distribution::Normal(0.0, 0.3), &ad).require_grad();
+            let b = Tensor::<1>::random([co], Distribution::Normal(0.0, 0.3), &ad).require_grad();
+            let options = ConvTransposeOptions::new([s, s], [p, p], [op, op], [1, 1], 1);
+            let theirs = burn_conv_transpose2d(x.clone(), w.clone(), Some(b.clone()), options.clone());
+            let probe = Tensor::<4>::random(theirs.dims(), Distribution::Normal(0.0, 1.0), &ad);
+            let grads_of = |y: Tensor<4>| {
+                let grads = (y * probe.clone()).sum().backward();
+                [x.grad(&grads).unwrap(), w.grad(&grads).unwrap(), b.grad(&grads).unwrap().reshape([1, 1, 1, co])]
+            };
+            let ours = conv_transpose2d(&x, &w, Some(&b), [s, p, op]).expect("autodiff flex tensors");
+            let what = format!("ci{ci} co{co} k{k} s{s} p{p} op{op}");
+            assert!(max_rel(ours.clone().without_autodiff(), theirs.clone().without_autodiff()) < 1e-5, "output {what}");
+            for (i, (a, b)) in grads_of(ours).into_iter().zip(grads_of(theirs)).enumerate() {
+                assert!(max_rel(a, b) < 1e-5, "gradient {i} {what}");
+            }
+            // Plain tensors: inference without the graph.
+            let plain = |t: &Tensor<4>| t.clone().without_autodiff();
+            let bp = b.clone().without_autodiff();
+            let ours = conv_transpose2d(&plain(&x), &plain(&w), Some(&bp), [s, p, op]).expect("plain flex tensors");
+            let theirs = burn_conv_transpose2d(plain(&x), plain(&w), Some(bp), options);
+            assert!(max_rel(ours, theirs) < 1e-5, "plain output {what}");
+        }
     }
 
     #[test]
@@ -317,14 +529,14 @@ mod tests {
     }
 
     #[test]
-    fn plain_tensors_and_strides_are_declined() {
+    fn plain_tensors_and_upsampling_are_declined() {
         let device = Device::flex();
         let x = Tensor::<4>::zeros([1, 2, 6, 6], &device);
         let w = Tensor::<4>::zeros([2, 2, 3, 3], &device);
         assert!(conv2d(&x, &w, None, Geometry::same(1, false)).is_none());
         let ad = device.autodiff();
         let (x, w) = (Tensor::<4>::zeros([1, 2, 6, 6], &ad), Tensor::<4>::zeros([2, 2, 3, 3], &ad));
-        assert!(conv2d(&x, &w, None, Geometry { stride: 2, ..Geometry::same(1, false) }).is_none());
+        assert!(conv2d(&x, &w, None, Geometry { upsample: true, ..Geometry::same(1, false) }).is_none());
         assert!(conv2d(&x, &w, None, Geometry::same(1, false)).is_some());
     }
 }

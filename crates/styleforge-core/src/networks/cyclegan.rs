@@ -20,7 +20,8 @@ use burn::tensor::module::{conv_transpose2d, conv2d};
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{DType, Device, Gradients, Tensor};
 
-use crate::cpu_norm_grad;
+use crate::cpu_conv::{self, Geometry};
+use crate::{cpu_conv_grad, cpu_norm_grad};
 use crate::error::{Error, Result};
 use crate::layers::{Conv, NormContext, Padding};
 use crate::weights::{HostTensor, Weights};
@@ -68,15 +69,14 @@ impl PaddedConv {
         })
     }
 
-    /// Applies the convolution.
+    /// Applies the convolution ([`cpu_conv`] and [`cpu_conv_grad`] on flex tensors).
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let (s, p) = (self.stride, self.pad);
-        conv2d(
-            x,
-            self.weight.val(),
-            self.bias.as_ref().map(|b| b.val()),
-            ConvOptions::new([s, s], [p, p], [1, 1], 1),
-        )
+        let (weight, bias) = (self.weight.val(), self.bias.as_ref().map(|b| b.val()));
+        let g = Geometry { stride: s, pad: [p; 4], reflect: false, upsample: false, relu: false };
+        cpu_conv::conv2d(&x, &weight, bias.as_ref(), g)
+            .or_else(|| cpu_conv_grad::conv2d(&x, &weight, bias.as_ref(), g))
+            .unwrap_or_else(|| conv2d(x, weight, bias, ConvOptions::new([s, s], [p, p], [1, 1], 1)))
     }
 
     /// Visits `{prefix}weight` (and `{prefix}bias`).
@@ -129,15 +129,13 @@ impl ConvTranspose {
         })
     }
 
-    /// Applies the transposed convolution.
+    /// Applies the transposed convolution ([`cpu_conv_grad::conv_transpose2d`] on flex tensors).
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let (s, p, o) = (self.stride, self.pad, self.out_pad);
-        conv_transpose2d(
-            x,
-            self.weight.val(),
-            self.bias.as_ref().map(|b| b.val()),
-            ConvTransposeOptions::new([s, s], [p, p], [o, o], [1, 1], 1),
-        )
+        let (weight, bias) = (self.weight.val(), self.bias.as_ref().map(|b| b.val()));
+        cpu_conv_grad::conv_transpose2d(&x, &weight, bias.as_ref(), [s, p, o]).unwrap_or_else(|| {
+            conv_transpose2d(x, weight, bias, ConvTransposeOptions::new([s, s], [p, p], [o, o], [1, 1], 1))
+        })
     }
 
     /// Visits `{prefix}weight` (and `{prefix}bias`).
