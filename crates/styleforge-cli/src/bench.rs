@@ -148,13 +148,14 @@ fn gan_train_row(path: &std::path::Path, size: usize, runs: usize, device: &Devi
     })
 }
 
-/// PyTorch 2.15 on the same machine (2 threads, float32), from `scripts/pytorch-bench.py`:
+/// PyTorch 2.15 on the benchmark machine of the README (2 threads, float32), from
+/// `scripts/pytorch-bench.py`, median of three runs interleaved with `styleforge bench`:
 /// (workload prefix, size, milliseconds).
 const PYTORCH_MS: [(&str, usize, f64); 4] = [
-    ("TransformerNet stock", 512, 632.0),
-    ("VGG19 to relu4_1", 512, 718.0),
-    ("Gatys step", 384, 788.0),
-    ("CycleGAN generator training step", 128, 75.0),
+    ("TransformerNet stock", 512, 514.0),
+    ("VGG19 to relu4_1", 512, 532.0),
+    ("Gatys step", 384, 853.0),
+    ("CycleGAN generator training step", 128, 64.0),
 ];
 
 fn pytorch_ms(r: &Row) -> Option<f64> {
