@@ -114,7 +114,7 @@ pub fn run(a: Args) -> Result<()> {
 }
 
 /// One CycleGAN generator training step (the parity generator, ngf 32, 6 blocks): forward,
-/// L1 loss to a target, backward, Adam update; float32 instance-norm arithmetic, batch 1.
+/// L1 loss to a target, backward, Adam update; batch 1.
 fn gan_train_row(path: &std::path::Path, size: usize, runs: usize, device: &Device) -> Result<Row> {
     use styleforge_core::networks::cyclegan::ResnetGenerator;
     use styleforge_core::train::adam::{Adam, AdamSettings, param_names};

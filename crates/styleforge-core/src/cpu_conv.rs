@@ -106,7 +106,7 @@ pub(crate) fn conv2d_slices(
     let rows = source_index(hp, h2, top, g);
     let cols = source_index(wp, w2, left, g);
 
-    if s == 1 && co <= 4 && k >= 5 {
+    if s == 1 && co <= 4 && k >= 3 {
         let geometry = ((hp, wp), (&rows[..], &cols[..]));
         let mut out = shifted_sums(x_data, [n, ci, h, w], w_data, co, k, b_data, geometry, SHIFT_SUM_VALUES);
         if g.relu {
@@ -283,8 +283,9 @@ fn upsampled_3x3(
     out
 }
 
-/// A stride-1 convolution with few outputs and a large kernel (the 9×9 and 7×7 layers that end
-/// the style and CycleGAN generators): one matrix product gives every tap's contribution at
+/// A stride-1 convolution with few outputs and a kernel of 3×3 or more (the 9×9 and 7×7 layers
+/// that end the style and CycleGAN generators, the image gradient of VGG's first layer): one
+/// matrix product gives every tap's contribution at
 /// every input pixel (`[k²·O, C] × [C, pixels]`, a shape the matrix kernels run at full speed),
 /// and each output is the sum of its k² shifted tap planes. Runs in horizontal strips of
 /// [`SHIFT_SUM_VALUES`] tap values. (Convolving directly would feed products only `O` wide.)

@@ -6,7 +6,8 @@
 //!   stride `s`), the gradient of the padded input is `s²` stride-1 "full" convolutions of the
 //!   output gradient with the phase's taps, transposed (`[in, out]`) and flipped; the padding is
 //!   then folded back (cropped for zeros, the mirrored rows and columns added onto the pixels
-//!   they copy for reflection). At stride 1 that is one convolution with `k - 1` zeros of padding.
+//!   they copy for reflection). At stride 1 that is one convolution with `k - 1` zeros of padding;
+//!   with zero padding, `k - 1 - p` instead gives the unpadded input's gradient directly.
 //! - Kernel gradient: per kernel row and column phase, one matrix product `dW[out, (kw, in)] =
 //!   dY[out, q] · X[q, (kw, in)]` over the output's "wide" positions `q`, reading the padded NHWC
 //!   phase planes in place through strides as the forward pass does.
@@ -173,24 +174,25 @@ impl<const N: usize> Backward<Flex, N> for ConvBackward<N> {
         let dims_x: [usize; 4] = x.layout().shape().dims();
         let [co, _, k, _]: [usize; 4] = weight.layout().shape().dims();
         let dims_y: [usize; 4] = grad.layout().shape().dims();
-        let mut dy = grad.as_slice::<f32>().expect("conv2d backward: gradient values").to_vec();
-        if let Some(out) = out {
-            let out = out.as_slice::<f32>().expect("conv2d backward: output values");
-            dy.par_iter_mut().zip(out.par_iter()).for_each(|(d, &o)| {
-                if o <= 0.0 {
-                    *d = 0.0;
-                }
-            });
-        }
+        let incoming = grad.as_slice::<f32>().expect("conv2d backward: gradient values");
+        let masked: Vec<f32>;
+        let dy = match out {
+            Some(out) => {
+                let out = out.as_slice::<f32>().expect("conv2d backward: output values");
+                masked = incoming.par_iter().zip(out.par_iter()).map(|(&d, &o)| if o > 0.0 { d } else { 0.0 }).collect();
+                &masked[..]
+            }
+            None => incoming,
+        };
         let x_data = x.as_slice::<f32>().expect("conv2d backward: input values");
         let w_data = weight.as_slice::<f32>().expect("conv2d backward: kernel values");
         let [node_x, node_w, node_b] = slots.map(|slot| slot.and_then(|i| ops.parents[i].clone()));
         if let Some(node) = node_x {
-            let gx = input_grad(&dy, dims_y, w_data, dims_x, k, g);
+            let gx = input_grad(dy, dims_y, w_data, dims_x, k, g);
             grads.register::<Flex>(node.id, flex(gx, dims_x));
         }
         if let Some(node) = node_w {
-            let gw = kernel_grad(x_data, dims_x, &dy, dims_y, k, g);
+            let gw = kernel_grad(x_data, dims_x, dy, dims_y, k, g);
             grads.register::<Flex>(node.id, flex(gw, [co, dims_x[1], k, k]));
         }
         if let Some(node) = node_b {
@@ -209,6 +211,16 @@ pub(crate) fn input_grad(
     g: Geometry,
 ) -> Vec<f32> {
     let [top, bottom, left, right] = g.pad;
+    if g.stride == 1 && !g.reflect && g.pad.iter().all(|&p| p < k) {
+        // Zero padding: the full convolution's padding less the forward padding gives the
+        // unpadded input's gradient directly.
+        let flipped = flipped_transposed(weight, dims_y[1], ci, k);
+        let pad = g.pad.map(|p| k - 1 - p);
+        let direct = Geometry { pad, ..Geometry::same(0, false) };
+        let (gx, dims) = cpu_conv::conv2d_slices(dy, dims_y, &flipped, [ci, k], None, direct);
+        assert_eq!(dims, [dims_y[0], ci, h, w], "conv2d backward: input gradient shape");
+        return gx;
+    }
     let (hp, wp) = (h + top + bottom, w + left + right);
     let padded = padded_input_grad(dy, dims_y, weight, [ci, k, g.stride], [hp, wp]);
     let rows = cpu_conv::source_index(hp, h, top, g);
@@ -228,6 +240,19 @@ pub(crate) fn input_grad(
     gx
 }
 
+/// The kernel `[co, ci, k, k]` transposed to `[ci, co, k, k]` and flipped in both directions.
+fn flipped_transposed(weight: &[f32], co: usize, ci: usize, k: usize) -> Vec<f32> {
+    let mut flipped = vec![0f32; weight.len()];
+    flipped.par_chunks_mut(co * k * k).enumerate().for_each(|(c, dst)| {
+        for o in 0..co {
+            for t in 0..k * k {
+                dst[o * k * k + k * k - 1 - t] = weight[(o * ci + c) * k * k + t];
+            }
+        }
+    });
+    flipped
+}
+
 /// Gradient of the padded input `[n, ci, hp, wp]` of a stride-`s` convolution with `weight`
 /// `[co, ci, k, k]` from its output gradient (the transposed convolution of `dy`). At stride 1,
 /// one full convolution of `dy` with the kernel transposed and flipped; at larger strides, one
@@ -241,15 +266,7 @@ fn padded_input_grad(
     [hp, wp]: [usize; 2],
 ) -> Vec<f32> {
     if s == 1 {
-        // `[ci, co, k, k]`, flipped in both directions.
-        let mut flipped = vec![0f32; weight.len()];
-        flipped.par_chunks_mut(co * k * k).enumerate().for_each(|(c, dst)| {
-            for o in 0..co {
-                for t in 0..k * k {
-                    dst[o * k * k + k * k - 1 - t] = weight[(o * ci + c) * k * k + t];
-                }
-            }
-        });
+        let flipped = flipped_transposed(weight, co, ci, k);
         let full = Geometry::same(k - 1, false);
         let (padded, dims) = cpu_conv::conv2d_slices(dy, [n, co, ho, wo], &flipped, [ci, k], None, full);
         assert_eq!(dims, [n, ci, hp, wp], "conv2d backward: padded input shape");

@@ -228,6 +228,22 @@ pub fn instance_norm(ctx: &mut NormContext, x: Tensor<4>, eps: f64) -> Tensor<4>
     ctx.normalize(x, eps)
 }
 
+/// Instance norm and an optional ReLU as the networks use them: one fused pass on flex tensors
+/// ([`crate::cpu_norm`] for inference, [`cpu_norm_grad`] on autodiff ones with local statistics,
+/// its arithmetic in `f64`), otherwise burn's operations, in `f64` when `exact`.
+fn norm_then(ctx: &mut NormContext, x: Tensor<4>, with_relu: bool, exact: bool) -> Tensor<4> {
+    if !x.is_autodiff() {
+        return ctx.normalize_affine(x, None, with_relu, EPS);
+    }
+    if matches!(ctx, NormContext::Local) {
+        if let Some(y) = cpu_norm_grad::instance_norm(&x, None, with_relu, EPS) {
+            return y;
+        }
+    }
+    let y = if exact { instance_norm(ctx, x, EPS) } else { ctx.normalize(x, EPS) };
+    if with_relu { relu(y) } else { y }
+}
+
 /// Sorted indices `N` of the 4-D tensors named `model.N.weight`.
 fn model_conv_indices(w: &Weights) -> Vec<usize> {
     let mut idx: Vec<usize> = w
@@ -466,36 +482,21 @@ impl ResnetGenerator {
         })
     }
 
-    /// Chooses float64 (the default: gradients within ~1e-5 of PyTorch's) or float32 (20-25%
-    /// faster to train on the CPU, gradients within ~1e-2) instance-norm arithmetic on an
-    /// autodiff device; see [`instance_norm`]. Inference is float32 either way.
+    /// Chooses float64 (the default: gradients within ~1e-5 of PyTorch's) or float32 (faster,
+    /// gradients within ~1e-2) instance-norm arithmetic on an autodiff device where burn's
+    /// operations run; see [`instance_norm`]. On flex tensors the fused operation
+    /// ([`cpu_norm_grad`]) runs either way, with `f64` statistics and sums. Inference is float32.
     pub fn with_exact_norm_gradients(mut self, exact: bool) -> Self {
         self.exact_norm_gradients = exact;
         self
     }
 
     fn norm(&self, ctx: &mut NormContext, x: Tensor<4>) -> Tensor<4> {
-        self.norm_then(ctx, x, false)
+        norm_then(ctx, x, false, self.exact_norm_gradients)
     }
 
     fn norm_relu(&self, ctx: &mut NormContext, x: Tensor<4>) -> Tensor<4> {
-        self.norm_then(ctx, x, true)
-    }
-
-    /// Instance norm and an optional ReLU: one fused pass on flex tensors ([`crate::cpu_norm`] for
-    /// inference, [`cpu_norm_grad`] on autodiff ones with local statistics, its arithmetic in
-    /// `f64`), otherwise burn's operations in the chosen precision.
-    fn norm_then(&self, ctx: &mut NormContext, x: Tensor<4>, with_relu: bool) -> Tensor<4> {
-        if !x.is_autodiff() {
-            return ctx.normalize_affine(x, None, with_relu, EPS);
-        }
-        if matches!(ctx, NormContext::Local) {
-            if let Some(y) = cpu_norm_grad::instance_norm(&x, None, with_relu, EPS) {
-                return y;
-            }
-        }
-        let y = if self.exact_norm_gradients { instance_norm(ctx, x, EPS) } else { ctx.normalize(x, EPS) };
-        if with_relu { relu(y) } else { y }
+        norm_then(ctx, x, true, self.exact_norm_gradients)
     }
 
     /// The generator's shape.
@@ -703,12 +704,7 @@ impl PatchDiscriminator {
         let mut y = leaky_relu(self.first.forward(x), LEAKY_SLOPE);
         let mut ctx = NormContext::Local;
         for c in &self.mid {
-            let h = c.forward(y);
-            let h = if self.exact_norm_gradients {
-                instance_norm(&mut ctx, h, EPS)
-            } else {
-                ctx.normalize(h, EPS)
-            };
+            let h = norm_then(&mut ctx, c.forward(y), false, self.exact_norm_gradients);
             y = leaky_relu(h, LEAKY_SLOPE);
         }
         self.last.forward(y)
