@@ -174,30 +174,51 @@ fn accumulate(
     (x, x_stride): (&[f32], usize),
     first: bool,
 ) {
-    if co == 0 || nq == 0 {
+    matmul([co, nq, depth], (dst, 1, dst_stride), (weights, co, 1), (x, x_stride, 1), !first);
+}
+
+/// `dst (+)= lhs · rhs` (added to `dst` when `accumulate`) for an `m × k` left and a `k × n` right
+/// operand, each operand given as (values, column stride, row stride): element `(i, j)` is at
+/// `i·row_stride + j·column_stride`. Every index is checked to lie within its slice, and the
+/// output's elements to be distinct; the product runs on rayon's threads.
+pub(crate) fn matmul(
+    [m, n, k]: [usize; 3],
+    (dst, dst_cs, dst_rs): (&mut [f32], usize, usize),
+    (lhs, lhs_cs, lhs_rs): (&[f32], usize, usize),
+    (rhs, rhs_cs, rhs_rs): (&[f32], usize, usize),
+    accumulate: bool,
+) {
+    if m == 0 || n == 0 {
         return;
     }
-    assert!(dst_stride >= nq && dst.len() >= (co - 1) * dst_stride + nq, "accumulate: short output");
-    assert!(weights.len() >= depth * co, "accumulate: short kernel");
-    assert!(x.len() >= (nq - 1) * x_stride + depth, "accumulate: reads past the input");
-    // SAFETY: the asserts above bound every index the product touches: the last output written
-    // is at `(co - 1)·dst_stride + nq - 1`, the last kernel value read at `depth·co - 1` and the
-    // last input value read at `(nq - 1)·x_stride + depth - 1`.
+    let last = |rows: usize, cols: usize, cs: usize, rs: usize| (rows - 1) * rs + (cols - 1) * cs;
+    assert!(
+        (dst_cs == 1 && dst_rs >= n) || (dst_rs == 1 && dst_cs >= m),
+        "matmul: output strides {dst_cs}/{dst_rs} overlap for {m}×{n}"
+    );
+    assert!(dst.len() > last(m, n, dst_cs, dst_rs), "matmul: short output");
+    if k > 0 {
+        assert!(lhs.len() > last(m, k, lhs_cs, lhs_rs), "matmul: short left operand");
+        assert!(rhs.len() > last(k, n, rhs_cs, rhs_rs), "matmul: short right operand");
+    }
+    // SAFETY: the asserts bound the last index each operand is read or written at (strides are
+    // non-negative, so that is the largest), and the output strides map distinct `(i, j)` to
+    // distinct elements, so the threads write disjoint values.
     unsafe {
         gemm::gemm(
-            co,
-            nq,
-            depth,
+            m,
+            n,
+            k,
             dst.as_mut_ptr(),
-            1,
-            dst_stride as isize,
-            !first,
-            weights.as_ptr(),
-            co as isize,
-            1,
-            x.as_ptr(),
-            x_stride as isize,
-            1,
+            dst_cs as isize,
+            dst_rs as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
             1.0,
             1.0,
             false,

@@ -23,7 +23,7 @@
 use burn::backend::Flex;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops};
+use burn::backend::autodiff::ops::{Backward, NodeGuard, Ops};
 use burn::tensor::Tensor;
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
@@ -38,15 +38,7 @@ pub fn conv2d(x: &Tensor<4>, weight: &Tensor<4>, bias: Option<&Tensor<1>>, g: Ge
     if g.upsample || g.stride == 0 {
         return None;
     }
-    let (xs, x_node) = operand(x)?;
-    let (ws, w_node) = operand(weight)?;
-    let (bs, b_node) = match bias {
-        Some(b) => {
-            let (values, node) = operand(b)?;
-            (Some(values), node)
-        }
-        None => (None, None),
-    };
+    let ((xs, ws, bs), [x_node, w_node, b_node]) = conv_operands(x, weight, bias)?;
     let (nodes, slots) = parents([x_node, w_node, b_node]);
     if nodes.is_empty() {
         return None;
@@ -73,15 +65,7 @@ pub fn conv_transpose2d(
     if s == 0 || op > p {
         return None;
     }
-    let (xs, x_node) = operand(x)?;
-    let (ws, w_node) = operand(weight)?;
-    let (bs, b_node) = match bias {
-        Some(b) => {
-            let (values, node) = operand(b)?;
-            (Some(values), node)
-        }
-        None => (None, None),
-    };
+    let ((xs, ws, bs), [x_node, w_node, b_node]) = conv_operands(x, weight, bias)?;
     let dims_x: [usize; 4] = xs.layout().shape().dims();
     let [n, ci, h, w] = dims_x;
     let [wci, co, k, k2]: [usize; 4] = ws.layout().shape().dims();
@@ -147,6 +131,26 @@ impl<const N: usize> Backward<Flex, N> for TransposeBackward<N> {
             grads.register::<Flex>(node.id, flex(bias_grad(dy, dims_y), [co]));
         }
     }
+}
+
+/// The contiguous values of a convolution's input, kernel and optional bias, and the graph node
+/// of each that is an autodiff tensor.
+#[allow(clippy::type_complexity)]
+fn conv_operands(
+    x: &Tensor<4>,
+    weight: &Tensor<4>,
+    bias: Option<&Tensor<1>>,
+) -> Option<((FlexTensor, FlexTensor, Option<FlexTensor>), [Option<NodeGuard>; 3])> {
+    let (xs, x_node) = operand(x)?;
+    let (ws, w_node) = operand(weight)?;
+    let (bs, b_node) = match bias {
+        Some(b) => {
+            let (values, node) = operand(b)?;
+            (Some(values), node)
+        }
+        None => (None, None),
+    };
+    Some(((xs, ws, bs), [x_node, w_node, b_node]))
 }
 
 /// The convolution's backward step over its `N` tracked operands.
@@ -277,31 +281,7 @@ fn padded_input_grad(
     let mut padded = vec![0f32; n * ci * hp * wp];
     for sample in 0..n {
         let grad = &dy[sample * co * q..(sample + 1) * co * q];
-        // SAFETY: `columns` holds `m·q` values written at `r·q + j`; `weight` holds `co·m` values
-        // read at `o·m + r`; `grad` holds `co·q` values read at `o·q + j` (r < m, j < q, o < co).
-        unsafe {
-            gemm::gemm(
-                m,
-                q,
-                co,
-                columns.as_mut_ptr(),
-                1,
-                q as isize,
-                false,
-                weight.as_ptr(),
-                m as isize,
-                1,
-                grad.as_ptr(),
-                1,
-                q as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::Rayon(0),
-            );
-        }
+        cpu_conv::matmul([m, q, co], (&mut columns, 1, q), (weight, m, 1), (grad, 1, q), false);
         let dst = &mut padded[sample * ci * hp * wp..(sample + 1) * ci * hp * wp];
         dst.par_chunks_mut(hp * wp).zip(columns.par_chunks(k * k * q)).for_each(|(plane, taps)| {
             for (t, column) in taps.chunks(q).enumerate() {
@@ -368,33 +348,7 @@ pub(crate) fn kernel_grad(
             let start = phase * phase_len + (kh / s) * wq * ci;
             let input = &padded[start..(phase + 1) * phase_len];
             let dst = &mut sums[offset..offset + co * depth];
-            assert!(input.len() >= (nq - 1) * ci + depth, "kernel_grad: reads past the input");
-            // SAFETY: `dst` holds `co·depth` values written at `o·depth + j` (o < co, j < depth);
-            // `wide` holds `co·nq` values read at `o·nq + q`; `input` is read at `q·ci + j` for
-            // q < nq, j < depth, bounded by the assert above.
-            unsafe {
-                gemm::gemm(
-                    co,
-                    depth,
-                    nq,
-                    dst.as_mut_ptr(),
-                    1,
-                    depth as isize,
-                    sample > 0,
-                    wide.as_ptr(),
-                    1,
-                    nq as isize,
-                    input.as_ptr(),
-                    1,
-                    ci as isize,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::Rayon(0),
-                );
-            }
+            cpu_conv::matmul([co, depth, nq], (dst, 1, depth), (&wide, 1, nq), (input, 1, ci), sample > 0);
         }
     }
     let mut gw = vec![0f32; co * ci * k * k];
