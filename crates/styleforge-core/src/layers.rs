@@ -88,7 +88,7 @@ impl Conv {
     }
 
     /// The im2col-free CPU convolution ([`cpu_conv`]) on plain flex tensors, or its autodiff
-    /// operation ([`cpu_conv_grad`]) on autodiff flex tensors at stride 1.
+    /// operation ([`cpu_conv_grad`]) on autodiff flex tensors.
     fn fast_path(&self, x: &Tensor<4>, upsample: bool, relu: bool) -> Option<Tensor<4>> {
         let k = self.kernel();
         let s = self.stride;
