@@ -58,10 +58,8 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Stylize(_) | Command::Train { .. } | Command::Generate(_) | Command::Bench(_)) {
-        keep_freed_memory();
-    }
-    let result = match cli.command {
+    let compute = matches!(cli.command, Command::Stylize(_) | Command::Train { .. } | Command::Generate(_) | Command::Bench(_));
+    let run = move || match cli.command {
         Command::Stylize(a) => stylize::run(a),
         Command::Models { command } => models::run(command),
         Command::Train { command } => train::run(command),
@@ -71,6 +69,12 @@ fn main() -> ExitCode {
         Command::Worker(a) => serve::worker(a),
         Command::Keys { command } => serve::keys(command),
     };
+    let result = if compute {
+        keep_freed_memory();
+        on_compute_pool(run)
+    } else {
+        run()
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -78,6 +82,14 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs a one-shot compute command on one of rayon's worker threads. The kernels start a
+/// parallel loop for every layer, norm and gradient; started from a thread outside the pool,
+/// each one is queued and the caller sleeps on a lock until it finishes, two context switches per
+/// loop. From a worker, a loop runs on the caller and the other workers help.
+fn on_compute_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
 }
 
 /// mimalloc's `mi_option_purge_delay` (`mimalloc.h`: the 16th option, v2 and v3 alike).

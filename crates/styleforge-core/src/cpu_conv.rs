@@ -19,6 +19,8 @@ use burn::tensor::{DType, Tensor, TensorData};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
+use crate::cpu_simd::vectorized;
+
 /// The geometry of a convolution: stride, padding and an optional upsampling of the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Geometry {
@@ -462,12 +464,24 @@ pub(crate) fn fill_phases(
             // Transposed in blocks of 16 pixels, so that each channel's reads are a short
             // contiguous run and the block stays in L1.
             for (block, px) in line.chunks_mut(16 * ci).zip(src_cols.chunks(16)) {
-                for (ch, channel) in src.chunks(plane).enumerate() {
-                    let row = &channel[r * w..(r + 1) * w];
-                    for (j, col) in px.iter().enumerate() {
-                        block[j * ci + ch] = col.map_or(0.0, |c| row[c]);
+                let first = px[0].unwrap_or(usize::MAX);
+                let contiguous = px.len() == 16 && px.iter().enumerate().all(|(j, &c)| c == Some(first + j));
+                vectorized(#[inline(always)] || {
+                    for (ch, channel) in src.chunks_exact(plane).enumerate() {
+                        let row = &channel[r * w..(r + 1) * w];
+                        if contiguous {
+                            // Interior pixels: sixteen consecutive source columns.
+                            let run: &[f32; 16] = row[first..first + 16].try_into().expect("16 columns");
+                            for (j, &v) in run.iter().enumerate() {
+                                block[j * ci + ch] = v;
+                            }
+                        } else {
+                            for (j, col) in px.iter().enumerate() {
+                                block[j * ci + ch] = col.map_or(0.0, |c| row[c]);
+                            }
+                        }
                     }
-                }
+                })
             }
         });
     }

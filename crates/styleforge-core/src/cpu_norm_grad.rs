@@ -19,6 +19,7 @@ use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use crate::cpu_autodiff::{contiguous, flex, operand, parents, record};
+use crate::cpu_simd::{masked_sums, mean_var, vectorized};
 
 /// `relu?(γ·(x - mean)/sqrt(var + eps) + β)` per sample and channel of `x` `[N, C, H, W]`,
 /// recorded on the autodiff graph, where `x` is an autodiff flex `f32` tensor (γ and β may be
@@ -50,18 +51,18 @@ pub fn instance_norm(
         .zip(stats.par_iter_mut())
         .enumerate()
         .for_each(|(p, ((dst, src), st))| {
-            let ch = p % c;
-            let mean = src.iter().map(|&v| v as f64).sum::<f64>() / plane as f64;
-            let var = src.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / plane as f64;
-            let rstd = 1.0 / (var + eps).sqrt();
-            *st = (mean, rstd);
-            let scale = gv[ch] as f64 * rstd;
-            let shift = bv[ch] as f64 - mean * scale;
-            let (scale, shift) = (scale as f32, shift as f32);
-            for (d, &v) in dst.iter_mut().zip(src) {
-                let y = v * scale + shift;
-                *d = if relu { y.max(0.0) } else { y };
-            }
+            let (mean, var) = mean_var(src);
+            vectorized(#[inline(always)] || {
+                let rstd = 1.0 / (var + eps).sqrt();
+                *st = (mean, rstd);
+                let scale = gv[p % c] as f64 * rstd;
+                let shift = bv[p % c] as f64 - mean * scale;
+                let (scale, shift) = (scale as f32, shift as f32);
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    let y = v * scale + shift;
+                    *d = if relu { y.max(0.0) } else { y };
+                }
+            })
         });
     let out = flex(out, [n, c, h, w]);
     let state = NormState { x: xs, gamma, stats, out: relu.then(|| out.clone()), slots };
@@ -103,36 +104,41 @@ impl<const N: usize> Backward<Flex, N> for NormBackward<N> {
         let out = out.as_ref().map(|o| o.as_slice::<f32>().expect("instance_norm backward: output values"));
         let [node_x, node_g, node_b] = slots.map(|slot| slot.and_then(|i| ops.parents[i].clone()));
         let mut dx = vec![0f32; if node_x.is_some() { x.len() } else { 0 }];
-        // Per plane: (Σ dy·x̂, Σ dy).
+        // Per plane: (Σ dy·x̂, Σ dy), with `dy` masked where the ReLU cut.
         let sums: Vec<(f64, f64)> = (0..stats.len())
             .into_par_iter()
             .map(|p| {
                 let at = p * plane..(p + 1) * plane;
                 let (mean, rstd) = stats[p];
-                let live = |i: usize| out.is_none_or(|o| o[at.start + i] > 0.0);
-                let (mut s_dyx, mut s_dy) = (0f64, 0f64);
-                for (i, (&d, &v)) in dy[at.clone()].iter().zip(&x[at.clone()]).enumerate() {
-                    if live(i) {
-                        s_dy += d as f64;
-                        s_dyx += d as f64 * (v as f64 - mean) * rstd;
-                    }
-                }
-                (s_dyx, s_dy)
+                let kept = out.map(|o| &o[at.clone()]);
+                let (s_dy, s_dyx) = masked_sums(&dy[at.clone()], &x[at.clone()], kept);
+                ((s_dyx - mean * s_dy) * rstd, s_dy)
             })
             .collect();
         if node_x.is_some() {
             dx.par_chunks_mut(plane).enumerate().for_each(|(p, dst)| {
-                let at = p * plane;
+                let at = p * plane..(p + 1) * plane;
                 let (mean, rstd) = stats[p];
                 let (s_dyx, s_dy) = sums[p];
-                let g = gamma[p % c] as f64;
-                let (m_dy, m_dyx) = (s_dy / plane as f64, s_dyx / plane as f64);
-                for (i, d) in dst.iter_mut().enumerate() {
-                    let live = out.is_none_or(|o| o[at + i] > 0.0);
-                    let dyi = if live { dy[at + i] as f64 } else { 0.0 };
-                    let xhat = (x[at + i] as f64 - mean) * rstd;
-                    *d = (g * rstd * (dyi - m_dy - xhat * m_dyx)) as f32;
-                }
+                // dx = a·dy - a·rstd·mean(dy·x̂)·(x - μ) - a·mean(dy), with a = γ/σ.
+                let a = gamma[p % c] as f64 * rstd;
+                let k_x = (-a * rstd * s_dyx / plane as f64) as f32;
+                let k_0 = (-a * s_dy / plane as f64) as f32;
+                let (a, mean) = (a as f32, mean as f32);
+                let (dy, x, kept) = (&dy[at.clone()], &x[at.clone()], out.map(|o| &o[at.clone()]));
+                vectorized(#[inline(always)] || match kept {
+                    Some(kept) => {
+                        for (((d, &g), &v), &k) in dst.iter_mut().zip(dy).zip(x).zip(kept) {
+                            let g = if k > 0.0 { g } else { 0.0 };
+                            *d = a * g + k_x * (v - mean) + k_0;
+                        }
+                    }
+                    None => {
+                        for ((d, &g), &v) in dst.iter_mut().zip(dy).zip(x) {
+                            *d = a * g + k_x * (v - mean) + k_0;
+                        }
+                    }
+                });
             });
         }
         let per_channel = |pick: fn(&(f64, f64)) -> f64| -> Vec<f32> {

@@ -1,0 +1,146 @@
+//! Memory-bound loops of the CPU kernels (plane statistics, normalisation maps, layout copies),
+//! compiled for the widest vector unit the CPU has, chosen at run time.
+//!
+//! The binary targets baseline x86-64, so a plain loop is compiled for SSE2 only. [`vectorized`]
+//! runs a closure through `pulp`'s dispatch (the same one `gemm` uses for its kernels), which
+//! inlines it into functions compiled for AVX-512 and for AVX2+FMA, and picks one by the CPU's
+//! features; that is enough for element-wise maps. The `f64` reductions of `f32` data are not
+//! vectorised by the compiler (it may not reorder a chain of additions), so they are written
+//! with AVX-512 intrinsics: 16 partial sums per reduction, with a sequential fallback.
+
+/// Runs `f` compiled for the CPU's widest vector instructions (AVX-512, AVX2+FMA, or baseline).
+/// Only code inlined into `f` benefits: mark the closure and the helpers it calls
+/// `#[inline(always)]` (a closure called from the three variants is otherwise compiled once, for
+/// baseline x86-64).
+#[inline(always)]
+pub(crate) fn vectorized<R>(f: impl FnOnce() -> R) -> R {
+    pulp::Arch::new().dispatch(f)
+}
+
+/// `(mean, biased variance)` of `x`, in `f64` (two passes: the sum, then squares about the mean).
+pub(crate) fn mean_var(x: &[f32]) -> (f64, f64) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F.
+        return unsafe { avx512::mean_var(x) };
+    }
+    let m = x.len() as f64;
+    let mean = x.iter().map(|&v| v as f64).sum::<f64>() / m;
+    (mean, x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / m)
+}
+
+/// `(Σ g, Σ g·x)` in `f64`, where `g` is `dy` with zeros where `kept` (a ReLU's output) is not
+/// positive.
+pub(crate) fn masked_sums(dy: &[f32], x: &[f32], kept: Option<&[f32]>) -> (f64, f64) {
+    assert!(dy.len() == x.len() && kept.is_none_or(|k| k.len() == x.len()), "masked_sums: lengths");
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F, and the lengths are equal.
+        return unsafe { avx512::masked_sums(dy, x, kept) };
+    }
+    masked_tail(dy, x, kept, 0)
+}
+
+/// [`masked_sums`] over the elements from `from` on, one at a time.
+fn masked_tail(dy: &[f32], x: &[f32], kept: Option<&[f32]>, from: usize) -> (f64, f64) {
+    let (mut s, mut sx) = (0f64, 0f64);
+    for i in from..x.len() {
+        if kept.is_none_or(|k| k[i] > 0.0) {
+            s += dy[i] as f64;
+            sx += dy[i] as f64 * x[i] as f64;
+        }
+    }
+    (s, sx)
+}
+
+/// The reductions on 16 floats at a time, each widened to two vectors of 8 doubles.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    /// Sixteen floats from `x[at..at + 16]` as two vectors of doubles.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn widen(v: __m512) -> (__m512d, __m512d) {
+        let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+        (_mm512_cvtps_pd(_mm512_castps512_ps256(v)), _mm512_cvtps_pd(hi))
+    }
+
+    /// See [`super::mean_var`].
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn mean_var(x: &[f32]) -> (f64, f64) {
+        let whole = x.len() / 16 * 16;
+        let m = x.len() as f64;
+        let (mut a, mut b) = (_mm512_setzero_pd(), _mm512_setzero_pd());
+        for at in (0..whole).step_by(16) {
+            // SAFETY: `at + 16 <= x.len()`.
+            let (lo, hi) = widen(unsafe { _mm512_loadu_ps(x.as_ptr().add(at)) });
+            a = _mm512_add_pd(a, lo);
+            b = _mm512_add_pd(b, hi);
+        }
+        let tail: f64 = x[whole..].iter().map(|&v| v as f64).sum();
+        let mean = (_mm512_reduce_add_pd(_mm512_add_pd(a, b)) + tail) / m;
+        let mu = _mm512_set1_pd(mean);
+        let (mut a, mut b) = (_mm512_setzero_pd(), _mm512_setzero_pd());
+        for at in (0..whole).step_by(16) {
+            // SAFETY: as above.
+            let (lo, hi) = widen(unsafe { _mm512_loadu_ps(x.as_ptr().add(at)) });
+            let (lo, hi) = (_mm512_sub_pd(lo, mu), _mm512_sub_pd(hi, mu));
+            a = _mm512_fmadd_pd(lo, lo, a);
+            b = _mm512_fmadd_pd(hi, hi, b);
+        }
+        let tail: f64 = x[whole..].iter().map(|&v| (v as f64 - mean).powi(2)).sum();
+        (mean, (_mm512_reduce_add_pd(_mm512_add_pd(a, b)) + tail) / m)
+    }
+
+    /// See [`super::masked_sums`]; the caller checks that the lengths are equal.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn masked_sums(dy: &[f32], x: &[f32], kept: Option<&[f32]>) -> (f64, f64) {
+        let whole = x.len() / 16 * 16;
+        let (mut s0, mut s1) = (_mm512_setzero_pd(), _mm512_setzero_pd());
+        let (mut sx0, mut sx1) = (_mm512_setzero_pd(), _mm512_setzero_pd());
+        for at in (0..whole).step_by(16) {
+            // SAFETY: `at + 16 <= x.len()`, which all three lengths equal.
+            let (d, v) = unsafe { (_mm512_loadu_ps(dy.as_ptr().add(at)), _mm512_loadu_ps(x.as_ptr().add(at))) };
+            let d = match kept {
+                Some(k) => {
+                    // SAFETY: as above.
+                    let k = unsafe { _mm512_loadu_ps(k.as_ptr().add(at)) };
+                    _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(k, _mm512_setzero_ps()), d)
+                }
+                None => d,
+            };
+            let ((d0, d1), (v0, v1)) = (widen(d), widen(v));
+            s0 = _mm512_add_pd(s0, d0);
+            s1 = _mm512_add_pd(s1, d1);
+            sx0 = _mm512_fmadd_pd(d0, v0, sx0);
+            sx1 = _mm512_fmadd_pd(d1, v1, sx1);
+        }
+        let (ts, tsx) = super::masked_tail(dy, x, kept, whole);
+        (_mm512_reduce_add_pd(_mm512_add_pd(s0, s1)) + ts, _mm512_reduce_add_pd(_mm512_add_pd(sx0, sx1)) + tsx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_match_sequential_f64_sums() {
+        let x: Vec<f32> = (0..1037).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013 + 3.0).collect();
+        let dy: Vec<f32> = (0..1037).map(|i| ((i * 53 % 89) as f32 - 44.0) * 0.021).collect();
+        let kept: Vec<f32> = (0..1037).map(|i| (i % 3) as f32 - 1.0).collect();
+        let m = x.len() as f64;
+        let mean = x.iter().map(|&v| v as f64).sum::<f64>() / m;
+        let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / m;
+        let (got_mean, got_var) = mean_var(&x);
+        assert!((got_mean - mean).abs() < 1e-12 && (got_var - var).abs() < 1e-12, "{got_mean} {got_var}");
+        for mask in [None, Some(&kept[..])] {
+            let live = |i: usize| mask.is_none_or(|k| k[i] > 0.0);
+            let s: f64 = (0..x.len()).filter(|&i| live(i)).map(|i| dy[i] as f64).sum();
+            let sx: f64 = (0..x.len()).filter(|&i| live(i)).map(|i| dy[i] as f64 * x[i] as f64).sum();
+            let (got_s, got_sx) = masked_sums(&dy, &x, mask);
+            assert!((got_s - s).abs() < 1e-9 && (got_sx - sx).abs() < 1e-9, "{got_s} {s} {got_sx} {sx}");
+        }
+    }
+}
