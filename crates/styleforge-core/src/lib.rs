@@ -8,6 +8,7 @@ pub mod cpu_conv;
 pub mod cpu_conv_grad;
 pub mod cpu_norm;
 pub mod cpu_norm_grad;
+pub mod cpu_pool;
 pub(crate) mod cpu_simd;
 pub mod cyclegan;
 pub mod device;

@@ -16,6 +16,7 @@ use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor};
 
 use crate::error::Result;
+use crate::cpu_pool;
 use crate::layers::{Conv, Padding};
 use crate::weights::Weights;
 
@@ -105,12 +106,9 @@ impl AdainEncoder {
         for (conv, &pool) in self.convs.iter().zip(&self.pool_after) {
             y = relu(conv.forward(y));
             if pool {
-                y = max_pool2d(
-                    y,
-                    MaxPoolOptions::new([2, 2])
-                        .with_stride([2, 2])
-                        .with_ceil_mode(true),
-                );
+                y = cpu_pool::max_pool2x2(&y, true).unwrap_or_else(|| {
+                    max_pool2d(y, MaxPoolOptions::new([2, 2]).with_stride([2, 2]).with_ceil_mode(true))
+                });
             }
         }
         y

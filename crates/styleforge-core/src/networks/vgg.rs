@@ -27,6 +27,7 @@ use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::error::{Error, Result};
+use crate::cpu_pool;
 use crate::layers::{Conv, Padding};
 use crate::weights::Weights;
 
@@ -417,7 +418,8 @@ impl Vgg {
                     y
                 }
                 LayerKind::Relu => relu(y),
-                LayerKind::Pool => max_pool2d(y, MaxPoolOptions::new([2, 2])),
+                LayerKind::Pool => cpu_pool::max_pool2x2(&y, false)
+                    .unwrap_or_else(|| max_pool2d(y, MaxPoolOptions::new([2, 2]).with_stride([2, 2]))),
             };
             keep(info.index, &y);
         }
