@@ -71,7 +71,7 @@ fn main() -> ExitCode {
     };
     let result = if compute {
         keep_freed_memory();
-        on_compute_pool(run)
+        styleforge_core::device::on_compute_threads(run)
     } else {
         run()
     };
@@ -82,14 +82,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Runs a one-shot compute command on one of rayon's worker threads. The kernels start a
-/// parallel loop for every layer, norm and gradient; started from a thread outside the pool,
-/// each one is queued and the caller sleeps on a lock until it finishes, two context switches per
-/// loop. From a worker, a loop runs on the caller and the other workers help.
-fn on_compute_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    rayon::scope(|_| f())
 }
 
 /// mimalloc's `mi_option_purge_delay` (`mimalloc.h`: the 16th option, v2 and v3 alike).

@@ -27,3 +27,12 @@ pub fn parse(name: &str) -> Result<Device> {
         ))),
     }
 }
+
+/// Runs a computation on one of rayon's worker threads and returns its result. The CPU kernels
+/// start a parallel loop for every layer, norm and gradient; started from a thread outside the
+/// pool, each loop is queued and the caller sleeps on a lock until it ends (two context
+/// switches per loop). Started from a worker, a loop runs on the caller with the other workers
+/// helping. Panics inside `f` reach the caller.
+pub fn on_compute_threads<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
+}

@@ -192,7 +192,7 @@ impl AppState {
                 }
             }
             let _d = Dec(running);
-            f()
+            styleforge_core::device::on_compute_threads(f)
         })
         .await
         .map_err(|e| ApiError::internal(format!("stylisation failed: {e}")))?;
