@@ -152,10 +152,10 @@ fn gan_train_row(path: &std::path::Path, size: usize, runs: usize, device: &Devi
 /// `scripts/pytorch-bench.py`, median of three runs interleaved with `styleforge bench`:
 /// (workload prefix, size, milliseconds).
 const PYTORCH_MS: [(&str, usize, f64); 4] = [
-    ("TransformerNet stock", 512, 514.0),
-    ("VGG19 to relu4_1", 512, 532.0),
-    ("Gatys step", 384, 853.0),
-    ("CycleGAN generator training step", 128, 64.0),
+    ("TransformerNet stock", 512, 777.0),
+    ("VGG19 to relu4_1", 512, 845.0),
+    ("Gatys step", 384, 1429.0),
+    ("CycleGAN generator training step", 128, 113.0),
 ];
 
 fn pytorch_ms(r: &Row) -> Option<f64> {
