@@ -24,6 +24,11 @@ pub(crate) fn mean_var(x: &[f32]) -> (f64, f64) {
         // SAFETY: the CPU has AVX-512F.
         return unsafe { avx512::mean_var(x) };
     }
+    mean_var_sequential(x)
+}
+
+/// [`mean_var`] one element at a time.
+fn mean_var_sequential(x: &[f32]) -> (f64, f64) {
     let m = x.len() as f64;
     let mean = x.iter().map(|&v| v as f64).sum::<f64>() / m;
     (mean, x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / m)
@@ -127,20 +132,25 @@ mod tests {
 
     #[test]
     fn sums_match_sequential_f64_sums() {
-        let x: Vec<f32> = (0..1037).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013 + 3.0).collect();
-        let dy: Vec<f32> = (0..1037).map(|i| ((i * 53 % 89) as f32 - 44.0) * 0.021).collect();
-        let kept: Vec<f32> = (0..1037).map(|i| (i % 3) as f32 - 1.0).collect();
-        let m = x.len() as f64;
-        let mean = x.iter().map(|&v| v as f64).sum::<f64>() / m;
-        let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / m;
-        let (got_mean, got_var) = mean_var(&x);
-        assert!((got_mean - mean).abs() < 1e-12 && (got_var - var).abs() < 1e-12, "{got_mean} {got_var}");
-        for mask in [None, Some(&kept[..])] {
-            let live = |i: usize| mask.is_none_or(|k| k[i] > 0.0);
-            let s: f64 = (0..x.len()).filter(|&i| live(i)).map(|i| dy[i] as f64).sum();
-            let sx: f64 = (0..x.len()).filter(|&i| live(i)).map(|i| dy[i] as f64 * x[i] as f64).sum();
-            let (got_s, got_sx) = masked_sums(&dy, &x, mask);
-            assert!((got_s - s).abs() < 1e-9 && (got_sx - sx).abs() < 1e-9, "{got_s} {s} {got_sx} {sx}");
+        // Whole vectors, a partial one, and remainders alone.
+        for len in [1, 15, 16, 17, 1037] {
+            let x: Vec<f32> = (0..len).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013 + 3.0).collect();
+            let dy: Vec<f32> = (0..len).map(|i| ((i * 53 % 89) as f32 - 44.0) * 0.021).collect();
+            let kept: Vec<f32> = (0..len).map(|i| (i % 3) as f32 - 1.0).collect();
+            let m = len as f64;
+            let mean = x.iter().map(|&v| v as f64).sum::<f64>() / m;
+            let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / m;
+            for (what, (got_mean, got_var)) in [("dispatched", mean_var(&x)), ("sequential", mean_var_sequential(&x))] {
+                assert!((got_mean - mean).abs() < 1e-12 && (got_var - var).abs() < 1e-12, "{what} {len}: {got_mean} {got_var}");
+            }
+            for mask in [None, Some(&kept[..])] {
+                let live = |i: usize| mask.is_none_or(|k| k[i] > 0.0);
+                let s: f64 = (0..len).filter(|&i| live(i)).map(|i| dy[i] as f64).sum();
+                let sx: f64 = (0..len).filter(|&i| live(i)).map(|i| dy[i] as f64 * x[i] as f64).sum();
+                for (what, (got_s, got_sx)) in [("dispatched", masked_sums(&dy, &x, mask)), ("sequential", masked_tail(&dy, &x, mask, 0))] {
+                    assert!((got_s - s).abs() < 1e-9 && (got_sx - sx).abs() < 1e-9, "{what} {len}: {got_s} {s} {got_sx} {sx}");
+                }
+            }
         }
     }
 }
