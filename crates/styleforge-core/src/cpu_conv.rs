@@ -464,13 +464,12 @@ pub(crate) fn fill_phases(
             // Transposed in blocks of 16 pixels, so that each channel's reads are a short
             // contiguous run and the block stays in L1.
             for (block, px) in line.chunks_mut(16 * ci).zip(src_cols.chunks(16)) {
-                let first = px[0].unwrap_or(usize::MAX);
-                let contiguous = px.len() == 16 && px.iter().enumerate().all(|(j, &c)| c == Some(first + j));
+                // The first source column when the block's sixteen are consecutive.
+                let run_start = px[0].filter(|&first| px.len() == 16 && px.iter().zip(first..).all(|(&c, e)| c == Some(e)));
                 vectorized(#[inline(always)] || {
                     for (ch, channel) in src.chunks_exact(plane).enumerate() {
                         let row = &channel[r * w..(r + 1) * w];
-                        if contiguous {
-                            // Interior pixels: sixteen consecutive source columns.
+                        if let Some(first) = run_start {
                             let run: &[f32; 16] = row[first..first + 16].try_into().expect("16 columns");
                             for (j, &v) in run.iter().enumerate() {
                                 block[j * ci + ch] = v;
