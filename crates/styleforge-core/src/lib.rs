@@ -1,26 +1,15 @@
-//! styleforge engine: image I/O, the style-transfer networks (generic over burn's backends),
-//! the stylisation methods built on them, tiled inference and the model library.
+//! styleforge engine: the CPU kernels (`kernels`), the style-transfer networks generic over burn's
+//! backends (`networks`), the stylisation methods built on them and their registry (`methods`),
+//! the trainers (`train`), the model library and downloader (`library`), and image I/O, tiling
+//! and colour operations.
 
-pub mod adain;
 pub mod color;
-pub(crate) mod cpu_autodiff;
-pub mod cpu_conv;
-pub mod cpu_conv_grad;
-pub mod cpu_norm;
-pub mod cpu_norm_grad;
-pub mod cpu_pool;
-pub(crate) mod cpu_simd;
-pub mod cyclegan;
 pub mod device;
-pub mod download;
 pub mod error;
-pub mod fast_style;
-pub mod gatys;
-pub mod generate;
 pub mod image_io;
-pub mod layers;
+pub mod kernels;
 pub mod library;
-pub mod model;
+pub mod methods;
 pub mod networks;
 pub mod shared;
 pub mod tiling;

@@ -3,7 +3,7 @@
 //!
 //! Memory is bounded by the tile, not the image: only one tile is on the backend at a time,
 //! and the host keeps the input, the weighted sum and the weight plane. Networks with instance
-//! normalisation get the whole image's statistics from the caller (see [`crate::layers::NormContext`]);
+//! normalisation get the whole image's statistics from the caller (see [`crate::networks::layers::NormContext`]);
 //! the tiler itself knows nothing of the network.
 
 use burn::tensor::ops::PadMode;
@@ -11,7 +11,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::error::{Error, Result};
 use crate::image_io::Picture;
-use crate::layers::{NormContext, NormStats};
+use crate::networks::layers::{NormContext, NormStats};
 use crate::weights::HostTensor;
 
 /// How to split an image into tiles.

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use burn::tensor::Tensor;
 use common::{device, rel_l2};
-use styleforge_core::adain::{
+use styleforge_core::methods::adain::{
     AdainModel, AdainOptions, Mask, PreserveColor, Style, StyleStats, adain, coral,
 };
 use styleforge_core::color::rgb_to_ycbcr;

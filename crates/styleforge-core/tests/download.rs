@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
-use styleforge_core::download::{self, DownloadOptions, Entry, Manifest, Part, Source};
+use styleforge_core::library::download::{self, DownloadOptions, Entry, Manifest, Part, Source};
 use styleforge_core::library::Library;
 use styleforge_core::shared;
 use styleforge_core::weights::{HostTensor, Weights};

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::tensor::{Tensor, TensorData};
 use common::{device, rel_l2};
-use styleforge_core::gatys::{
+use styleforge_core::methods::gatys::{
     self, GatysOptions, Init, LossConfig, Losses, Optimizer, Progress, Targets, gram,
 };
 use styleforge_core::image_io::{self, DEFAULT_MAX_PIXELS, Picture};

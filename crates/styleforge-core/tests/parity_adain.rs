@@ -5,7 +5,7 @@ mod common;
 
 use burn::tensor::Tensor;
 use common::{assert_close, device, reference, rel_l2};
-use styleforge_core::adain::{AdainModel, AdainOptions, Style, StyleStats, adain};
+use styleforge_core::methods::adain::{AdainModel, AdainOptions, Style, StyleStats, adain};
 use styleforge_core::image_io::Picture;
 use styleforge_core::shared;
 use styleforge_core::weights::{HostTensor, Weights};

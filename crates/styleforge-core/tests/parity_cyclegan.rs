@@ -6,9 +6,9 @@ mod common;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use common::{assert_close, device, reference, rel_l2};
-use styleforge_core::cyclegan::{CycleGan, CycleGanOptions, STATS_SIZE};
+use styleforge_core::methods::cyclegan::{CycleGan, CycleGanOptions, STATS_SIZE};
 use styleforge_core::image_io::Picture;
-use styleforge_core::layers::NormContext;
+use styleforge_core::networks::layers::NormContext;
 use styleforge_core::networks::cyclegan::{
     DiscriminatorConfig, GeneratorConfig, PatchDiscriminator, ResnetGenerator,
 };

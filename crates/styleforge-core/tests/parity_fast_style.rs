@@ -3,8 +3,8 @@
 mod common;
 
 use common::{assert_close, device, reference};
-use styleforge_core::fast_style::{Family, FastStyleNet};
-use styleforge_core::layers::NormContext;
+use styleforge_core::methods::fast::{Family, FastStyleNet};
+use styleforge_core::networks::layers::NormContext;
 use styleforge_core::networks::transformer_net::TransformerNet;
 use styleforge_core::shared;
 use styleforge_core::weights::Weights;

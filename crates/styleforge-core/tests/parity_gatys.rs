@@ -5,7 +5,7 @@
 mod common;
 
 use common::{assert_close, device, reference, rel_l2};
-use styleforge_core::gatys::{LossConfig, STYLE_LAYERS, Targets, gram};
+use styleforge_core::methods::gatys::{LossConfig, STYLE_LAYERS, Targets, gram};
 use styleforge_core::networks::vgg::{Vgg, VggVariant};
 use styleforge_core::shared;
 use styleforge_core::weights::HostTensor;

@@ -4,9 +4,9 @@ mod common;
 
 use common::device;
 use styleforge_core::color::mean_abs_diff;
-use styleforge_core::fast_style::{FastStyleNet, StylizeOptions};
+use styleforge_core::methods::fast::{FastStyleNet, StylizeOptions};
 use styleforge_core::image_io;
-use styleforge_core::layers::NormContext;
+use styleforge_core::networks::layers::NormContext;
 use styleforge_core::shared;
 use styleforge_core::tiling::{planes_to_tensor, run_tiled, tensor_to_planes, TileConfig};
 

@@ -203,7 +203,7 @@ fn resume_continues_exactly() {
     assert_eq!(strip(a_dir.path()), strip(b_dir.path()));
     // The exported generator is a reference state dict and stylises through the cyclegan method.
     let g = a.export_generator(true).unwrap();
-    assert!(styleforge_core::cyclegan::CycleGan::detect(&g));
+    assert!(styleforge_core::methods::cyclegan::CycleGan::detect(&g));
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::tensor::Device;
-use styleforge_core::fast_style::FastStyleNet;
+use styleforge_core::methods::fast::FastStyleNet;
 use styleforge_core::image_io::{self, Picture};
 use styleforge_core::networks::vgg::{LayerKind, VggVariant};
 use styleforge_core::shared;

@@ -16,8 +16,8 @@ use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor};
 
 use crate::error::Result;
-use crate::cpu_pool;
-use crate::layers::{Conv, Padding};
+use crate::kernels::cpu_pool;
+use crate::networks::layers::{Conv, Padding};
 use crate::weights::Weights;
 
 /// Channels of the relu4_1 features (the encoder's output, the decoder's input).

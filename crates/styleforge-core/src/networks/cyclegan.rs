@@ -20,10 +20,10 @@ use burn::tensor::module::{conv_transpose2d, conv2d};
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{DType, Device, Gradients, Tensor};
 
-use crate::cpu_conv::{self, Geometry};
-use crate::{cpu_conv_grad, cpu_norm_grad};
+use crate::kernels::cpu_conv::{self, Geometry};
+use crate::kernels::{cpu_conv_grad, cpu_norm_grad};
 use crate::error::{Error, Result};
-use crate::layers::{Conv, NormContext, Padding};
+use crate::networks::layers::{Conv, NormContext, Padding};
 use crate::weights::{HostTensor, Weights};
 
 /// Instance-norm epsilon of the reference.
@@ -229,7 +229,7 @@ pub fn instance_norm(ctx: &mut NormContext, x: Tensor<4>, eps: f64) -> Tensor<4>
 }
 
 /// Instance norm and an optional ReLU as the networks use them: one fused pass on flex tensors
-/// ([`crate::cpu_norm`] for inference, [`cpu_norm_grad`] on autodiff ones with local statistics,
+/// ([`crate::kernels::cpu_norm`] for inference, [`cpu_norm_grad`] on autodiff ones with local statistics,
 /// its arithmetic in `f64`), otherwise burn's operations, in `f64` when `exact`.
 fn norm_then(ctx: &mut NormContext, x: Tensor<4>, with_relu: bool, exact: bool) -> Tensor<4> {
     if !x.is_autodiff() {

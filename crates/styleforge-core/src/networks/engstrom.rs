@@ -9,7 +9,7 @@ use burn::tensor::activation::tanh;
 use burn::tensor::{Device, Tensor};
 
 use crate::error::Result;
-use crate::layers::{Affine, Conv, ConvTransposeSame, NormContext, Padding};
+use crate::networks::layers::{Affine, Conv, ConvTransposeSame, NormContext, Padding};
 use crate::weights::Weights;
 
 const EPS: f64 = 1e-3;

@@ -4,5 +4,6 @@ pub mod adain;
 pub mod cyclegan;
 pub mod dcgan;
 pub mod engstrom;
+pub mod layers;
 pub mod transformer_net;
 pub mod vgg;

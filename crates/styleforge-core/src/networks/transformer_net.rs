@@ -9,7 +9,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::error::{Error, Result};
 use crate::networks::cyclegan::{ParamRef, collect_weights};
-use crate::layers::{Affine, Conv, NormContext, Padding};
+use crate::networks::layers::{Affine, Conv, NormContext, Padding};
 use crate::weights::{HostTensor, Weights};
 
 const EPS: f64 = 1e-5;

@@ -27,8 +27,8 @@ use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::error::{Error, Result};
-use crate::cpu_pool;
-use crate::layers::{Conv, Padding};
+use crate::kernels::cpu_pool;
+use crate::networks::layers::{Conv, Padding};
 use crate::weights::Weights;
 
 /// ImageNet channel means (RGB, `[0, 1]` scale).

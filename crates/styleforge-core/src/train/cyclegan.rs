@@ -26,7 +26,7 @@ use super::rng::Rng;
 use super::{Trainer, grid, pictures_from_unit};
 use crate::error::{Error, Result};
 use crate::image_io::Picture;
-use crate::layers::NormContext;
+use crate::networks::layers::NormContext;
 use crate::networks::cyclegan::{
     DiscriminatorConfig, GeneratorConfig, PatchDiscriminator, ResnetGenerator,
 };

@@ -25,9 +25,9 @@ use super::data::CropDataset;
 use super::rng::Rng;
 use super::{Trainer, grid};
 use crate::error::{Error, Result};
-use crate::gatys::{gram, tv_loss};
+use crate::methods::gatys::{gram, tv_loss};
 use crate::image_io::Picture;
-use crate::layers::NormContext;
+use crate::networks::layers::NormContext;
 use crate::networks::cyclegan::{DiscriminatorConfig, PatchDiscriminator};
 use crate::networks::transformer_net::TransformerNet;
 use crate::networks::vgg::{Vgg, VggVariant};
@@ -351,5 +351,50 @@ impl Trainer for FastStyleTrainer {
     fn sample_grid(&self) -> Result<Picture> {
         let out = self.stylize(&self.preview)?;
         grid(&[self.preview.clone(), out], 2, 2)
+    }
+}
+
+/// A fast-style training run as the command line and the service set it up: the loss network,
+/// the style image, the content photos of a folder in square crops, and a preview photo.
+#[derive(Debug)]
+pub struct Recipe<'a> {
+    /// The VGG loss network's weights (the variant is read from them).
+    pub loss_network: &'a Weights,
+    /// The style image, RGB 0..255.
+    pub style: &'a Picture,
+    /// The style image's longer side is scaled to at most this.
+    pub style_size: u32,
+    /// The folder of content photos.
+    pub content_dir: &'a std::path::Path,
+    /// Side of the square content crops, in pixels.
+    pub crop: u32,
+    /// The preview photo; `None` takes the folder's first photo.
+    pub preview: Option<&'a std::path::Path>,
+    /// Pixel limit when reading the preview.
+    pub max_pixels: u64,
+}
+
+impl FastStyleTrainer {
+    /// Builds the trainer of a [`Recipe`]: the reference settings for the loss network's
+    /// variant ([`FastStyleSettings::reference`]), changed by `configure`, and returns it with
+    /// the preview photo. Errors: an unreadable loss network, style or preview, an empty folder,
+    /// settings that [`FastStyleSettings::check`] refuses.
+    pub fn from_recipe(
+        recipe: &Recipe<'_>,
+        configure: impl FnOnce(&mut FastStyleSettings),
+        device: &Device,
+        seed: u64,
+    ) -> Result<(Self, Picture)> {
+        let variant = Vgg::from_weights(recipe.loss_network, None, &Device::flex())?.variant();
+        let data = CropDataset::from_folder(recipe.content_dir, recipe.crop, recipe.crop)?;
+        let preview_path = match recipe.preview {
+            Some(p) => p.to_path_buf(),
+            None => super::data::image_files(recipe.content_dir)?.remove(0),
+        };
+        let preview = crate::image_io::read(&preview_path, recipe.max_pixels)?;
+        let mut settings = FastStyleSettings::reference(variant);
+        configure(&mut settings);
+        let trainer = Self::new(settings, recipe.loss_network, recipe.style, recipe.style_size, data, &preview, device, seed)?;
+        Ok((trainer, preview))
     }
 }

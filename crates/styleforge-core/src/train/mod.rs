@@ -391,3 +391,34 @@ pub fn pictures_from_unit(data: &[f32], n: usize, w: u32, h: u32) -> Vec<Picture
         })
         .collect()
 }
+
+/// Adds the generator of the checkpoint in `dir` to `library` as the model `info` describes
+/// (name, title, tags, description, licence), recording the run in its metadata (`training`:
+/// kind, steps, direction, settings, the style's sha256) and the tensors' digest. `reverse`
+/// exports a CycleGAN's B→A generator. Errors: no checkpoint, a kind that has no generator to
+/// export, library errors (an existing name without `overwrite`).
+pub fn export(dir: &Path, mut info: crate::library::ModelInfo, reverse: bool, library: &crate::library::Library, overwrite: bool) -> Result<crate::library::ModelInfo> {
+    let ck = load_checkpoint(dir)?;
+    let prefix = match (ck.kind.as_str(), reverse) {
+        ("cyclegan", false) => "G_A.",
+        ("cyclegan", true) => "G_B.",
+        ("dcgan", false) => "G.",
+        ("fast-style", false) => "T.",
+        (k, true) => return Err(Error::Param(format!("reverse export applies to CycleGAN runs, not {k}"))),
+        (k, _) => return Err(Error::Param(format!("cannot export a {k} run"))),
+    };
+    let mut weights = ck.tensors.with_prefix(prefix);
+    if info.description.is_empty() {
+        info.description = format!("{} generator trained by styleforge for {} steps.", ck.kind, ck.step);
+    }
+    info.training.insert("kind".into(), ck.kind.clone());
+    info.training.insert("steps".into(), ck.step.to_string());
+    info.training.insert("direction".into(), if reverse { "B->A" } else { "A->B" }.into());
+    info.training.insert("settings".into(), ck.trainer["settings"].to_string());
+    if let Some(sha) = ck.trainer["settings"]["style_sha256"].as_str() {
+        info.training.insert("style_sha256".into(), sha.to_string());
+    }
+    info.sha256 = weights.content_sha256();
+    library.add_weights(&mut weights, &mut info, overwrite)?;
+    Ok(info)
+}

@@ -12,9 +12,11 @@ use burn::tensor::ops::PadMode;
 use burn::tensor::{Device, Tensor};
 
 use crate::error::{Error, Result};
-use crate::fast_style::{self, StylizeOptions};
+use crate::methods::fast::{self, StylizeOptions};
 use crate::image_io::Picture;
-use crate::layers::{NormContext, NormStats};
+use crate::library::{Loaded, ModelKind};
+use crate::methods::{Control, Execution, Input, Method, MethodInfo, Outcome, Params, StyleSource, wrong_model};
+use crate::networks::layers::{NormContext, NormStats};
 use crate::networks::cyclegan::{GeneratorConfig, ResnetGenerator};
 use crate::tiling::{norm_stats, run_normalized};
 use crate::weights::Weights;
@@ -60,7 +62,7 @@ impl CycleGanOptions {
 
 /// Checks user-facing options (strength within 0..1, a non-zero size limit, tiles of 64 or more).
 pub fn validate(opts: &CycleGanOptions) -> Result<()> {
-    fast_style::validate(&opts.as_stylize())
+    fast::validate(&opts.as_stylize())
 }
 
 /// A loaded CycleGAN generator, RGB to RGB.
@@ -150,12 +152,48 @@ impl CycleGan {
         let mut out = run_normalized(&pic, opts.tile, STATS_SIZE, device, &|x, ctx| {
             self.forward_any_size(x, ctx)
         })?;
-        fast_style::finish(&pic, &mut out, &opts.as_stylize())?;
+        fast::finish(&pic, &mut out, &opts.as_stylize())?;
         Ok(Picture {
             width: pic.width,
             height: pic.height,
             rgb: out,
             alpha: pic.alpha.clone(),
         })
+    }
+}
+
+/// The `cyclegan` method: a CycleGAN generator translates photos into a painter's style
+/// (Zhu et al., ICCV 2017; junyanz/pytorch-CycleGAN-and-pix2pix).
+#[derive(Debug)]
+pub struct CycleGanMethod;
+
+static CYCLEGAN: MethodInfo = MethodInfo {
+    name: "cyclegan",
+    title: "GAN translation",
+    summary: "A generator trained on this painter's work.",
+    source: "Zhu et al., Unpaired Image-to-Image Translation using Cycle-Consistent Adversarial Networks (ICCV 2017), junyanz/pytorch-CycleGAN-and-pix2pix",
+    model_kinds: &[ModelKind::CycleGan],
+    default_model: None,
+    style: StyleSource::Model,
+    mask: false,
+    execution: Execution::Sync,
+    tiles: true,
+    min_side: 1,
+    options: &["strength", "preserve_color", "max_size", "tile"],
+};
+
+impl Method for CycleGanMethod {
+    fn info(&self) -> &'static MethodInfo {
+        &CYCLEGAN
+    }
+
+    fn run(&self, model: &Loaded, input: &Input, params: &Params, device: &Device, control: &mut Control<'_>) -> Result<Outcome> {
+        let Loaded::CycleGan(gan) = model else {
+            return Err(wrong_model(&CYCLEGAN, model));
+        };
+        control.stage(0.1, "translating");
+        let o = StylizeOptions::from_params(&CYCLEGAN, params, &input.content);
+        let opts = CycleGanOptions { max_size: o.max_size, tile: o.tile, strength: o.strength, preserve_color: o.preserve_color };
+        Ok(Outcome::done(gan.stylize(&input.content, &opts, device)?))
     }
 }

@@ -13,7 +13,7 @@ use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
-use crate::cpu_autodiff::{contiguous, flex, operand, record};
+use crate::kernels::cpu_autodiff::{contiguous, flex, operand, record};
 
 /// Max pooling of `x` `[N, C, H, W]` over 2×2 windows at stride 2; with `ceil`, a last odd row
 /// or column forms a partial window (PyTorch's `ceil_mode`), otherwise it is dropped. `None`

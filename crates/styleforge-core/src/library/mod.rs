@@ -5,6 +5,11 @@
 //! URL, sha256 of the source) lives in the file's own `__metadata__`, so a model is one file
 //! that can be copied between machines; listing reads headers only.
 
+pub mod download;
+pub mod kind;
+
+pub use kind::{Loaded, ModelKind};
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -12,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::fast_style::Family;
+use crate::methods::fast::Family;
 use crate::image_io::write_atomic;
 use crate::weights::Weights;
 
@@ -197,7 +202,7 @@ impl Library {
     pub fn import(&self, files: &[PathBuf], mut info: ModelInfo, overwrite: bool) -> Result<ModelInfo> {
         let mut weights = match files {
             [one] => Weights::load(one)?,
-            [a, b] => crate::model::combine_adain(Weights::load(a)?, Weights::load(b)?)?,
+            [a, b] => kind::combine_adain(Weights::load(a)?, Weights::load(b)?)?,
             _ => return Err(Error::Param("import takes one weight file (or the two AdaIN files)".into())),
         };
         if info.sha256.is_empty() {
@@ -246,11 +251,11 @@ impl Library {
 /// Removes tensors no network reads: the legacy instance-norm buffers of old TransformerNet
 /// and CycleGAN files, and the classifier of a full torchvision VGG (only `features` is used).
 pub fn drop_unused(weights: &mut Weights) {
-    match crate::model::detect(weights) {
-        Ok(crate::model::Kind::Fast(Family::TransformerNet) | crate::model::Kind::CycleGan) => {
+    match kind::detect(weights) {
+        Ok(d) if d.fast_family == Some(Family::TransformerNet) || d.kind == ModelKind::CycleGan => {
             weights.tensors.retain(|k, _| !crate::networks::cyclegan::is_legacy_norm_buffer(k));
         }
-        Ok(crate::model::Kind::Vgg(_)) if weights.has("features.0.weight") => {
+        Ok(d) if d.kind == ModelKind::Vgg && weights.has("features.0.weight") => {
             weights.tensors.retain(|k, _| k.starts_with("features."));
         }
         _ => {}
@@ -259,10 +264,10 @@ pub fn drop_unused(weights: &mut Weights) {
 
 /// Builds the network the weights claim to be, on the CPU, and fills family/method.
 fn check_loads(weights: &Weights, info: &mut ModelInfo) -> Result<()> {
-    let kind = crate::model::validate(weights)?;
-    info.family = kind.family().to_string();
-    if info.method.is_empty() || info.method != kind.method() {
-        info.method = kind.method().into();
+    let detected = kind::validate(weights)?;
+    info.family = detected.family.to_string();
+    if info.method.is_empty() || info.method != detected.kind.name() {
+        info.method = detected.kind.name().into();
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! Helpers for the custom autodiff operations on flex tensors ([`crate::cpu_conv_grad`],
-//! [`crate::cpu_norm_grad`]): operands as contiguous values plus graph nodes, and the
+//! Helpers for the custom autodiff operations on flex tensors ([`crate::kernels::cpu_conv_grad`],
+//! [`crate::kernels::cpu_norm_grad`]): operands as contiguous values plus graph nodes, and the
 //! registration of an operation's backward step.
 
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;

@@ -16,7 +16,7 @@
 //! The gradient comes from burn's autodiff (the device's `.autodiff()` twin); the optimisers
 //! ([`optim`]: L-BFGS with a strong-Wolfe line search, and Adam) run on the host. Coarse-to-fine
 //! optimisation runs at several sizes, each initialised from the upsampled result of the one
-//! before. Colour preservation and strength reuse [`crate::fast_style::finish`].
+//! before. Colour preservation and strength reuse [`crate::methods::fast::finish`].
 
 pub mod optim;
 
@@ -27,8 +27,10 @@ use std::time::{Duration, Instant};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::error::{Error, Result};
-use crate::fast_style::{StylizeOptions, finish};
+use crate::methods::fast::{StylizeOptions, finish};
 use crate::image_io::Picture;
+use crate::library::{Loaded, ModelKind};
+use crate::methods::{self as registry, Execution, Input, Method, MethodInfo, Params, StyleSource, wrong_model};
 use crate::networks::vgg::{LayerKind, Vgg};
 use crate::weights::HostTensor;
 
@@ -416,7 +418,7 @@ impl Targets {
 
 /// Checks the options against the extractor and the styles.
 pub fn validate(opts: &GatysOptions, vgg: &Vgg, styles: &[(Picture, f32)]) -> Result<()> {
-    crate::fast_style::validate(&StylizeOptions {
+    crate::methods::fast::validate(&StylizeOptions {
         strength: opts.strength,
         preserve_color: opts.preserve_color,
         max_size: opts.max_size,
@@ -1062,5 +1064,119 @@ mod tests {
                 assert!((back[i][j] - want).abs() < 1e-9, "{back:?}");
             }
         }
+    }
+}
+
+/// The `gatys` method: optimisation of the image against VGG-19 content and style losses
+/// (Gatys et al., CVPR 2016; jcjohnson/neural-style, the PyTorch tutorial).
+#[derive(Debug)]
+pub struct Gatys;
+
+static GATYS: MethodInfo = MethodInfo {
+    name: "gatys",
+    title: "Optimisation (Gatys)",
+    summary: "Finest detail. Runs as a job with progress.",
+    source: "Gatys et al., Image Style Transfer Using Convolutional Neural Networks (CVPR 2016), jcjohnson/neural-style",
+    model_kinds: &[ModelKind::Vgg],
+    default_model: Some("vgg19"),
+    style: StyleSource::Images { max: 8 },
+    mask: false,
+    execution: Execution::Job,
+    tiles: false,
+    min_side: 1,
+    options: &[
+        "strength",
+        "preserve_color",
+        "max_size",
+        "color_match",
+        "iterations",
+        "scales",
+        "optimizer",
+        "content_weight",
+        "style_weight",
+        "tv_weight",
+        "init",
+        "seed",
+        "preview_every",
+    ],
+};
+
+impl GatysOptions {
+    /// The options of a run from the registry's parameters.
+    pub fn from_params(params: &Params) -> Self {
+        let loss = LossConfig {
+            content_weight: params.number("content_weight") as f32,
+            style_weight: params.number("style_weight") as f32,
+            tv_weight: params.number("tv_weight") as f32,
+            ..LossConfig::default()
+        };
+        GatysOptions {
+            max_size: params.max_size(),
+            scales: params.integer("scales").unwrap_or(1) as usize,
+            iterations: params.integer("iterations").unwrap_or(300) as usize,
+            optimizer: match params.choice("optimizer") {
+                "adam" => Optimizer::Adam { learning_rate: 0.02 },
+                _ => Optimizer::default(),
+            },
+            init: match params.choice("init") {
+                "style" => Init::Style,
+                "noise" => Init::Noise { seed: params.integer("seed").unwrap_or(0) },
+                _ => Init::Content,
+            },
+            loss,
+            match_style_colors: params.flag("color_match"),
+            preserve_color: params.flag("preserve_color"),
+            strength: params.strength(),
+            preview_every: params.integer("preview_every").map(|n| n as usize),
+            ..Default::default()
+        }
+    }
+}
+
+impl Method for Gatys {
+    fn info(&self) -> &'static MethodInfo {
+        &GATYS
+    }
+
+    fn run(&self, model: &Loaded, input: &Input, params: &Params, device: &Device, control: &mut registry::Control<'_>) -> Result<registry::Outcome> {
+        let Loaded::Vgg(vgg) = model else {
+            return Err(wrong_model(&GATYS, model));
+        };
+        let styles = input.style_pictures(GATYS.name)?;
+        if styles.is_empty() {
+            return Err(Error::Param("method gatys needs at least one style image".into()));
+        }
+        let opts = GatysOptions { cancel: control.cancel.clone(), ..GatysOptions::from_params(params) };
+        let report = &mut control.progress;
+        let out = run(&input.content, &styles, &opts, vgg, device, &mut |p| {
+            let done = (p.scale * p.iterations + p.iteration) as u64;
+            let total = (p.scales * p.iterations).max(1) as u64;
+            let l = &p.losses;
+            report(&registry::Progress {
+                fraction: 0.05 + 0.9 * done as f64 / total as f64,
+                stage: format!("optimising {}x{}", p.width, p.height),
+                step: Some((done, total)),
+                eta: p.eta,
+                detail: Some(format!(
+                    "loss {:.4e} (content {:.3e} style {:.3e} tv {:.3e})",
+                    l.total, l.content, l.style, l.tv
+                )),
+                preview: p.image.map(|img| (img, format!("scale{}.iter{}", p.scale, p.iteration))),
+            });
+            true
+        })?;
+        let summary = format!(
+            "gatys: {} iterations, {} evaluations, final loss {:.4e}, {:.1} s",
+            out.iterations,
+            out.evaluations,
+            out.losses.total,
+            out.elapsed.as_secs_f64()
+        );
+        Ok(registry::Outcome {
+            picture: out.picture,
+            cancelled: out.cancelled,
+            losses: Some((out.losses.content, out.losses.style)),
+            summary: Some(summary),
+        })
     }
 }

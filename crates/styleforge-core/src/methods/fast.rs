@@ -8,7 +8,9 @@ use burn::tensor::{Device, Tensor};
 use crate::color;
 use crate::error::{Error, Result};
 use crate::image_io::Picture;
-use crate::layers::NormContext;
+use crate::library::{Loaded, ModelKind};
+use crate::methods::{Control, Execution, Input, Method, MethodInfo, Outcome, Params, StyleSource, tile_for, wrong_model};
+use crate::networks::layers::NormContext;
 use crate::networks::engstrom::EngstromNet;
 use crate::networks::transformer_net::TransformerNet;
 use crate::tiling::{TileConfig, norm_stats, run_normalized, run_padded};
@@ -146,7 +148,7 @@ impl FastStyleNet {
     }
 
     /// Instance-norm statistics of every layer, measured on the picture scaled to `size` (long side).
-    pub fn norm_stats(&self, pic: &Picture, size: u32, device: &Device) -> crate::layers::NormStats {
+    pub fn norm_stats(&self, pic: &Picture, size: u32, device: &Device) -> crate::networks::layers::NormStats {
         norm_stats(pic, size, device, &|x, ctx| self.forward_any_size(x, ctx))
     }
 }
@@ -179,4 +181,53 @@ pub fn finish(content: &Picture, out: &mut [f32], opts: &StylizeOptions) -> Resu
         color::preserve_color(&content.rgb, out)?;
     }
     color::blend(&content.rgb, out, opts.strength)
+}
+
+/// The `fast` method: a feed-forward network trained for one style (Johnson et al., ECCV 2016;
+/// Engstrom's TensorFlow variant).
+#[derive(Debug)]
+pub struct Fast;
+
+static FAST: MethodInfo = MethodInfo {
+    name: "fast",
+    title: "Fast network",
+    summary: "Trained for this style. About a second.",
+    source: "Johnson et al., Perceptual Losses for Real-Time Style Transfer (ECCV 2016), pytorch/examples fast_neural_style; Engstrom, fast-style-transfer",
+    model_kinds: &[ModelKind::Fast],
+    default_model: None,
+    style: StyleSource::Model,
+    mask: false,
+    execution: Execution::Sync,
+    tiles: true,
+    min_side: 1,
+    options: &["strength", "preserve_color", "max_size", "tile"],
+};
+
+impl Method for Fast {
+    fn info(&self) -> &'static MethodInfo {
+        &FAST
+    }
+
+    fn run(&self, model: &Loaded, input: &Input, params: &Params, device: &Device, control: &mut Control<'_>) -> Result<Outcome> {
+        let Loaded::Fast(net) = model else {
+            return Err(wrong_model(&FAST, model));
+        };
+        control.stage(0.1, "stylizing");
+        let opts = StylizeOptions::from_params(&FAST, params, &input.content);
+        Ok(Outcome::done(net.stylize(&input.content, &opts, device)?))
+    }
+}
+
+impl StylizeOptions {
+    /// The options of a feed-forward run: strength, colour preservation, size limit and the
+    /// registry's tiling rule.
+    pub fn from_params(info: &MethodInfo, params: &Params, content: &Picture) -> Self {
+        StylizeOptions {
+            strength: params.strength(),
+            preserve_color: params.flag("preserve_color"),
+            max_size: params.max_size(),
+            tile: tile_for(info, params, content.width, content.height),
+            ..Default::default()
+        }
+    }
 }

@@ -18,8 +18,8 @@ use burn::tensor::Tensor;
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use crate::cpu_autodiff::{contiguous, flex, operand, parents, record};
-use crate::cpu_simd::{masked_sums, mean_var, vectorized};
+use crate::kernels::cpu_autodiff::{contiguous, flex, operand, parents, record};
+use crate::kernels::cpu_simd::{masked_sums, mean_var, vectorized};
 
 /// `relu?(γ·(x - mean)/sqrt(var + eps) + β)` per sample and channel of `x` `[N, C, H, W]`,
 /// recorded on the autodiff graph, where `x` is an autodiff flex `f32` tensor (γ and β may be

@@ -19,7 +19,7 @@ use burn::tensor::{DType, Tensor, TensorData};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use crate::cpu_simd::vectorized;
+use crate::kernels::cpu_simd::vectorized;
 
 /// The geometry of a convolution: stride, padding and an optional upsampling of the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -493,7 +493,7 @@ mod tests {
     use burn::tensor::{Device, Distribution};
 
     use super::*;
-    use crate::layers::upsample_nearest2;
+    use crate::networks::layers::upsample_nearest2;
 
     /// burn's padded convolution on the same input, the reference for the fused path.
     fn reference(x: Tensor<4>, w: Tensor<4>, b: Option<Tensor<1>>, g: Geometry) -> Tensor<4> {

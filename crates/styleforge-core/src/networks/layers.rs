@@ -11,7 +11,7 @@ use burn::tensor::ops::{
 };
 use burn::tensor::{Device, Tensor, TensorData, activation};
 
-use crate::{cpu_conv, cpu_conv_grad, cpu_norm, cpu_norm_grad};
+use crate::kernels::{cpu_conv, cpu_conv_grad, cpu_norm, cpu_norm_grad};
 use crate::error::Result;
 use crate::weights::Weights;
 

@@ -28,8 +28,8 @@ use burn::tensor::Tensor;
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use crate::cpu_autodiff::{contiguous, flex, operand, parents, record};
-use crate::cpu_conv::{self, Geometry};
+use crate::kernels::cpu_autodiff::{contiguous, flex, operand, parents, record};
+use crate::kernels::cpu_conv::{self, Geometry};
 
 /// [`cpu_conv::conv2d`] without upsampling, recorded on the autodiff graph, where the tensors
 /// are flex `f32` ones and at least one of them is an autodiff tensor (plain ones, such as a

@@ -112,7 +112,7 @@ mod tests {
     use burn::tensor::{Device, Distribution};
 
     use super::*;
-    use crate::layers::{Affine, NormContext};
+    use crate::networks::layers::{Affine, NormContext};
 
     /// The generic path: normalise, affine map, ReLU, as separate burn operations.
     fn reference(x: Tensor<4>, g: &Tensor<1>, b: &Tensor<1>, relu: bool) -> Tensor<4> {

@@ -34,8 +34,10 @@ use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::fast_style::{StylizeOptions, finish};
+use crate::methods::fast::{StylizeOptions, finish};
 use crate::image_io::{Picture, write_atomic};
+use crate::library::{Loaded, ModelKind};
+use crate::methods::{Control, Execution, Input, Method, MethodInfo, Outcome, Params, StyleSource, tile_for, wrong_model};
 use crate::networks::adain::{AdainDecoder, AdainEncoder, FEATURE_CHANNELS};
 use crate::tiling::{TileConfig, planes_to_tensor, run_tiled, tensor_to_planes};
 use crate::weights::{HostTensor, Weights};
@@ -927,5 +929,66 @@ mod tests {
         assert!(normalised_weights([0.0].into_iter()).is_err());
         assert!(normalised_weights([f32::NAN].into_iter()).is_err());
         assert!(normalised_weights(std::iter::empty()).is_err());
+    }
+}
+
+/// The `adain` method: any picture is a style, in one pass (Huang & Belongie, ICCV 2017;
+/// xunhuang1995/AdaIN-style).
+#[derive(Debug)]
+pub struct Adain;
+
+static ADAIN: MethodInfo = MethodInfo {
+    name: "adain",
+    title: "Arbitrary (AdaIN)",
+    summary: "Any style image, in one pass.",
+    source: "Huang & Belongie, Arbitrary Style Transfer in Real-time with Adaptive Instance Normalization (ICCV 2017), xunhuang1995/AdaIN-style",
+    model_kinds: &[ModelKind::Adain],
+    default_model: Some("adain"),
+    style: StyleSource::Images { max: 8 },
+    mask: true,
+    execution: Execution::Sync,
+    tiles: true,
+    min_side: MIN_SIDE,
+    options: &["strength", "preserve_color", "max_size", "tile", "alpha", "color_match"],
+};
+
+impl Method for Adain {
+    fn info(&self) -> &'static MethodInfo {
+        &ADAIN
+    }
+
+    fn run(&self, model: &Loaded, input: &Input, params: &Params, device: &Device, control: &mut Control<'_>) -> Result<Outcome> {
+        let Loaded::Adain(m) = model else {
+            return Err(wrong_model(&ADAIN, model));
+        };
+        if input.styles.is_empty() {
+            return Err(Error::Param("method adain needs at least one style image or statistics file".into()));
+        }
+        if input.mask.is_none() && !input.mask_styles.is_empty() {
+            return Err(Error::Param("styles for the mask's background need a mask".into()));
+        }
+        control.stage(0.1, "stylizing");
+        let content = &input.content;
+        let mask = input.mask.as_ref().map(|p| {
+            let p = if p.width != content.width || p.height != content.height {
+                p.resize(content.width, content.height)
+            } else {
+                p.clone()
+            };
+            Mask::from_picture(&p, input.mask_styles.clone())
+        });
+        let opts = AdainOptions {
+            alpha: (params.number("alpha") * params.number("strength")) as f32,
+            preserve_color: match (params.flag("color_match"), params.flag("preserve_color")) {
+                (true, _) => PreserveColor::Coral,
+                (false, true) => PreserveColor::Luminance,
+                (false, false) => PreserveColor::Off,
+            },
+            mask,
+            max_size: params.max_size(),
+            tile: tile_for(&ADAIN, params, content.width, content.height),
+            ..Default::default()
+        };
+        Ok(Outcome::done(m.stylize(content, &input.styles, &opts, device)?))
     }
 }

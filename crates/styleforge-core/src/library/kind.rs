@@ -1,0 +1,191 @@
+//! The kinds of model the library stores: the one vocabulary the engine, the CLI and the service
+//! use for "what network does this file hold", how it is recognised from its tensor names, and
+//! how it loads.
+//!
+//! A library model is one safetensors file. Fast-style networks and VGG feature extractors keep
+//! their reference key names; an AdaIN model holds its two networks under `encoder.` and
+//! `decoder.` (the release's `vgg_normalised.pth` and `decoder.pth` combined).
+
+use std::path::Path;
+
+use burn::tensor::Device;
+
+use crate::error::{Error, Result};
+use crate::library::ModelInfo;
+use crate::methods::adain::AdainModel;
+use crate::methods::cyclegan::CycleGan;
+use crate::methods::fast::{Family, FastStyleNet};
+use crate::networks::adain::{AdainDecoder, AdainEncoder};
+use crate::networks::dcgan::DcganGenerator;
+use crate::networks::vgg::{Vgg, VggVariant};
+use crate::weights::Weights;
+
+/// The kinds of model the library stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ModelKind {
+    /// A fast-style network (TransformerNet or Engstrom): one style per model.
+    Fast,
+    /// AdaIN encoder + decoder: any style image.
+    Adain,
+    /// A VGG feature extractor (Gatys optimisation, perceptual losses).
+    Vgg,
+    /// A CycleGAN ResNet generator (photo → painting translation).
+    CycleGan,
+    /// A DCGAN generator (new images from random latents).
+    Dcgan,
+}
+
+impl ModelKind {
+    /// Every kind.
+    pub const ALL: [ModelKind; 5] = [ModelKind::Fast, ModelKind::Adain, ModelKind::Vgg, ModelKind::CycleGan, ModelKind::Dcgan];
+
+    /// The name stored in a model's metadata (its `method` field) and shown to users:
+    /// `fast`, `adain`, `vgg`, `cyclegan`, `generate`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Fast => "fast",
+            ModelKind::Adain => "adain",
+            ModelKind::Vgg => "vgg",
+            ModelKind::CycleGan => "cyclegan",
+            ModelKind::Dcgan => "generate",
+        }
+    }
+
+    /// The kind a metadata name stands for (`gatys` is an older name of `vgg`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "gatys" => Some(ModelKind::Vgg),
+            _ => Self::ALL.into_iter().find(|k| k.name() == name),
+        }
+    }
+
+    /// The kind of a library model, from its metadata (a model named `vgg*` without a known
+    /// method is a VGG); `None` for anything styleforge does not run.
+    pub fn of(info: &ModelInfo) -> Option<Self> {
+        Self::from_name(&info.method).or_else(|| info.name.starts_with("vgg").then_some(ModelKind::Vgg))
+    }
+
+    /// Builds this kind of network from a weight map (checking every tensor's presence and shape).
+    pub fn load_weights(self, w: &Weights, device: &Device) -> Result<Loaded> {
+        Ok(match self {
+            ModelKind::Fast => Loaded::Fast(FastStyleNet::from_weights(w, device)?),
+            ModelKind::Adain => Loaded::Adain(load_adain(w, device)?),
+            ModelKind::Vgg => Loaded::Vgg(Vgg::from_weights(w, None, device)?),
+            ModelKind::CycleGan => Loaded::CycleGan(CycleGan::from_weights(w, device)?),
+            ModelKind::Dcgan => Loaded::Dcgan(DcganGenerator::load(w, device)?),
+        })
+    }
+
+    /// Loads a `.safetensors` or `.pth` file as this kind of network.
+    pub fn load(self, path: &Path, device: &Device) -> Result<Loaded> {
+        self.load_weights(&Weights::load(path)?, device)
+    }
+}
+
+impl std::fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A loaded network of any kind, as the methods take it.
+#[derive(Debug)]
+pub enum Loaded {
+    /// A fast-style network.
+    Fast(FastStyleNet),
+    /// The AdaIN encoder and decoder.
+    Adain(AdainModel),
+    /// A VGG feature network (the Gatys loss network).
+    Vgg(Vgg),
+    /// A CycleGAN generator.
+    CycleGan(CycleGan),
+    /// A DCGAN generator.
+    Dcgan(DcganGenerator),
+}
+
+impl Loaded {
+    /// The kind of network held.
+    pub fn kind(&self) -> ModelKind {
+        match self {
+            Loaded::Fast(_) => ModelKind::Fast,
+            Loaded::Adain(_) => ModelKind::Adain,
+            Loaded::Vgg(_) => ModelKind::Vgg,
+            Loaded::CycleGan(_) => ModelKind::CycleGan,
+            Loaded::Dcgan(_) => ModelKind::Dcgan,
+        }
+    }
+}
+
+/// What a weight map was recognised as: its kind and network family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Detected {
+    /// The kind.
+    pub kind: ModelKind,
+    /// The network family stored in the metadata (`transformer_net`, `engstrom`, `adain`,
+    /// `vgg16`, `vgg19`, `cyclegan_resnet`, `dcgan`).
+    pub family: &'static str,
+    /// The fast-style family, for fast-style networks.
+    pub fast_family: Option<Family>,
+    /// The VGG variant, for VGG feature extractors.
+    pub vgg: Option<VggVariant>,
+}
+
+impl Detected {
+    fn new(kind: ModelKind, family: &'static str) -> Self {
+        Self { kind, family, fast_family: None, vgg: None }
+    }
+}
+
+/// Recognises the kind from the tensor names alone.
+pub fn detect(w: &Weights) -> Result<Detected> {
+    if let Ok(f) = Family::detect(w) {
+        return Ok(Detected { fast_family: Some(f), ..Detected::new(ModelKind::Fast, f.name()) });
+    }
+    if AdainEncoder::detect(&w.with_prefix("encoder.")) && AdainDecoder::detect(&w.with_prefix("decoder.")) {
+        return Ok(Detected::new(ModelKind::Adain, "adain"));
+    }
+    if CycleGan::detect(w) {
+        return Ok(Detected::new(ModelKind::CycleGan, "cyclegan_resnet"));
+    }
+    if w.has("main.0.weight") && w.has("main.1.running_mean") && w.has("main.12.weight") {
+        return Ok(Detected::new(ModelKind::Dcgan, "dcgan"));
+    }
+    if let Some(v) = VggVariant::ALL.into_iter().find(|v| v.matches(w)) {
+        return Ok(Detected { vgg: Some(v), ..Detected::new(ModelKind::Vgg, v.name()) });
+    }
+    let some: Vec<&String> = w.tensors.keys().take(4).collect();
+    Err(Error::Weights(format!(
+        "not a model styleforge knows (fast-style TransformerNet or Engstrom, AdaIN encoder+decoder, VGG16/19, CycleGAN or DCGAN generator); first tensors: {some:?}"
+    )))
+}
+
+/// Recognises the kind and builds the network on the CPU, proving the file is complete.
+pub fn validate(w: &Weights) -> Result<Detected> {
+    let detected = detect(w)?;
+    drop(detected.kind.load_weights(w, &Device::flex())?);
+    Ok(detected)
+}
+
+/// Builds an AdaIN model from a combined map (`encoder.*`, `decoder.*`).
+pub fn load_adain(w: &Weights, device: &Device) -> Result<AdainModel> {
+    AdainModel::from_weights(&w.with_prefix("encoder."), &w.with_prefix("decoder."), device)
+}
+
+/// Combines the release's two AdaIN files into one map, recognising which is which.
+pub fn combine_adain(a: Weights, b: Weights) -> Result<Weights> {
+    let (enc, dec) = if AdainEncoder::detect(&a) && AdainDecoder::detect(&b) {
+        (a, b)
+    } else if AdainEncoder::detect(&b) && AdainDecoder::detect(&a) {
+        (b, a)
+    } else {
+        return Err(Error::Weights("expected the AdaIN encoder (vgg_normalised) and decoder files".into()));
+    };
+    let mut out = Weights::default();
+    for (k, t) in enc.tensors {
+        out.tensors.insert(format!("encoder.{k}"), t);
+    }
+    for (k, t) in dec.tensors {
+        out.tensors.insert(format!("decoder.{k}"), t);
+    }
+    Ok(out)
+}
