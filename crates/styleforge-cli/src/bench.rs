@@ -6,11 +6,11 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 use burn::tensor::{Device, Distribution, Tensor};
-use styleforge_core::adain;
-use styleforge_core::gatys;
+use styleforge_core::methods::adain;
+use styleforge_core::methods::gatys;
 use styleforge_core::networks::vgg::Vgg;
-use styleforge_core::fast_style::FastStyleNet;
-use styleforge_core::layers::NormContext;
+use styleforge_core::methods::fast::FastStyleNet;
+use styleforge_core::networks::layers::NormContext;
 use styleforge_core::library::Library;
 use styleforge_core::shared;
 

@@ -15,9 +15,10 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Image style transfer: fast per-style networks, model library, benchmarks.
+/// Image style transfer: stylize photos with any method, train new styles, serve them over HTTP,
+/// manage the model library, benchmark.
 #[derive(Parser, Debug)]
-#[command(name = "styleforge", version, about, long_about = None)]
+#[command(name = "styleforge", version, about, long_about = None, after_help = stylize::methods_overview())]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -25,14 +26,16 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Restyle one image, several, or a folder.
+    /// Restyle one image, several, or a folder, with any method (see below).
+    #[command(after_help = stylize::methods_overview())]
     Stylize(stylize::Args),
     /// List, import, download and remove models.
     Models {
         #[command(subcommand)]
         command: models::Command,
     },
-    /// Train GANs: CycleGAN (two unpaired folders), DCGAN (one folder); export generators.
+    /// Train new models: fast styles (a style image and photos), CycleGANs (two unpaired
+    /// folders), DCGANs (one folder); export them into the library.
     Train {
         #[command(subcommand)]
         command: train::Command,

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
-use styleforge_core::download::{self, DownloadOptions, Manifest};
+use styleforge_core::library::download::{self, DownloadOptions, Manifest};
 use styleforge_core::library::{Library, ModelInfo};
 use styleforge_core::weights::Weights;
 

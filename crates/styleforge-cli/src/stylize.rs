@@ -1,22 +1,20 @@
-//! `styleforge stylize`: inputs (files or folders) to outputs with any method: fast, adain, gatys.
+//! `styleforge stylize`: inputs (files or folders) to outputs with any method of the registry
+//! (`styleforge_core::methods`), its flags built from the registry's options.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
-use indicatif::{ProgressBar, ProgressStyle};
 use burn::tensor::Device;
-use styleforge_core::adain;
-use styleforge_core::cyclegan::{CycleGan, CycleGanOptions};
-use styleforge_core::fast_style::{FastStyleNet, StylizeOptions};
-use styleforge_core::gatys;
+use indicatif::{ProgressBar, ProgressStyle};
 use styleforge_core::image_io::{self, Format, Picture};
-use styleforge_core::library::Library;
-use styleforge_core::networks::vgg::Vgg;
+use styleforge_core::library::{Library, Loaded, kind};
+use styleforge_core::methods::{self, Control, Execution, Input, Method, MethodInfo, OptionKind, Params, StyleSource, adain};
 use styleforge_core::weights::Weights;
 
-/// Options of `styleforge stylize`.
+/// Options of `styleforge stylize`: the inputs, the method and its model and styles, and the
+/// method options from the registry ([`MethodOptions`]).
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Input images (JPEG, PNG, WebP) or folders of them.
@@ -25,12 +23,11 @@ pub struct Args {
     /// Output file (one input) or folder (several inputs or a folder).
     #[arg(short, long)]
     output: PathBuf,
-    /// Method: fast (a per-style network), adain (any style image, one pass), gatys
-    /// (optimisation, slow, highest quality) or cyclegan (a GAN generator, photo to painting).
-    #[arg(long, default_value = "fast", value_parser = ["fast", "adain", "gatys", "cyclegan"])]
+    #[arg(long, default_value = methods::default_method().info().name, value_parser = methods::names(), help = method_help())]
     method: String,
     /// Model: a library name (see `styleforge models list`) or a .safetensors/.pth file.
-    /// fast, cyclegan: the network (required); adain: default `adain`; gatys: default `vgg19`.
+    /// Methods whose style is the model (fast, cyclegan) need one; the others have a default
+    /// (adain: `adain`; gatys: `vgg19`).
     #[arg(short, long)]
     model: Option<String>,
     /// Style image with an optional blend weight (adain, gatys): `--style starry.jpg:0.7`.
@@ -40,61 +37,14 @@ pub struct Args {
     /// exit; pass that file as `--style` later to skip encoding the style images.
     #[arg(long, value_name = "FILE")]
     save_style_stats: Option<PathBuf>,
-    /// AdaIN: feature-space strength 0..1 (1: full style).
-    #[arg(long, default_value_t = 1.0)]
-    alpha: f32,
-    /// AdaIN / Gatys: match the style images' colours to the content before transfer.
-    #[arg(long)]
-    color_match: bool,
-    /// AdaIN: mask image (white: styled with --style; black: --mask-style, or unstyled).
+    /// Mask image (adain; white: styled with --style; black: --mask-style, or unstyled).
     #[arg(long, value_name = "MASK.png")]
     mask: Option<PathBuf>,
-    /// AdaIN: style for the mask's black region (IMAGE[:WEIGHT], repeatable).
+    /// Style for the mask's black region (IMAGE[:WEIGHT], repeatable).
     #[arg(long, value_name = "IMAGE[:WEIGHT]")]
     mask_style: Vec<String>,
-    /// Gatys: iterations at each size.
-    #[arg(long, default_value_t = 300)]
-    iterations: usize,
-    /// Gatys: output size (long side); alias of --max-size for this method.
-    #[arg(long, value_name = "N")]
-    size: Option<u32>,
-    /// Gatys: number of sizes, coarse to fine (each twice the previous).
-    #[arg(long, default_value_t = 1)]
-    scales: usize,
-    /// Gatys: optimiser.
-    #[arg(long, default_value = "lbfgs", value_parser = ["lbfgs", "adam"])]
-    optimizer: String,
-    /// Gatys: weight of the content loss.
-    #[arg(long)]
-    content_weight: Option<f32>,
-    /// Gatys: weight of the style loss.
-    #[arg(long)]
-    style_weight: Option<f32>,
-    /// Gatys: weight of the total-variation loss.
-    #[arg(long)]
-    tv_weight: Option<f32>,
-    /// Gatys: starting image.
-    #[arg(long, default_value = "content", value_parser = ["content", "style", "noise"])]
-    init: String,
-    /// Gatys: seed for --init noise.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Gatys: save the current image every N iterations next to the output (`NAME.iterK.png`).
-    #[arg(long, value_name = "N")]
-    preview_every: Option<usize>,
-    /// Style strength, 0 (content) to 1 (full style).
-    #[arg(long, default_value_t = 1.0)]
-    strength: f32,
-    /// Keep the content's colours; transfer luminance only.
-    #[arg(long)]
-    preserve_color: bool,
-    /// Scale inputs down so the longer side is at most N pixels.
-    #[arg(long, value_name = "N")]
-    max_size: Option<u32>,
-    /// Tile size for large images (memory bounded by the tile); `0` never tiles.
-    /// Default: tiles of 1024 for images over 4 megapixels.
-    #[arg(long, value_name = "N")]
-    tile: Option<u32>,
+    #[command(flatten)]
+    options: MethodOptions,
     /// Output format for folder outputs (png, jpg, webp).
     #[arg(long, default_value = "png")]
     format: String,
@@ -106,18 +56,117 @@ pub struct Args {
     max_pixels: u64,
 }
 
-const AUTO_TILE_PIXELS: u64 = 4_000_000;
-const AUTO_TILE: u32 = 1024;
+/// The methods, one line each with the model kinds they run and where their style comes from
+/// (the `--help` epilogue).
+pub fn methods_overview() -> String {
+    let mut out = String::from("Methods:\n");
+    for m in methods::all() {
+        let i = m.info();
+        let style = match i.style {
+            StyleSource::Model => "style: the model (--model)".to_string(),
+            StyleSource::Images { max } => format!("style: up to {max} --style images; model default `{}`", i.default_model.unwrap_or("-")),
+        };
+        out.push_str(&format!("  {:<9} {} {} ({style})\n", i.name, i.title, i.summary));
+    }
+    out
+}
+
+/// The `--method` help: every registered method with its summary.
+fn method_help() -> String {
+    let list: Vec<String> = methods::all()
+        .map(|m| {
+            let i = m.info();
+            format!("{} ({}: {})", i.name, i.title, i.summary.trim_end_matches('.'))
+        })
+        .collect();
+    format!("Method: {}", list.join("; "))
+}
+
+/// The method options of the registry ([`methods::OPTIONS`]) as flags (`--max-size` for
+/// `max_size`), each with the methods that read it; values are checked by [`Params`].
+#[derive(Debug, Clone, Default)]
+pub struct MethodOptions {
+    given: Vec<(&'static str, String)>,
+}
+
+impl MethodOptions {
+    /// The flags given, as checked parameters.
+    fn params(&self) -> Result<Params> {
+        let mut p = Params::new();
+        for (name, text) in &self.given {
+            p.set_text(name, text).map_err(|e| anyhow::anyhow!("{}: {e}", flag(name)))?;
+        }
+        Ok(p)
+    }
+}
+
+fn flag(name: &str) -> String {
+    methods::option(name).map(|o| o.flag()).unwrap_or_else(|| name.to_string())
+}
+
+impl clap::FromArgMatches for MethodOptions {
+    fn from_arg_matches(m: &clap::ArgMatches) -> std::result::Result<Self, clap::Error> {
+        let mut out = Self::default();
+        out.update_from_arg_matches(m)?;
+        Ok(out)
+    }
+
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> std::result::Result<(), clap::Error> {
+        for o in methods::OPTIONS.iter() {
+            match o.kind {
+                OptionKind::Flag => {
+                    if m.get_flag(o.name) {
+                        self.given.push((o.name, "true".into()));
+                    }
+                }
+                _ => {
+                    if let Some(v) = m.get_one::<String>(o.name) {
+                        self.given.push((o.name, v.clone()));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl clap::Args for MethodOptions {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        cmd.args(methods::OPTIONS.iter().map(|o| {
+            let readers = o.methods().join(", ");
+            let arg = clap::Arg::new(o.name).long(o.name.replace('_', "-"));
+            let arg = if o.name == "max_size" { arg.visible_alias("size") } else { arg };
+            match o.kind {
+                OptionKind::Flag => arg.action(clap::ArgAction::SetTrue).help(format!("{} [{readers}]", o.description)),
+                OptionKind::Number { default, .. } => {
+                    arg.value_name("X").help(format!("{} [{readers}; default {default}]", o.description))
+                }
+                OptionKind::Integer { default, .. } => arg.value_name("N").help(match default {
+                    Some(d) => format!("{} [{readers}; default {d}]", o.description),
+                    None => format!("{} [{readers}]", o.description),
+                }),
+                OptionKind::Choice { values, default } => arg
+                    .value_parser(clap::builder::PossibleValuesParser::new(values.iter().copied()))
+                    .help(format!("{} [{readers}; default {default}]", o.description)),
+            }
+        }))
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
 
 /// Runs the command.
 pub fn run(a: Args) -> Result<()> {
     let device = styleforge_core::device::parse(&a.device)?;
     let engine = Engine::load(&a, &device)?;
     if let Some(path) = &a.save_style_stats {
-        let Engine::Adain { model, styles, .. } = &engine else {
+        let Loaded::Adain(model) = &engine.model else {
             bail!("--save-style-stats applies to --method adain");
         };
-        let parts = styles
+        let parts = engine
+            .styles
             .iter()
             .map(|(s, w)| {
                 let stats = match s {
@@ -141,13 +190,13 @@ pub fn run(a: Args) -> Result<()> {
         ProgressBar::hidden()
     };
     if let [(input, Some(output))] = jobs.as_slice() {
-        return one(&engine, input, output, &a, &device);
+        return engine.one(input, output, &a, &device);
     }
     let mut failed = 0;
     for (input, output) in &jobs {
         bar.set_message(input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
         let out = output.clone().unwrap_or_else(|| a.output.join(out_name(input, format_for_dir)));
-        if let Err(e) = one(&engine, input, &out, &a, &device) {
+        if let Err(e) = engine.one(input, &out, &a, &device) {
             failed += 1;
             bar.suspend(|| eprintln!("error: {e:#}"));
         }
@@ -158,119 +207,6 @@ pub fn run(a: Args) -> Result<()> {
         bail!("{failed} of {} images failed", jobs.len());
     }
     Ok(())
-}
-
-fn one(engine: &Engine, input: &Path, out: &Path, a: &Args, device: &Device) -> Result<()> {
-    let pic = image_io::read(input, a.max_pixels)?;
-    let tile = match a.tile {
-        Some(0) => None,
-        Some(t) => Some(t),
-        None => ((pic.width as u64 * pic.height as u64) > AUTO_TILE_PIXELS).then_some(AUTO_TILE),
-    };
-    let result = match engine {
-        Engine::Fast(net) => {
-            let opts = StylizeOptions {
-                strength: a.strength,
-                preserve_color: a.preserve_color,
-                max_size: a.max_size,
-                tile,
-                ..Default::default()
-            };
-            net.stylize(&pic, &opts, device)?
-        }
-        Engine::Adain { model, styles, mask_styles } => {
-            let mask = match &a.mask {
-                Some(p) => Some(adain::Mask::from_picture(&image_io::read(p, a.max_pixels)?, mask_styles.clone())),
-                None => None,
-            };
-            let opts = adain::AdainOptions {
-                alpha: a.alpha * a.strength,
-                preserve_color: match (a.color_match, a.preserve_color) {
-                    (true, _) => adain::PreserveColor::Coral,
-                    (false, true) => adain::PreserveColor::Luminance,
-                    (false, false) => adain::PreserveColor::Off,
-                },
-                mask,
-                max_size: a.max_size,
-                tile,
-                ..Default::default()
-            };
-            model.stylize(&pic, styles, &opts, device)?
-        }
-        Engine::Gatys { vgg, styles } => gatys_one(vgg, styles, &pic, out, a, device)?,
-        Engine::CycleGan(gan) => {
-            let opts = CycleGanOptions { max_size: a.max_size, tile, strength: a.strength, preserve_color: a.preserve_color };
-            gan.stylize(&pic, &opts, device)?
-        }
-    };
-    result.save(out)?;
-    Ok(())
-}
-
-fn gatys_one(vgg: &Vgg, styles: &[(Picture, f32)], pic: &Picture, out: &Path, a: &Args, device: &Device) -> Result<Picture> {
-    let mut loss = gatys::LossConfig::default();
-    if let Some(w) = a.content_weight {
-        loss.content_weight = w;
-    }
-    if let Some(w) = a.style_weight {
-        loss.style_weight = w;
-    }
-    if let Some(w) = a.tv_weight {
-        loss.tv_weight = w;
-    }
-    let opts = gatys::GatysOptions {
-        max_size: a.size.or(a.max_size),
-        scales: a.scales,
-        iterations: a.iterations,
-        optimizer: match a.optimizer.as_str() {
-            "adam" => gatys::Optimizer::Adam { learning_rate: 0.02 },
-            _ => gatys::Optimizer::default(),
-        },
-        init: match a.init.as_str() {
-            "style" => gatys::Init::Style,
-            "noise" => gatys::Init::Noise { seed: a.seed },
-            _ => gatys::Init::Content,
-        },
-        loss,
-        match_style_colors: a.color_match,
-        preserve_color: a.preserve_color,
-        strength: a.strength,
-        preview_every: a.preview_every,
-        cancel: Some(cancel_on_ctrl_c()),
-        ..Default::default()
-    };
-    let total = (a.iterations * a.scales.max(1)) as u64;
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} size {msg} {elapsed_precise} eta {eta}").expect("template"),
-    );
-    let outcome = gatys::run(pic, styles, &opts, vgg, device, &mut |p| {
-        bar.set_position((p.scale * p.iterations + p.iteration) as u64);
-        bar.set_message(format!(
-            "{}x{} loss {:.4e} (content {:.3e} style {:.3e} tv {:.3e})",
-            p.width, p.height, p.losses.total, p.losses.content, p.losses.style, p.losses.tv
-        ));
-        if let Some(img) = p.image {
-            let stem = out.file_stem().and_then(|s| s.to_str()).unwrap_or("out");
-            let path = out.with_file_name(format!("{stem}.scale{}.iter{}.png", p.scale, p.iteration));
-            if let Err(e) = img.save(&path) {
-                bar.suspend(|| eprintln!("warning: preview {}: {e}", path.display()));
-            }
-        }
-        true
-    })?;
-    bar.finish_and_clear();
-    if outcome.cancelled {
-        eprintln!("gatys: interrupted; writing the image reached so far");
-    }
-    eprintln!(
-        "gatys: {} iterations, {} evaluations, final loss {:.4e}, {:.1} s",
-        outcome.iterations,
-        outcome.evaluations,
-        outcome.losses.total,
-        outcome.elapsed.as_secs_f64()
-    );
-    Ok(outcome.picture)
 }
 
 /// A flag that Ctrl-C sets (once per process), so an optimisation stops and keeps its result.
@@ -287,67 +223,115 @@ pub(crate) fn cancel_on_ctrl_c() -> Arc<AtomicBool> {
     .clone()
 }
 
-/// The loaded network for the chosen method, and its style inputs.
-enum Engine {
-    Fast(FastStyleNet),
-    Adain { model: adain::AdainModel, styles: Vec<(adain::Style, f32)>, mask_styles: Vec<(adain::Style, f32)> },
-    Gatys { vgg: Vgg, styles: Vec<(Picture, f32)> },
-    CycleGan(CycleGan),
+/// The chosen method with its loaded model, checked options and style inputs.
+struct Engine {
+    method: &'static dyn Method,
+    model: Loaded,
+    params: Params,
+    styles: Vec<(adain::Style, f32)>,
+    mask: Option<Picture>,
+    mask_styles: Vec<(adain::Style, f32)>,
 }
 
 impl Engine {
     fn load(a: &Args, device: &Device) -> Result<Self> {
-        let library = Library::open_default();
-        let model = |default: Option<&str>| -> Result<PathBuf> {
-            match a.model.as_deref().or(default) {
-                Some(m) => Ok(library.resolve(m)?),
-                None => bail!("--model is required for --method {}", a.method),
+        let method = methods::get(&a.method)?;
+        let info = method.info();
+        let params = a.options.params()?;
+        methods::validate(method, &params, &|o| o.flag())?;
+        match info.style {
+            StyleSource::Model if !a.style.is_empty() => bail!(
+                "--style applies to --method {}; {} styles are models (--model)",
+                methods::image_style_methods(),
+                info.name
+            ),
+            StyleSource::Images { .. } if a.style.is_empty() => {
+                bail!("--method {} needs at least one --style IMAGE (or AdaIN statistics file)", info.name)
             }
-        };
-        if a.method != "adain" && (a.mask.is_some() || !a.mask_style.is_empty()) {
-            bail!("--mask and --mask-style apply to --method adain");
+            _ => {}
         }
-        Ok(match a.method.as_str() {
-            "cyclegan" => {
-                if !a.style.is_empty() {
-                    bail!("--style applies to --method adain or gatys; a CycleGAN style is its generator (--model)");
-                }
-                let path = model(None)?;
-                Engine::CycleGan(CycleGan::load(&path, device).with_context(|| format!("loading {}", path.display()))?)
-            }
-            "fast" => {
-                if !a.style.is_empty() {
-                    bail!("--style applies to --method adain or gatys; fast styles are models (--model)");
-                }
-                let path = model(None)?;
-                Engine::Fast(FastStyleNet::load(&path, device).with_context(|| format!("loading {}", path.display()))?)
-            }
-            "adain" => {
-                let path = model(Some("adain"))?;
-                let w = Weights::load(&path)?;
-                let model = styleforge_core::model::load_adain(&w, device)
-                    .with_context(|| format!("loading {}", path.display()))?;
-                let styles = adain_styles(&a.style, a.max_pixels)?;
-                if styles.is_empty() {
-                    bail!("--method adain needs at least one --style IMAGE or statistics file");
-                }
-                let mask_styles = adain_styles(&a.mask_style, a.max_pixels)?;
-                if !mask_styles.is_empty() && a.mask.is_none() {
-                    bail!("--mask-style needs --mask");
-                }
-                Engine::Adain { model, styles, mask_styles }
-            }
-            _ => {
-                let path = model(Some("vgg19"))?;
-                let vgg = Vgg::load(&path, device).with_context(|| format!("loading {}", path.display()))?;
-                let styles = style_images(&a.style, a.max_pixels)?;
-                if styles.is_empty() {
-                    bail!("--method gatys needs at least one --style IMAGE");
-                }
-                Engine::Gatys { vgg, styles }
-            }
+        if !info.mask && (a.mask.is_some() || !a.mask_style.is_empty()) {
+            let takers: Vec<&str> = methods::all().filter(|m| m.info().mask).map(|m| m.info().name).collect();
+            bail!("--mask and --mask-style apply to --method {}", takers.join(", "));
+        }
+        if !a.mask_style.is_empty() && a.mask.is_none() {
+            bail!("--mask-style needs --mask");
+        }
+        let path = match a.model.as_deref().or(info.default_model) {
+            Some(m) => Library::open_default().resolve(m)?,
+            None => bail!("--model is required for --method {}", info.name),
+        };
+        let model = load_model(info, &path, device).with_context(|| format!("loading {}", path.display()))?;
+        Ok(Self {
+            method,
+            model,
+            params,
+            styles: styles(&a.style, a.max_pixels)?,
+            mask: a.mask.as_ref().map(|p| image_io::read(p, a.max_pixels)).transpose()?,
+            mask_styles: styles(&a.mask_style, a.max_pixels)?,
         })
     }
+
+    fn one(&self, input: &Path, out: &Path, a: &Args, device: &Device) -> Result<()> {
+        let info = self.method.info();
+        let run_input = Input {
+            content: image_io::read(input, a.max_pixels)?,
+            styles: self.styles.clone(),
+            mask: self.mask.clone(),
+            mask_styles: self.mask_styles.clone(),
+        };
+        let steps = ProgressBar::hidden();
+        let mut progress = |p: &methods::Progress<'_>| {
+            if let Some((done, total)) = p.step {
+                if steps.is_hidden() {
+                    steps.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                    steps.set_style(
+                        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} {elapsed_precise} eta {eta}").expect("template"),
+                    );
+                }
+                steps.set_length(total);
+                steps.set_position(done);
+                steps.set_message(format!("{} {}", p.stage, p.detail.as_deref().unwrap_or("")));
+            }
+            if let Some((img, label)) = &p.preview {
+                let stem = out.file_stem().and_then(|s| s.to_str()).unwrap_or("out");
+                let path = out.with_file_name(format!("{stem}.{label}.png"));
+                if let Err(e) = img.save(&path) {
+                    steps.suspend(|| eprintln!("warning: preview {}: {e}", path.display()));
+                }
+            }
+        };
+        // Methods that run as jobs stop on Ctrl-C and keep what they reached; the others end at once.
+        let cancel = (info.execution == Execution::Job).then(cancel_on_ctrl_c);
+        let outcome = self.method.run(&self.model, &run_input, &self.params, device, &mut Control::new(cancel, &mut progress))?;
+        steps.finish_and_clear();
+        if outcome.cancelled {
+            eprintln!("{}: interrupted; writing the image reached so far", info.name);
+        }
+        if let Some(s) = &outcome.summary {
+            eprintln!("{s}");
+        }
+        outcome.picture.save(out)?;
+        Ok(())
+    }
+}
+
+/// Loads `path` as the kind of model the method runs: the kind the file is recognised as, or
+/// the method's first kind when it is not recognised (so the network's own error explains).
+fn load_model(info: &MethodInfo, path: &Path, device: &Device) -> Result<Loaded> {
+    let w = Weights::load(path)?;
+    let kind = match kind::detect(&w) {
+        Ok(d) if info.accepts(d.kind) => d.kind,
+        Ok(d) => bail!(
+            "a {} model; method {} runs {} models (use --method {})",
+            d.kind,
+            info.name,
+            info.model_kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(" or "),
+            methods::methods_for_kind(d.kind).join(" or ")
+        ),
+        Err(_) => info.model_kinds[0],
+    };
+    Ok(kind.load_weights(&w, device)?)
 }
 
 /// Splits `PATH[:WEIGHT]`.
@@ -362,18 +346,8 @@ fn style_arg(arg: &str) -> Result<(&Path, f32)> {
     Ok((Path::new(path), weight))
 }
 
-/// Reads `IMAGE[:WEIGHT]` style images.
-fn style_images(args: &[String], max_pixels: u64) -> Result<Vec<(Picture, f32)>> {
-    args.iter()
-        .map(|arg| {
-            let (path, weight) = style_arg(arg)?;
-            Ok((image_io::read(path, max_pixels)?, weight))
-        })
-        .collect()
-}
-
-/// Reads AdaIN styles: images, or statistics files (`.json`, `.safetensors`) saved earlier.
-fn adain_styles(args: &[String], max_pixels: u64) -> Result<Vec<(adain::Style, f32)>> {
+/// Reads `IMAGE[:WEIGHT]` styles: images, or AdaIN statistics files (`.json`, `.safetensors`) saved earlier.
+fn styles(args: &[String], max_pixels: u64) -> Result<Vec<(adain::Style, f32)>> {
     args.iter()
         .map(|arg| {
             let (path, weight) = style_arg(arg)?;

@@ -9,14 +9,14 @@ use std::sync::atomic::Ordering;
 use anyhow::{Context, Result, bail};
 use clap::{Args as ClapArgs, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use styleforge_core::generate;
+use styleforge_core::methods::generate;
 use styleforge_core::library::{Library, ModelInfo};
 use styleforge_core::networks::dcgan::DcganGenerator;
 use styleforge_core::train::adam::AdamSettings;
 use styleforge_core::train::cyclegan::{CycleGanSettings, CycleGanTrainer};
 use styleforge_core::train::data::CropDataset;
 use styleforge_core::train::dcgan::{Dataset, DcganSettings, DcganTrainer};
-use styleforge_core::train::fast_style::{FastStyleSettings, FastStyleTrainer};
+use styleforge_core::train::fast_style::{FastStyleTrainer, Recipe};
 use styleforge_core::train::{self, RunOptions, Trainer};
 use styleforge_core::weights::Weights;
 
@@ -314,28 +314,35 @@ fn fast_style(a: FastStyleArgs) -> Result<()> {
         )?,
     };
     let vgg_weights = Weights::load(&vgg_path)?;
-    let variant = styleforge_core::networks::vgg::Vgg::from_weights(&vgg_weights, None, &burn::tensor::Device::flex())?.variant();
     let style = styleforge_core::image_io::read(&a.style, styleforge_core::image_io::DEFAULT_MAX_PIXELS)
         .with_context(|| format!("style image {}", a.style.display()))?;
-    let data = CropDataset::from_folder(&a.content, a.crop, a.crop)
-        .with_context(|| format!("content photos ({})", a.content.display()))?;
-    let preview_path = match &a.preview {
-        Some(p) => p.clone(),
-        None => styleforge_core::train::data::image_files(&a.content)?.remove(0),
+    let recipe = Recipe {
+        loss_network: &vgg_weights,
+        style: &style,
+        style_size: a.style_size,
+        content_dir: &a.content,
+        crop: a.crop,
+        preview: a.preview.as_deref(),
+        max_pixels: styleforge_core::image_io::DEFAULT_MAX_PIXELS,
     };
-    let preview = styleforge_core::image_io::read(&preview_path, styleforge_core::image_io::DEFAULT_MAX_PIXELS)?;
-    let mut settings = FastStyleSettings::reference(variant);
-    settings.width = a.width;
-    settings.batch = a.batch;
-    settings.content_weight = a.content_weight;
-    settings.style_weight = a.style_weight;
-    settings.tv_weight = a.tv_weight;
-    settings.adv_weight = a.adv_weight;
-    settings.adam.lr = a.lr;
-    settings.style_sha256 = styleforge_core::library::sha256_file(&a.style)?;
-    eprintln!("fast-style: {} content photos, loss network {}, {settings:?}", data.len(), variant.name());
-    let mut trainer =
-        FastStyleTrainer::new(settings, &vgg_weights, &style, a.style_size, data, &preview, &device, a.run.seed)?;
+    let style_sha256 = styleforge_core::library::sha256_file(&a.style)?;
+    let (mut trainer, _) = FastStyleTrainer::from_recipe(
+        &recipe,
+        |s| {
+            s.width = a.width;
+            s.batch = a.batch;
+            s.content_weight = a.content_weight;
+            s.style_weight = a.style_weight;
+            s.tv_weight = a.tv_weight;
+            s.adv_weight = a.adv_weight;
+            s.adam.lr = a.lr;
+            s.style_sha256 = style_sha256;
+        },
+        &device,
+        a.run.seed,
+    )
+    .with_context(|| format!("setting up the run (content photos in {})", a.content.display()))?;
+    eprintln!("fast-style: loss network {}, {:?}", vgg_path.display(), trainer.settings());
     drive(&mut trainer, &a.run, steps)?;
     if let Some(name) = &a.run.export {
         let stem = a.style.file_stem().and_then(|s| s.to_str()).unwrap_or("style");
@@ -388,36 +395,16 @@ fn drive(trainer: &mut dyn Trainer, r: &RunArgs, steps: u64) -> Result<()> {
     Ok(())
 }
 
-/// Adds the generator of the checkpoint in `dir` to the library, with the run's settings as metadata.
+/// Adds the generator of the checkpoint in `dir` to the library ([`train::export`]).
 fn export(dir: &Path, name: &str, reverse: bool, title: Option<String>, tags: &str, overwrite: bool) -> Result<ModelInfo> {
-    let ck = train::load_checkpoint(dir)?;
-    let prefix = match (ck.kind.as_str(), reverse) {
-        ("cyclegan", false) => "G_A.",
-        ("cyclegan", true) => "G_B.",
-        ("dcgan", false) => "G.",
-        ("fast-style", false) => "T.",
-        (k, true) => bail!("--reverse applies to CycleGAN runs, not {k}"),
-        (k, _) => bail!("cannot export a {k} run"),
-    };
-    let mut weights = ck.tensors.with_prefix(prefix);
-    let mut info = ModelInfo {
+    let info = ModelInfo {
         name: name.to_string(),
         title: title.unwrap_or_else(|| name.to_string()),
         tags: tags.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_string).collect(),
-        description: format!("{} generator trained by styleforge for {} steps.", ck.kind, ck.step),
         license: "trained by the user of this installation".into(),
         ..Default::default()
     };
-    info.training.insert("kind".into(), ck.kind.clone());
-    info.training.insert("steps".into(), ck.step.to_string());
-    info.training.insert("direction".into(), if reverse { "B->A" } else { "A->B" }.into());
-    info.training.insert("settings".into(), ck.trainer["settings"].to_string());
-    if let Some(sha) = ck.trainer["settings"]["style_sha256"].as_str() {
-        info.training.insert("style_sha256".into(), sha.to_string());
-    }
-    info.sha256 = weights.content_sha256();
-    Library::open_default().add_weights(&mut weights, &mut info, overwrite)?;
-    Ok(info)
+    Ok(train::export(dir, info, reverse, &Library::open_default(), overwrite)?)
 }
 
 /// `styleforge generate`.
