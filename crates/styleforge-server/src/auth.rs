@@ -307,6 +307,7 @@ fn request_origin(parts: &Parts) -> Option<String> {
 /// reading (or cancelling) what it made.
 const PUBLISHABLE_ROUTES: &[(Method, &str)] = &[
     (Method::GET, "/v1/styles"),
+    (Method::GET, "/v1/methods"),
     (Method::GET, "/v1/styles/{name}"),
     (Method::GET, "/v1/styles/{name}/thumbnail"),
     (Method::POST, "/v1/images"),

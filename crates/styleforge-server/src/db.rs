@@ -326,7 +326,7 @@ pub struct JobRow {
     pub method: String,
     pub style: String,
     pub image_id: String,
-    /// The resolved request (JSON of [`crate::engine::JobSpec`]).
+    /// The resolved request (JSON of [`crate::jobs::JobSpec`]).
     pub spec: String,
     pub attempts: i64,
     pub max_attempts: i64,
@@ -688,7 +688,7 @@ pub struct ResultRow {
     pub width: i64,
     pub height: i64,
     pub bytes: i64,
-    /// JSON of [`crate::engine::Timings`].
+    /// JSON of [`crate::jobs::Timings`].
     pub timings: String,
     pub content_loss: Option<f64>,
     pub style_loss: Option<f64>,

@@ -5,6 +5,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use styleforge_core::Error as CoreError;
+
+use crate::jobs::{ErrorKind, JobError};
 use utoipa::ToSchema;
 
 /// The body of every error response.
@@ -85,28 +87,24 @@ impl ApiError {
 
     /// The engine's error as the client should see it.
     pub fn from_core(err: CoreError) -> Self {
-        match err {
-            CoreError::TooLarge { .. } => Self::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_many_pixels",
-                err.to_string(),
-            ),
-            CoreError::Image(m) => classify_image_error(m),
-            CoreError::Param(m) => Self::unprocessable("invalid_parameter", m),
-            CoreError::ModelNotFound(m) => Self::new(StatusCode::NOT_FOUND, "style_not_found", m),
-            other => Self::internal(other),
-        }
+        Self::from(JobError::from(err))
     }
 }
 
-/// Probe and decode errors: an unsupported format is 415, an empty body 400, the rest 422.
-fn classify_image_error(m: String) -> ApiError {
-    if m.contains("is empty") {
-        ApiError::bad_request("empty_body", "the request body is empty: send an image")
-    } else if m.contains("not supported") || m.contains("unknown format") {
-        ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_format", m)
-    } else {
-        ApiError::unprocessable("invalid_image", m)
+impl From<JobError> for ApiError {
+    /// The one place where a domain error becomes an HTTP status.
+    fn from(e: JobError) -> Self {
+        let status = match e.kind {
+            ErrorKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorKind::Empty => StatusCode::BAD_REQUEST,
+            ErrorKind::UnsupportedFormat => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Limited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self::new(status, e.code, e.message)
     }
 }
 
@@ -145,13 +143,13 @@ impl IntoResponse for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        Self::internal(format!("database: {e}"))
+        Self::from(JobError::from(e))
     }
 }
 
 impl From<object_store::Error> for ApiError {
     fn from(e: object_store::Error) -> Self {
-        Self::internal(format!("blob store: {e}"))
+        Self::from(JobError::from(e))
     }
 }
 

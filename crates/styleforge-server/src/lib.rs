@@ -24,16 +24,14 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod db;
-pub mod engine;
 pub mod error;
+pub mod jobs;
 pub mod metrics;
 pub mod models;
 pub mod openapi;
 pub mod state;
 pub mod store;
-pub mod training;
 pub mod web;
-pub mod worker;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -135,7 +133,7 @@ async fn open_state(config: Config) -> anyhow::Result<AppState> {
 /// Spawns `n` job workers named after the instance.
 fn spawn_workers(state: &AppState, n: usize) -> Vec<tokio::task::JoinHandle<()>> {
     (0..n)
-        .map(|i| tokio::spawn(worker::worker_loop(state.clone(), format!("{}-w{i}", state.instance))))
+        .map(|i| tokio::spawn(jobs::worker::worker_loop(state.clone(), format!("{}-w{i}", state.instance))))
         .collect()
 }
 
@@ -169,7 +167,7 @@ impl ServerHandle {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         if !all_done(&workers) {
-            let stopping = worker::requeue_running(&state);
+            let stopping = jobs::worker::requeue_running(&state);
             tracing::info!(
                 jobs = stopping.len(),
                 "sending running jobs back to the queue"

@@ -1,6 +1,6 @@
 //! Models: loaded once from the library and shared (an `Arc` cache keyed by model name, reloaded
-//! when the file changes), the loaders the core lacks (AdaIN and VGG from library files), and the
-//! style gallery with keyword search.
+//! when the file changes, loaded as the kind its metadata names), and the style gallery with
+//! keyword search.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -8,68 +8,13 @@ use std::time::{Instant, SystemTime};
 
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
-use styleforge_core::adain::AdainModel;
-use styleforge_core::cyclegan::CycleGan;
-use styleforge_core::fast_style::FastStyleNet;
 use styleforge_core::image_io::Picture;
-use styleforge_core::library::{Library, ModelInfo};
-use styleforge_core::networks::dcgan::DcganGenerator;
-use styleforge_core::networks::vgg::Vgg;
-use styleforge_core::weights::Weights;
+use styleforge_core::library::{Library, Loaded, ModelInfo, ModelKind};
+use styleforge_core::methods::{self, StyleSource};
 use tokio::sync::OnceCell;
 use utoipa::ToSchema;
 
-use crate::error::ApiError;
-
-/// A loaded network.
-#[derive(Debug)]
-pub enum Loaded {
-    /// A fast-style network.
-    Fast(FastStyleNet),
-    /// The AdaIN encoder and decoder.
-    Adain(AdainModel),
-    /// A VGG feature network (the Gatys loss network).
-    Vgg(Vgg),
-    /// A CycleGAN generator.
-    CycleGan(CycleGan),
-    /// A DCGAN generator.
-    Dcgan(DcganGenerator),
-}
-
-/// What kind of network a library model holds, from its metadata.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// `method = fast`.
-    Fast,
-    /// `method = adain`.
-    Adain,
-    /// `method = vgg` or `gatys`, or a model named `vgg*`.
-    Vgg,
-    /// `method = cyclegan`.
-    CycleGan,
-    /// `method = generate` (a DCGAN generator).
-    Dcgan,
-    /// Anything else (not served).
-    Other,
-}
-
-/// The kind of a library model.
-pub fn kind_of(info: &ModelInfo) -> Kind {
-    match info.method.as_str() {
-        "fast" => Kind::Fast,
-        "adain" => Kind::Adain,
-        "vgg" | "gatys" => Kind::Vgg,
-        "cyclegan" => Kind::CycleGan,
-        "generate" => Kind::Dcgan,
-        _ if info.name.starts_with("vgg") => Kind::Vgg,
-        _ => Kind::Other,
-    }
-}
-
-/// Loads a library AdaIN model (one file: the encoder under `encoder.`, the decoder under `decoder.`).
-pub fn load_adain(path: &std::path::Path, device: &Device) -> styleforge_core::Result<AdainModel> {
-    styleforge_core::model::load_adain(&Weights::load(path)?, device)
-}
+use crate::jobs::{JobError, JobResult};
 
 type Stamp = (SystemTime, u64);
 
@@ -111,48 +56,40 @@ impl Models {
     }
 
     /// Every model in the library (headers only).
-    pub async fn list(&self) -> Result<Vec<ModelInfo>, ApiError> {
+    pub async fn list(&self) -> JobResult<Vec<ModelInfo>> {
         let lib = self.library.clone();
-        tokio::task::spawn_blocking(move || lib.list())
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(ApiError::from_core)
+        Ok(tokio::task::spawn_blocking(move || lib.list()).await.map_err(JobError::internal)??)
     }
 
     /// The metadata of one model, or 404.
-    pub async fn info(&self, name: &str) -> Result<ModelInfo, ApiError> {
+    pub async fn info(&self, name: &str) -> JobResult<ModelInfo> {
         if styleforge_core::library::validate_name(name).is_err()
             || !self.library.model_path(name).is_file()
         {
-            return Err(ApiError::not_found("style", name));
+            return Err(JobError::not_found("style", name));
         }
         let lib = self.library.clone();
         let n = name.to_string();
-        tokio::task::spawn_blocking(move || lib.info(&n))
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(ApiError::from_core)
+        Ok(tokio::task::spawn_blocking(move || lib.info(&n)).await.map_err(JobError::internal)??)
     }
 
-    /// The first model of a kind, preferring `preferred` by name.
-    pub async fn find(&self, kind: Kind, preferred: &str) -> Result<Option<ModelInfo>, ApiError> {
+    /// The first model of one of `kinds`, preferring `preferred` by name.
+    pub async fn find(&self, kinds: &[ModelKind], preferred: &str) -> JobResult<Option<ModelInfo>> {
         let all = self.list().await?;
-        if let Some(m) = all
-            .iter()
-            .find(|m| m.name == preferred && kind_of(m) == kind)
-        {
+        let fits = |m: &ModelInfo| ModelKind::of(m).is_some_and(|k| kinds.contains(&k));
+        if let Some(m) = all.iter().find(|m| m.name == preferred && fits(m)) {
             return Ok(Some(m.clone()));
         }
-        Ok(all.into_iter().find(|m| kind_of(m) == kind))
+        Ok(all.into_iter().find(|m| fits(m)))
     }
 
     /// The loaded network for a library model, loading it on first use (once, even when many
     /// requests ask at the same time).
-    pub async fn get(&self, info: &ModelInfo) -> Result<Arc<Loaded>, ApiError> {
+    pub async fn get(&self, info: &ModelInfo) -> JobResult<Arc<Loaded>> {
         let path = self.library.model_path(&info.name);
         let stamp = std::fs::metadata(&path)
             .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
-            .map_err(|_| ApiError::not_found("style", &info.name))?;
+            .map_err(|_| JobError::not_found("style", &info.name))?;
         let cell = {
             let mut cache = self.cache.lock().expect("model cache");
             let entry = cache.entry(info.name.clone()).or_insert_with(|| Entry {
@@ -167,7 +104,7 @@ impl Models {
             }
             entry.cell.clone()
         };
-        let kind = kind_of(info);
+        let kind = ModelKind::of(info);
         let device = self.device.clone();
         let name = info.name.clone();
         let hist = self.load_seconds.clone();
@@ -176,39 +113,37 @@ impl Models {
             let loaded = tokio::task::spawn_blocking(move || {
                 let t = Instant::now();
                 let r = match kind {
-                    Kind::Fast => FastStyleNet::load(&path, &device).map(Loaded::Fast),
-                    Kind::Adain => load_adain(&path, &device).map(Loaded::Adain),
-                    Kind::Vgg => Weights::load(&path)
-                        .and_then(|w| Vgg::from_weights(&w, None, &device))
-                        .map(Loaded::Vgg),
-                    Kind::CycleGan => CycleGan::load(&path, &device).map(Loaded::CycleGan),
-                    Kind::Dcgan => Weights::load(&path)
-                        .and_then(|w| DcganGenerator::load(&w, &device))
-                        .map(Loaded::Dcgan),
-                    Kind::Other => Err(styleforge_core::Error::Param(format!(
-                        "model `{n}` is not a network this server runs"
-                    ))),
+                    Some(k) => k.load(&path, &device),
+                    None => Err(styleforge_core::Error::Param(format!("model `{n}` is not a network this server runs"))),
                 };
                 hist.with_label_values(&[n.as_str()])
                     .observe(t.elapsed().as_secs_f64());
                 r
             })
             .await
-            .map_err(ApiError::internal)?;
+            .map_err(JobError::internal)?;
             match loaded {
                 Ok(l) => {
                     tracing::info!(model = %name, "model loaded");
                     Ok(Arc::new(l))
                 }
                 Err(styleforge_core::Error::Param(m)) => {
-                    Err(ApiError::unprocessable("unsupported_model", m))
+                    Err(JobError::invalid("unsupported_model", m))
                 }
-                Err(e) => Err(ApiError::internal(format!("loading model `{name}`: {e}"))),
+                Err(e) => Err(JobError::internal(format!("loading model `{name}`: {e}"))),
             }
         })
         .await
         .cloned()
     }
+}
+
+/// Whether a library model is a style of its own: a model run by a method whose style is the
+/// model (fast styles, CycleGAN generators), not a network that serves style images.
+pub fn is_style_model(m: &ModelInfo) -> bool {
+    ModelKind::of(m).is_some_and(|k| {
+        methods::all().any(|x| x.info().style == StyleSource::Model && x.info().accepts(k))
+    })
 }
 
 /// A style in the gallery: a library model or a custom style image.
@@ -244,7 +179,7 @@ impl StyleInfo {
     /// A library model.
     pub fn from_model(m: &ModelInfo) -> Self {
         let thumb =
-            matches!(kind_of(m), Kind::Fast | Kind::CycleGan).then(|| format!("/v1/styles/{}/thumbnail", m.name));
+            is_style_model(m).then(|| format!("/v1/styles/{}/thumbnail", m.name));
         Self {
             name: m.name.clone(),
             title: if m.title.is_empty() {

@@ -30,6 +30,7 @@ at once (fast methods within the pixel budget) or as a job with live progress. E
         api::styles::thumbnail,
         api::generate::samples,
         api::trainings::create,
+        api::methods::list,
         api::stylize::stylize,
         api::jobs::status,
         api::jobs::cancel,
@@ -45,7 +46,7 @@ at once (fast methods within the pixel budget) or as a job with live progress. E
         api::ops::metrics,
         api::ops::openapi,
     ),
-    modifiers(&Security),
+    modifiers(&Security, &MethodNames),
     tags(
         (name = "images", description = "Uploads"),
         (name = "styles", description = "The style gallery and custom style images"),
@@ -73,6 +74,27 @@ impl Modify for Security {
                     .build(),
             ),
         );
+    }
+}
+
+/// The `method` of a stylisation request: one of the registry's names.
+struct MethodNames;
+
+impl Modify for MethodNames {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::{Object, Schema, Type};
+        use utoipa::openapi::RefOr;
+        let Some(RefOr::T(Schema::Object(req))) =
+            openapi.components.as_mut().and_then(|c| c.schemas.get_mut("StylizeRequest"))
+        else {
+            return;
+        };
+        let names: Vec<&str> = styleforge_core::methods::names();
+        let mut method = Object::with_type(Type::String);
+        method.enum_values = Some(names.iter().map(|n| (*n).into()).collect());
+        method.default = Some(styleforge_core::methods::default_method().info().name.into());
+        method.description = Some(format!("The method (see `GET /v1/methods`): {}.", names.join(", ")));
+        req.properties.insert("method".into(), RefOr::T(Schema::Object(method)));
     }
 }
 

@@ -10,7 +10,7 @@ use tokio::sync::{Notify, Semaphore, broadcast, watch};
 
 use crate::config::Config;
 use crate::db::Db;
-use crate::error::ApiError;
+use crate::jobs::JobError;
 use crate::metrics::Metrics;
 use crate::models::Models;
 use crate::store::Blobs;
@@ -169,7 +169,7 @@ impl AppState {
 
     /// Runs blocking inference under an inference slot; returns the value and the time spent
     /// waiting for the slot. The work finishes (and the slot is held) even if the caller goes away.
-    pub async fn run_inference<T, F>(&self, f: F) -> Result<(T, Duration), ApiError>
+    pub async fn run_inference<T, F>(&self, f: F) -> Result<(T, Duration), JobError>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
@@ -180,7 +180,7 @@ impl AppState {
         let t = Instant::now();
         let permit = self.inference.clone().acquire_owned().await;
         waiting.dec();
-        let permit = permit.map_err(|_| ApiError::unavailable("the server is shutting down"))?;
+        let permit = permit.map_err(|_| JobError::unavailable("the server is shutting down"))?;
         let waited = t.elapsed();
         let r = tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -195,12 +195,12 @@ impl AppState {
             styleforge_core::device::on_compute_threads(f)
         })
         .await
-        .map_err(|e| ApiError::internal(format!("stylisation failed: {e}")))?;
+        .map_err(|e| JobError::internal(format!("stylisation failed: {e}")))?;
         Ok((r, waited))
     }
 
     /// Runs blocking decoding work under a decode slot.
-    pub async fn run_decode<T, F>(&self, f: F) -> Result<T, ApiError>
+    pub async fn run_decode<T, F>(&self, f: F) -> Result<T, JobError>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
@@ -210,13 +210,13 @@ impl AppState {
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| ApiError::unavailable("the server is shutting down"))?;
+            .map_err(|_| JobError::unavailable("the server is shutting down"))?;
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             f()
         })
         .await
-        .map_err(|e| ApiError::internal(format!("decoding failed: {e}")))
+        .map_err(|e| JobError::internal(format!("decoding failed: {e}")))
     }
 }
 

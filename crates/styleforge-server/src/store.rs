@@ -171,3 +171,17 @@ impl Blobs {
         Ok(())
     }
 }
+
+/// Deletes a blob no row references any more (failures are logged: an unreferenced blob left
+/// behind wastes space but loses nothing).
+pub async fn release_blob(state: &crate::state::AppState, sha: &str) {
+    match crate::db::blob_refs(&state.db, sha).await {
+        Ok(0) => {
+            if let Err(e) = state.blobs.delete(sha).await {
+                tracing::warn!(sha, error = %e, "could not delete blob");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(sha, error = %e, "could not count blob references"),
+    }
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use burn::tensor::Device;
 use common::*;
 use serde_json::{Value, json};
-use styleforge_core::fast_style::{FastStyleNet, StylizeOptions};
+use styleforge_core::methods::fast::{FastStyleNet, StylizeOptions};
 use styleforge_core::image_io;
 use styleforge_core::library::{Library, ModelInfo};
 use styleforge_core::shared;
@@ -876,7 +876,7 @@ fn a_job_abandoned_by_a_dead_worker_is_retried_after_its_lease() {
     // A worker claims the job with a 1.5 s lease and dies without a heartbeat.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let claimed = rt
-        .block_on(styleforge_server::worker::claim_and_abandon(
+        .block_on(styleforge_server::jobs::worker::claim_and_abandon(
             &cfg,
             "dead-worker",
             Duration::from_millis(1500),
@@ -1074,7 +1074,7 @@ fn cyclegan_translates_and_dcgan_generators_sample() {
     let got = decode_rgb(&get(&s.url(v["url"].as_str().unwrap()), None).body);
     let dev = Device::flex();
     let pic = image_io::decode(&jpeg, image_io::DEFAULT_MAX_PIXELS).unwrap();
-    let gan = styleforge_core::cyclegan::CycleGan::load(
+    let gan = styleforge_core::methods::cyclegan::CycleGan::load(
         &Library::new(models_home()).model_path("tiny-painter"),
         &dev,
     )
@@ -1119,7 +1119,7 @@ fn cyclegan_translates_and_dcgan_generators_sample() {
         &dev,
     )
     .unwrap();
-    let want = styleforge_core::generate::grid(&g, 4, 7, false, &dev).unwrap();
+    let want = styleforge_core::methods::generate::grid(&g, 4, 7, false, &dev).unwrap();
     let want = image::load_from_memory(&want.encode(image_io::Format::Png).unwrap())
         .unwrap()
         .to_rgb8();

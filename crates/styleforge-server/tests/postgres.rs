@@ -130,7 +130,7 @@ fn jobs_complete_cancel_and_survive_a_dead_worker_on_postgres() {
     // A worker claims a job with a short lease and dies without a heartbeat.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let claimed = rt
-        .block_on(styleforge_server::worker::claim_and_abandon(
+        .block_on(styleforge_server::jobs::worker::claim_and_abandon(
             &cfg,
             "dead-worker",
             Duration::from_millis(1500),

@@ -5,15 +5,27 @@ import { ApiError, api, fetchBlob, followEvents, getJson, getKey, sendJson, setK
 
 const $ = (id) => document.getElementById(id);
 
-// Networks the library holds for the adain and gatys methods; not styles to pick.
-const NETWORKS = new Set(["adain", "vgg", "gatys", "generate"]);
+// The server's methods (GET /v1/methods): names, titles, where their style comes from (a
+// library model, or style images run by a network the library holds), options.
+let METHODS = [];
 
-const METHOD_TEXT = {
-  fast: ["Fast network", "Trained for this style. About a second."],
-  cyclegan: ["GAN translation", "A generator trained on this painter's work."],
-  adain: ["Arbitrary (AdaIN)", "Any style image, in one pass."],
-  gatys: ["Optimisation (Gatys)", "Finest detail. Runs as a job with progress."],
-};
+function methodInfo(name) {
+  return METHODS.find((m) => m.name === name);
+}
+
+function methodTitle(name) {
+  return methodInfo(name)?.title || name;
+}
+
+// Library models that are styles of their own: kinds run by a method whose style is the model.
+function isStyleModel(s) {
+  if (s.kind !== "model") return true;
+  return METHODS.some((m) => m.style === "model" && m.model_kinds.includes(s.method));
+}
+
+function takesOption(method, option) {
+  return !!methodInfo(method)?.options.some((o) => o.name === option);
+}
 
 const state = {
   styles: [],
@@ -80,13 +92,9 @@ function styleTitle(label) {
 function methodsFor(style) {
   if (!style) return [];
   if (style.method === "image") {
-    const have = (m) => state.styles.some((s) => s.method === m);
-    const out = [];
-    if (have("adain")) out.push("adain");
-    if (have("vgg") || have("gatys")) out.push("gatys");
-    return out;
+    return METHODS.filter((m) => m.style === "images" && m.available).map((m) => m.name);
   }
-  return [style.method];
+  return METHODS.filter((m) => m.style === "model" && m.model_kinds.includes(style.method)).map((m) => m.name);
 }
 
 function badgeFor(style) {
@@ -170,7 +178,8 @@ async function loadStyles() {
   const g = $("gallery");
   g.setAttribute("aria-busy", "true");
   try {
-    const { styles } = await getJson("/v1/styles");
+    const [{ styles }, methods] = await Promise.all([getJson("/v1/styles"), getJson("/v1/methods")]);
+    METHODS = methods;
     state.styles = styles;
     clearNotice();
     await search($("search").value);
@@ -196,7 +205,7 @@ async function search(query) {
     }
   }
   if (seq !== state.searchSeq) return;
-  state.shown = list.filter((s) => !NETWORKS.has(s.method));
+  state.shown = list.filter(isStyleModel);
   renderGallery(q);
 }
 
@@ -285,7 +294,7 @@ function renderMethods() {
   } else {
     list.replaceChildren(
       ...methods.map((m) => {
-        const [title, note] = METHOD_TEXT[m] || [m, ""];
+        const { title, summary: note } = methodInfo(m) || { title: m, summary: "" };
         const input = el("input", {
           type: "radio",
           name: "method",
@@ -310,7 +319,7 @@ function renderMethods() {
 function renderBlend() {
   const style = styleByName(state.selected);
   const others = state.styles.filter((s) => s.method === "image" && s.name !== state.selected);
-  const show = !!style && style.method === "image" && ["adain", "gatys"].includes(state.method) && others.length > 0;
+  const show = !!style && style.method === "image" && methodInfo(state.method)?.style === "images" && others.length > 0;
   $("blend").hidden = !show;
   if (!show) return;
   const select = $("blend-style");
@@ -409,7 +418,7 @@ function imageFrom(list) {
 // Options and the Stylise button
 
 function updateOptions() {
-  $("iterations-field").hidden = state.method !== "gatys";
+  $("iterations-field").hidden = !takesOption(state.method, "iterations");
   $("strength-out").textContent = `${$("strength").value}%`;
 }
 
@@ -424,7 +433,7 @@ function updateGo() {
   else if (!state.photo) hint = "Now choose a photo.";
   else if (!style) hint = "Now choose a style.";
   else if (!state.method) hint = "This style cannot be used on this server.";
-  else hint = `${style.title} · ${(METHOD_TEXT[state.method] || [state.method])[0]}`;
+  else hint = `${style.title} · ${methodTitle(state.method)}`;
   $("go-hint").textContent = hint;
 }
 
@@ -438,7 +447,7 @@ function request() {
   };
   const size = $("size").value;
   if (size) body.max_size = Number(size);
-  if (state.method === "gatys") body.iterations = Number($("iterations").value);
+  if (takesOption(state.method, "iterations")) body.iterations = Number($("iterations").value);
   const second = $("blend-style").value;
   if (!$("blend").hidden && $("blend-on").checked && second) {
     const mix = Number($("blend-mix").value) / 100;
@@ -481,7 +490,7 @@ async function go() {
   const before = state.photo.local;
   setBusy(true);
   setStatus("");
-  showProgress(body.method === "gatys" ? "Sending the job…" : "Stylising…", null, "", false);
+  showProgress(methodInfo(body.method)?.execution === "job" ? "Sending the job…" : "Stylising…", null, "", false);
   if (matchMedia("(max-width: 900px)").matches) {
     $("result-panel").scrollIntoView({ behavior: "smooth", block: "start" });
   }
@@ -597,7 +606,7 @@ async function showResult(resultId, beforeUrl, imageId) {
   $("rating-note").textContent = info.rating ? `You rated it ${info.rating} of 5.` : "";
   const t = info.timings || {};
   const secs = t.total_ms ? ` · ${formatSeconds(t.total_ms / 1000)}` : "";
-  $("result-meta").textContent = `${styleTitle(info.style)} · ${(METHOD_TEXT[info.method] || [info.method])[0]} · ${info.width} × ${info.height}${secs}`;
+  $("result-meta").textContent = `${styleTitle(info.style)} · ${methodTitle(info.method)} · ${info.width} × ${info.height}${secs}`;
   $("result-actions").hidden = false;
   setStatus("");
 }

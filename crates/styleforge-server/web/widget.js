@@ -36,8 +36,28 @@
     }
   })();
   var AVATAR_SIZE = 512;
-  // Methods that need nothing but a style name: the widget offers those.
-  var SELF_CONTAINED = { fast: true, cyclegan: true };
+  // The model kinds of methods that need nothing but a style name (GET /v1/methods): the
+  // widget offers those styles.
+  var selfContained = null;
+  function styleKinds() {
+    if (!selfContained) {
+      selfContained = json("/v1/methods").then(function (methods) {
+        var kinds = {};
+        methods.forEach(function (m) {
+          if (m.style === "model") {
+            m.model_kinds.forEach(function (k) {
+              kinds[k] = true;
+            });
+          }
+        });
+        return kinds;
+      });
+      selfContained.catch(function () {
+        selfContained = null;
+      });
+    }
+    return selfContained;
+  }
 
   var CSS = [
     ":host{all:initial!important;display:block!important;visibility:visible!important;opacity:1!important;",
@@ -185,8 +205,10 @@
   function styles(query) {
     var q = (query || "").trim();
     var keep = function (j) {
-      return j.styles.filter(function (s) {
-        return SELF_CONTAINED[s.method];
+      return styleKinds().then(function (kinds) {
+        return j.styles.filter(function (s) {
+          return kinds[s.method];
+        });
       });
     };
     if (q) return json("/v1/styles?q=" + encodeURIComponent(q)).then(keep);

@@ -11,7 +11,7 @@ use utoipa::IntoParams;
 use super::{ApiQuery, image_response};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::models::{Kind, Loaded, kind_of};
+use styleforge_core::library::{Loaded, ModelKind};
 use crate::state::AppState;
 
 /// Most images one request returns.
@@ -23,11 +23,11 @@ pub const MAX_SAMPLES: u32 = 64;
 pub struct SamplesQuery {
     /// Number of images, 1-64 (default 16).
     #[param(minimum = 1, maximum = 64)]
-    #[serde(default, deserialize_with = "crate::api::lenient::opt_u32")]
+    #[serde(default, deserialize_with = "crate::jobs::lenient::opt_u32")]
     pub n: Option<u32>,
     /// Seed of the latents (default 0): the same seed gives the same images.
     #[param(minimum = 0, maximum = 4294967295_u64)]
-    #[serde(default, deserialize_with = "crate::api::lenient::opt_u32")]
+    #[serde(default, deserialize_with = "crate::jobs::lenient::opt_u32")]
     pub seed: Option<u32>,
     /// A strip interpolating between two latents instead of independent samples.
     #[serde(default)]
@@ -64,7 +64,7 @@ pub async fn samples(
         ));
     }
     let info = match state.models.info(&name).await {
-        Ok(i) if kind_of(&i) == Kind::Dcgan => i,
+        Ok(i) if ModelKind::of(&i) == Some(ModelKind::Dcgan) => i,
         _ => return Err(ApiError::not_found("generator", &name)),
     };
     let model = state.models.get(&info).await?;
@@ -75,7 +75,7 @@ pub async fn samples(
             let Loaded::Dcgan(g) = &*model else {
                 return Err(styleforge_core::Error::Param("not a DCGAN generator".into()));
             };
-            styleforge_core::generate::grid(g, n as usize, seed, interpolate, &device)?
+            styleforge_core::methods::generate::grid(g, n as usize, seed, interpolate, &device)?
                 .encode(Format::Png)
         })
         .await?;

@@ -81,7 +81,7 @@ pub struct ImageUpload {
 pub struct ThumbQuery {
     /// Longer side in pixels, 16-1024 (default 256).
     #[param(minimum = 16, maximum = 1024)]
-    #[serde(default, deserialize_with = "crate::api::lenient::opt_u32")]
+    #[serde(default, deserialize_with = "crate::jobs::lenient::opt_u32")]
     pub size: Option<u32>,
 }
 
@@ -419,21 +419,8 @@ pub async fn delete(
     let row = db::delete_image(&state.db, &id, &caller.owner)
         .await?
         .ok_or_else(|| ApiError::not_found("image", &id))?;
-    release_blob(&state, &row.sha256).await;
+    crate::store::release_blob(&state, &row.sha256).await;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Deletes a blob no row references any more.
-pub async fn release_blob(state: &AppState, sha: &str) {
-    match db::blob_refs(&state.db, sha).await {
-        Ok(0) => {
-            if let Err(e) = state.blobs.delete(sha).await {
-                tracing::warn!(sha, error = %e, "could not delete blob");
-            }
-        }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(sha, error = %e, "could not count blob references"),
-    }
 }
 
 /// A thumbnail of stored bytes (cached in the blob store): JPEG, or PNG when there is alpha.

@@ -4,7 +4,7 @@
 pub mod generate;
 pub mod images;
 pub mod jobs;
-pub mod lenient;
+pub mod methods;
 pub mod ops;
 pub mod results;
 pub mod styles;
@@ -45,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/styles/{name}/thumbnail", get(styles::thumbnail))
         .route("/generators/{name}/samples", get(generate::samples))
+        .route("/methods", get(methods::list))
         .route("/stylize", post(stylize::stylize))
         .route("/trainings", post(trainings::create))
         .route("/jobs/{id}", get(jobs::status))
@@ -225,7 +226,7 @@ where
 pub struct PageQuery {
     /// Items per page, 1-100 (default 20).
     #[param(minimum = 1, maximum = 100)]
-    #[serde(default, deserialize_with = "crate::api::lenient::opt_u32")]
+    #[serde(default, deserialize_with = "crate::jobs::lenient::opt_u32")]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
     #[param(pattern = r"^[0-9]{1,18}\.[A-Za-z0-9_]{1,64}$")]

@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{ApiJson, ApiQuery, image_response};
 use crate::auth::Caller;
 use crate::db::{self, ResultRow};
-use crate::engine::Timings;
+use crate::jobs::Timings;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::state::AppState;
 
@@ -130,7 +130,7 @@ pub async fn info(
 pub struct RatingRequest {
     /// 1 (poor) to 5 (excellent).
     #[schema(minimum = 1, maximum = 5)]
-    #[serde(deserialize_with = "super::lenient::i64")]
+    #[serde(deserialize_with = "crate::jobs::lenient::i64")]
     pub score: i64,
 }
 

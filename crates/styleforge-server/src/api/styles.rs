@@ -7,6 +7,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use styleforge_core::image_io::Format;
+use styleforge_core::methods;
 use utoipa::{IntoParams, ToSchema};
 
 use super::images::{ThumbQuery, created, read_upload, store_image, thumb_size, thumbnail_bytes};
@@ -14,7 +15,7 @@ use super::{ApiQuery, image_response};
 use crate::auth::Caller;
 use crate::db;
 use crate::error::{ApiError, ApiResult};
-use crate::models::{Kind, Loaded, StyleInfo, kind_of, sample_scene, search_score};
+use crate::models::{StyleInfo, is_style_model, sample_scene, search_score};
 use crate::state::AppState;
 
 /// Multipart custom style upload.
@@ -71,7 +72,7 @@ async fn all_styles(state: &AppState, caller: &Caller) -> ApiResult<Vec<StyleInf
         .list()
         .await?
         .iter()
-        .filter(|m| crate::training::visible_to(m, &caller.owner))
+        .filter(|m| crate::jobs::training::visible_to(m, &caller.owner))
         .map(StyleInfo::from_model)
         .collect();
     let mut cursor = None;
@@ -139,7 +140,7 @@ async fn find_style(state: &AppState, caller: &Caller, name: &str) -> ApiResult<
         return Ok(StyleInfo::from_image(&row));
     }
     let info = state.models.info(name).await?;
-    if !crate::training::visible_to(&info, &caller.owner) {
+    if !crate::jobs::training::visible_to(&info, &caller.owner) {
         return Err(ApiError::not_found("style", name));
     }
     Ok(StyleInfo::from_model(&info))
@@ -266,7 +267,7 @@ pub async fn delete(
     match db::get_image(&state.db, &name, &caller.owner).await? {
         Some(row) if row.kind == "style" => {
             if let Some(row) = db::delete_image(&state.db, &name, &caller.owner).await? {
-                super::images::release_blob(&state, &row.sha256).await;
+                crate::store::release_blob(&state, &row.sha256).await;
             }
             Ok(StatusCode::NO_CONTENT)
         }
@@ -315,7 +316,7 @@ pub async fn thumbnail(
         return Ok(image_response(b, &sha));
     }
     let info = state.models.info(&name).await?;
-    if !crate::training::visible_to(&info, &caller.owner) {
+    if !crate::jobs::training::visible_to(&info, &caller.owner) {
         return Err(ApiError::not_found("style", &name));
     }
     let lib = state.models.library();
@@ -327,7 +328,7 @@ pub async fn thumbnail(
             return Ok(image_response(b, &sha));
         }
     }
-    if !matches!(kind_of(&info), Kind::Fast | Kind::CycleGan) {
+    if !is_style_model(&info) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "no_thumbnail",
@@ -350,17 +351,13 @@ pub async fn thumbnail(
     let (w, h) = (size, (size * 3 / 4).max(16));
     let (out, _) = state
         .run_inference(move || {
-            let scene = sample_scene(w, h);
-            let pic = match &*model {
-                Loaded::Fast(net) => net.stylize(&scene, &Default::default(), &device)?,
-                Loaded::CycleGan(gan) => gan.stylize(&scene, &Default::default(), &device)?,
-                _ => {
-                    return Err(styleforge_core::Error::Param(
-                        "not a fast-style or CycleGAN model".into(),
-                    ));
-                }
-            };
-            pic.encode(Format::Jpeg)
+            let input = methods::Input::content(sample_scene(w, h));
+            let kind = model.kind();
+            let method = methods::all()
+                .find(|m| m.info().style == methods::StyleSource::Model && m.info().accepts(kind))
+                .ok_or_else(|| styleforge_core::Error::Param(format!("no method runs {kind} models on their own")))?;
+            let outcome = method.run(&model, &input, &methods::Params::new(), &device, &mut methods::Control::new(None, &mut |_| {}))?;
+            outcome.picture.encode(Format::Jpeg)
         })
         .await?;
     let b = Bytes::from(out.map_err(ApiError::from_core)?);

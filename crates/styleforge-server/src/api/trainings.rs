@@ -12,10 +12,10 @@ use utoipa::ToSchema;
 use super::ApiJson;
 use super::stylize::{JobAccepted, accepted};
 use crate::auth::Caller;
-use crate::db::{self, JobRow, state as job_state};
-use crate::engine::{BlobRef, JobSpec, Method, TrainingSpec};
+use crate::db::{self, state as job_state};
+use crate::jobs::{BlobRef, JobSpec, TrainingSpec, enqueue};
 use crate::error::{ApiError, ApiResult};
-use crate::models::{Kind, kind_of};
+use styleforge_core::library::ModelKind;
 use crate::state::{AppState, new_id};
 
 /// A training request.
@@ -29,11 +29,11 @@ pub struct TrainingRequest {
     #[schema(max_length = 200)]
     pub title: Option<String>,
     /// Optimisation steps (default from the server's configuration).
-    #[serde(default, deserialize_with = "super::lenient::opt_u32")]
+    #[serde(default, deserialize_with = "crate::jobs::lenient::opt_u32")]
     #[schema(minimum = 1, maximum = 40000)]
     pub steps: Option<u32>,
     /// Network width: 8 (fastest), 16 or 32 (stock). Default 16.
-    #[serde(default, deserialize_with = "super::lenient::opt_u32")]
+    #[serde(default, deserialize_with = "crate::jobs::lenient::opt_u32")]
     #[schema(minimum = 8, maximum = 32)]
     pub width: Option<u32>,
 }
@@ -89,7 +89,7 @@ pub async fn create(
     let models = state.models.list().await?;
     let vgg = ["vgg16", "vgg19"]
         .into_iter()
-        .find(|n| models.iter().any(|m| m.name == *n && kind_of(m) == Kind::Vgg))
+        .find(|n| models.iter().any(|m| m.name == *n && ModelKind::of(m) == Some(ModelKind::Vgg)))
         .ok_or_else(|| {
             ApiError::unprocessable(
                 "training_unavailable",
@@ -111,16 +111,13 @@ pub async fn create(
             ),
         ));
     }
-    if state.shutting_down() {
-        return Err(ApiError::unavailable("the server is shutting down"));
-    }
     let job_id = new_id("job");
     let name = format!("trained-{}", job_id.trim_start_matches("job_").to_lowercase());
     let title = req.title.clone().filter(|t| !t.trim().is_empty()).unwrap_or_else(|| {
         if image.title.is_empty() { "My style".into() } else { image.title.clone() }
     });
     let spec = JobSpec {
-        method: Method::Fast,
+        method: "fast".into(),
         image: BlobRef { id: image.id.clone(), sha256: image.sha256.clone() },
         model: vgg.to_string(),
         styles: Vec::new(),
@@ -140,11 +137,6 @@ pub async fn create(
             batch: 4,
         }),
     };
-    let spec_json = serde_json::to_string(&spec).map_err(ApiError::internal)?;
-    let mut job = JobRow::queued(job_id, &caller.owner, "train", &name, &image.id, spec_json, cfg.max_attempts as i64);
-    job.device = state.config.job_device(&job.method).into();
-    db::insert_job(&state.db, &job).await?;
-    state.hub.new_job.notify_one();
-    state.hub.changed(&job.id);
-    Ok(accepted(&job.id))
+    let job = enqueue(&state, &caller.owner, "train", &spec).await?;
+    Ok(accepted(&job))
 }

@@ -5,20 +5,18 @@
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use burn::tensor::Device;
 use styleforge_core::image_io::{self, Format};
 use styleforge_core::library::{Library, ModelInfo};
-use styleforge_core::train::data::{CropDataset, image_files};
-use styleforge_core::train::fast_style::{FastStyleSettings, FastStyleTrainer};
+use styleforge_core::methods::Progress;
+use styleforge_core::train::fast_style::{FastStyleTrainer, Recipe};
 use styleforge_core::train::{self, RunOptions};
 use styleforge_core::weights::Weights;
 
 use crate::config::Config;
-use crate::db::ProgressRow;
-use crate::engine::{JobSpec, Output, RunEnd, Timings};
-use crate::error::ApiError;
+use crate::jobs::{JobError, JobResult, JobSpec, Output, RunEnd, Timings};
 
 /// Metadata key naming the owner of a model trained by the service.
 pub const OWNER_KEY: &str = "owner";
@@ -29,7 +27,8 @@ pub fn visible_to(info: &ModelInfo, owner: &str) -> bool {
     info.training.get(OWNER_KEY).is_none_or(|o| o == owner)
 }
 
-/// Trains, exports and previews; `style` is the style image's bytes.
+/// Trains, exports and previews; `style` is the style image's bytes. The run is the CLI's
+/// `train fast-style` recipe ([`FastStyleTrainer::from_recipe`], [`train::export`]).
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     config: &Config,
@@ -39,30 +38,36 @@ pub fn run(
     owner: &str,
     style: &[u8],
     cancel: Arc<AtomicBool>,
-    progress: &mut dyn FnMut(ProgressRow),
-) -> Result<RunEnd, ApiError> {
-    let t = spec.training.as_ref().ok_or_else(|| ApiError::internal("not a training job"))?;
-    let core = ApiError::from_core;
+    progress: &mut dyn FnMut(&Progress<'_>),
+) -> JobResult<RunEnd> {
+    let t = spec.training.as_ref().ok_or_else(|| JobError::internal("not a training job"))?;
     let content_dir = config
         .training_content_dir
         .as_ref()
-        .ok_or_else(|| ApiError::unprocessable("training_unavailable", "no training_content_dir configured"))?;
-    progress(ProgressRow { fraction: 0.0, stage: "preparing".into(), ..Default::default() });
+        .ok_or_else(|| JobError::invalid("training_unavailable", "no training_content_dir configured"))?;
+    progress(&Progress::stage(0.0, "preparing"));
     let library = Library::new(config.home.clone());
-    let vgg = Weights::load(&library.model_path(&spec.model)).map_err(core)?;
-    let variant = styleforge_core::networks::vgg::Vgg::from_weights(&vgg, None, &Device::flex())
-        .map_err(core)?
-        .variant();
-    let style_pic = image_io::decode(style, config.max_pixels).map_err(core)?;
-    let data = CropDataset::from_folder(content_dir, t.crop, t.crop).map_err(core)?;
-    let preview_path = image_files(content_dir).map_err(core)?.remove(0);
-    let preview = image_io::read(&preview_path, config.max_pixels).map_err(core)?;
-    let mut settings = FastStyleSettings::reference(variant);
-    settings.width = t.width;
-    settings.batch = t.batch;
-    settings.style_sha256 = spec.image.sha256.clone();
-    let mut trainer =
-        FastStyleTrainer::new(settings, &vgg, &style_pic, 512, data, &preview, device, 1).map_err(core)?;
+    let vgg = Weights::load(&library.model_path(&spec.model))?;
+    let style_pic = image_io::decode(style, config.max_pixels)?;
+    let recipe = Recipe {
+        loss_network: &vgg,
+        style: &style_pic,
+        style_size: 512,
+        content_dir,
+        crop: t.crop,
+        preview: None,
+        max_pixels: config.max_pixels,
+    };
+    let (mut trainer, preview) = FastStyleTrainer::from_recipe(
+        &recipe,
+        |s| {
+            s.width = t.width;
+            s.batch = t.batch;
+            s.style_sha256 = spec.image.sha256.clone();
+        },
+        device,
+        1,
+    )?;
     let dir = config.data_dir().join("trainings").join(job_id);
     let opts = RunOptions {
         dir: dir.clone(),
@@ -78,20 +83,19 @@ pub fn run(
         let from = *first.get_or_insert(p.step - 1);
         let done = (p.step - from) as f64;
         let left = (p.total - p.step) as f64;
-        progress(ProgressRow {
+        progress(&Progress {
             fraction: p.step as f64 / p.total as f64,
             stage: "training".into(),
-            iteration: Some(p.step as i64),
-            iterations: Some(p.total as i64),
-            eta_ms: Some((t0.elapsed().as_secs_f64() / done * left * 1000.0) as i64),
+            step: Some((p.step, p.total)),
+            eta: (done > 0.0).then(|| Duration::from_secs_f64((t0.elapsed().as_secs_f64() / done * left).max(0.0))),
+            detail: None,
+            preview: None,
         });
-    })
-    .map_err(core)?;
+    })?;
     if summary.stopped {
         return Ok(RunEnd::Cancelled);
     }
-    progress(ProgressRow { fraction: 0.99, stage: "saving".into(), ..Default::default() });
-    let mut weights = trainer.export().map_err(core)?;
+    progress(&Progress::stage(0.99, "saving"));
     let mut info = ModelInfo {
         name: t.name.clone(),
         title: t.title.clone(),
@@ -101,15 +105,10 @@ pub fn run(
         ..Default::default()
     };
     info.training.insert(OWNER_KEY.into(), owner.to_string());
-    info.training.insert("kind".into(), "fast-style".into());
-    info.training.insert("steps".into(), t.steps.to_string());
-    info.training.insert("style_sha256".into(), spec.image.sha256.clone());
-    info.training.insert("settings".into(), serde_json::to_string(trainer.settings()).unwrap_or_default());
-    info.sha256 = weights.content_sha256();
-    library.add_weights(&mut weights, &mut info, true).map_err(core)?;
+    train::export(&dir, info, false, &library, true)?;
     let te = Instant::now();
-    let shown = trainer.stylize(&preview.fit_within(512)).map_err(core)?;
-    let bytes = shown.encode(Format::Png).map_err(core)?;
+    let shown = trainer.stylize(&preview.fit_within(512))?;
+    let bytes = shown.encode(Format::Png)?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(RunEnd::Done(Output {
         bytes,

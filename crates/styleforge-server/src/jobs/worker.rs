@@ -14,15 +14,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures_util::FutureExt;
+use styleforge_core::methods::Progress;
 use tokio::task::JoinHandle;
 
-use crate::api::stylize::{fetch_inputs, limits};
-use crate::db::{self, JobRow, ProgressRow, ResultRow, now_ms, state as job_state};
-use crate::engine::{self, JobSpec, RunEnd, Timings};
-use crate::error::ApiError;
-use crate::state::{AppState, RunningJob, new_id};
+use crate::db::{self, JobRow, ProgressRow, now_ms, state as job_state};
+use crate::jobs::run::{self, Limits};
+use crate::jobs::store::{Commit, Stored, store_result};
+use crate::jobs::{JobError, JobResult, JobSpec, RunEnd, Timings, fetch_inputs};
+use crate::state::{AppState, RunningJob};
 
 /// Aborts a task when dropped (so helpers die with the job they serve).
 struct AbortOnDrop(JoinHandle<()>);
@@ -189,7 +189,7 @@ async fn run_job(state: &AppState, worker: &str, job: JobRow) {
         tracing::warn!(job = %job.id, "the job's lease went to another worker; result dropped");
         None
     } else {
-        Some(settle(state, worker, &job, outcome, &cancel, &requeue, t0).await)
+        Some(settle(state, worker, &job, outcome, &cancel, &requeue).await)
     };
     if let Some(s) = final_state {
         state
@@ -207,10 +207,9 @@ async fn settle(
     state: &AppState,
     worker: &str,
     job: &JobRow,
-    outcome: Result<(RunEnd, Timings), ApiError>,
+    outcome: JobResult<(RunEnd, Timings)>,
     cancel: &AtomicBool,
     requeue: &AtomicBool,
-    t0: Instant,
 ) -> &'static str {
     let db = &state.db;
     let id = job.id.as_str();
@@ -226,52 +225,13 @@ async fn settle(
             log(db::finish_job(db, id, worker, job_state::CANCELLED, None).await);
             job_state::CANCELLED
         }
-        Ok((RunEnd::Done(out), mut timings)) => {
-            let ts = Instant::now();
-            let bytes = Bytes::from(out.bytes);
-            let sha = crate::store::sha256_hex(&bytes);
-            let token = db::intent_token(id, worker);
-            if let Err(e) = db::add_blob_intent(db, &sha, &token).await {
-                return retry_or_fail(state, worker, job, ApiError::from(e)).await;
-            }
-            if let Err(e) = state.blobs.put(bytes.clone()).await {
-                return retry_or_fail(state, worker, job, ApiError::from(e)).await;
-            }
-            timings.store_ms = ts.elapsed().as_secs_f64() * 1000.0;
-            timings.total_ms = (now_ms() - job.created_at).max(0) as f64;
-            let _ = t0;
+        Ok((RunEnd::Done(out), timings)) => {
             let spec: Option<JobSpec> = serde_json::from_str(&job.spec).ok();
-            let result = ResultRow {
-                id: new_id("res"),
-                owner: job.owner.clone(),
-                job_id: job.id.clone(),
-                image_id: job.image_id.clone(),
-                style: job.style.clone(),
-                method: job.method.clone(),
-                sha256: sha.clone(),
-                format: spec.map(|s| s.format).unwrap_or_else(|| "png".into()),
-                width: out.width as i64,
-                height: out.height as i64,
-                bytes: bytes.len() as i64,
-                timings: serde_json::to_string(&timings).unwrap_or_else(|_| "{}".into()),
-                content_loss: out.content_loss,
-                style_loss: out.style_loss,
-                created_at: now_ms(),
-            };
-            match db::complete_job(db, id, worker, &result).await {
-                Ok(true) => {
-                    if let Err(e) = state.blobs.ensure(&sha, bytes).await {
-                        tracing::error!(job = %id, error = %e, "re-storing a result blob");
-                    }
-                    job_state::SUCCEEDED
-                }
-                Ok(false) => {
-                    tracing::warn!(job = %id, "the job changed hands before its result was stored");
-                    log(db::clear_blob_intent(db, &sha, &token).await.map(|_| true));
-                    crate::api::images::release_blob(state, &sha).await;
-                    "lost"
-                }
-                Err(e) => retry_or_fail(state, worker, job, ApiError::from(e)).await,
+            let format = spec.map(|s| s.format).unwrap_or_else(|| "png".into());
+            match store_result(state, job, &format, out, timings, Commit::Lease { worker }).await {
+                Ok(Stored::Done(_)) => job_state::SUCCEEDED,
+                Ok(Stored::Lost) => "lost",
+                Err(e) => retry_or_fail(state, worker, job, e).await,
             }
         }
         Ok((RunEnd::Cancelled, _)) if requeue.load(Ordering::Relaxed) => {
@@ -282,16 +242,9 @@ async fn settle(
             log(db::finish_job(db, id, worker, job_state::CANCELLED, None).await);
             job_state::CANCELLED
         }
-        Err(e) if e.status.is_server_error() => retry_or_fail(state, worker, job, e).await,
+        Err(e) if e.retryable() => retry_or_fail(state, worker, job, e).await,
         Err(e) => {
-            log(db::finish_job(
-                db,
-                id,
-                worker,
-                job_state::FAILED,
-                Some((&e.code, &e.message)),
-            )
-            .await);
+            log(db::finish_job(db, id, worker, job_state::FAILED, Some((&e.code, &e.message))).await);
             job_state::FAILED
         }
     }
@@ -299,7 +252,7 @@ async fn settle(
 
 /// A failure that may not happen again (storage, database, a panic): retried while attempts
 /// remain, failed after.
-async fn retry_or_fail(state: &AppState, worker: &str, job: &JobRow, e: ApiError) -> &'static str {
+async fn retry_or_fail(state: &AppState, worker: &str, job: &JobRow, e: JobError) -> &'static str {
     let r = if job.attempts < job.max_attempts {
         tracing::warn!(job = %job.id, error = %e, "job failed; retrying");
         db::requeue_job(&state.db, &job.id, worker, false)
@@ -322,31 +275,37 @@ async fn retry_or_fail(state: &AppState, worker: &str, job: &JobRow, e: ApiError
     })
 }
 
+/// A job's progress as the row the progress writer stores.
+fn progress_row(p: &Progress<'_>) -> ProgressRow {
+    ProgressRow {
+        fraction: p.fraction,
+        stage: p.stage.clone(),
+        iteration: p.step.map(|s| s.0 as i64),
+        iterations: p.step.map(|s| s.1 as i64),
+        eta_ms: p.eta.map(|d| d.as_millis() as i64),
+    }
+}
+
 async fn execute_job(
     state: &AppState,
     job: &JobRow,
     cancel: Arc<AtomicBool>,
     ptx: tokio::sync::watch::Sender<Option<ProgressRow>>,
-) -> Result<(RunEnd, Timings), ApiError> {
+) -> JobResult<(RunEnd, Timings)> {
     let spec: JobSpec = serde_json::from_str(&job.spec)
-        .map_err(|e| ApiError::unprocessable("invalid_job", format!("unreadable job: {e}")))?;
-    let stage = |s: &str, f: f64| {
-        let _ = ptx.send(Some(ProgressRow {
-            fraction: f,
-            stage: s.into(),
-            ..Default::default()
-        }));
+        .map_err(|e| JobError::invalid("invalid_job", format!("unreadable job: {e}")))?;
+    let report = move |p: &Progress<'_>| {
+        let _ = ptx.send(Some(progress_row(p)));
     };
-    stage("loading", 0.0);
+    report(&Progress::stage(0.0, "loading"));
     let inputs = fetch_inputs(state, &spec).await?;
     if spec.training.is_some() {
         let (config, device) = (state.config.clone(), state.device.clone());
         let (id, owner) = (job.id.clone(), job.owner.clone());
         let (end, waited) = state
             .run_inference(move || {
-                crate::training::run(&config, &device, &spec, &id, &owner, &inputs.content, cancel, &mut |p| {
-                    let _ = ptx.send(Some(p));
-                })
+                let mut report = report;
+                crate::jobs::training::run(&config, &device, &spec, &id, &owner, &inputs.content, cancel, &mut report)
             })
             .await?;
         let end = end?;
@@ -357,31 +316,19 @@ async fn execute_job(
         return Ok((end, timings));
     }
     let info = state.models.info(&spec.model).await.map_err(|e| {
-        ApiError::unprocessable(
-            "model_missing",
-            format!("model `{}`: {}", spec.model, e.message),
-        )
+        JobError::invalid("model_missing", format!("model `{}`: {}", spec.model, e.message))
     })?;
     let tl = Instant::now();
     let model = state.models.get(&info).await?;
     let load_ms = tl.elapsed().as_secs_f64() * 1000.0;
-    stage("waiting for an inference slot", 0.01);
+    report(&Progress::stage(0.01, "waiting for an inference slot"));
     let device = state.device.clone();
-    let limits = limits(state);
-    let method = spec.method;
+    let limits = Limits::of(&state.config);
+    let method = spec.method.clone();
     let (end, waited) = state
         .run_inference(move || {
-            engine::execute(
-                &spec,
-                &inputs,
-                &model,
-                &device,
-                limits,
-                Some(cancel),
-                &mut |p| {
-                    let _ = ptx.send(Some(p));
-                },
-            )
+            let mut report = report;
+            run::execute(&spec, &inputs, &model, &device, limits, Some(cancel), &mut report)
         })
         .await?;
     let end = end?;
@@ -398,7 +345,7 @@ async fn execute_job(
         state
             .metrics
             .inference_seconds
-            .with_label_values(&[method.name(), "job"])
+            .with_label_values(&[method.as_str(), "job"])
             .observe((o.timings.decode_ms + o.timings.inference_ms + o.timings.encode_ms) / 1000.0);
     }
     Ok((end, timings))

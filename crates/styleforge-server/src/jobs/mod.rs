@@ -1,0 +1,197 @@
+//! The jobs layer, between the HTTP handlers and storage: a request is resolved into a
+//! [`JobSpec`] ([`request`]), its inputs fetched from the blob store, run with the engine's method
+//! registry ([`run`]), and its result stored once ([`store`]) — by the synchronous path of
+//! `POST /v1/stylize` and by the workers ([`worker`]) alike. Training jobs ([`training`]) go
+//! through the same queue. Everything here returns [`JobError`]; only the HTTP layer turns it
+//! into a status code.
+
+pub mod error;
+pub mod lenient;
+pub mod request;
+pub mod run;
+pub mod store;
+pub mod training;
+pub mod worker;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use styleforge_core::image_io::Format;
+use utoipa::ToSchema;
+
+pub use error::{ErrorKind, JobError, JobResult};
+
+use crate::db::{self, JobRow};
+use crate::state::{AppState, new_id};
+
+/// A stored blob an image row points at.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlobRef {
+    /// The image id.
+    pub id: String,
+    /// sha256 of its bytes.
+    pub sha256: String,
+}
+
+/// A style image with its blend weight.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StyleRef {
+    /// The image.
+    pub image: BlobRef,
+    /// Blend weight (weights are normalised).
+    pub weight: f32,
+}
+
+/// A resolved stylisation request: everything a worker needs, by content hash, so it does not
+/// depend on rows that may change meanwhile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// The method's name in the registry (`styleforge_core::methods`).
+    pub method: String,
+    /// The content image.
+    pub image: BlobRef,
+    /// The library model: the fast-style network, the AdaIN model, or the VGG loss network.
+    pub model: String,
+    /// Style images (methods whose style is an image set).
+    pub styles: Vec<StyleRef>,
+    /// Style label recorded with the result (model name or style ids).
+    pub style_label: String,
+    /// Strength 0..1.
+    pub strength: f32,
+    /// Keep the content's colours.
+    pub preserve_color: bool,
+    /// Longer side of the output at most this.
+    pub max_size: Option<u32>,
+    /// Spatial mask (methods that take one): white takes the style.
+    pub mask: Option<BlobRef>,
+    /// Output format name.
+    pub format: String,
+    /// Optimiser iterations (methods that iterate).
+    pub iterations: Option<u32>,
+    /// A training job: `image` is the style image, `model` the loss network, and the job's
+    /// result is a preview of the new fast style, which joins the library.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<TrainingSpec>,
+}
+
+/// What a training job trains.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingSpec {
+    /// Library name of the style to create.
+    pub name: String,
+    /// Its title in the gallery.
+    pub title: String,
+    /// Optimisation steps.
+    pub steps: u32,
+    /// Network width (8, 16 or 32).
+    pub width: usize,
+    /// Content crop size.
+    pub crop: u32,
+    /// Images per batch.
+    pub batch: usize,
+}
+
+/// Where the time of one stylisation went, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+pub struct Timings {
+    /// Waiting for an inference slot (and, for jobs, in the queue).
+    pub queue_ms: f64,
+    /// Model loading (0 when cached).
+    pub load_ms: f64,
+    /// Decoding the inputs.
+    pub decode_ms: f64,
+    /// The method itself.
+    pub inference_ms: f64,
+    /// Encoding the output.
+    pub encode_ms: f64,
+    /// Storing the output.
+    pub store_ms: f64,
+    /// From the request (or the job's creation) to the stored result.
+    pub total_ms: f64,
+}
+
+/// The encoded result of a run.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// Encoded image.
+    pub bytes: Vec<u8>,
+    /// Its format.
+    pub format: Format,
+    /// Width.
+    pub width: u32,
+    /// Height.
+    pub height: u32,
+    /// Timings (decode, inference, encode filled).
+    pub timings: Timings,
+    /// Content loss at the end (optimisation methods).
+    pub content_loss: Option<f64>,
+    /// Style loss at the end (optimisation methods).
+    pub style_loss: Option<f64>,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub enum RunEnd {
+    /// Finished.
+    Done(Output),
+    /// Stopped by the cancel flag.
+    Cancelled,
+}
+
+/// Inputs fetched from the blob store.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    /// Content image bytes.
+    pub content: Bytes,
+    /// Style image bytes and weights.
+    pub styles: Vec<(Bytes, f32)>,
+    /// Mask bytes.
+    pub mask: Option<Bytes>,
+}
+
+/// Fetches a spec's input blobs. Errors: `input_missing` when an image was deleted meanwhile.
+pub async fn fetch_inputs(state: &AppState, spec: &JobSpec) -> JobResult<Inputs> {
+    let get = |r: &BlobRef| {
+        let (sha, id) = (r.sha256.clone(), r.id.clone());
+        async move {
+            state.blobs.get(&sha).await.map_err(|e| match e {
+                object_store::Error::NotFound { .. } => {
+                    JobError::invalid("input_missing", format!("image `{id}` was deleted"))
+                }
+                e => JobError::from(e),
+            })
+        }
+    };
+    let content = get(&spec.image).await?;
+    let mut styles = Vec::with_capacity(spec.styles.len());
+    for s in &spec.styles {
+        styles.push((get(&s.image).await?, s.weight));
+    }
+    let mask = match &spec.mask {
+        Some(m) => Some(get(m).await?),
+        None => None,
+    };
+    Ok(Inputs { content, styles, mask })
+}
+
+/// Queues a job for `spec` under `owner` (`label`: the job's method column, e.g. the method's
+/// name or `train`); returns the job's id. Errors: `unavailable` while shutting down.
+pub async fn enqueue(state: &AppState, owner: &str, label: &str, spec: &JobSpec) -> JobResult<String> {
+    if state.shutting_down() {
+        return Err(JobError::unavailable("the server is shutting down"));
+    }
+    let spec_json = serde_json::to_string(spec).map_err(JobError::internal)?;
+    let mut job = JobRow::queued(
+        new_id("job"),
+        owner,
+        label,
+        &spec.style_label,
+        &spec.image.id,
+        spec_json,
+        state.config.max_attempts as i64,
+    );
+    job.device = state.config.job_device(&job.method).into();
+    db::insert_job(&state.db, &job).await?;
+    state.hub.new_job.notify_one();
+    state.hub.changed(&job.id);
+    Ok(job.id)
+}

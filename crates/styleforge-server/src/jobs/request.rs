@@ -1,0 +1,420 @@
+//! A stylisation request: what clients send, how it resolves into a [`JobSpec`] with the
+//! engine's method registry (which model kinds a method runs, where its style comes from, its
+//! options), and how it is answered: at once within the pixel budget, or queued as a job.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use styleforge_core::library::{ModelInfo, ModelKind};
+use styleforge_core::methods::{self, Execution, Method, StyleSource};
+use utoipa::ToSchema;
+
+use crate::db::{self, JobRow};
+use crate::jobs::run::{self, Limits};
+use crate::jobs::store::{Commit, Stored, store_result};
+use crate::jobs::training::visible_to;
+use crate::jobs::{BlobRef, JobError, JobResult, JobSpec, RunEnd, StyleRef, Timings, enqueue, fetch_inputs};
+use crate::state::{AppState, new_id};
+
+/// A method of the registry, by name; unknown names are refused when the request is read.
+#[derive(Clone, Copy)]
+pub struct MethodName(&'static dyn Method);
+
+impl MethodName {
+    /// The method.
+    pub fn method(self) -> &'static dyn Method {
+        self.0
+    }
+
+    /// Its name.
+    pub fn name(self) -> &'static str {
+        self.0.info().name
+    }
+}
+
+impl Default for MethodName {
+    fn default() -> Self {
+        MethodName(methods::default_method())
+    }
+}
+
+impl PartialEq for MethodName {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl std::fmt::Debug for MethodName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for MethodName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for MethodName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        methods::get(&name).map(MethodName).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "unknown method `{name}`, expected one of {}",
+                methods::names().join(", ")
+            ))
+        })
+    }
+}
+
+/// One style of a blend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedStyle {
+    /// A custom style id (from `POST /v1/styles`) or one of your image ids.
+    pub style: String,
+    /// Blend weight (non-negative; weights are normalised). Default 1.
+    #[serde(default = "one")]
+    #[schema(minimum = 0.0, maximum = 1e6)]
+    pub weight: f32,
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+/// A stylisation request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StylizeRequest {
+    /// The content image id (from `POST /v1/images`).
+    pub image: String,
+    /// The style: a library model name for methods whose style is a model (`fast`, `cyclegan`;
+    /// see `GET /v1/styles`); a custom style id or image id for the others (`adain`, `gatys`).
+    #[serde(default)]
+    pub style: Option<String>,
+    /// Several style images with blend weights (methods whose style is images), instead of `style`.
+    #[serde(default)]
+    pub styles: Option<Vec<WeightedStyle>>,
+    /// A method from `GET /v1/methods` (default `fast`).
+    #[serde(default)]
+    #[schema(value_type = String, example = "fast")]
+    pub method: MethodName,
+    /// 0 keeps the content, 1 (default) the full style.
+    #[serde(default)]
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    pub strength: Option<f32>,
+    /// Keep the content's colours.
+    #[serde(default)]
+    pub preserve_color: bool,
+    /// Scale the output down so its longer side is at most this many pixels.
+    #[serde(default, deserialize_with = "crate::jobs::lenient::opt_u32")]
+    #[schema(minimum = 1, maximum = 100000)]
+    pub max_size: Option<u32>,
+    /// A mask image id (methods that take one, `adain`): white areas take the style, black keep the content.
+    #[serde(default)]
+    pub mask: Option<String>,
+    /// Output format (default `png`).
+    #[serde(default)]
+    pub format: Option<OutputFormat>,
+    /// Iterations (methods that iterate, `gatys`; default from the server's configuration; at
+    /// most its `max_gatys_iterations`, 2000 unless configured).
+    #[serde(default, deserialize_with = "crate::jobs::lenient::opt_u32")]
+    #[schema(minimum = 1, maximum = 2000)]
+    pub iterations: Option<u32>,
+    /// The library model for methods whose style is images (default: the method's default
+    /// model, `adain` or `vgg19`).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Always answer with a job, even within the synchronous budget.
+    #[serde(default, rename = "async")]
+    pub prefer_async: bool,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    /// PNG (lossless, keeps alpha).
+    #[default]
+    Png,
+    /// JPEG (quality 92, alpha dropped).
+    #[serde(alias = "jpg")]
+    Jpeg,
+    /// WebP (lossless).
+    Webp,
+}
+
+impl OutputFormat {
+    /// The format's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputFormat::Png => "png",
+            OutputFormat::Jpeg => "jpeg",
+            OutputFormat::Webp => "webp",
+        }
+    }
+}
+
+/// A synchronous result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StylizeResult {
+    /// Result id.
+    pub result: String,
+    /// The result image.
+    pub url: String,
+    /// The job recorded for it (in the history).
+    pub job: String,
+    /// Output width.
+    pub width: u32,
+    /// Output height.
+    pub height: u32,
+    /// Output format.
+    pub format: String,
+    /// Where the time went.
+    pub timings: Timings,
+}
+
+/// How a request was answered.
+#[derive(Debug)]
+pub enum Submitted {
+    /// Run at once.
+    Done(StylizeResult),
+    /// Queued as this job.
+    Queued(String),
+}
+
+/// What a checked request resolved to.
+struct Resolved {
+    spec: JobSpec,
+    model: ModelInfo,
+    out_pixels: u64,
+}
+
+/// Resolves and checks a request, then runs it at once (methods answered synchronously,
+/// within the pixel budget) or queues it. Errors: the request's (invalid parameters, unknown
+/// images or styles, a missing model), storage and database failures.
+pub async fn submit(state: &AppState, owner: &str, req: &StylizeRequest) -> JobResult<Submitted> {
+    let t0 = db::now_ms();
+    let r = resolve(state, owner, req).await?;
+    let method = req.method.method().info();
+    let sync = method.execution == Execution::Sync
+        && !req.prefer_async
+        && r.out_pixels <= state.config.sync_pixel_budget
+        && !state.shutting_down();
+    if !sync {
+        return Ok(Submitted::Queued(enqueue(state, owner, method.name, &r.spec).await?));
+    }
+    let inputs = fetch_inputs(state, &r.spec).await?;
+    let tl = Instant::now();
+    let model = state.models.get(&r.model).await?;
+    let load_ms = tl.elapsed().as_secs_f64() * 1000.0;
+    let spec = r.spec.clone();
+    let device = state.device.clone();
+    let limits = Limits::of(&state.config);
+    let (end, waited) = state
+        .run_inference(move || run::execute(&spec, &inputs, &model, &device, limits, None, &mut |_| {}))
+        .await?;
+    let RunEnd::Done(out) = end? else {
+        return Err(JobError::internal("cancelled unexpectedly"));
+    };
+    state
+        .metrics
+        .inference_seconds
+        .with_label_values(&[method.name, "sync"])
+        .observe((out.timings.decode_ms + out.timings.inference_ms + out.timings.encode_ms) / 1000.0);
+    let timings = Timings { queue_ms: waited.as_secs_f64() * 1000.0, load_ms, ..out.timings };
+    let spec_json = serde_json::to_string(&r.spec).map_err(JobError::internal)?;
+    let mut job = JobRow::queued(new_id("job"), owner, method.name, &r.spec.style_label, &r.spec.image.id, spec_json, 1);
+    job.created_at = t0;
+    let (width, height) = (out.width, out.height);
+    let Stored::Done(result) = store_result(state, &job, &r.spec.format, out, timings, Commit::Sync).await? else {
+        return Err(JobError::internal("a synchronous result was not recorded"));
+    };
+    Ok(Submitted::Done(StylizeResult {
+        url: format!("/v1/results/{}", result.id),
+        result: result.id,
+        job: job.id,
+        width,
+        height,
+        format: r.spec.format.clone(),
+        timings: serde_json::from_str(&result.timings).unwrap_or(timings),
+    }))
+}
+
+async fn owned_image(state: &AppState, owner: &str, id: &str) -> JobResult<db::ImageRow> {
+    db::get_image(&state.db, id, owner).await?.ok_or_else(|| JobError::not_found("image", id))
+}
+
+fn invalid(message: impl Into<String>) -> JobError {
+    JobError::invalid("invalid_parameter", message)
+}
+
+async fn resolve(state: &AppState, owner: &str, req: &StylizeRequest) -> JobResult<Resolved> {
+    let cfg = &state.config;
+    let method = req.method.method().info();
+    let image = owned_image(state, owner, &req.image).await?;
+    if req.style.is_some() && req.styles.is_some() {
+        return Err(invalid("give `style` or `styles`, not both"));
+    }
+    if req.mask.is_some() && !method.mask {
+        let takers: Vec<&str> = methods::all().filter(|m| m.info().mask).map(|m| m.info().name).collect();
+        return Err(invalid(format!("a mask applies to method {} only", takers.join(", "))));
+    }
+    if method.takes("iterations")
+        && let Some(it) = req.iterations
+        && (it == 0 || it > cfg.max_gatys_iterations)
+    {
+        return Err(invalid(format!("iterations must be within 1..{}", cfg.max_gatys_iterations)));
+    }
+    let (model, label, styles) = match method.style {
+        StyleSource::Model => {
+            let (model, label) = model_style(state, owner, req, method).await?;
+            (model, label, Vec::new())
+        }
+        StyleSource::Images { max } => image_styles(state, owner, req, method, max).await?,
+    };
+    let mask = match &req.mask {
+        Some(id) => {
+            let row = owned_image(state, owner, id).await?;
+            Some(BlobRef { id: row.id, sha256: row.sha256 })
+        }
+        None => None,
+    };
+    let spec = JobSpec {
+        method: method.name.to_string(),
+        image: BlobRef { id: image.id.clone(), sha256: image.sha256.clone() },
+        model: model.name.clone(),
+        styles,
+        style_label: label,
+        strength: req.strength.unwrap_or(1.0),
+        preserve_color: req.preserve_color,
+        max_size: req.max_size,
+        mask,
+        format: req.format.unwrap_or_default().name().to_string(),
+        iterations: req.iterations,
+        training: None,
+    };
+    let params = run::params(&spec, Limits::of(cfg))?;
+    let (ow, oh) = methods::output_size(image.width as u32, image.height as u32, params.max_size());
+    if ow.min(oh) < method.min_side {
+        return Err(invalid(format!(
+            "{} needs at least {} pixels on each side; the output would be {ow}x{oh}",
+            method.name, method.min_side
+        )));
+    }
+    Ok(Resolved { spec, model, out_pixels: ow as u64 * oh as u64 })
+}
+
+/// The model named by a request for a method whose style is the model.
+async fn model_style(
+    state: &AppState,
+    owner: &str,
+    req: &StylizeRequest,
+    method: &methods::MethodInfo,
+) -> JobResult<(ModelInfo, String)> {
+    let m = method.name;
+    if req.model.is_some() {
+        return Err(invalid(format!("`model` applies to {}; for {m}, name the model in `style`", methods::image_style_methods())));
+    }
+    let name = match (&req.style, &req.styles) {
+        (Some(s), None) => s.clone(),
+        (None, Some(v)) if v.len() == 1 => v[0].style.clone(),
+        (None, Some(_)) => {
+            return Err(invalid(format!("the {m} method takes one style; blends need {}", methods::image_style_methods())));
+        }
+        _ => return Err(JobError::invalid("missing_style", "name a style (see GET /v1/styles)")),
+    };
+    let info = match state.models.info(&name).await {
+        Ok(i) => i,
+        Err(e) => {
+            if db::get_image(&state.db, &name, owner).await?.is_some() {
+                return Err(JobError::invalid(
+                    "wrong_method",
+                    format!("`{name}` is a style image: use method {} with it", methods::image_style_methods()),
+                ));
+            }
+            return Err(e);
+        }
+    };
+    if !visible_to(&info, owner) {
+        return Err(JobError::not_found("style", &name));
+    }
+    let kind = ModelKind::of(&info);
+    if !kind.is_some_and(|k| method.accepts(k)) {
+        let instead = match kind.map(methods::methods_for_kind) {
+            Some(v) if !v.is_empty() && methods::get(v[0]).is_ok_and(|x| x.info().style == StyleSource::Model) => {
+                v.join(" or ")
+            }
+            _ => format!("{} with a style image", methods::image_style_methods()),
+        };
+        return Err(JobError::invalid(
+            "wrong_method",
+            format!("`{name}` is a {} model, not a {m} model; use method {instead} with it", info.method),
+        ));
+    }
+    Ok((info, name))
+}
+
+/// The style images and the model of a request for a method whose style is images.
+async fn image_styles(
+    state: &AppState,
+    owner: &str,
+    req: &StylizeRequest,
+    method: &methods::MethodInfo,
+    max: usize,
+) -> JobResult<(ModelInfo, String, Vec<StyleRef>)> {
+    let list: Vec<WeightedStyle> = match (&req.style, &req.styles) {
+        (Some(s), None) => vec![WeightedStyle { style: s.clone(), weight: 1.0 }],
+        (None, Some(v)) if !v.is_empty() && v.len() <= max => v.clone(),
+        (None, Some(_)) => return Err(invalid(format!("give 1 to {max} styles"))),
+        _ => {
+            return Err(JobError::invalid(
+                "missing_style",
+                "name a style image: upload one with POST /v1/styles and pass its id as `style`",
+            ));
+        }
+    };
+    let sum: f32 = list.iter().map(|w| w.weight).sum();
+    if list.iter().any(|w| !w.weight.is_finite() || w.weight < 0.0) || sum <= 0.0 || !sum.is_finite() {
+        return Err(invalid("style weights must be finite and non-negative, with a positive sum"));
+    }
+    let mut styles = Vec::with_capacity(list.len());
+    for w in &list {
+        match db::get_image(&state.db, &w.style, owner).await? {
+            Some(row) => styles.push(StyleRef { image: BlobRef { id: row.id, sha256: row.sha256 }, weight: w.weight }),
+            None => {
+                if state.models.info(&w.style).await.is_ok() {
+                    return Err(JobError::invalid(
+                        "wrong_method",
+                        format!(
+                            "method {} needs style images, and `{}` is a library model: upload a style image with POST /v1/styles",
+                            method.name, w.style
+                        ),
+                    ));
+                }
+                return Err(JobError::not_found("style", &w.style));
+            }
+        }
+    }
+    let wanted = req.model.as_deref().or(method.default_model).unwrap_or_default();
+    let info = match state.models.find(method.model_kinds, wanted).await? {
+        Some(i) if req.model.is_none() || i.name == wanted => i,
+        _ => {
+            let kinds: Vec<&str> = method.model_kinds.iter().map(|k| k.name()).collect();
+            return Err(JobError::invalid(
+                "model_missing",
+                format!(
+                    "no {} model{} in the library at {} for method {}: add one with `styleforge models download` or `styleforge models import`",
+                    kinds.join(" or "),
+                    req.model.as_ref().map(|m| format!(" `{m}`")).unwrap_or_default(),
+                    state.models.library().models_dir().display(),
+                    method.name
+                ),
+            ));
+        }
+    };
+    let label = list.iter().map(|w| w.style.as_str()).collect::<Vec<_>>().join("+");
+    Ok((info, label, styles))
+}
