@@ -2,8 +2,10 @@
 //! [`crate::kernels::cpu_norm_grad`]): operands as contiguous values plus graph nodes, and the
 //! registration of an operation's backward step.
 
+use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
-use burn::backend::autodiff::ops::{Backward, NodeGuard, OpsKind};
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, NodeGuard, Ops, OpsKind};
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Tensor, TensorData};
 use burn_flex::FlexTensor;
@@ -37,6 +39,15 @@ where
         OpsKind::UnTracked(prep) => prep.finish(out),
     };
     Tensor::from_primitive::<Ad>(result)
+}
+
+/// What an operation's backward step starts from: the gradient of its output (taken from
+/// `grads`) as contiguous `f32` values, its saved state, and each parent's graph id (`None` for
+/// an operand that needs no gradient). `op` names the operation in the panic message.
+pub(crate) fn unpack<S, const N: usize>(ops: Ops<S, N>, grads: &mut Gradients, op: &str) -> (FlexTensor, S, [Option<NodeId>; N]) {
+    let grad = grads.consume::<Flex>(&ops.node);
+    let grad = contiguous(&grad).unwrap_or_else(|| panic!("{op} backward: f32 gradient"));
+    (grad, ops.state, ops.parents.map(|parent| parent.map(|node| node.id)))
 }
 
 /// The contiguous form of a flex `f32` primitive.

@@ -28,7 +28,7 @@ use burn::tensor::Tensor;
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use crate::kernels::cpu_autodiff::{contiguous, flex, operand, parents, record};
+use crate::kernels::cpu_autodiff::{flex, operand, parents, record, unpack};
 use crate::kernels::cpu_conv::{self, Geometry};
 
 /// [`cpu_conv::conv2d`] without upsampling, recorded on the autodiff graph, where the tensors
@@ -108,27 +108,25 @@ impl<const N: usize> Backward<Flex, N> for TransposeBackward<N> {
     type State = ConvState;
 
     fn backward(self, ops: Ops<ConvState, N>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let grad = grads.consume::<Flex>(&ops.node);
-        let ConvState { x, weight, g, slots, .. } = ops.state;
-        let grad = contiguous(&grad).expect("conv_transpose2d backward: f32 gradient");
+        let (grad, ConvState { x, weight, g, slots, .. }, parents) = unpack(ops, grads, "conv_transpose2d");
         let dims_x: [usize; 4] = x.layout().shape().dims();
         let [ci, co, k, _]: [usize; 4] = weight.layout().shape().dims();
         let dims_y: [usize; 4] = grad.layout().shape().dims();
         let dy = grad.as_slice::<f32>().expect("conv_transpose2d backward: gradient values");
         let x_data = x.as_slice::<f32>().expect("conv_transpose2d backward: input values");
         let w_data = weight.as_slice::<f32>().expect("conv_transpose2d backward: kernel values");
-        let [node_x, node_w, node_b] = slots.map(|slot| slot.and_then(|i| ops.parents[i].clone()));
+        let [node_x, node_w, node_b] = slots.map(|slot| slot.and_then(|i| parents[i]));
         if let Some(node) = node_x {
             let (gx, dims) = cpu_conv::conv2d_slices(dy, dims_y, w_data, [ci, k], None, g);
             assert_eq!(dims, dims_x, "conv_transpose2d backward: input gradient shape");
-            grads.register::<Flex>(node.id, flex(gx, dims_x));
+            grads.register::<Flex>(node, flex(gx, dims_x));
         }
         if let Some(node) = node_w {
             let gw = kernel_grad(dy, dims_y, x_data, dims_x, k, g);
-            grads.register::<Flex>(node.id, flex(gw, [ci, co, k, k]));
+            grads.register::<Flex>(node, flex(gw, [ci, co, k, k]));
         }
         if let Some(node) = node_b {
-            grads.register::<Flex>(node.id, flex(bias_grad(dy, dims_y), [co]));
+            grads.register::<Flex>(node, flex(bias_grad(dy, dims_y), [co]));
         }
     }
 }
@@ -172,9 +170,7 @@ impl<const N: usize> Backward<Flex, N> for ConvBackward<N> {
     type State = ConvState;
 
     fn backward(self, ops: Ops<ConvState, N>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let grad = grads.consume::<Flex>(&ops.node);
-        let ConvState { x, weight, out, g, slots } = ops.state;
-        let grad = contiguous(&grad).expect("conv2d backward: f32 gradient");
+        let (grad, ConvState { x, weight, out, g, slots }, parents) = unpack(ops, grads, "conv2d");
         let dims_x: [usize; 4] = x.layout().shape().dims();
         let [co, _, k, _]: [usize; 4] = weight.layout().shape().dims();
         let dims_y: [usize; 4] = grad.layout().shape().dims();
@@ -190,17 +186,17 @@ impl<const N: usize> Backward<Flex, N> for ConvBackward<N> {
         };
         let x_data = x.as_slice::<f32>().expect("conv2d backward: input values");
         let w_data = weight.as_slice::<f32>().expect("conv2d backward: kernel values");
-        let [node_x, node_w, node_b] = slots.map(|slot| slot.and_then(|i| ops.parents[i].clone()));
+        let [node_x, node_w, node_b] = slots.map(|slot| slot.and_then(|i| parents[i]));
         if let Some(node) = node_x {
             let gx = input_grad(dy, dims_y, w_data, dims_x, k, g);
-            grads.register::<Flex>(node.id, flex(gx, dims_x));
+            grads.register::<Flex>(node, flex(gx, dims_x));
         }
         if let Some(node) = node_w {
             let gw = kernel_grad(x_data, dims_x, dy, dims_y, k, g);
-            grads.register::<Flex>(node.id, flex(gw, [co, dims_x[1], k, k]));
+            grads.register::<Flex>(node, flex(gw, [co, dims_x[1], k, k]));
         }
         if let Some(node) = node_b {
-            grads.register::<Flex>(node.id, flex(bias_grad(&dy, dims_y), [co]));
+            grads.register::<Flex>(node, flex(bias_grad(&dy, dims_y), [co]));
         }
     }
 }

@@ -18,7 +18,7 @@ use burn::tensor::Tensor;
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use crate::kernels::cpu_autodiff::{contiguous, flex, operand, parents, record};
+use crate::kernels::cpu_autodiff::{flex, operand, parents, record, unpack};
 use crate::kernels::cpu_simd::{masked_sums, mean_var, vectorized};
 
 /// `relu?(γ·(x - mean)/sqrt(var + eps) + β)` per sample and channel of `x` `[N, C, H, W]`,
@@ -92,9 +92,7 @@ impl<const N: usize> Backward<Flex, N> for NormBackward<N> {
     type State = NormState;
 
     fn backward(self, ops: Ops<NormState, N>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let grad = grads.consume::<Flex>(&ops.node);
-        let NormState { x, gamma, stats, out, slots } = ops.state;
-        let grad = contiguous(&grad).expect("instance_norm backward: f32 gradient");
+        let (grad, NormState { x, gamma, stats, out, slots }, parents) = unpack(ops, grads, "instance_norm");
         let dims: [usize; 4] = x.layout().shape().dims();
         let [_, c, h, w] = dims;
         let plane = h * w;
@@ -102,7 +100,7 @@ impl<const N: usize> Backward<Flex, N> for NormBackward<N> {
         let x = x.as_slice::<f32>().expect("instance_norm backward: input values");
         let gamma = gamma.as_slice::<f32>().expect("instance_norm backward: gamma values");
         let out = out.as_ref().map(|o| o.as_slice::<f32>().expect("instance_norm backward: output values"));
-        let [node_x, node_g, node_b] = slots.map(|slot| slot.and_then(|i| ops.parents[i].clone()));
+        let [node_x, node_g, node_b] = slots.map(|slot| slot.and_then(|i| parents[i]));
         let mut dx = vec![0f32; if node_x.is_some() { x.len() } else { 0 }];
         // Per plane: (Σ dy·x̂, Σ dy), with `dy` masked where the ReLU cut.
         let sums: Vec<(f64, f64)> = (0..stats.len())
@@ -145,13 +143,13 @@ impl<const N: usize> Backward<Flex, N> for NormBackward<N> {
             (0..c).map(|ch| sums.iter().skip(ch).step_by(c).map(pick).sum::<f64>() as f32).collect()
         };
         if let Some(node) = node_x {
-            grads.register::<Flex>(node.id, flex(dx, dims));
+            grads.register::<Flex>(node, flex(dx, dims));
         }
         if let Some(node) = node_g {
-            grads.register::<Flex>(node.id, flex(per_channel(|s| s.0), [c]));
+            grads.register::<Flex>(node, flex(per_channel(|s| s.0), [c]));
         }
         if let Some(node) = node_b {
-            grads.register::<Flex>(node.id, flex(per_channel(|s| s.1), [c]));
+            grads.register::<Flex>(node, flex(per_channel(|s| s.1), [c]));
         }
     }
 }

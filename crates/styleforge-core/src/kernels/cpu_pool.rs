@@ -13,7 +13,7 @@ use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
-use crate::kernels::cpu_autodiff::{contiguous, flex, operand, record};
+use crate::kernels::cpu_autodiff::{flex, operand, record, unpack};
 
 /// Max pooling of `x` `[N, C, H, W]` over 2×2 windows at stride 2; with `ceil`, a last odd row
 /// or column forms a partial window (PyTorch's `ceil_mode`), otherwise it is dropped. `None`
@@ -82,13 +82,11 @@ impl Backward<Flex, 1> for PoolBackward {
     type State = PoolState;
 
     fn backward(self, ops: Ops<PoolState, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let grad = grads.consume::<Flex>(&ops.node);
-        let Some(node) = ops.parents[0].clone() else {
+        let (grad, PoolState { arg, input }, [parent]) = unpack(ops, grads, "max_pool2x2");
+        let Some(node) = parent else {
             return;
         };
-        let PoolState { arg, input } = ops.state;
         let [n, c, h, w] = input;
-        let grad = contiguous(&grad).expect("max_pool2x2 backward: f32 gradient");
         let dy = grad.as_slice::<f32>().expect("max_pool2x2 backward: gradient values");
         assert_eq!(dy.len(), arg.len(), "max_pool2x2 backward: gradient shape");
         let mut dx = vec![0f32; n * c * h * w];
@@ -102,7 +100,7 @@ impl Backward<Flex, 1> for PoolBackward {
                 },
             );
         }
-        grads.register::<Flex>(node.id, flex(dx, input));
+        grads.register::<Flex>(node, flex(dx, input));
     }
 }
 
