@@ -780,25 +780,13 @@ pub fn coral(source: &Picture, target: &Picture) -> Result<Picture> {
     let s = ColorStats::of(source);
     let t = ColorStats::of(target);
     let m = mat_mul(&sym_pow(&t.corr, 0.5), &sym_pow(&s.corr, -0.5));
-    let n = source.pixels();
-    let mut rgb = vec![0f32; 3 * n];
-    for i in 0..n {
-        let z: [f64; 3] =
-            std::array::from_fn(|c| (source.rgb[c * n + i] as f64 - s.mean[c]) / s.std[c]);
-        for c in 0..3 {
-            let v = m[c][0] * z[0] + m[c][1] * z[1] + m[c][2] * z[2];
-            rgb[c * n + i] = (v * t.std[c] + t.mean[c]).clamp(0.0, 255.0) as f32;
-        }
-    }
-    Ok(Picture {
-        width: source.width,
-        height: source.height,
-        rgb,
-        alpha: source.alpha.clone(),
-    })
+    Ok(crate::color::map_pixels(source, |x| {
+        let z: [f64; 3] = std::array::from_fn(|c| (x[c] - s.mean[c]) / s.std[c]);
+        std::array::from_fn(|c| (m[c][0] * z[0] + m[c][1] * z[1] + m[c][2] * z[2]) * t.std[c] + t.mean[c])
+    }))
 }
 
-type Mat3 = [[f64; 3]; 3];
+use crate::color::{Mat3, mat_mul};
 
 /// Channel means, deviations (unbiased) and the correlation matrix of the standardised channels.
 struct ColorStats {
@@ -813,18 +801,7 @@ impl ColorStats {
         const STD_FLOOR: f64 = 1e-3;
         const CORR_EPS: f64 = 1e-4;
         let n = p.pixels();
-        let ch = |c: usize| &p.rgb[c * n..(c + 1) * n];
-        let mean: [f64; 3] =
-            std::array::from_fn(|c| ch(c).iter().map(|&v| v as f64).sum::<f64>() / n as f64);
-        let mut cov = [[0f64; 3]; 3];
-        for i in 0..n {
-            let d: [f64; 3] = std::array::from_fn(|c| ch(c)[i] as f64 - mean[c]);
-            for a in 0..3 {
-                for b in 0..3 {
-                    cov[a][b] += d[a] * d[b];
-                }
-            }
-        }
+        let (mean, cov) = crate::color::channel_scatter(&p.rgb, n);
         let denom = (n - 1) as f64;
         let std: [f64; 3] = std::array::from_fn(|c| (cov[c][c] / denom).sqrt().max(STD_FLOOR));
         let mut corr = [[0f64; 3]; 3];
@@ -838,53 +815,9 @@ impl ColorStats {
     }
 }
 
-fn mat_mul(a: &Mat3, b: &Mat3) -> Mat3 {
-    std::array::from_fn(|i| std::array::from_fn(|j| (0..3).map(|k| a[i][k] * b[k][j]).sum()))
-}
-
 /// `A^p` of a symmetric positive semi-definite 3×3 matrix (eigenvalues floored at a small epsilon).
 fn sym_pow(a: &Mat3, p: f64) -> Mat3 {
-    let (vals, vecs) = jacobi_eigen(a);
-    let d: [f64; 3] = std::array::from_fn(|k| vals[k].max(1e-8).powf(p));
-    std::array::from_fn(|i| {
-        std::array::from_fn(|j| (0..3).map(|k| vecs[i][k] * d[k] * vecs[j][k]).sum())
-    })
-}
-
-/// Eigenvalues and eigenvectors (as columns) of a symmetric 3×3 matrix, by cyclic Jacobi rotations.
-fn jacobi_eigen(a: &Mat3) -> ([f64; 3], Mat3) {
-    let mut m = *a;
-    let mut v: Mat3 = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
-    for _ in 0..50 {
-        let off = m[0][1].powi(2) + m[0][2].powi(2) + m[1][2].powi(2);
-        if off < 1e-30 {
-            break;
-        }
-        for (p, q) in [(0, 1), (0, 2), (1, 2)] {
-            if m[p][q].abs() < 1e-300 {
-                continue;
-            }
-            let theta = (m[q][q] - m[p][p]) / (2.0 * m[p][q]);
-            let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
-            let c = 1.0 / (t * t + 1.0).sqrt();
-            let s = t * c;
-            // m <- J^T m J, v <- v J, with J the rotation in the (p, q) plane.
-            for row in m.iter_mut() {
-                let (a, b) = (row[p], row[q]);
-                row[p] = c * a - s * b;
-                row[q] = s * a + c * b;
-            }
-            let (rp, rq) = (m[p], m[q]);
-            m[p] = std::array::from_fn(|k| c * rp[k] - s * rq[k]);
-            m[q] = std::array::from_fn(|k| s * rp[k] + c * rq[k]);
-            for row in v.iter_mut() {
-                let (vp, vq) = (row[p], row[q]);
-                row[p] = c * vp - s * vq;
-                row[q] = s * vp + c * vq;
-            }
-        }
-    }
-    ([m[0][0], m[1][1], m[2][2]], v)
+    crate::color::sym_fn(a, |l| l.max(1e-8).powf(p))
 }
 
 #[cfg(test)]

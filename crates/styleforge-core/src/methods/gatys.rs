@@ -541,53 +541,18 @@ pub fn scale_sizes(
 pub fn match_colors(source: &Picture, reference: &Picture) -> Picture {
     let (ms, cs) = color_stats(source);
     let (mr, cr) = color_stats(reference);
-    let a = mat_mul(sym_fn(cr, f64::sqrt), sym_fn(cs, |l| 1.0 / l.sqrt()));
-    let n = source.pixels();
-    let mut rgb = vec![0f32; 3 * n];
-    for i in 0..n {
-        let p = [
-            source.rgb[i] as f64 - ms[0],
-            source.rgb[n + i] as f64 - ms[1],
-            source.rgb[2 * n + i] as f64 - ms[2],
-        ];
-        for c in 0..3 {
-            let v = a[c][0] * p[0] + a[c][1] * p[1] + a[c][2] * p[2] + mr[c];
-            rgb[c * n + i] = v.clamp(0.0, 255.0) as f32;
-        }
-    }
-    Picture {
-        width: source.width,
-        height: source.height,
-        rgb,
-        alpha: source.alpha.clone(),
-    }
+    let a = mat_mul(&sym_fn(cr, f64::sqrt), &sym_fn(cs, |l| 1.0 / l.sqrt()));
+    crate::color::map_pixels(source, |x| {
+        let p: [f64; 3] = std::array::from_fn(|c| x[c] - ms[c]);
+        std::array::from_fn(|c| a[c][0] * p[0] + a[c][1] * p[1] + a[c][2] * p[2] + mr[c])
+    })
 }
 
-type Mat3 = [[f64; 3]; 3];
+use crate::color::{Mat3, mat_mul};
 
 fn color_stats(p: &Picture) -> ([f64; 3], Mat3) {
     let n = p.pixels().max(1);
-    let mut mean = [0f64; 3];
-    for (c, m) in mean.iter_mut().enumerate() {
-        *m = p.rgb[c * n..(c + 1) * n]
-            .iter()
-            .map(|v| *v as f64)
-            .sum::<f64>()
-            / n as f64;
-    }
-    let mut cov = [[0f64; 3]; 3];
-    for i in 0..n {
-        let d = [
-            p.rgb[i] as f64 - mean[0],
-            p.rgb[n + i] as f64 - mean[1],
-            p.rgb[2 * n + i] as f64 - mean[2],
-        ];
-        for a in 0..3 {
-            for b in 0..3 {
-                cov[a][b] += d[a] * d[b];
-            }
-        }
-    }
+    let (mean, mut cov) = crate::color::channel_scatter(&p.rgb, n);
     for row in cov.iter_mut() {
         for v in row.iter_mut() {
             *v /= n as f64;
@@ -596,66 +561,10 @@ fn color_stats(p: &Picture) -> ([f64; 3], Mat3) {
     (mean, cov)
 }
 
-fn mat_mul(a: Mat3, b: Mat3) -> Mat3 {
-    let mut c = [[0f64; 3]; 3];
-    for i in 0..3 {
-        for j in 0..3 {
-            c[i][j] = (0..3).map(|k| a[i][k] * b[k][j]).sum();
-        }
-    }
-    c
-}
-
 /// `f` applied to a symmetric positive semi-definite matrix through its eigendecomposition
 /// (eigenvalues floored at a small positive value so flat images stay finite).
 fn sym_fn(a: Mat3, f: impl Fn(f64) -> f64) -> Mat3 {
-    let (vals, vecs) = jacobi_eigen(a);
-    let mut out = [[0f64; 3]; 3];
-    for (k, &l) in vals.iter().enumerate() {
-        let fl = f(l.max(0.0) + 1e-2);
-        for i in 0..3 {
-            for j in 0..3 {
-                out[i][j] += vecs[i][k] * fl * vecs[j][k];
-            }
-        }
-    }
-    out
-}
-
-/// Eigenvalues and eigenvectors (columns) of a symmetric 3×3 matrix, by cyclic Jacobi rotations.
-fn jacobi_eigen(mut a: Mat3) -> ([f64; 3], Mat3) {
-    let mut v = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
-    let scale: f64 = a.iter().flatten().map(|x| x * x).sum::<f64>().max(1e-300);
-    for _ in 0..64 {
-        let off = a[0][1].powi(2) + a[0][2].powi(2) + a[1][2].powi(2);
-        if off <= 1e-28 * scale {
-            break;
-        }
-        for (p, q) in [(0, 1), (0, 2), (1, 2)] {
-            if a[p][q] == 0.0 {
-                continue;
-            }
-            let theta = (a[q][q] - a[p][p]) / (2.0 * a[p][q]);
-            let sign = if theta >= 0.0 { 1.0 } else { -1.0 };
-            let t = sign / (theta.abs() + (theta * theta + 1.0).sqrt());
-            let c = 1.0 / (t * t + 1.0).sqrt();
-            let s = t * c;
-            for row in a.iter_mut() {
-                let (akp, akq) = (row[p], row[q]);
-                row[p] = c * akp - s * akq;
-                row[q] = s * akp + c * akq;
-            }
-            let (rp, rq) = (a[p], a[q]);
-            a[p] = std::array::from_fn(|k| c * rp[k] - s * rq[k]);
-            a[q] = std::array::from_fn(|k| s * rp[k] + c * rq[k]);
-            for row in v.iter_mut() {
-                let (vkp, vkq) = (row[p], row[q]);
-                row[p] = c * vkp - s * vkq;
-                row[q] = s * vkp + c * vkq;
-            }
-        }
-    }
-    ([a[0][0], a[1][1], a[2][2]], v)
+    crate::color::sym_fn(&a, |l| f(l.max(0.0) + 1e-2))
 }
 
 /// Planar RGB 0..255 → planar `[0, 1]`.
@@ -1057,7 +966,7 @@ mod tests {
     fn jacobi_square_root_squares_back() {
         let a = [[4.0, 1.0, 0.5], [1.0, 3.0, 0.2], [0.5, 0.2, 2.0]];
         let r = sym_fn(a, f64::sqrt);
-        let back = mat_mul(r, r);
+        let back = mat_mul(&r, &r);
         for i in 0..3 {
             for j in 0..3 {
                 let want = a[i][j] + if i == j { 1e-2 } else { 0.0 };
