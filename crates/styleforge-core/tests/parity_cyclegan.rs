@@ -21,7 +21,7 @@ const TOL: f64 = 1e-4;
 
 /// Gradient bound: 1e-5, ten times tighter than the outputs' bound (the measured errors are
 /// 3-4e-6, the float32 rounding of 23 layers forward and back). It holds because on an autodiff
-/// device the instance norms run in float64 (see `networks::cyclegan::instance_norm`): with
+/// device the instance norms run in float64 (see `kernels::instance_norm`): with
 /// float32 normalisation arithmetic and the AVX2 matrix kernels, the kernel gradients upstream of the first transposed
 /// convolution are off by ~9e-3, as the per-channel gradient sums of the norms' backward pass
 /// leave a residual mean that the next kernel gradient multiplies by its input's mean.

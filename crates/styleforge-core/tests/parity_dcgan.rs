@@ -7,7 +7,7 @@ mod common;
 use burn::tensor::activation::{leaky_relu, relu, sigmoid};
 use burn::tensor::{Tensor, TensorData};
 use common::{assert_close, device, reference, rel_l2};
-use styleforge_core::networks::cyclegan::{ConvTranspose, PaddedConv};
+use styleforge_core::networks::layers::{Conv, ConvTranspose, Padding};
 use styleforge_core::networks::dcgan::{
     BatchNorm2d, BnMode, DcganDiscriminator, DcganGenerator, DiscriminatorConfig, GeneratorConfig,
     bce,
@@ -190,13 +190,13 @@ fn layerwise(flip: bool) -> Weights {
     for i in 0..5 {
         let idx = if i == 0 { 0 } else { 3 * i - 1 };
         let (s, p) = if i == 4 { (1, 0) } else { (2, 1) };
-        let conv = PaddedConv::load(
+        let conv = Conv::load(
             &dw,
             &format!("main.{idx}."),
             [dc[i + 1], dc[i], 4, 4],
             false,
             s,
-            p,
+            Padding::Explicit(p),
             &ad,
         )
         .unwrap();

@@ -4,7 +4,7 @@
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Distribution, Tensor};
-use styleforge_core::networks::layers::{SHIFT_SUM_BUDGET, shift_sum_conv};
+use styleforge_core::kernels::generic::{SHIFT_SUM_BUDGET, shift_sum_conv};
 
 fn max_rel(a: Tensor<4>, b: Tensor<4>) -> f32 {
     let scale = a.clone().abs().max().into_scalar::<f32>();

@@ -493,7 +493,7 @@ mod tests {
     use burn::tensor::{Device, Distribution};
 
     use super::*;
-    use crate::networks::layers::upsample_nearest2;
+    use crate::kernels::generic::upsample_nearest2;
 
     /// burn's padded convolution on the same input, the reference for the fused path.
     fn reference(x: Tensor<4>, w: Tensor<4>, b: Option<Tensor<1>>, g: Geometry) -> Tensor<4> {

@@ -1,7 +1,14 @@
-//! The CPU kernels: convolutions, transposed convolutions, instance norms and pooling on `flex`
-//! tensors, plain (`cpu_conv`, `cpu_norm`, `cpu_pool`) and as custom operations on burn's
-//! autodiff graph (`cpu_conv_grad`, `cpu_norm_grad`), with their memory-bound loops vectorised
-//! in `cpu_simd`. The networks reach them through the layers in [`crate::networks::layers`].
+//! The kernels, and the one place that chooses between them.
+//!
+//! The networks compute every convolution, transposed convolution, instance norm and max pool
+//! through the four functions here: [`conv2d`], [`conv_transpose2d`], [`instance_norm`] and
+//! [`max_pool2x2`]. Each first tries the CPU kernels, which take flex `f32` tensors only: plain
+//! ones (`cpu_conv`, `cpu_norm`, `cpu_pool`) and autodiff ones, as custom operations on burn's
+//! autodiff graph (`cpu_conv_grad`, `cpu_norm_grad`, `cpu_pool`), with their memory-bound loops
+//! vectorised in `cpu_simd`. A kernel answers `None` (or gives its input back) for any other
+//! tensor, and the function then runs burn's generic operations ([`generic`]), which every
+//! backend has. Both routes follow the same PyTorch semantics; they differ only in float
+//! rounding.
 
 pub(crate) mod cpu_autodiff;
 pub mod cpu_conv;
@@ -10,3 +17,117 @@ pub mod cpu_norm;
 pub mod cpu_norm_grad;
 pub mod cpu_pool;
 pub(crate) mod cpu_simd;
+pub mod generic;
+
+use burn::tensor::{Tensor, TensorData};
+
+pub use cpu_conv::Geometry;
+
+/// PyTorch's `conv2d` of `x` `[N, C, H, W]` with `weight` `[O, C, k, k]` and an optional `bias`
+/// `[O]`, with the stride and padding of `g` (zeros, or reflection as `ReflectionPad2d`), after
+/// a nearest ×2 upsampling of `x` when `g.upsample` (`interpolate(scale_factor=2)`), and followed
+/// by a ReLU when `g.relu`. The output is `[N, O, (H' + top + bottom - k)/s + 1, ...]`, with `H'`
+/// the (upsampled) input height.
+///
+/// Routes: [`cpu_conv::conv2d`] when every tensor is a plain flex `f32` tensor;
+/// [`cpu_conv_grad::conv2d`] when they are flex `f32` tensors and one is an autodiff tensor
+/// (without upsampling); otherwise [`generic::conv2d`].
+pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, g: Geometry) -> Tensor<4> {
+    cpu_conv::conv2d(&x, &weight, bias.as_ref(), g)
+        .or_else(|| cpu_conv_grad::conv2d(&x, &weight, bias.as_ref(), g))
+        .unwrap_or_else(|| generic::conv2d(x, weight, bias, g))
+}
+
+/// PyTorch's `ConvTranspose2d` of `x` `[N, C, H, W]` with `weight` `[C, O, k, k]`, an optional
+/// `bias` `[O]`, stride `s`, padding `p` and output padding `op`: the output is
+/// `[N, O, (H - 1)·s - 2p + k + op, ...]`.
+///
+/// Routes: [`cpu_conv_grad::conv_transpose2d`] when the tensors are flex `f32` ones, plain or
+/// autodiff, and `op ≤ p`; otherwise [`generic::conv_transpose2d`].
+pub fn conv_transpose2d(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    [s, p, op]: [usize; 3],
+) -> Tensor<4> {
+    cpu_conv_grad::conv_transpose2d(&x, &weight, bias.as_ref(), [s, p, op])
+        .unwrap_or_else(|| generic::conv_transpose2d(x, weight, bias, [s, p, op]))
+}
+
+/// Where [`instance_norm`] takes each plane's mean and variance from.
+#[derive(Debug, Clone, Copy)]
+pub enum Statistics<'a> {
+    /// The input's own.
+    Own,
+    /// The input's own, handed back to the caller (to normalise another tensor with them).
+    OwnKept,
+    /// Given per-sample, per-channel mean and biased variance, `[N, C, 1, 1]` each.
+    Given(&'a Tensor<4>, &'a Tensor<4>),
+}
+
+/// Instance normalisation of `x` `[N, C, H, W]` as PyTorch's `InstanceNorm2d` computes it: per
+/// sample and channel over H×W, `(x - mean) / sqrt(var + eps)` with the biased variance, then the
+/// per-channel affine map `γ·x̂ + β` of `affine` (`(γ, β)`, `[C]` each) and a ReLU when `relu`.
+/// Returns the output and, for [`Statistics::OwnKept`], the statistics used (`[N, C, 1, 1]`).
+///
+/// Routes:
+/// - [`cpu_norm::instance_norm`], one pass with `f64` statistics, when `x` is a plain flex `f32`
+///   tensor (and given statistics are `f32` values);
+/// - [`cpu_norm_grad::instance_norm`], its autodiff operation with `f64` statistics and backward
+///   sums, when `x` is an autodiff flex `f32` tensor normalised with [`Statistics::Own`];
+/// - otherwise [`generic::instance_norm`]. There, with `exact_gradients`, an autodiff `x` with
+///   [`Statistics::Own`] is normalised in `f64`: the backward pass of a normalisation subtracts
+///   per-channel sums of the incoming gradient, and `f32` sums leave a residual per-channel mean
+///   that the next convolution's kernel gradient multiplies by its input's mean, a relative error
+///   of about 1e-2 after a few layers. PyTorch accumulates these sums in double on the CPU; this
+///   does the same. Inference stays in `f32` (its error is ~1e-6).
+pub fn instance_norm(
+    x: Tensor<4>,
+    stats: Statistics<'_>,
+    affine: Option<(&Tensor<1>, &Tensor<1>)>,
+    relu: bool,
+    eps: f64,
+    exact_gradients: bool,
+) -> (Tensor<4>, Option<(Tensor<4>, Tensor<4>)>) {
+    let planes = match stats {
+        Statistics::Given(mean, var) => {
+            match (mean.clone().into_data().try_to_vec::<f32>(), var.clone().into_data().try_to_vec::<f32>()) {
+                (Ok(mean), Ok(var)) => Some(Some(cpu_norm::PlaneStats { mean, var })),
+                _ => None,
+            }
+        }
+        Statistics::Own | Statistics::OwnKept => Some(None),
+    };
+    let fused = match planes {
+        Some(planes) => cpu_norm::instance_norm(x, planes.as_ref(), affine, relu, eps),
+        None => Err(x),
+    };
+    let x = match fused {
+        Ok((y, used)) => {
+            let kept = matches!(stats, Statistics::OwnKept).then(|| {
+                let [n, c, _, _] = y.dims();
+                let device = y.device();
+                let t = |v: Vec<f32>| Tensor::from_data(TensorData::new(v, [n, c, 1, 1]), &device);
+                (t(used.mean), t(used.var))
+            });
+            return (y, kept);
+        }
+        Err(x) => x,
+    };
+    if matches!(stats, Statistics::Own) {
+        if let Some(y) = cpu_norm_grad::instance_norm(&x, affine, relu, eps) {
+            return (y, None);
+        }
+    }
+    generic::instance_norm(x, stats, affine, relu, eps, exact_gradients)
+}
+
+/// PyTorch's `MaxPool2d(2, 2)` of `x` `[N, C, H, W]`: the largest value of each 2×2 window at
+/// stride 2 (a NaN wins); with `ceil`, a last odd row or column forms a partial window
+/// (`ceil_mode=True`), otherwise it is dropped.
+///
+/// Routes: [`cpu_pool::max_pool2x2`] when `x` is a flex `f32` tensor, plain or autodiff;
+/// otherwise [`generic::max_pool2x2`].
+pub fn max_pool2x2(x: Tensor<4>, ceil: bool) -> Tensor<4> {
+    cpu_pool::max_pool2x2(&x, ceil).unwrap_or_else(|| generic::max_pool2x2(x, ceil))
+}

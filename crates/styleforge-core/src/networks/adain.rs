@@ -11,12 +11,10 @@
 
 use burn::module::Module;
 use burn::tensor::activation::relu;
-use burn::tensor::module::max_pool2d;
-use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor};
 
 use crate::error::Result;
-use crate::kernels::cpu_pool;
+use crate::kernels;
 use crate::networks::layers::{Conv, Padding};
 use crate::weights::Weights;
 
@@ -106,9 +104,7 @@ impl AdainEncoder {
         for (conv, &pool) in self.convs.iter().zip(&self.pool_after) {
             y = relu(conv.forward(y));
             if pool {
-                y = cpu_pool::max_pool2x2(&y, true).unwrap_or_else(|| {
-                    max_pool2d(y, MaxPoolOptions::new([2, 2]).with_stride([2, 2]).with_ceil_mode(true))
-                });
+                y = kernels::max_pool2x2(y, true);
             }
         }
         y
@@ -192,6 +188,8 @@ fn sequential_index(key: &str) -> Option<usize> {
 mod tests {
     use super::*;
     use burn::tensor::TensorData;
+    use burn::tensor::module::max_pool2d;
+    use burn::tensor::ops::MaxPoolOptions;
 
     #[test]
     fn ceil_mode_pool_keeps_partial_windows() {

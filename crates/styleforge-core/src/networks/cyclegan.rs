@@ -14,235 +14,20 @@
 //! Discriminator: conv4×4 s2 p1 + LeakyReLU(0.2); `n_layers` conv4×4 p1 + IN + LeakyReLU(0.2),
 //! stride 2 except the last (stride 1); a final conv4×4 s1 p1 to one channel (no activation).
 
-use burn::module::{Module, Param};
-use burn::tensor::activation::{leaky_relu, relu};
-use burn::tensor::module::{conv_transpose2d, conv2d};
-use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
-use burn::tensor::{DType, Device, Gradients, Tensor};
+use burn::module::Module;
+use burn::tensor::activation::leaky_relu;
+use burn::tensor::{Device, Gradients, Tensor};
 
-use crate::kernels::cpu_conv::{self, Geometry};
-use crate::kernels::{cpu_conv_grad, cpu_norm_grad};
 use crate::error::{Error, Result};
-use crate::networks::layers::{Conv, NormContext, Padding};
+use crate::networks::layers::{
+    Conv, ConvTranspose, NormContext, Padding, ParamRef, collect_grads, collect_weights,
+};
 use crate::weights::{HostTensor, Weights};
 
 /// Instance-norm epsilon of the reference.
 pub const EPS: f64 = 1e-5;
 /// LeakyReLU slope of the discriminator.
 pub const LEAKY_SLOPE: f64 = 0.2;
-
-/// A convolution with explicit zero padding on every side; weights `[out, in, k, k]`.
-#[derive(Module, Debug)]
-pub struct PaddedConv {
-    /// Kernel `[out, in, k, k]`.
-    pub weight: Param<Tensor<4>>,
-    /// Bias `[out]`, if the layer has one.
-    pub bias: Option<Param<Tensor<1>>>,
-    /// Stride in both directions.
-    pub stride: usize,
-    /// Zero padding on each side.
-    pub pad: usize,
-}
-
-impl PaddedConv {
-    /// Loads `{prefix}weight` (and `{prefix}bias` when `bias`), checking `[out, in, k, k]`.
-    pub fn load(
-        w: &Weights,
-        prefix: &str,
-        shape: [usize; 4],
-        bias: bool,
-        stride: usize,
-        pad: usize,
-        device: &Device,
-    ) -> Result<Self> {
-        let weight = w.param(&format!("{prefix}weight"), shape, device)?;
-        let bias = if bias {
-            Some(w.param(&format!("{prefix}bias"), [shape[0]], device)?)
-        } else {
-            None
-        };
-        Ok(Self {
-            weight,
-            bias,
-            stride,
-            pad,
-        })
-    }
-
-    /// Applies the convolution ([`cpu_conv`] and [`cpu_conv_grad`] on flex tensors).
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let (s, p) = (self.stride, self.pad);
-        let (weight, bias) = (self.weight.val(), self.bias.as_ref().map(|b| b.val()));
-        let g = Geometry { stride: s, pad: [p; 4], reflect: false, upsample: false, relu: false };
-        cpu_conv::conv2d(&x, &weight, bias.as_ref(), g)
-            .or_else(|| cpu_conv_grad::conv2d(&x, &weight, bias.as_ref(), g))
-            .unwrap_or_else(|| conv2d(x, weight, bias, ConvOptions::new([s, s], [p, p], [1, 1], 1)))
-    }
-
-    /// Visits `{prefix}weight` (and `{prefix}bias`).
-    pub fn walk(&self, prefix: &str, f: &mut dyn FnMut(String, ParamRef<'_>)) {
-        f(format!("{prefix}weight"), ParamRef::R4(&self.weight));
-        if let Some(b) = &self.bias {
-            f(format!("{prefix}bias"), ParamRef::R1(b));
-        }
-    }
-}
-
-/// PyTorch's `ConvTranspose2d`: weights `[in, out, k, k]`, padding and output padding;
-/// output side `(in - 1) * stride - 2 * pad + k + out_pad`.
-#[derive(Module, Debug)]
-pub struct ConvTranspose {
-    /// Kernel `[in, out, k, k]`.
-    pub weight: Param<Tensor<4>>,
-    /// Bias `[out]`, if the layer has one.
-    pub bias: Option<Param<Tensor<1>>>,
-    /// Stride in both directions.
-    pub stride: usize,
-    /// Padding on each side.
-    pub pad: usize,
-    /// Extra rows/columns at the end of the output.
-    pub out_pad: usize,
-}
-
-impl ConvTranspose {
-    /// Loads `{prefix}weight` (and `{prefix}bias` when `bias`), checking `[in, out, k, k]`.
-    pub fn load(
-        w: &Weights,
-        prefix: &str,
-        shape: [usize; 4],
-        bias: bool,
-        (stride, pad, out_pad): (usize, usize, usize),
-        device: &Device,
-    ) -> Result<Self> {
-        let weight = w.param(&format!("{prefix}weight"), shape, device)?;
-        let bias = if bias {
-            Some(w.param(&format!("{prefix}bias"), [shape[1]], device)?)
-        } else {
-            None
-        };
-        Ok(Self {
-            weight,
-            bias,
-            stride,
-            pad,
-            out_pad,
-        })
-    }
-
-    /// Applies the transposed convolution ([`cpu_conv_grad::conv_transpose2d`] on flex tensors).
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let (s, p, o) = (self.stride, self.pad, self.out_pad);
-        let (weight, bias) = (self.weight.val(), self.bias.as_ref().map(|b| b.val()));
-        cpu_conv_grad::conv_transpose2d(&x, &weight, bias.as_ref(), [s, p, o]).unwrap_or_else(|| {
-            conv_transpose2d(x, weight, bias, ConvTransposeOptions::new([s, s], [p, p], [o, o], [1, 1], 1))
-        })
-    }
-
-    /// Visits `{prefix}weight` (and `{prefix}bias`).
-    pub fn walk(&self, prefix: &str, f: &mut dyn FnMut(String, ParamRef<'_>)) {
-        f(format!("{prefix}weight"), ParamRef::R4(&self.weight));
-        if let Some(b) = &self.bias {
-            f(format!("{prefix}bias"), ParamRef::R1(b));
-        }
-    }
-}
-
-/// A borrowed parameter of either rank the networks use.
-#[derive(Debug, Clone, Copy)]
-pub enum ParamRef<'a> {
-    /// A kernel.
-    R4(&'a Param<Tensor<4>>),
-    /// A bias or a normalisation scale/shift.
-    R1(&'a Param<Tensor<1>>),
-}
-
-impl ParamRef<'_> {
-    /// The value on the host.
-    pub fn host(self) -> Result<HostTensor> {
-        match self {
-            ParamRef::R4(p) => HostTensor::from_tensor(p.val().without_autodiff()),
-            ParamRef::R1(p) => HostTensor::from_tensor(p.val().without_autodiff()),
-        }
-    }
-
-    /// The gradient on the host, if `grads` holds one for this parameter.
-    pub fn grad(self, grads: &Gradients) -> Result<Option<HostTensor>> {
-        match self {
-            ParamRef::R4(p) => p.val().grad(grads).map(HostTensor::from_tensor).transpose(),
-            ParamRef::R1(p) => p.val().grad(grads).map(HostTensor::from_tensor).transpose(),
-        }
-    }
-}
-
-/// Collects every visited parameter as a state dict.
-pub(crate) fn collect_weights(
-    walk: impl FnOnce(&mut dyn FnMut(String, ParamRef<'_>)),
-) -> Result<Weights> {
-    let mut w = Weights::default();
-    let mut err = None;
-    walk(&mut |name, p| match p.host() {
-        Ok(t) => {
-            w.tensors.insert(name, t);
-        }
-        Err(e) => err = Some(e),
-    });
-    err.map_or(Ok(w), Err)
-}
-
-/// Collects the gradient of every visited parameter that has one, under the parameter's name.
-pub(crate) fn collect_grads(
-    grads: &Gradients,
-    walk: impl FnOnce(&mut dyn FnMut(String, ParamRef<'_>)),
-) -> Result<Weights> {
-    let mut w = Weights::default();
-    let mut err = None;
-    walk(&mut |name, p| match p.grad(grads) {
-        Ok(Some(t)) => {
-            w.tensors.insert(name, t);
-        }
-        Ok(None) => {}
-        Err(e) => err = Some(e),
-    });
-    err.map_or(Ok(w), Err)
-}
-
-fn conv_walk(c: &Conv, prefix: &str, f: &mut dyn FnMut(String, ParamRef<'_>)) {
-    f(format!("{prefix}weight"), ParamRef::R4(&c.weight));
-    if let Some(b) = &c.bias {
-        f(format!("{prefix}bias"), ParamRef::R1(b));
-    }
-}
-
-/// Instance normalisation (per sample and channel over H×W, biased variance) through `ctx`.
-///
-/// With a local context on an autodiff device the arithmetic runs in float64: the backward pass of
-/// a normalisation subtracts per-channel sums of the incoming gradient, and float32 sums leave a
-/// residual per-channel mean that the next convolution's kernel gradient multiplies by its input's
-/// mean, a relative error of about 1e-2 after a few layers. PyTorch accumulates these sums in
-/// double on the CPU; this does the same. Inference stays in float32 (its error is ~1e-6).
-pub fn instance_norm(ctx: &mut NormContext, x: Tensor<4>, eps: f64) -> Tensor<4> {
-    if x.is_autodiff() && matches!(ctx, NormContext::Local) && x.dtype() != DType::F64 {
-        let dt = x.dtype();
-        return ctx.normalize(x.cast(DType::F64), eps).cast(dt);
-    }
-    ctx.normalize(x, eps)
-}
-
-/// Instance norm and an optional ReLU as the networks use them: one fused pass on flex tensors
-/// ([`crate::kernels::cpu_norm`] for inference, [`cpu_norm_grad`] on autodiff ones with local statistics,
-/// its arithmetic in `f64`), otherwise burn's operations, in `f64` when `exact`.
-fn norm_then(ctx: &mut NormContext, x: Tensor<4>, with_relu: bool, exact: bool) -> Tensor<4> {
-    if !x.is_autodiff() {
-        return ctx.normalize_affine(x, None, with_relu, EPS);
-    }
-    if matches!(ctx, NormContext::Local) {
-        if let Some(y) = cpu_norm_grad::instance_norm(&x, None, with_relu, EPS) {
-            return y;
-        }
-    }
-    let y = if exact { instance_norm(ctx, x, EPS) } else { ctx.normalize(x, EPS) };
-    if with_relu { relu(y) } else { y }
-}
 
 /// Sorted indices `N` of the 4-D tensors named `model.N.weight`.
 fn model_conv_indices(w: &Weights) -> Vec<usize> {
@@ -484,19 +269,17 @@ impl ResnetGenerator {
 
     /// Chooses float64 (the default: gradients within ~1e-5 of PyTorch's) or float32 (faster,
     /// gradients within ~1e-2) instance-norm arithmetic on an autodiff device where burn's
-    /// operations run; see [`instance_norm`]. On flex tensors the fused operation
-    /// ([`cpu_norm_grad`]) runs either way, with `f64` statistics and sums. Inference is float32.
+    /// operations run; see [`crate::kernels::instance_norm`]. On flex tensors the fused operation
+    /// ([`crate::kernels::cpu_norm_grad`]) runs either way, with `f64` statistics and sums.
+    /// Inference is float32.
     pub fn with_exact_norm_gradients(mut self, exact: bool) -> Self {
         self.exact_norm_gradients = exact;
         self
     }
 
-    fn norm(&self, ctx: &mut NormContext, x: Tensor<4>) -> Tensor<4> {
-        norm_then(ctx, x, false, self.exact_norm_gradients)
-    }
-
-    fn norm_relu(&self, ctx: &mut NormContext, x: Tensor<4>) -> Tensor<4> {
-        norm_then(ctx, x, true, self.exact_norm_gradients)
+    /// Instance norm without affine parameters, and a ReLU when `relu`.
+    fn norm(&self, ctx: &mut NormContext, x: Tensor<4>, relu: bool) -> Tensor<4> {
+        ctx.normalize_affine_with(x, None, relu, EPS, self.exact_norm_gradients)
     }
 
     /// The generator's shape.
@@ -506,16 +289,16 @@ impl ResnetGenerator {
 
     /// Runs the generator on NCHW images in `[-1, 1]` (sides multiples of 4); output in `[-1, 1]`.
     pub fn forward(&self, x: Tensor<4>, ctx: &mut NormContext) -> Tensor<4> {
-        let mut y = self.norm_relu(ctx, self.stem.forward(x));
+        let mut y = self.norm(ctx, self.stem.forward(x), true);
         for c in &self.down {
-            y = self.norm_relu(ctx, c.forward(y));
+            y = self.norm(ctx, c.forward(y), true);
         }
         for b in &self.blocks {
-            let h = self.norm_relu(ctx, b.a.forward(y.clone()));
-            y = y + self.norm(ctx, b.b.forward(h));
+            let h = self.norm(ctx, b.a.forward(y.clone()), true);
+            y = y + self.norm(ctx, b.b.forward(h), false);
         }
         for u in &self.up {
-            y = self.norm_relu(ctx, u.forward(y));
+            y = self.norm(ctx, u.forward(y), true);
         }
         self.out.forward(y).tanh()
     }
@@ -523,17 +306,17 @@ impl ResnetGenerator {
     /// Visits every parameter with its reference name.
     pub fn walk(&self, f: &mut dyn FnMut(String, ParamRef<'_>)) {
         let nb = self.config.n_blocks;
-        conv_walk(&self.stem, "model.1.", f);
-        conv_walk(&self.down[0], "model.4.", f);
-        conv_walk(&self.down[1], "model.7.", f);
+        self.stem.walk("model.1.", f);
+        self.down[0].walk("model.4.", f);
+        self.down[1].walk("model.7.", f);
         let second = if self.config.dropout_layout { 6 } else { 5 };
         for (i, b) in self.blocks.iter().enumerate() {
-            conv_walk(&b.a, &format!("model.{}.conv_block.1.", 10 + i), f);
-            conv_walk(&b.b, &format!("model.{}.conv_block.{second}.", 10 + i), f);
+            b.a.walk(&format!("model.{}.conv_block.1.", 10 + i), f);
+            b.b.walk(&format!("model.{}.conv_block.{second}.", 10 + i), f);
         }
         self.up[0].walk(&format!("model.{}.", 10 + nb), f);
         self.up[1].walk(&format!("model.{}.", 13 + nb), f);
-        conv_walk(&self.out, &format!("model.{}.", 17 + nb), f);
+        self.out.walk(&format!("model.{}.", 17 + nb), f);
     }
 
     /// The parameters as a state dict with the reference's names.
@@ -627,9 +410,9 @@ impl DiscriminatorConfig {
 /// The junyanz `NLayerDiscriminator` with instance norm (a PatchGAN; 70×70 receptive field at 3 layers).
 #[derive(Module, Debug)]
 pub struct PatchDiscriminator {
-    first: PaddedConv,
-    mid: Vec<PaddedConv>,
-    last: PaddedConv,
+    first: Conv,
+    mid: Vec<Conv>,
+    last: Conv,
     #[module(skip)]
     config: DiscriminatorConfig,
     #[module(skip)]
@@ -640,42 +423,22 @@ impl PatchDiscriminator {
     /// Builds the discriminator from a state dict; any tensor it does not use is an error.
     pub fn load(w: &Weights, device: &Device) -> Result<Self> {
         let cfg = DiscriminatorConfig::from_weights(w)?;
-        let first = PaddedConv::load(
-            w,
-            "model.0.",
-            [cfg.ndf, cfg.input_nc, 4, 4],
-            true,
-            2,
-            1,
-            device,
-        )?;
+        // Every convolution is 4×4 with zero padding 1.
+        let conv = |prefix: &str, shape, stride| {
+            Conv::load(w, prefix, shape, true, stride, Padding::Explicit(1), device)
+        };
+        let first = conv("model.0.", [cfg.ndf, cfg.input_nc, 4, 4], 2)?;
         let widths = cfg.widths();
         let mid = widths
             .iter()
             .enumerate()
             .map(|(j, (c, o))| {
                 let stride = if j + 1 == cfg.n_layers { 1 } else { 2 };
-                PaddedConv::load(
-                    w,
-                    &format!("model.{}.", 2 + 3 * j),
-                    [*o, *c, 4, 4],
-                    true,
-                    stride,
-                    1,
-                    device,
-                )
+                conv(&format!("model.{}.", 2 + 3 * j), [*o, *c, 4, 4], stride)
             })
             .collect::<Result<Vec<_>>>()?;
         let last_c = widths.last().map(|w| w.1).unwrap_or(cfg.ndf);
-        let last = PaddedConv::load(
-            w,
-            &format!("model.{}.", 2 + 3 * cfg.n_layers),
-            [1, last_c, 4, 4],
-            true,
-            1,
-            1,
-            device,
-        )?;
+        let last = conv(&format!("model.{}.", 2 + 3 * cfg.n_layers), [1, last_c, 4, 4], 1)?;
         let names: Vec<String> = cfg.tensor_shapes().into_iter().map(|(n, _)| n).collect();
         w.reject_unexpected(|k| names.iter().any(|n| n == k))?;
         Ok(Self {
@@ -704,7 +467,7 @@ impl PatchDiscriminator {
         let mut y = leaky_relu(self.first.forward(x), LEAKY_SLOPE);
         let mut ctx = NormContext::Local;
         for c in &self.mid {
-            let h = norm_then(&mut ctx, c.forward(y), false, self.exact_norm_gradients);
+            let h = ctx.normalize_affine_with(c.forward(y), None, false, EPS, self.exact_norm_gradients);
             y = leaky_relu(h, LEAKY_SLOPE);
         }
         self.last.forward(y)

@@ -18,8 +18,8 @@ use burn::tensor::activation::{leaky_relu, relu, sigmoid};
 use burn::tensor::{DType, Device, Gradients, Tensor, TensorData};
 
 use crate::error::{Error, Result};
-use crate::networks::cyclegan::{
-    ConvTranspose, PaddedConv, ParamRef, collect_grads, collect_weights,
+use crate::networks::layers::{
+    Conv, ConvTranspose, Padding, ParamRef, collect_grads, collect_weights,
 };
 use crate::weights::{HostTensor, Weights};
 
@@ -111,7 +111,7 @@ impl BatchNorm2d {
     /// Normalises an NCHW tensor.
     ///
     /// In train mode on an autodiff device the statistics and normalisation run in float64, for
-    /// the reason given at [`crate::networks::cyclegan::instance_norm`] (the backward pass sums the
+    /// the reason given at [`crate::kernels::instance_norm`] (the backward pass sums the
     /// gradient over N×H×W per channel).
     pub fn forward(&self, x: Tensor<4>, mode: BnMode) -> Tensor<4> {
         let c = self.gamma.dims()[0];
@@ -440,7 +440,7 @@ impl DiscriminatorConfig {
 /// The pytorch/examples DCGAN discriminator (64×64 input).
 #[derive(Module, Debug)]
 pub struct DcganDiscriminator {
-    convs: Vec<PaddedConv>,
+    convs: Vec<Conv>,
     norms: Vec<BatchNorm2d>,
     #[module(skip)]
     config: DiscriminatorConfig,
@@ -458,13 +458,13 @@ impl DcganDiscriminator {
         for i in 0..5 {
             let idx = if i == 0 { 0 } else { 3 * i - 1 };
             let (s, p) = if i == 4 { (1, 0) } else { (2, 1) };
-            convs.push(PaddedConv::load(
+            convs.push(Conv::load(
                 w,
                 &format!("main.{idx}."),
                 [chans[i + 1], chans[i], 4, 4],
                 false,
                 s,
-                p,
+                Padding::Explicit(p),
                 device,
             )?);
             if (1..4).contains(&i) {

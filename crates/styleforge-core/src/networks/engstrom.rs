@@ -9,54 +9,20 @@ use burn::tensor::activation::tanh;
 use burn::tensor::{Device, Tensor};
 
 use crate::error::Result;
-use crate::networks::layers::{Affine, Conv, ConvTransposeSame, NormContext, Padding};
+use crate::networks::layers::{
+    Affine, ConvIn, ConvInLayout, ConvTransposeSame, NormContext, Padding, ResidualIn,
+};
 use crate::weights::Weights;
 
 const EPS: f64 = 1e-3;
 
-#[derive(Module, Debug)]
-struct ConvIn {
-    conv: Conv,
-    norm: Affine,
-}
+/// No conv biases, TensorFlow `SAME` padding, eps 1e-3.
+const LAYOUT: ConvInLayout = ConvInLayout { bias: false, padding: Padding::TfSame, eps: EPS };
 
-impl ConvIn {
-    fn load(
-        w: &Weights,
-        name: &str,
-        shape: [usize; 4],
-        stride: usize,
-        device: &Device,
-    ) -> Result<Self> {
-        Ok(Self {
-            conv: Conv::load(
-                w,
-                &format!("{name}."),
-                shape,
-                false,
-                stride,
-                Padding::TfSame,
-                device,
-            )?,
-            norm: Affine::load(
-                w,
-                &format!("{name}.scale"),
-                &format!("{name}.shift"),
-                shape[0],
-                device,
-            )?,
-        })
-    }
-
-    fn forward(&self, x: Tensor<4>, ctx: &mut NormContext, relu: bool) -> Tensor<4> {
-        ctx.normalize_affine(self.conv.forward(x), Some(&self.norm), relu, EPS)
-    }
-}
-
-#[derive(Module, Debug)]
-struct Residual {
-    a: ConvIn,
-    b: ConvIn,
+/// The block `{name}` (`{name}.weight`, `{name}.scale`, `{name}.shift`).
+fn conv_in(w: &Weights, name: &str, shape: [usize; 4], stride: usize, device: &Device) -> Result<ConvIn> {
+    let norm = [format!("{name}.scale"), format!("{name}.shift")];
+    ConvIn::load(w, &format!("{name}."), [&norm[0], &norm[1]], shape, stride, LAYOUT, device)
 }
 
 #[derive(Module, Debug)]
@@ -69,7 +35,7 @@ struct DeconvIn {
 #[derive(Module, Debug)]
 pub struct EngstromNet {
     down: Vec<ConvIn>,
-    res: Vec<Residual>,
+    res: Vec<ResidualIn>,
     up: Vec<DeconvIn>,
     out: ConvIn,
 }
@@ -86,15 +52,15 @@ impl EngstromNet {
         let c2 = w.shape("conv2.weight")?[0];
         let c3 = w.shape("conv3.weight")?[0];
         let down = vec![
-            ConvIn::load(w, "conv1", [c1, 3, 9, 9], 1, device)?,
-            ConvIn::load(w, "conv2", [c2, c1, 3, 3], 2, device)?,
-            ConvIn::load(w, "conv3", [c3, c2, 3, 3], 2, device)?,
+            conv_in(w, "conv1", [c1, 3, 9, 9], 1, device)?,
+            conv_in(w, "conv2", [c2, c1, 3, 3], 2, device)?,
+            conv_in(w, "conv3", [c3, c2, 3, 3], 2, device)?,
         ];
         let res = (1..=5)
             .map(|i| {
-                Ok(Residual {
-                    a: ConvIn::load(w, &format!("res{i}.conv1"), [c3, c3, 3, 3], 1, device)?,
-                    b: ConvIn::load(w, &format!("res{i}.conv2"), [c3, c3, 3, 3], 1, device)?,
+                Ok(ResidualIn {
+                    a: conv_in(w, &format!("res{i}.conv1"), [c3, c3, 3, 3], 1, device)?,
+                    b: conv_in(w, &format!("res{i}.conv2"), [c3, c3, 3, 3], 1, device)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -117,7 +83,7 @@ impl EngstromNet {
             deconv("deconv1", [c3, c2, 3, 3])?,
             deconv("deconv2", [c2, c1, 3, 3])?,
         ];
-        let out = ConvIn::load(w, "conv_out", [3, c1, 9, 9], 1, device)?;
+        let out = conv_in(w, "conv_out", [3, c1, 9, 9], 1, device)?;
         w.reject_unexpected(|k| {
             let layer = k.rsplit_once('.').map(|(l, _)| l).unwrap_or("");
             let known = matches!(
@@ -137,9 +103,7 @@ impl EngstromNet {
             y = layer.forward(y, ctx, true);
         }
         for block in &self.res {
-            let r = y.clone();
-            let h = block.a.forward(y, ctx, true);
-            y = block.b.forward(h, ctx, false) + r;
+            y = block.forward(y, ctx);
         }
         for layer in &self.up {
             y = ctx.normalize_affine(layer.conv.forward(y), Some(&layer.norm), true, EPS);

@@ -1,19 +1,18 @@
-//! Layers shared by the networks: padded convolutions, instance normalisation, upsampling.
+//! Layers shared by the networks: padded convolutions, transposed convolutions, the
+//! convolution + instance-norm block, instance normalisation and the parameter walk that names
+//! every parameter as the reference's state dict does. Their arithmetic runs through the dispatch
+//! functions of [`crate::kernels`].
 //!
 //! Instance normalisation goes through a [`NormContext`], so that a caller can record the
 //! per-layer statistics of one pass and replay them on another (how the tiler keeps every tile
 //! normalised with the whole image's statistics).
 
 use burn::module::{Module, Param};
-use burn::tensor::module::{conv_transpose2d, conv2d, interpolate};
-use burn::tensor::ops::{
-    ConvOptions, ConvTransposeOptions, InterpolateMode, InterpolateOptions, PadMode,
-};
-use burn::tensor::{Device, Tensor, TensorData, activation};
+use burn::tensor::{Device, Gradients, Tensor};
 
-use crate::kernels::{cpu_conv, cpu_conv_grad, cpu_norm, cpu_norm_grad};
 use crate::error::Result;
-use crate::weights::Weights;
+use crate::kernels::{self, Geometry, Statistics, generic};
+use crate::weights::{HostTensor, Weights};
 
 /// How a convolution pads its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +21,8 @@ pub enum Padding {
     Reflect,
     /// Zero padding of `k/2` on each side (PyTorch `padding=k//2`).
     Zero,
+    /// Zero padding of the given width on each side (PyTorch `padding=p`).
+    Explicit(usize),
     /// TensorFlow `SAME` zero padding: output is `ceil(in/stride)`, extra padding at the end.
     TfSame,
     /// No padding.
@@ -53,12 +54,7 @@ impl Conv {
         padding: Padding,
         device: &Device,
     ) -> Result<Self> {
-        let weight = w.param(&format!("{prefix}weight"), shape, device)?;
-        let bias = if bias {
-            Some(w.param(&format!("{prefix}bias"), [shape[0]], device)?)
-        } else {
-            None
-        };
+        let (weight, bias) = load_kernel(w, prefix, shape, bias.then_some(shape[0]), device)?;
         Ok(Self {
             weight,
             bias,
@@ -74,29 +70,27 @@ impl Conv {
 
     /// Applies padding and convolution.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.fast_path(&x, false, false).unwrap_or_else(|| self.forward_burn(x))
+        self.apply(x, false, false)
     }
 
-    /// [`Conv::forward`] followed by a ReLU, fused where the CPU path allows.
+    /// [`Conv::forward`] followed by a ReLU, fused where the CPU kernels run.
     pub fn forward_relu(&self, x: Tensor<4>) -> Tensor<4> {
-        self.fast_path(&x, false, true).unwrap_or_else(|| activation::relu(self.forward_burn(x)))
+        self.apply(x, false, true)
     }
 
-    /// Nearest ×2 upsampling followed by [`Conv::forward`], fused where the CPU path allows.
+    /// Nearest ×2 upsampling followed by [`Conv::forward`], fused where the CPU kernels run.
     pub fn forward_upsampled(&self, x: Tensor<4>) -> Tensor<4> {
-        self.fast_path(&x, true, false).unwrap_or_else(|| self.forward_burn(upsample_nearest2(x)))
+        self.apply(x, true, false)
     }
 
-    /// The im2col-free CPU convolution ([`cpu_conv`]) on plain flex tensors, or its autodiff
-    /// operation ([`cpu_conv_grad`]) on autodiff flex tensors.
-    fn fast_path(&self, x: &Tensor<4>, upsample: bool, relu: bool) -> Option<Tensor<4>> {
-        let k = self.kernel();
-        let s = self.stride;
-        let [_, _, h, w] = x.dims();
+    /// The convolution's geometry for an input of `h × w` (before the upsampling, if any).
+    pub fn geometry(&self, [h, w]: [usize; 2], upsample: bool, relu: bool) -> Geometry {
+        let (k, s) = (self.kernel(), self.stride);
         let (h, w) = if upsample { (2 * h, 2 * w) } else { (h, w) };
         let (pad, reflect) = match self.padding {
             Padding::Reflect => ([k / 2; 4], true),
             Padding::Zero => ([k / 2; 4], false),
+            Padding::Explicit(p) => ([p; 4], false),
             Padding::Valid => ([0; 4], false),
             Padding::TfSame => {
                 let (t, b) = tf_same(h, k, s);
@@ -104,96 +98,91 @@ impl Conv {
                 ([t, b, l, r], false)
             }
         };
-        let bias = self.bias.as_ref().map(|b| b.val());
-        let g = cpu_conv::Geometry { stride: s, pad, reflect, upsample, relu };
-        let weight = self.weight.val();
-        cpu_conv::conv2d(x, &weight, bias.as_ref(), g)
-            .or_else(|| cpu_conv_grad::conv2d(x, &weight, bias.as_ref(), g))
+        Geometry { stride: s, pad, reflect, upsample, relu }
     }
 
-    /// burn's convolution (im2col), with the shifted-sum route for few outputs and large kernels.
-    fn forward_burn(&self, x: Tensor<4>) -> Tensor<4> {
-        let k = self.kernel();
-        let s = self.stride;
-        let (x, pad) = match self.padding {
-            Padding::Reflect => (x.pad([(k / 2, k / 2), (k / 2, k / 2)], PadMode::Reflect), 0),
-            Padding::Zero => (x, k / 2),
-            Padding::Valid => (x, 0),
-            Padding::TfSame => {
-                let [_, _, h, wd] = x.dims();
-                let (t, b) = tf_same(h, k, s);
-                let (l, r) = tf_same(wd, k, s);
-                if t == b && l == r && t == l {
-                    (x, t)
-                } else {
-                    (x.pad([(t, b), (l, r)], PadMode::Constant(0.0)), 0)
-                }
-            }
-        };
-        let [co, ci, ..] = self.weight.dims();
-        if s == 1 && co <= 4 && k >= 5 && ci >= 16 {
-            let x = if pad > 0 { x.pad([(pad, pad), (pad, pad)], PadMode::Constant(0.0)) } else { x };
-            return shift_sum_conv(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()));
-        }
-        conv2d(
-            x,
-            self.weight.val(),
-            self.bias.as_ref().map(|b| b.val()),
-            ConvOptions::new([s, s], [pad, pad], [1, 1], 1),
-        )
+    fn apply(&self, x: Tensor<4>, upsample: bool, relu: bool) -> Tensor<4> {
+        let [_, _, h, w] = x.dims();
+        let g = self.geometry([h, w], upsample, relu);
+        kernels::conv2d(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()), g)
+    }
+
+    /// Visits `{prefix}weight` (and `{prefix}bias`).
+    pub fn walk(&self, prefix: &str, f: &mut dyn FnMut(String, ParamRef<'_>)) {
+        walk_kernel(prefix, &self.weight, self.bias.as_ref(), f);
     }
 }
-
-/// A stride-1 convolution without padding, computed for few output channels and a large kernel
-/// (the 9×9 and 7×7 layers that end the style and CycleGAN generators): one matrix product gives
-/// every kernel tap's contribution at every input position (`[k²·out, in] × [in, H·W]`, a shape
-/// the matrix kernels run at full speed), and the output is the sum of the k² shifted planes.
-/// The im2col route instead copies `in·k²` values per output pixel to feed a product with only
-/// `out` rows, which is memory-bound. Runs in horizontal strips so the tap planes stay within
-/// [`SHIFT_SUM_BUDGET`] values.
-pub fn shift_sum_conv(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>) -> Tensor<4> {
-    let [n, ci, hp, wp] = x.dims();
-    let [co, _, k, _] = weight.dims();
-    let (ho, wo) = (hp + 1 - k, wp + 1 - k);
-    let taps = weight.permute([2, 3, 0, 1]).reshape([1, k * k * co, ci]);
-    let taps = if n > 1 { taps.repeat_dim(0, n) } else { taps };
-    let rows = (SHIFT_SUM_BUDGET / (n * k * k * co * wp)).saturating_sub(k - 1).clamp(1, ho);
-    let mut strips = Vec::with_capacity(ho.div_ceil(rows));
-    let mut r0 = 0;
-    while r0 < ho {
-        let r1 = (r0 + rows).min(ho);
-        let sh = r1 - r0 + k - 1;
-        let xs = x.clone().slice([0..n, 0..ci, r0..r0 + sh, 0..wp]).reshape([n, ci, sh * wp]);
-        let z = taps.clone().matmul(xs).reshape([n, k * k, co, sh, wp]);
-        let mut out: Option<Tensor<5>> = None;
-        for i in 0..k {
-            for j in 0..k {
-                let t = i * k + j;
-                let part = z.clone().slice([0..n, t..t + 1, 0..co, i..i + r1 - r0, j..j + wo]);
-                out = Some(match out {
-                    Some(o) => o + part,
-                    None => part,
-                });
-            }
-        }
-        strips.push(out.expect("a kernel has taps").reshape([n, co, r1 - r0, wo]));
-        r0 = r1;
-    }
-    let out = if strips.len() == 1 { strips.remove(0) } else { Tensor::cat(strips, 2) };
-    match bias {
-        Some(b) => out + b.reshape([1, co, 1, 1]),
-        None => out,
-    }
-}
-
-/// Most tap-plane values [`shift_sum_conv`] holds at once (16 Mi floats, 64 MiB).
-pub const SHIFT_SUM_BUDGET: usize = 16 << 20;
 
 /// TensorFlow `SAME` padding (before, after) for one dimension.
 pub fn tf_same(size: usize, k: usize, s: usize) -> (usize, usize) {
     let out = size.div_ceil(s);
     let total = ((out - 1) * s + k).saturating_sub(size);
     (total / 2, total - total / 2)
+}
+
+/// PyTorch's `ConvTranspose2d`: weights `[in, out, k, k]`, padding and output padding;
+/// output side `(in - 1) * stride - 2 * pad + k + out_pad`.
+#[derive(Module, Debug)]
+pub struct ConvTranspose {
+    /// Kernel `[in, out, k, k]`.
+    pub weight: Param<Tensor<4>>,
+    /// Bias `[out]`, if the layer has one.
+    pub bias: Option<Param<Tensor<1>>>,
+    /// Stride in both directions.
+    pub stride: usize,
+    /// Padding on each side.
+    pub pad: usize,
+    /// Extra rows/columns at the end of the output.
+    pub out_pad: usize,
+}
+
+impl ConvTranspose {
+    /// Loads `{prefix}weight` (and `{prefix}bias` when `bias`), checking `[in, out, k, k]`.
+    pub fn load(
+        w: &Weights,
+        prefix: &str,
+        shape: [usize; 4],
+        bias: bool,
+        (stride, pad, out_pad): (usize, usize, usize),
+        device: &Device,
+    ) -> Result<Self> {
+        let (weight, bias) = load_kernel(w, prefix, shape, bias.then_some(shape[1]), device)?;
+        Ok(Self {
+            weight,
+            bias,
+            stride,
+            pad,
+            out_pad,
+        })
+    }
+
+    /// Applies the transposed convolution ([`kernels::conv_transpose2d`]).
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let (weight, bias) = (self.weight.val(), self.bias.as_ref().map(|b| b.val()));
+        kernels::conv_transpose2d(x, weight, bias, [self.stride, self.pad, self.out_pad])
+    }
+
+    /// Visits `{prefix}weight` (and `{prefix}bias`).
+    pub fn walk(&self, prefix: &str, f: &mut dyn FnMut(String, ParamRef<'_>)) {
+        walk_kernel(prefix, &self.weight, self.bias.as_ref(), f);
+    }
+}
+
+/// `{prefix}weight` of `shape` and, when `bias` gives its length, `{prefix}bias`.
+#[allow(clippy::type_complexity)]
+fn load_kernel(
+    w: &Weights,
+    prefix: &str,
+    shape: [usize; 4],
+    bias: Option<usize>,
+    device: &Device,
+) -> Result<(Param<Tensor<4>>, Option<Param<Tensor<1>>>)> {
+    let weight = w.param(&format!("{prefix}weight"), shape, device)?;
+    let bias = match bias {
+        Some(len) => Some(w.param(&format!("{prefix}bias"), [len], device)?),
+        None => None,
+    };
+    Ok((weight, bias))
 }
 
 /// A transposed convolution with TensorFlow `SAME` semantics (output `stride * in`);
@@ -208,17 +197,13 @@ pub struct ConvTransposeSame {
 
 impl ConvTransposeSame {
     /// Applies the full transposed convolution and crops to `stride * in` from offset
-    /// `(k - stride) / 2`, as TensorFlow's `conv2d_transpose(padding="SAME")` does.
+    /// `(k - stride) / 2`, as TensorFlow's `conv2d_transpose(padding="SAME")` does. Runs burn's
+    /// operation ([`generic::conv_transpose2d`]) on every backend.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [_, _, h, w] = x.dims();
         let k = self.weight.dims()[2];
         let s = self.stride;
-        let y = conv_transpose2d(
-            x,
-            self.weight.val(),
-            None,
-            ConvTransposeOptions::new([s, s], [0, 0], [0, 0], [1, 1], 1),
-        );
+        let y = generic::conv_transpose2d(x, self.weight.val(), None, [s, 0, 0]);
         let off = (k.saturating_sub(s)) / 2;
         let [n, c, _, _] = y.dims();
         y.slice([0..n, 0..c, off..off + h * s, off..off + w * s])
@@ -256,6 +241,84 @@ impl Affine {
     }
 }
 
+/// What distinguishes the [`ConvIn`] blocks of two networks besides their names.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConvInLayout {
+    /// Whether the convolution has a bias.
+    pub bias: bool,
+    /// The convolution's padding.
+    pub padding: Padding,
+    /// The instance norm's epsilon.
+    pub eps: f64,
+}
+
+/// A convolution followed by instance norm with per-channel affine parameters (and a ReLU where
+/// asked): the block of the fast-style networks.
+#[derive(Module, Debug)]
+pub struct ConvIn {
+    /// The convolution.
+    pub conv: Conv,
+    /// The norm's scale and shift.
+    pub norm: Affine,
+    #[module(skip)]
+    /// The norm's epsilon.
+    pub eps: f64,
+}
+
+impl ConvIn {
+    /// Loads the convolution `{conv}weight` (`{conv}bias` with a bias) of `shape` and the norm's
+    /// `[scale, shift]` tensors, with `layout`'s bias, padding and epsilon.
+    pub fn load(
+        w: &Weights,
+        conv: &str,
+        [scale, shift]: [&str; 2],
+        shape: [usize; 4],
+        stride: usize,
+        layout: ConvInLayout,
+        device: &Device,
+    ) -> Result<Self> {
+        Ok(Self {
+            conv: Conv::load(w, conv, shape, layout.bias, stride, layout.padding, device)?,
+            norm: Affine::load(w, scale, shift, shape[0], device)?,
+            eps: layout.eps,
+        })
+    }
+
+    /// Convolution, normalisation and (when `relu`) a ReLU.
+    pub fn forward(&self, x: Tensor<4>, ctx: &mut NormContext, relu: bool) -> Tensor<4> {
+        ctx.normalize_affine(self.conv.forward(x), Some(&self.norm), relu, self.eps)
+    }
+
+    /// Nearest ×2 upsampling, convolution, normalisation and a ReLU.
+    pub fn forward_upsampled(&self, x: Tensor<4>, ctx: &mut NormContext) -> Tensor<4> {
+        ctx.normalize_affine(self.conv.forward_upsampled(x), Some(&self.norm), true, self.eps)
+    }
+
+    /// Visits the convolution's `{conv}weight` (and `{conv}bias`), then `scale` and `shift`.
+    pub fn walk(&self, conv: &str, [scale, shift]: [&str; 2], f: &mut dyn FnMut(String, ParamRef<'_>)) {
+        self.conv.walk(conv, f);
+        f(scale.to_string(), ParamRef::R1(&self.norm.gamma));
+        f(shift.to_string(), ParamRef::R1(&self.norm.beta));
+    }
+}
+
+/// The residual block of the fast-style networks: `x + b(relu(a(x)))`, `b` without a ReLU.
+#[derive(Module, Debug)]
+pub struct ResidualIn {
+    /// The first block (followed by a ReLU).
+    pub a: ConvIn,
+    /// The second block (no ReLU).
+    pub b: ConvIn,
+}
+
+impl ResidualIn {
+    /// Both blocks and the skip connection.
+    pub fn forward(&self, x: Tensor<4>, ctx: &mut NormContext) -> Tensor<4> {
+        let h = self.a.forward(x.clone(), ctx, true);
+        self.b.forward(h, ctx, false) + x
+    }
+}
+
 /// Per-layer instance-norm statistics: mean and biased variance, each `[N, C, 1, 1]`.
 pub type NormStats = Vec<(Tensor<4>, Tensor<4>)>;
 
@@ -277,31 +340,14 @@ pub enum NormContext {
 }
 
 impl NormContext {
-    /// Normalises `x` per sample and channel over H×W: `(x - mean) / sqrt(var + eps)`, biased variance.
+    /// Normalises `x` per sample and channel over H×W: `(x - mean) / sqrt(var + eps)`, biased
+    /// variance, with burn's operations ([`generic::instance_norm`]) on every backend.
     pub fn normalize(&mut self, x: Tensor<4>, eps: f64) -> Tensor<4> {
-        let (mean, var) = match self {
-            NormContext::Replay { stats, cursor } => {
-                let (m, v) = stats
-                    .get(*cursor)
-                    .cloned()
-                    .expect("replayed statistics come from the same network");
-                *cursor += 1;
-                (m, v)
-            }
-            _ => {
-                let (m, v) = moments(x.clone());
-                if let NormContext::Record(list) = self {
-                    list.push((m.clone(), v.clone()));
-                }
-                (m, v)
-            }
-        };
-        (x - mean).div((var + eps).sqrt())
+        self.with_statistics(|stats| generic::instance_norm(x, stats, None, false, eps, false))
     }
 
-    /// [`NormContext::normalize`], then the `affine` map and a ReLU if asked, in one pass where
-    /// the CPU paths apply ([`cpu_norm`]; [`cpu_norm_grad`] on autodiff tensors with local
-    /// statistics).
+    /// [`NormContext::normalize`], then the `affine` map and a ReLU if asked, through
+    /// [`kernels::instance_norm`] (one pass where the CPU kernels run).
     pub fn normalize_affine(
         &mut self,
         x: Tensor<4>,
@@ -309,51 +355,43 @@ impl NormContext {
         relu: bool,
         eps: f64,
     ) -> Tensor<4> {
-        let replayed = match self {
-            NormContext::Replay { stats, cursor } => {
-                let (m, v) = stats.get(*cursor).expect("replayed statistics come from the same network");
-                match (m.clone().into_data().try_to_vec::<f32>(), v.clone().into_data().try_to_vec::<f32>()) {
-                    (Ok(mean), Ok(var)) => Some(cpu_norm::PlaneStats { mean, var }),
-                    _ => None,
-                }
-            }
-            _ => None,
-        };
-        let replaying = matches!(self, NormContext::Replay { .. });
+        self.normalize_affine_with(x, affine, relu, eps, false)
+    }
+
+    /// [`NormContext::normalize_affine`]; with `exact_gradients`, burn's route normalises an
+    /// autodiff tensor with local statistics in `f64` (see [`kernels::instance_norm`]).
+    pub fn normalize_affine_with(
+        &mut self,
+        x: Tensor<4>,
+        affine: Option<&Affine>,
+        relu: bool,
+        eps: f64,
+        exact_gradients: bool,
+    ) -> Tensor<4> {
         let params = affine.map(|a| (a.gamma.val(), a.beta.val()));
-        let fused = if replaying && replayed.is_none() {
-            Err(x)
-        } else {
-            let params = params.as_ref().map(|(g, b)| (g, b));
-            cpu_norm::instance_norm(x, replayed.as_ref(), params, relu, eps)
-        };
-        match fused {
-            Ok((y, used)) => {
-                match self {
-                    NormContext::Replay { cursor, .. } => *cursor += 1,
-                    NormContext::Record(list) => {
-                        let [n, c, _, _] = y.dims();
-                        let device = y.device();
-                        let t = |v: Vec<f32>| Tensor::from_data(TensorData::new(v, [n, c, 1, 1]), &device);
-                        list.push((t(used.mean), t(used.var)));
-                    }
-                    NormContext::Local => {}
-                }
+        let params = params.as_ref().map(|(g, b)| (g, b));
+        self.with_statistics(|stats| kernels::instance_norm(x, stats, params, relu, eps, exact_gradients))
+    }
+
+    /// Runs `norm` with this context's statistics: the tensor's own (kept when recording), or the
+    /// next recorded ones.
+    fn with_statistics(
+        &mut self,
+        norm: impl FnOnce(Statistics<'_>) -> (Tensor<4>, Option<(Tensor<4>, Tensor<4>)>),
+    ) -> Tensor<4> {
+        match self {
+            NormContext::Local => norm(Statistics::Own).0,
+            NormContext::Record(list) => {
+                let (y, kept) = norm(Statistics::OwnKept);
+                list.extend(kept);
                 y
             }
-            Err(x) => {
-                if matches!(self, NormContext::Local) {
-                    let params = params.as_ref().map(|(g, b)| (g, b));
-                    if let Some(y) = cpu_norm_grad::instance_norm(&x, params, relu, eps) {
-                        return y;
-                    }
-                }
-                let y = self.normalize(x, eps);
-                let y = match affine {
-                    Some(a) => a.forward(y),
-                    None => y,
-                };
-                if relu { activation::relu(y) } else { y }
+            NormContext::Replay { stats, cursor } => {
+                let (mean, var) = stats
+                    .get(*cursor)
+                    .expect("replayed statistics come from the same network");
+                *cursor += 1;
+                norm(Statistics::Given(mean, var)).0
             }
         }
     }
@@ -367,18 +405,74 @@ impl NormContext {
     }
 }
 
-/// Per-sample, per-channel mean and biased variance over H×W, each `[N, C, 1, 1]`.
-pub fn moments(x: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
-    let mean = x.clone().mean_dim(2).mean_dim(3);
-    let var = (x - mean.clone()).powi_scalar(2).mean_dim(2).mean_dim(3);
-    (mean, var)
+/// A borrowed parameter of either rank the networks use.
+#[derive(Debug, Clone, Copy)]
+pub enum ParamRef<'a> {
+    /// A kernel.
+    R4(&'a Param<Tensor<4>>),
+    /// A bias or a normalisation scale/shift.
+    R1(&'a Param<Tensor<1>>),
 }
 
-/// Nearest-neighbour ×2 upsampling (PyTorch `interpolate(scale_factor=2, mode="nearest")`).
-pub fn upsample_nearest2(x: Tensor<4>) -> Tensor<4> {
-    let [_, _, h, w] = x.dims();
-    interpolate(
-        x,
-        InterpolateOptions::new(InterpolateMode::Nearest).with_output_size([h * 2, w * 2]),
-    )
+impl ParamRef<'_> {
+    /// The value on the host.
+    pub fn host(self) -> Result<HostTensor> {
+        match self {
+            ParamRef::R4(p) => HostTensor::from_tensor(p.val().without_autodiff()),
+            ParamRef::R1(p) => HostTensor::from_tensor(p.val().without_autodiff()),
+        }
+    }
+
+    /// The gradient on the host, if `grads` holds one for this parameter.
+    pub fn grad(self, grads: &Gradients) -> Result<Option<HostTensor>> {
+        match self {
+            ParamRef::R4(p) => p.val().grad(grads).map(HostTensor::from_tensor).transpose(),
+            ParamRef::R1(p) => p.val().grad(grads).map(HostTensor::from_tensor).transpose(),
+        }
+    }
+}
+
+/// Visits `{prefix}weight` and, if there is one, `{prefix}bias`.
+fn walk_kernel(
+    prefix: &str,
+    weight: &Param<Tensor<4>>,
+    bias: Option<&Param<Tensor<1>>>,
+    f: &mut dyn FnMut(String, ParamRef<'_>),
+) {
+    f(format!("{prefix}weight"), ParamRef::R4(weight));
+    if let Some(b) = bias {
+        f(format!("{prefix}bias"), ParamRef::R1(b));
+    }
+}
+
+/// Collects every visited parameter as a state dict.
+pub(crate) fn collect_weights(
+    walk: impl FnOnce(&mut dyn FnMut(String, ParamRef<'_>)),
+) -> Result<Weights> {
+    let mut w = Weights::default();
+    let mut err = None;
+    walk(&mut |name, p| match p.host() {
+        Ok(t) => {
+            w.tensors.insert(name, t);
+        }
+        Err(e) => err = Some(e),
+    });
+    err.map_or(Ok(w), Err)
+}
+
+/// Collects the gradient of every visited parameter that has one, under the parameter's name.
+pub(crate) fn collect_grads(
+    grads: &Gradients,
+    walk: impl FnOnce(&mut dyn FnMut(String, ParamRef<'_>)),
+) -> Result<Weights> {
+    let mut w = Weights::default();
+    let mut err = None;
+    walk(&mut |name, p| match p.grad(grads) {
+        Ok(Some(t)) => {
+            w.tensors.insert(name, t);
+        }
+        Ok(None) => {}
+        Err(e) => err = Some(e),
+    });
+    err.map_or(Ok(w), Err)
 }

@@ -8,81 +8,44 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
 use crate::error::{Error, Result};
-use crate::networks::cyclegan::{ParamRef, collect_weights};
-use crate::networks::layers::{Affine, Conv, NormContext, Padding};
+use crate::networks::layers::{
+    Conv, ConvIn, ConvInLayout, NormContext, Padding, ParamRef, ResidualIn, collect_weights,
+};
 use crate::weights::{HostTensor, Weights};
 
 const EPS: f64 = 1e-5;
 
-/// A convolution followed by instance norm with affine parameters.
-#[derive(Module, Debug)]
-struct ConvIn {
-    conv: Conv,
-    norm: Affine,
+/// Convolutions with biases and reflection padding, eps 1e-5.
+const LAYOUT: ConvInLayout = ConvInLayout { bias: true, padding: Padding::Reflect, eps: EPS };
+
+/// The convolution's prefix `{conv}.conv2d.` and the norm's keys `{norm}.weight`, `{norm}.bias`.
+fn keys(conv: &str, norm: &str) -> (String, [String; 2]) {
+    (format!("{conv}.conv2d."), [format!("{norm}.weight"), format!("{norm}.bias")])
 }
 
-impl ConvIn {
-    fn load(
-        w: &Weights,
-        conv: &str,
-        norm: &str,
-        shape: [usize; 4],
-        stride: usize,
-        device: &Device,
-    ) -> Result<Self> {
-        Ok(Self {
-            conv: Conv::load(
-                w,
-                &format!("{conv}.conv2d."),
-                shape,
-                true,
-                stride,
-                Padding::Reflect,
-                device,
-            )?,
-            norm: Affine::load(
-                w,
-                &format!("{norm}.weight"),
-                &format!("{norm}.bias"),
-                shape[0],
-                device,
-            )?,
-        })
-    }
-
-    fn forward(&self, x: Tensor<4>, ctx: &mut NormContext, relu: bool) -> Tensor<4> {
-        ctx.normalize_affine(self.conv.forward(x), Some(&self.norm), relu, EPS)
-    }
-
-    fn forward_upsampled(&self, x: Tensor<4>, ctx: &mut NormContext) -> Tensor<4> {
-        ctx.normalize_affine(self.conv.forward_upsampled(x), Some(&self.norm), true, EPS)
-    }
-
-    fn walk(&self, conv: &str, norm: &str, f: &mut dyn FnMut(String, ParamRef<'_>)) {
-        walk_conv(&self.conv, conv, f);
-        f(format!("{norm}.weight"), ParamRef::R1(&self.norm.gamma));
-        f(format!("{norm}.bias"), ParamRef::R1(&self.norm.beta));
-    }
+/// The block of convolution `conv` and instance norm `norm`.
+fn conv_in(
+    w: &Weights,
+    (conv, norm): (&str, &str),
+    shape: [usize; 4],
+    stride: usize,
+    device: &Device,
+) -> Result<ConvIn> {
+    let (prefix, [scale, shift]) = keys(conv, norm);
+    ConvIn::load(w, &prefix, [&scale, &shift], shape, stride, LAYOUT, device)
 }
 
-fn walk_conv(c: &Conv, name: &str, f: &mut dyn FnMut(String, ParamRef<'_>)) {
-    f(format!("{name}.conv2d.weight"), ParamRef::R4(&c.weight));
-    if let Some(b) = &c.bias {
-        f(format!("{name}.conv2d.bias"), ParamRef::R1(b));
-    }
-}
-
-#[derive(Module, Debug)]
-struct Residual {
-    a: ConvIn,
-    b: ConvIn,
+/// Visits the parameters of the block of convolution `conv` and instance norm `norm`.
+fn walk_conv_in(block: &ConvIn, conv: &str, norm: &str, f: &mut dyn FnMut(String, ParamRef<'_>)) {
+    let (prefix, [scale, shift]) = keys(conv, norm);
+    block.walk(&prefix, [&scale, &shift], f);
 }
 
 /// The pytorch/examples TransformerNet at any width.
 #[derive(Module, Debug)]
 pub struct TransformerNet {
     down: Vec<ConvIn>,
-    res: Vec<Residual>,
+    res: Vec<ResidualIn>,
     up: Vec<ConvIn>,
     out: Conv,
 }
@@ -107,35 +70,21 @@ impl TransformerNet {
         }
         let (c1, c2, c3) = (nc, 2 * nc, 4 * nc);
         let down = vec![
-            ConvIn::load(w, "conv1", "in1", [c1, 3, 9, 9], 1, device)?,
-            ConvIn::load(w, "conv2", "in2", [c2, c1, 3, 3], 2, device)?,
-            ConvIn::load(w, "conv3", "in3", [c3, c2, 3, 3], 2, device)?,
+            conv_in(w, ("conv1", "in1"), [c1, 3, 9, 9], 1, device)?,
+            conv_in(w, ("conv2", "in2"), [c2, c1, 3, 3], 2, device)?,
+            conv_in(w, ("conv3", "in3"), [c3, c2, 3, 3], 2, device)?,
         ];
         let res = (1..=5)
             .map(|i| {
-                Ok(Residual {
-                    a: ConvIn::load(
-                        w,
-                        &format!("res{i}.conv1"),
-                        &format!("res{i}.in1"),
-                        [c3, c3, 3, 3],
-                        1,
-                        device,
-                    )?,
-                    b: ConvIn::load(
-                        w,
-                        &format!("res{i}.conv2"),
-                        &format!("res{i}.in2"),
-                        [c3, c3, 3, 3],
-                        1,
-                        device,
-                    )?,
+                Ok(ResidualIn {
+                    a: conv_in(w, (&format!("res{i}.conv1"), &format!("res{i}.in1")), [c3, c3, 3, 3], 1, device)?,
+                    b: conv_in(w, (&format!("res{i}.conv2"), &format!("res{i}.in2")), [c3, c3, 3, 3], 1, device)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
         let up = vec![
-            ConvIn::load(w, "deconv1", "in4", [c2, c3, 3, 3], 1, device)?,
-            ConvIn::load(w, "deconv2", "in5", [c1, c2, 3, 3], 1, device)?,
+            conv_in(w, ("deconv1", "in4"), [c2, c3, 3, 3], 1, device)?,
+            conv_in(w, ("deconv2", "in5"), [c1, c2, 3, 3], 1, device)?,
         ];
         let out = Conv::load(
             w,
@@ -188,16 +137,16 @@ impl TransformerNet {
     /// Visits every parameter with its pytorch/examples name.
     pub fn walk(&self, f: &mut dyn FnMut(String, ParamRef<'_>)) {
         for (i, l) in self.down.iter().enumerate() {
-            l.walk(&format!("conv{}", i + 1), &format!("in{}", i + 1), f);
+            walk_conv_in(l, &format!("conv{}", i + 1), &format!("in{}", i + 1), f);
         }
         for (i, b) in self.res.iter().enumerate() {
-            b.a.walk(&format!("res{}.conv1", i + 1), &format!("res{}.in1", i + 1), f);
-            b.b.walk(&format!("res{}.conv2", i + 1), &format!("res{}.in2", i + 1), f);
+            walk_conv_in(&b.a, &format!("res{}.conv1", i + 1), &format!("res{}.in1", i + 1), f);
+            walk_conv_in(&b.b, &format!("res{}.conv2", i + 1), &format!("res{}.in2", i + 1), f);
         }
         for (i, l) in self.up.iter().enumerate() {
-            l.walk(&format!("deconv{}", i + 1), &format!("in{}", i + 4), f);
+            walk_conv_in(l, &format!("deconv{}", i + 1), &format!("in{}", i + 4), f);
         }
-        walk_conv(&self.out, "deconv3", f);
+        self.out.walk("deconv3.conv2d.", f);
     }
 
     /// The parameters as a pytorch/examples state dict.
@@ -221,9 +170,7 @@ impl TransformerNet {
             y = layer.forward(y, ctx, true);
         }
         for block in &self.res {
-            let r = y.clone();
-            let h = block.a.forward(y, ctx, true);
-            y = block.b.forward(h, ctx, false) + r;
+            y = block.forward(y, ctx);
         }
         y
     }

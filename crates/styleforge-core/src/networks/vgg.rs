@@ -22,12 +22,10 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::tensor::activation::relu;
-use burn::tensor::module::max_pool2d;
-use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::error::{Error, Result};
-use crate::kernels::cpu_pool;
+use crate::kernels;
 use crate::networks::layers::{Conv, Padding};
 use crate::weights::Weights;
 
@@ -418,8 +416,7 @@ impl Vgg {
                     y
                 }
                 LayerKind::Relu => relu(y),
-                LayerKind::Pool => cpu_pool::max_pool2x2(&y, false)
-                    .unwrap_or_else(|| max_pool2d(y, MaxPoolOptions::new([2, 2]).with_stride([2, 2]))),
+                LayerKind::Pool => kernels::max_pool2x2(y, false),
             };
             keep(info.index, &y);
         }

@@ -12,7 +12,7 @@ use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::tensor::{Device, Gradients, Tensor};
 
 use crate::error::{Error, Result};
-use crate::networks::cyclegan::ParamRef;
+use crate::networks::layers::ParamRef;
 use crate::weights::{HostTensor, Weights};
 
 /// Hyper-parameters of Adam.
