@@ -73,17 +73,7 @@ impl AdainEncoder {
         let pre = Conv::load(w, "0.", [3, 3, 1, 1], true, 1, Padding::Valid, device)?;
         let convs = ENCODER
             .iter()
-            .map(|&(i, o, c, _)| {
-                Conv::load(
-                    w,
-                    &format!("{i}."),
-                    [o, c, 3, 3],
-                    true,
-                    1,
-                    Padding::Reflect,
-                    device,
-                )
-            })
+            .map(|&(i, o, c, _)| reflect_conv(w, (i, o, c), device))
             .collect::<Result<Vec<_>>>()?;
         let mut used: Vec<usize> = ENCODER.iter().map(|l| l.0).collect();
         used.push(0);
@@ -132,30 +122,11 @@ impl AdainDecoder {
     pub fn load(w: &Weights, device: &Device) -> Result<Self> {
         let convs = DECODER
             .iter()
-            .map(|&(i, o, c, _)| {
-                Conv::load(
-                    w,
-                    &format!("{i}."),
-                    [o, c, 3, 3],
-                    true,
-                    1,
-                    Padding::Reflect,
-                    device,
-                )
-            })
+            .map(|&(i, o, c, _)| reflect_conv(w, (i, o, c), device))
             .collect::<Result<Vec<_>>>()?;
-        let (i, o, c) = DECODER_OUT;
-        let out = Conv::load(
-            w,
-            &format!("{i}."),
-            [o, c, 3, 3],
-            true,
-            1,
-            Padding::Reflect,
-            device,
-        )?;
+        let out = reflect_conv(w, DECODER_OUT, device)?;
         let mut used: Vec<usize> = DECODER.iter().map(|l| l.0).collect();
-        used.push(i);
+        used.push(DECODER_OUT.0);
         w.reject_unexpected(|k| sequential_index(k).is_some_and(|i| used.contains(&i)))?;
         Ok(Self {
             convs,
@@ -174,6 +145,11 @@ impl AdainDecoder {
         }
         if up { self.out.forward_upsampled(y) } else { self.out.forward(y) }
     }
+}
+
+/// The reflection-padded 3×3 convolution `{index}.weight/bias` from `in` to `out` channels.
+fn reflect_conv(w: &Weights, (index, out, inp): (usize, usize, usize), device: &Device) -> Result<Conv> {
+    Conv::load(w, &format!("{index}."), [out, inp, 3, 3], true, 1, Padding::Reflect, device)
 }
 
 /// The layer index of an `nn.Sequential` key `N.weight` / `N.bias`.

@@ -219,6 +219,20 @@ pub fn bce(p: Tensor<4>, target: f32) -> Tensor<1> {
     }
 }
 
+/// The parameters `walk` visits and the running statistics of `norms`, the `i`-th batch norm's
+/// under `main.{index(i)}.`.
+fn state_dict(
+    walk: impl FnOnce(&mut dyn FnMut(String, ParamRef<'_>)),
+    norms: &[BatchNorm2d],
+    index: impl Fn(usize) -> usize,
+) -> Result<Weights> {
+    let mut w = collect_weights(walk)?;
+    for (i, bn) in norms.iter().enumerate() {
+        bn.export_running(&format!("main.{}.", index(i)), &mut w);
+    }
+    Ok(w)
+}
+
 fn bn_shapes(prefix: &str, c: usize, v: &mut Vec<(String, Vec<usize>)>) {
     for k in ["weight", "bias", "running_mean", "running_var"] {
         v.push((format!("{prefix}{k}"), vec![c]));
@@ -371,11 +385,7 @@ impl DcganGenerator {
 
     /// The state dict with the reference's names, running statistics included.
     pub fn to_weights(&self) -> Result<Weights> {
-        let mut w = collect_weights(|f| self.walk(f))?;
-        for (i, bn) in self.norms.iter().enumerate() {
-            bn.export_running(&format!("main.{}.", 3 * i + 1), &mut w);
-        }
-        Ok(w)
+        state_dict(|f| self.walk(f), &self.norms, |i| 3 * i + 1)
     }
 
     /// The parameters' gradients after a backward pass, under the parameters' names.
@@ -516,11 +526,7 @@ impl DcganDiscriminator {
 
     /// The state dict with the reference's names, running statistics included.
     pub fn to_weights(&self) -> Result<Weights> {
-        let mut w = collect_weights(|f| self.walk(f))?;
-        for (i, bn) in self.norms.iter().enumerate() {
-            bn.export_running(&format!("main.{}.", 3 * i + 3), &mut w);
-        }
-        Ok(w)
+        state_dict(|f| self.walk(f), &self.norms, |i| 3 * i + 3)
     }
 
     /// The parameters' gradients after a backward pass, under the parameters' names.

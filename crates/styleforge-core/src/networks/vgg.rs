@@ -39,61 +39,8 @@ pub const VGG19_URL: &str = "https://download.pytorch.org/models/vgg19-dcbb9e9d.
 /// torchvision's VGG16 ImageNet weights.
 pub const VGG16_URL: &str = "https://download.pytorch.org/models/vgg16-397923af.pth";
 
-/// One entry of a VGG configuration: a convolution with this many output channels, or a pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Item {
-    Conv(usize),
-    Pool,
-}
-
-use Item::{Conv as C, Pool as P};
-
-/// torchvision configuration "D".
-const CFG_VGG16: &[Item] = &[
-    C(64),
-    C(64),
-    P,
-    C(128),
-    C(128),
-    P,
-    C(256),
-    C(256),
-    C(256),
-    P,
-    C(512),
-    C(512),
-    C(512),
-    P,
-    C(512),
-    C(512),
-    C(512),
-    P,
-];
-
-/// torchvision configuration "E".
-const CFG_VGG19: &[Item] = &[
-    C(64),
-    C(64),
-    P,
-    C(128),
-    C(128),
-    P,
-    C(256),
-    C(256),
-    C(256),
-    C(256),
-    P,
-    C(512),
-    C(512),
-    C(512),
-    C(512),
-    P,
-    C(512),
-    C(512),
-    C(512),
-    C(512),
-    P,
-];
+/// Output channels of the five blocks (each a run of 3×3 convolutions, then a pool).
+const BLOCK_WIDTHS: [usize; 5] = [64, 128, 256, 512, 512];
 
 /// The VGG variants styleforge reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -141,59 +88,49 @@ impl VggVariant {
         }
     }
 
-    fn config(self) -> &'static [Item] {
+    /// Convolutions per block: torchvision's configurations "D" (VGG16) and "E" (VGG19).
+    fn block_convs(self) -> [usize; 5] {
         match self {
-            VggVariant::Vgg16 => CFG_VGG16,
-            VggVariant::Vgg19 => CFG_VGG19,
+            VggVariant::Vgg16 => [2, 2, 3, 3, 3],
+            VggVariant::Vgg19 => [2, 2, 4, 4, 4],
         }
     }
 
     /// Number of convolutions in the full network.
     pub fn conv_count(self) -> usize {
-        self.config()
-            .iter()
-            .filter(|i| matches!(i, Item::Conv(_)))
-            .count()
+        self.block_convs().iter().sum()
     }
 
     /// Every named layer of the full network, in order, with its `features` index.
     pub fn layers(self) -> Vec<LayerInfo> {
         let mut out = Vec::new();
-        let (mut block, mut conv_in_block, mut index, mut conv) = (1, 0, 0, 0);
+        let (mut index, mut conv) = (0, 0);
         let mut in_ch = 3;
-        for item in self.config() {
-            match *item {
-                Item::Conv(ch) => {
-                    conv_in_block += 1;
-                    let (b, i) = (block, conv_in_block);
-                    out.push(LayerInfo {
-                        name: format!("conv{b}_{i}"),
-                        index,
-                        kind: LayerKind::Conv {
-                            conv,
-                            shape: [ch, in_ch, 3, 3],
-                        },
-                    });
-                    out.push(LayerInfo {
-                        name: format!("relu{b}_{i}"),
-                        index: index + 1,
-                        kind: LayerKind::Relu,
-                    });
-                    index += 2;
-                    conv += 1;
-                    in_ch = ch;
-                }
-                Item::Pool => {
-                    out.push(LayerInfo {
-                        name: format!("pool{block}"),
-                        index,
-                        kind: LayerKind::Pool,
-                    });
-                    index += 1;
-                    block += 1;
-                    conv_in_block = 0;
-                }
+        for (b, (&convs, &ch)) in (1..).zip(self.block_convs().iter().zip(&BLOCK_WIDTHS)) {
+            for i in 1..=convs {
+                out.push(LayerInfo {
+                    name: format!("conv{b}_{i}"),
+                    index,
+                    kind: LayerKind::Conv {
+                        conv,
+                        shape: [ch, in_ch, 3, 3],
+                    },
+                });
+                out.push(LayerInfo {
+                    name: format!("relu{b}_{i}"),
+                    index: index + 1,
+                    kind: LayerKind::Relu,
+                });
+                index += 2;
+                conv += 1;
+                in_ch = ch;
             }
+            out.push(LayerInfo {
+                name: format!("pool{b}"),
+                index,
+                kind: LayerKind::Pool,
+            });
+            index += 1;
         }
         out
     }
