@@ -196,7 +196,7 @@ impl<const N: usize> Backward<Flex, N> for ConvBackward<N> {
             grads.register::<Flex>(node, flex(gw, [co, dims_x[1], k, k]));
         }
         if let Some(node) = node_b {
-            grads.register::<Flex>(node, flex(bias_grad(&dy, dims_y), [co]));
+            grads.register::<Flex>(node, flex(bias_grad(dy, dims_y), [co]));
         }
     }
 }

@@ -114,10 +114,10 @@ pub fn instance_norm(
         }
         Err(x) => x,
     };
-    if matches!(stats, Statistics::Own) {
-        if let Some(y) = cpu_norm_grad::instance_norm(&x, affine, relu, eps) {
-            return (y, None);
-        }
+    if matches!(stats, Statistics::Own)
+        && let Some(y) = cpu_norm_grad::instance_norm(&x, affine, relu, eps)
+    {
+        return (y, None);
     }
     generic::instance_norm(x, stats, affine, relu, eps, exact_gradients)
 }
@@ -130,4 +130,74 @@ pub fn instance_norm(
 /// otherwise [`generic::max_pool2x2`].
 pub fn max_pool2x2(x: Tensor<4>, ceil: bool) -> Tensor<4> {
     cpu_pool::max_pool2x2(&x, ceil).unwrap_or_else(|| generic::max_pool2x2(x, ceil))
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Device, Distribution};
+
+    use super::*;
+
+    fn max_err(a: Tensor<4>, b: Tensor<4>) -> f32 {
+        assert_eq!(a.dims(), b.dims());
+        (a - b).abs().max().into_scalar::<f32>()
+    }
+
+    /// The CPU kernels and burn's route agree for every padding, upsampling and ReLU the layers
+    /// use, plain and autodiff, including the shift-sum route (few outputs, large kernel).
+    #[test]
+    fn both_routes_compute_the_same_convolution() {
+        let device = Device::flex();
+        let ad = device.clone().autodiff();
+        let cases = [
+            // (out, in, k, stride, pad, reflect, upsample, relu)
+            (6, 3, 3, 1, [1; 4], true, false, true),
+            (6, 4, 3, 2, [1; 4], false, false, false),
+            (5, 4, 4, 2, [1; 4], false, false, true),
+            (3, 4, 4, 1, [0; 4], false, false, false),
+            (6, 4, 3, 2, [0, 1, 0, 1], false, false, false),
+            (4, 5, 3, 1, [1; 4], true, true, false),
+            (3, 16, 5, 1, [2; 4], false, false, false),
+            (3, 16, 5, 1, [2; 4], true, false, false),
+        ];
+        for (co, ci, k, stride, pad, reflect, upsample, relu) in cases {
+            let g = Geometry { stride, pad, reflect, upsample, relu };
+            let x = Tensor::<4>::random([2, ci, 9, 11], Distribution::Normal(0.0, 1.0), &device);
+            let w = Tensor::<4>::random([co, ci, k, k], Distribution::Normal(0.0, 0.3), &device);
+            let b = Tensor::<1>::random([co], Distribution::Normal(0.0, 0.3), &device);
+            let want = generic::conv2d(x.clone(), w.clone(), Some(b.clone()), g);
+            let got = conv2d(x.clone(), w.clone(), Some(b.clone()), g);
+            assert!(max_err(got, want.clone()) < 1e-4, "plain {g:?}");
+            let xa = Tensor::<4>::from_data(x.into_data(), &ad).require_grad();
+            let got = conv2d(xa, w, Some(b), g).without_autodiff();
+            assert!(max_err(got, want) < 1e-4, "autodiff {g:?}");
+        }
+    }
+
+    #[test]
+    fn both_routes_compute_the_same_transposed_convolution_norm_and_pool() {
+        let device = Device::flex();
+        let x = Tensor::<4>::random([2, 4, 7, 6], Distribution::Normal(1.0, 2.0), &device);
+        let w = Tensor::<4>::random([4, 3, 3, 3], Distribution::Normal(0.0, 0.3), &device);
+        let b = Tensor::<1>::random([3], Distribution::Normal(0.0, 0.3), &device);
+        for geometry in [[2, 1, 1], [1, 0, 0], [2, 1, 0]] {
+            let want = generic::conv_transpose2d(x.clone(), w.clone(), Some(b.clone()), geometry);
+            let got = conv_transpose2d(x.clone(), w.clone(), Some(b.clone()), geometry);
+            assert!(max_err(got, want) < 1e-4, "transposed {geometry:?}");
+        }
+        let gamma = Tensor::<1>::random([4], Distribution::Normal(1.0, 0.5), &device);
+        let beta = Tensor::<1>::random([4], Distribution::Normal(0.0, 0.5), &device);
+        let (want, want_stats) = generic::instance_norm(x.clone(), Statistics::OwnKept, Some((&gamma, &beta)), true, 1e-5, false);
+        let (got, got_stats) = instance_norm(x.clone(), Statistics::OwnKept, Some((&gamma, &beta)), true, 1e-5, false);
+        assert!(max_err(got, want) < 1e-4, "instance norm");
+        let ((m0, v0), (m1, v1)) = (want_stats.unwrap(), got_stats.unwrap());
+        assert!(max_err(m0.clone(), m1) < 1e-4 && max_err(v0.clone(), v1) < 1e-4, "statistics");
+        let part = x.clone().slice([0..2, 0..4, 0..4, 0..4]);
+        let want = generic::instance_norm(part.clone(), Statistics::Given(&m0, &v0), None, false, 1e-5, false).0;
+        let got = instance_norm(part, Statistics::Given(&m0, &v0), None, false, 1e-5, false).0;
+        assert!(max_err(got, want) < 1e-4, "given statistics");
+        for ceil in [false, true] {
+            assert_eq!(max_err(max_pool2x2(x.clone(), ceil), generic::max_pool2x2(x.clone(), ceil)), 0.0, "pool ceil {ceil}");
+        }
+    }
 }
