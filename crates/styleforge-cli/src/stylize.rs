@@ -66,7 +66,7 @@ pub fn methods_overview() -> String {
             StyleSource::Model => "style: the model (--model)".to_string(),
             StyleSource::Images { max } => format!("style: up to {max} --style images; model default `{}`", i.default_model.unwrap_or("-")),
         };
-        out.push_str(&format!("  {:<9} {} {} ({style})\n", i.name, i.title, i.summary));
+        out.push_str(&format!("  {:<9} {}: {} ({style})\n", i.name, i.title, i.summary));
     }
     out
 }
@@ -146,6 +146,7 @@ impl clap::Args for MethodOptions {
                     None => format!("{} [{readers}]", o.description),
                 }),
                 OptionKind::Choice { values, default } => arg
+                    .value_name("WORD")
                     .value_parser(clap::builder::PossibleValuesParser::new(values.iter().copied()))
                     .help(format!("{} [{readers}; default {default}]", o.description)),
             }

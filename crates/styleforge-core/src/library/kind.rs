@@ -51,6 +51,28 @@ impl ModelKind {
         }
     }
 
+    /// What a model of this kind is called in messages (`AdaIN model`, `VGG loss network`).
+    pub fn title(self) -> &'static str {
+        match self {
+            ModelKind::Fast => "fast-style network",
+            ModelKind::Adain => "AdaIN model",
+            ModelKind::Vgg => "VGG loss network",
+            ModelKind::CycleGan => "CycleGAN generator",
+            ModelKind::Dcgan => "DCGAN generator",
+        }
+    }
+
+    /// What a library file of this kind holds and how to get one, for messages.
+    pub fn contents(self) -> &'static str {
+        match self {
+            ModelKind::Fast => "a TransformerNet or Engstrom state dict with method `fast`: `styleforge models download` or `styleforge train fast-style`",
+            ModelKind::Adain => "the encoder (`encoder.*`) and decoder (`decoder.*`) tensors with method `adain`: `styleforge models download adain`, or `styleforge models import vgg_normalised.pth decoder.pth --name adain`",
+            ModelKind::Vgg => "`features.N.*` tensors, method `vgg`: `styleforge models download vgg19`",
+            ModelKind::CycleGan => "a ResNet generator state dict with method `cyclegan`: `styleforge train cyclegan --export NAME`",
+            ModelKind::Dcgan => "a DCGAN generator state dict with method `generate`: `styleforge train dcgan --export NAME`",
+        }
+    }
+
     /// The kind a metadata name stands for (`gatys` is an older name of `vgg`).
     pub fn from_name(name: &str) -> Option<Self> {
         match name {

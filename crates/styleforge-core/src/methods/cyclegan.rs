@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::methods::fast::{self, StylizeOptions};
 use crate::image_io::Picture;
 use crate::library::{Loaded, ModelKind};
-use crate::methods::{Control, Execution, Input, Method, MethodInfo, Outcome, Params, StyleSource, wrong_model};
+use crate::methods::{Control, Input, Method, MethodInfo, Outcome, Params, wrong_model};
 use crate::networks::layers::{NormContext, NormStats};
 use crate::networks::cyclegan::{GeneratorConfig, ResnetGenerator};
 use crate::tiling::{norm_stats, run_normalized};
@@ -167,20 +167,13 @@ impl CycleGan {
 #[derive(Debug)]
 pub struct CycleGanMethod;
 
-static CYCLEGAN: MethodInfo = MethodInfo {
-    name: "cyclegan",
-    title: "GAN translation",
-    summary: "A generator trained on this painter's work.",
-    source: "Zhu et al., Unpaired Image-to-Image Translation using Cycle-Consistent Adversarial Networks (ICCV 2017), junyanz/pytorch-CycleGAN-and-pix2pix",
-    model_kinds: &[ModelKind::CycleGan],
-    default_model: None,
-    style: StyleSource::Model,
-    mask: false,
-    execution: Execution::Sync,
-    tiles: true,
-    min_side: 1,
-    options: &["strength", "preserve_color", "max_size", "tile"],
-};
+static CYCLEGAN: MethodInfo = MethodInfo::feed_forward(
+    "cyclegan",
+    "GAN translation",
+    "A generator trained on this painter's work.",
+    "Zhu et al., Unpaired Image-to-Image Translation using Cycle-Consistent Adversarial Networks (ICCV 2017), junyanz/pytorch-CycleGAN-and-pix2pix",
+    &[ModelKind::CycleGan],
+);
 
 impl Method for CycleGanMethod {
     fn info(&self) -> &'static MethodInfo {

@@ -9,7 +9,7 @@ use crate::color;
 use crate::error::{Error, Result};
 use crate::image_io::Picture;
 use crate::library::{Loaded, ModelKind};
-use crate::methods::{Control, Execution, Input, Method, MethodInfo, Outcome, Params, StyleSource, tile_for, wrong_model};
+use crate::methods::{Control, Input, Method, MethodInfo, Outcome, Params, tile_for, wrong_model};
 use crate::networks::layers::NormContext;
 use crate::networks::engstrom::EngstromNet;
 use crate::networks::transformer_net::TransformerNet;
@@ -188,20 +188,13 @@ pub fn finish(content: &Picture, out: &mut [f32], opts: &StylizeOptions) -> Resu
 #[derive(Debug)]
 pub struct Fast;
 
-static FAST: MethodInfo = MethodInfo {
-    name: "fast",
-    title: "Fast network",
-    summary: "Trained for this style. About a second.",
-    source: "Johnson et al., Perceptual Losses for Real-Time Style Transfer (ECCV 2016), pytorch/examples fast_neural_style; Engstrom, fast-style-transfer",
-    model_kinds: &[ModelKind::Fast],
-    default_model: None,
-    style: StyleSource::Model,
-    mask: false,
-    execution: Execution::Sync,
-    tiles: true,
-    min_side: 1,
-    options: &["strength", "preserve_color", "max_size", "tile"],
-};
+static FAST: MethodInfo = MethodInfo::feed_forward(
+    "fast",
+    "Fast network",
+    "Trained for this style. About a second.",
+    "Johnson et al., Perceptual Losses for Real-Time Style Transfer (ECCV 2016), pytorch/examples fast_neural_style; Engstrom, fast-style-transfer",
+    &[ModelKind::Fast],
+);
 
 impl Method for Fast {
     fn info(&self) -> &'static MethodInfo {

@@ -9,6 +9,9 @@
 //!
 //! To add a method: write `methods/<name>.rs` with a type implementing [`Method`], and add it to
 //! [`REGISTRY`].
+//!
+//! [`generate`] samples new images from a DCGAN generator; it takes no content image, so it is
+//! not a stylisation method and not in the registry.
 
 pub mod adain;
 pub mod cyclegan;
@@ -97,6 +100,31 @@ pub struct MethodInfo {
 }
 
 impl MethodInfo {
+    /// A feed-forward method whose style is its model (one network per style), answered at
+    /// once, tiled for large outputs, with the options every such method reads.
+    pub const fn feed_forward(
+        name: &'static str,
+        title: &'static str,
+        summary: &'static str,
+        source: &'static str,
+        model_kinds: &'static [ModelKind],
+    ) -> Self {
+        MethodInfo {
+            name,
+            title,
+            summary,
+            source,
+            model_kinds,
+            default_model: None,
+            style: StyleSource::Model,
+            mask: false,
+            execution: Execution::Sync,
+            tiles: true,
+            min_side: 1,
+            options: &["strength", "preserve_color", "max_size", "tile"],
+        }
+    }
+
     /// Whether the method reads option `name`.
     pub fn takes(&self, name: &str) -> bool {
         self.options.contains(&name)

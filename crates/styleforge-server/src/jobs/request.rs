@@ -402,15 +402,17 @@ async fn image_styles(
     let info = match state.models.find(method.model_kinds, wanted).await? {
         Some(i) if req.model.is_none() || i.name == wanted => i,
         _ => {
-            let kinds: Vec<&str> = method.model_kinds.iter().map(|k| k.name()).collect();
+            let kind = method.model_kinds[0];
             return Err(JobError::invalid(
                 "model_missing",
                 format!(
-                    "no {} model{} in the library at {} for method {}: add one with `styleforge models download` or `styleforge models import`",
-                    kinds.join(" or "),
+                    "no {}{} in the library at {} for method {}: add `{}.safetensors` holding {}",
+                    kind.title(),
                     req.model.as_ref().map(|m| format!(" `{m}`")).unwrap_or_default(),
                     state.models.library().models_dir().display(),
-                    method.name
+                    method.name,
+                    if wanted.is_empty() { kind.name() } else { wanted },
+                    kind.contents()
                 ),
             ));
         }
