@@ -1210,3 +1210,40 @@ fn training_jobs_add_a_private_fast_style() {
     assert_eq!(info.method, "fast");
     s.shutdown();
 }
+
+#[test]
+fn methods_come_from_the_engine_registry() {
+    // A library with fast styles only: fast is available, adain and gatys are listed but lack a model.
+    let home = tempfile::tempdir().unwrap();
+    fast_models(&Library::new(home.path()));
+    let data = tempfile::tempdir().unwrap();
+    let s = TestServer::start(config(home.path(), data.path()));
+    let list = get(&s.url("/v1/methods"), None).ok_json(200);
+    let list = list.as_array().unwrap();
+    let names: Vec<&str> = list.iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert_eq!(names, styleforge_core::methods::names());
+    let by = |n: &str| list.iter().find(|m| m["name"] == n).unwrap().clone();
+    let fast = by("fast");
+    assert_eq!(fast["style"], "model");
+    assert_eq!(fast["execution"], "sync");
+    assert_eq!(fast["available"], true);
+    assert_eq!(fast["model_kinds"], json!(["fast"]));
+    let strength = fast["options"].as_array().unwrap().iter().find(|o| o["name"] == "strength").unwrap().clone();
+    assert_eq!((strength["type"].as_str(), strength["minimum"].as_f64(), strength["maximum"].as_f64()), (Some("number"), Some(0.0), Some(1.0)));
+    assert!(fast["options"].as_array().unwrap().iter().all(|o| o["name"] != "iterations"));
+    let gatys = by("gatys");
+    assert_eq!((gatys["style"].as_str(), gatys["execution"].as_str(), gatys["available"].as_bool()), (Some("images"), Some("job"), Some(false)));
+    assert_eq!(gatys["default_model"], "vgg19");
+    assert!(gatys["options"].as_array().unwrap().iter().any(|o| o["name"] == "iterations"));
+    assert_eq!(by("adain")["mask"], true);
+
+    // The OpenAPI document's method values are the registry's; an unknown method is refused
+    // when the body is read.
+    let doc = get(&s.url("/v1/openapi.json"), None).ok_json(200);
+    let method = &doc["components"]["schemas"]["StylizeRequest"]["properties"]["method"];
+    assert_eq!(method["enum"], json!(styleforge_core::methods::names()));
+    let cid = upload(&s, &content_jpeg(), None);
+    post_json(&s.url("/v1/stylize"), &json!({"image": cid, "style": "candy", "method": "pointillism"}), None)
+        .assert_error(422, "invalid_body");
+    s.shutdown();
+}
