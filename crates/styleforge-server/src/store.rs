@@ -5,6 +5,10 @@
 //!
 //! Writes are atomic (the local store writes a temporary file and renames it), so a reader never
 //! sees half a blob; identical content is stored once.
+//!
+//! Blobs and the database rows that reference them are written in an order that never loses
+//! track of a blob: an intent row first (see [`crate::db::blobs`]), then the blob, then the row
+//! that references it, then the intent is cleared ([`put_image`]).
 
 use std::sync::Arc;
 
@@ -16,6 +20,8 @@ use object_store::path::Path as StorePath;
 use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use sha2::{Digest, Sha256};
+
+use crate::db::{self, Db, ImageRow};
 
 /// Content-addressed blobs plus a cache area for derived files (thumbnails).
 #[derive(Clone)]
@@ -170,4 +176,25 @@ impl Blobs {
             .await?;
         Ok(())
     }
+}
+
+/// Stores an image's bytes in the blob store and records its row, with a blob intent (token: the
+/// image id) covering the time between the two. `row.sha256` must be the bytes' hash.
+///
+/// Database and blob store errors are returned as `E`; failing to clear the intent is only logged
+/// (the orphan sweep will find the blob referenced and keep it).
+pub async fn put_image<E>(db: &Db, blobs: &Blobs, bytes: &Bytes, row: &ImageRow) -> Result<(), E>
+where
+    E: From<sqlx::Error> + From<object_store::Error>,
+{
+    let sha = row.sha256.as_str();
+    db::add_blob_intent(db, sha, &row.id).await?;
+    blobs.put(bytes.clone()).await?;
+    db::insert_image(db, row).await?;
+    if let Err(e) = db::clear_blob_intent(db, sha, &row.id).await {
+        tracing::warn!(sha, error = %e, "clearing a blob intent");
+    }
+    // A concurrent delete of identical content may have removed the blob meanwhile.
+    blobs.ensure(sha, bytes.clone()).await?;
+    Ok(())
 }
