@@ -8,7 +8,8 @@
 //!
 //! Blobs and the database rows that reference them are written in an order that never loses
 //! track of a blob: an intent row first (see [`crate::db::blobs`]), then the blob, then the row
-//! that references it, then the intent is cleared ([`put_image`]).
+//! that references it, then the intent is cleared ([`put_image`]); a blob is deleted once no row
+//! references it ([`release_blob`]).
 
 use std::sync::Arc;
 
@@ -197,4 +198,18 @@ where
     // A concurrent delete of identical content may have removed the blob meanwhile.
     blobs.ensure(sha, bytes.clone()).await?;
     Ok(())
+}
+
+/// Deletes a blob when no row references it any more. Failures are logged, not returned: the
+/// blob then stays behind, unreferenced.
+pub async fn release_blob(db: &Db, blobs: &Blobs, sha: &str) {
+    match db::blob_refs(db, sha).await {
+        Ok(0) => {
+            if let Err(e) = blobs.delete(sha).await {
+                tracing::warn!(sha, error = %e, "could not delete blob");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(sha, error = %e, "could not count blob references"),
+    }
 }

@@ -268,7 +268,7 @@ async fn settle(
                 Ok(false) => {
                     tracing::warn!(job = %id, "the job changed hands before its result was stored");
                     log(db::clear_blob_intent(db, &sha, &token).await.map(|_| true));
-                    crate::api::images::release_blob(state, &sha).await;
+                    crate::store::release_blob(db, &state.blobs, &sha).await;
                     "lost"
                 }
                 Err(e) => retry_or_fail(state, worker, job, ApiError::from(e)).await,

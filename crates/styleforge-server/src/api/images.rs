@@ -419,21 +419,8 @@ pub async fn delete(
     let row = db::delete_image(&state.db, &id, &caller.owner)
         .await?
         .ok_or_else(|| ApiError::not_found("image", &id))?;
-    release_blob(&state, &row.sha256).await;
+    crate::store::release_blob(&state.db, &state.blobs, &row.sha256).await;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Deletes a blob no row references any more.
-pub async fn release_blob(state: &AppState, sha: &str) {
-    match db::blob_refs(&state.db, sha).await {
-        Ok(0) => {
-            if let Err(e) = state.blobs.delete(sha).await {
-                tracing::warn!(sha, error = %e, "could not delete blob");
-            }
-        }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(sha, error = %e, "could not count blob references"),
-    }
 }
 
 /// A thumbnail of stored bytes (cached in the blob store): JPEG, or PNG when there is alpha.

@@ -283,7 +283,7 @@ pub async fn delete(
     match custom_style(&state, &caller, &name).await? {
         Some(_) => {
             if let Some(row) = db::delete_image(&state.db, &name, &caller.owner).await? {
-                super::images::release_blob(&state, &row.sha256).await;
+                crate::store::release_blob(&state.db, &state.blobs, &row.sha256).await;
             }
             Ok(StatusCode::NO_CONTENT)
         }
