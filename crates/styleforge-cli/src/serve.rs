@@ -7,27 +7,106 @@ use std::path::PathBuf;
 use anyhow::Result;
 use styleforge_server::{Config, KeyLimits};
 
-/// Where the server keeps its data (shared by `serve` and `keys`).
-#[derive(clap::Args, Debug, Clone)]
-pub struct DataArgs {
-    /// Configuration file (TOML, same field names as the flags with `_`); flags override it.
-    #[arg(long, env = "STYLEFORGE_CONFIG", value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// The styleforge home (models in <home>/models, data in <home>/server). Default: $STYLEFORGE_HOME.
-    #[arg(long, value_name = "DIR")]
-    home: Option<PathBuf>,
-    /// Directory for the database and blobs. Default <home>/server.
-    #[arg(long, env = "STYLEFORGE_DATA_DIR", value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-    /// Database URL: sqlite://PATH, or postgres://USER:PASSWORD@HOST:PORT/DB to share it between
-    /// API servers and workers. Default sqlite://<data-dir>/styleforge.db.
-    #[arg(
-        long = "database",
-        visible_alias = "database-url",
-        env = "STYLEFORGE_DATABASE_URL",
-        value_name = "URL"
-    )]
-    database_url: Option<String>,
+/// A flag's value when it was given (on the command line or in the environment): an option
+/// that is `Some`, a switch that is on, a list that is not empty.
+trait Flag {
+    /// What it sets.
+    type Value;
+    /// The value to set, if the flag was given.
+    fn given(self) -> Option<Self::Value>;
+}
+
+impl<T> Flag for Option<T> {
+    type Value = T;
+    fn given(self) -> Option<T> {
+        self
+    }
+}
+
+impl Flag for bool {
+    type Value = bool;
+    fn given(self) -> Option<bool> {
+        self.then_some(true)
+    }
+}
+
+impl<T> Flag for Vec<T> {
+    type Value = Vec<T>;
+    fn given(self) -> Option<Vec<T>> {
+        (!self.is_empty()).then_some(self)
+    }
+}
+
+/// Defines an options struct whose flags override [`Config`] fields, and its `apply` method.
+/// Each field is written once: `name: Type => config_field`, or `=> config_field | map` to pass
+/// the value through `map` first; a field without `=>` is left to the caller. A flag that was not
+/// given (see [`Flag`]) leaves its field as the configuration file or the defaults set it.
+macro_rules! config_flags {
+    (
+        $(#[$attr:meta])*
+        $vis:vis struct $name:ident {
+            $(
+                $(#[$field_attr:meta])*
+                $field:ident: $ty:ty $(=> $target:ident $(| $map:ident)?)?,
+            )*
+        }
+    ) => {
+        $(#[$attr])*
+        $vis struct $name {
+            $(
+                $(#[$field_attr])*
+                $field: $ty,
+            )*
+        }
+
+        impl $name {
+            /// Sets the fields of `c` that flags were given for.
+            fn apply(self, c: &mut Config) {
+                $($(
+                    let v = self.$field;
+                    $(let v = $map(v);)?
+                    if let Some(v) = Flag::given(v) {
+                        c.$target = v.into();
+                    }
+                )?)*
+            }
+        }
+    };
+}
+
+/// A list flag without its empty items (`--gpu-methods ""` or a trailing comma sets nothing).
+fn drop_empty(v: Vec<String>) -> Vec<String> {
+    v.into_iter().filter(|m| !m.is_empty()).collect()
+}
+
+/// The in-process worker count of `styleforge worker`: the flag, else 1; never 0.
+fn at_least_one(v: Option<usize>) -> Option<usize> {
+    Some(v.unwrap_or(1).max(1))
+}
+
+config_flags! {
+    /// Where the server keeps its data (shared by `serve` and `keys`).
+    #[derive(clap::Args, Debug, Clone)]
+    pub struct DataArgs {
+        /// Configuration file (TOML, same field names as the flags with `_`); flags override it.
+        #[arg(long, env = "STYLEFORGE_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The styleforge home (models in <home>/models, data in <home>/server). Default: $STYLEFORGE_HOME.
+        #[arg(long, value_name = "DIR")]
+        home: Option<PathBuf> => home,
+        /// Directory for the database and blobs. Default <home>/server.
+        #[arg(long, env = "STYLEFORGE_DATA_DIR", value_name = "DIR")]
+        data_dir: Option<PathBuf> => data_dir,
+        /// Database URL: sqlite://PATH, or postgres://USER:PASSWORD@HOST:PORT/DB to share it between
+        /// API servers and workers. Default sqlite://<data-dir>/styleforge.db.
+        #[arg(
+            long = "database",
+            visible_alias = "database-url",
+            env = "STYLEFORGE_DATABASE_URL",
+            value_name = "URL"
+        )]
+        database_url: Option<String> => database_url,
+    }
 }
 
 impl DataArgs {
@@ -36,240 +115,150 @@ impl DataArgs {
             Some(p) => Config::from_file(p)?,
             None => Config::default(),
         };
-        if let Some(h) = &self.home {
-            c.home = h.clone();
-        }
-        if let Some(d) = &self.data_dir {
-            c.data_dir = Some(d.clone());
-        }
-        if let Some(u) = &self.database_url {
-            c.database_url = Some(u.clone());
-        }
+        self.clone().apply(&mut c);
         Ok(c)
     }
 }
 
-/// Options of `styleforge serve`.
-#[derive(clap::Args, Debug)]
-pub struct Args {
-    #[command(flatten)]
-    data: DataArgs,
-    /// Address to listen on (port 0 picks a free one). Default 127.0.0.1:8080.
-    #[arg(long, env = "STYLEFORGE_LISTEN", value_name = "ADDR")]
-    listen: Option<SocketAddr>,
-    /// Serve requests without an API key (local use).
-    #[arg(long, env = "STYLEFORGE_ANONYMOUS")]
-    anonymous: bool,
-    /// Directory of the blob store. Default <data-dir>/blobs.
-    #[arg(long, env = "STYLEFORGE_BLOB_DIR", value_name = "DIR")]
-    blob_dir: Option<PathBuf>,
-    /// Blob store URL: s3://BUCKET/PREFIX (endpoint and credentials from AWS_ENDPOINT_URL,
-    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ALLOW_HTTP) or file://DIR.
-    #[arg(long = "storage", env = "STYLEFORGE_STORAGE", value_name = "URL")]
-    storage_url: Option<String>,
-    /// Methods whose jobs only GPU workers may run, comma-separated. Default none.
-    #[arg(
-        long,
-        env = "STYLEFORGE_GPU_METHODS",
-        value_delimiter = ',',
-        value_name = "LIST"
-    )]
-    gpu_methods: Vec<String>,
-    /// How often idle workers look for jobs, in milliseconds. Default 1000.
-    #[arg(long, env = "STYLEFORGE_POLL_MS", value_name = "MS")]
-    poll_ms: Option<u64>,
-    /// Largest output (pixels) answered synchronously by fast and adain. Default 1048576.
-    #[arg(long, env = "STYLEFORGE_SYNC_PIXEL_BUDGET", value_name = "PIXELS")]
-    sync_pixel_budget: Option<u64>,
-    /// Largest request body in bytes. Default 33554432.
-    #[arg(long, env = "STYLEFORGE_MAX_UPLOAD_BYTES", value_name = "BYTES")]
-    max_upload_bytes: Option<usize>,
-    /// Largest image in pixels (checked from the header). Default 40000000.
-    #[arg(long, env = "STYLEFORGE_MAX_PIXELS", value_name = "PIXELS")]
-    max_pixels: Option<u64>,
-    /// Accepted upload formats, comma-separated (jpeg, png, webp).
-    #[arg(
-        long,
-        env = "STYLEFORGE_FORMATS",
-        value_delimiter = ',',
-        value_name = "LIST"
-    )]
-    formats: Vec<String>,
-    /// In-process job workers (0: an API-only server; `styleforge worker` processes run the jobs).
-    /// Default 1.
-    #[arg(long, env = "STYLEFORGE_WORKERS", value_name = "N")]
-    workers: Option<usize>,
-    /// Stylisations run at once (0: one per core). Default 0.
-    #[arg(long, env = "STYLEFORGE_INFERENCE_SLOTS", value_name = "N")]
-    inference_slots: Option<usize>,
-    /// Origins allowed by CORS, comma-separated (`*` for any). Default none.
-    #[arg(
-        long = "cors-origin",
-        env = "STYLEFORGE_CORS_ORIGINS",
-        value_delimiter = ',',
-        value_name = "ORIGINS"
-    )]
-    cors_origins: Vec<String>,
-    /// Job lease in seconds. Default 30.
-    #[arg(long, env = "STYLEFORGE_LEASE_SECS", value_name = "SECS")]
-    lease_secs: Option<u64>,
-    /// Default per-key rate limit, requests per minute (0: unlimited). Default 600.
-    #[arg(long, env = "STYLEFORGE_RATE_LIMIT", value_name = "N")]
-    rate_limit: Option<u32>,
-    /// Default per-key storage quota in bytes (0: unlimited). Default 1 GiB.
-    #[arg(long, env = "STYLEFORGE_QUOTA_BYTES", value_name = "BYTES")]
-    quota_bytes: Option<u64>,
-    /// Seconds shutdown waits for running jobs before requeueing them. Default 10.
-    #[arg(long, env = "STYLEFORGE_SHUTDOWN_GRACE", value_name = "SECS")]
-    shutdown_grace: Option<u64>,
-    /// Compute device: cpu, or cuda / cuda:N in CUDA builds.
-    #[arg(long, env = "STYLEFORGE_DEVICE")]
-    device: Option<String>,
+config_flags! {
+    /// Options of `styleforge serve`.
+    #[derive(clap::Args, Debug)]
+    pub struct Args {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Address to listen on (port 0 picks a free one). Default 127.0.0.1:8080.
+        #[arg(long, env = "STYLEFORGE_LISTEN", value_name = "ADDR")]
+        listen: Option<SocketAddr> => listen,
+        /// Serve requests without an API key (local use).
+        #[arg(long, env = "STYLEFORGE_ANONYMOUS")]
+        anonymous: bool => anonymous,
+        /// Directory of the blob store. Default <data-dir>/blobs.
+        #[arg(long, env = "STYLEFORGE_BLOB_DIR", value_name = "DIR")]
+        blob_dir: Option<PathBuf> => blob_dir,
+        /// Blob store URL: s3://BUCKET/PREFIX (endpoint and credentials from AWS_ENDPOINT_URL,
+        /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ALLOW_HTTP) or file://DIR.
+        #[arg(long = "storage", env = "STYLEFORGE_STORAGE", value_name = "URL")]
+        storage_url: Option<String> => storage_url,
+        /// Methods whose jobs only GPU workers may run, comma-separated. Default none.
+        #[arg(
+            long,
+            env = "STYLEFORGE_GPU_METHODS",
+            value_delimiter = ',',
+            value_name = "LIST"
+        )]
+        gpu_methods: Vec<String> => gpu_methods | drop_empty,
+        /// How often idle workers look for jobs, in milliseconds. Default 1000.
+        #[arg(long, env = "STYLEFORGE_POLL_MS", value_name = "MS")]
+        poll_ms: Option<u64> => poll_ms,
+        /// Largest output (pixels) answered synchronously by fast and adain. Default 1048576.
+        #[arg(long, env = "STYLEFORGE_SYNC_PIXEL_BUDGET", value_name = "PIXELS")]
+        sync_pixel_budget: Option<u64> => sync_pixel_budget,
+        /// Largest request body in bytes. Default 33554432.
+        #[arg(long, env = "STYLEFORGE_MAX_UPLOAD_BYTES", value_name = "BYTES")]
+        max_upload_bytes: Option<usize> => max_upload_bytes,
+        /// Largest image in pixels (checked from the header). Default 40000000.
+        #[arg(long, env = "STYLEFORGE_MAX_PIXELS", value_name = "PIXELS")]
+        max_pixels: Option<u64> => max_pixels,
+        /// Accepted upload formats, comma-separated (jpeg, png, webp).
+        #[arg(
+            long,
+            env = "STYLEFORGE_FORMATS",
+            value_delimiter = ',',
+            value_name = "LIST"
+        )]
+        formats: Vec<String> => formats,
+        /// In-process job workers (0: an API-only server; `styleforge worker` processes run the jobs).
+        /// Default 1.
+        #[arg(long, env = "STYLEFORGE_WORKERS", value_name = "N")]
+        workers: Option<usize> => workers,
+        /// Stylisations run at once (0: one per core). Default 0.
+        #[arg(long, env = "STYLEFORGE_INFERENCE_SLOTS", value_name = "N")]
+        inference_slots: Option<usize> => inference_slots,
+        /// Origins allowed by CORS, comma-separated (`*` for any). Default none.
+        #[arg(
+            long = "cors-origin",
+            env = "STYLEFORGE_CORS_ORIGINS",
+            value_delimiter = ',',
+            value_name = "ORIGINS"
+        )]
+        cors_origins: Vec<String> => cors_origins,
+        /// Job lease in seconds. Default 30.
+        #[arg(long, env = "STYLEFORGE_LEASE_SECS", value_name = "SECS")]
+        lease_secs: Option<u64> => lease_secs,
+        /// Default per-key rate limit, requests per minute (0: unlimited). Default 600.
+        #[arg(long, env = "STYLEFORGE_RATE_LIMIT", value_name = "N")]
+        rate_limit: Option<u32> => rate_limit_per_minute,
+        /// Default per-key storage quota in bytes (0: unlimited). Default 1 GiB.
+        #[arg(long, env = "STYLEFORGE_QUOTA_BYTES", value_name = "BYTES")]
+        quota_bytes: Option<u64> => quota_bytes,
+        /// Seconds shutdown waits for running jobs before requeueing them. Default 10.
+        #[arg(long, env = "STYLEFORGE_SHUTDOWN_GRACE", value_name = "SECS")]
+        shutdown_grace: Option<u64> => shutdown_grace_secs,
+        /// Compute device: cpu, or cuda / cuda:N in CUDA builds.
+        #[arg(long, env = "STYLEFORGE_DEVICE")]
+        device: Option<String> => device,
+    }
 }
 
 /// Runs `styleforge serve`.
 pub fn run(a: Args) -> Result<()> {
     let mut c = a.data.config()?;
-    if let Some(v) = a.listen {
-        c.listen = v;
-    }
-    if a.anonymous {
-        c.anonymous = true;
-    }
-    if let Some(v) = a.blob_dir {
-        c.blob_dir = Some(v);
-    }
-    if let Some(v) = a.storage_url {
-        c.storage_url = Some(v);
-    }
-    let gpu_methods: Vec<String> = a
-        .gpu_methods
-        .into_iter()
-        .filter(|m| !m.is_empty())
-        .collect();
-    if !gpu_methods.is_empty() {
-        c.gpu_methods = gpu_methods;
-    }
-    if let Some(v) = a.poll_ms {
-        c.poll_ms = v;
-    }
-    if let Some(v) = a.sync_pixel_budget {
-        c.sync_pixel_budget = v;
-    }
-    if let Some(v) = a.max_upload_bytes {
-        c.max_upload_bytes = v;
-    }
-    if let Some(v) = a.max_pixels {
-        c.max_pixels = v;
-    }
-    if !a.formats.is_empty() {
-        c.formats = a.formats;
-    }
-    if let Some(v) = a.workers {
-        c.workers = v;
-    }
-    if let Some(v) = a.inference_slots {
-        c.inference_slots = v;
-    }
-    if !a.cors_origins.is_empty() {
-        c.cors_origins = a.cors_origins;
-    }
-    if let Some(v) = a.lease_secs {
-        c.lease_secs = v;
-    }
-    if let Some(v) = a.rate_limit {
-        c.rate_limit_per_minute = v;
-    }
-    if let Some(v) = a.quota_bytes {
-        c.quota_bytes = v;
-    }
-    if let Some(v) = a.shutdown_grace {
-        c.shutdown_grace_secs = v;
-    }
-    if let Some(v) = a.device {
-        c.device = v;
-    }
+    a.apply(&mut c);
     styleforge_server::blocking::serve(c)
 }
 
-/// Options of `styleforge worker`.
-#[derive(clap::Args, Debug)]
-pub struct WorkerArgs {
-    #[command(flatten)]
-    data: DataArgs,
-    /// Directory of the blob store (when it is local). Default <data-dir>/blobs.
-    #[arg(long, env = "STYLEFORGE_BLOB_DIR", value_name = "DIR")]
-    blob_dir: Option<PathBuf>,
-    /// Blob store URL: s3://BUCKET/PREFIX (endpoint and credentials from AWS_ENDPOINT_URL,
-    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ALLOW_HTTP) or file://DIR.
-    #[arg(long = "storage", env = "STYLEFORGE_STORAGE", value_name = "URL")]
-    storage_url: Option<String>,
-    /// Jobs this process runs at once. Default 1.
-    #[arg(long, env = "STYLEFORGE_WORKER_CONCURRENCY", value_name = "N")]
-    concurrency: Option<usize>,
-    /// Compute device: cpu, or cuda / cuda:N in CUDA builds (a GPU worker, which also takes the
-    /// jobs of --gpu-methods on the API server).
-    #[arg(long, env = "STYLEFORGE_DEVICE")]
-    device: Option<String>,
-    /// Methods this worker runs, comma-separated (fast, adain, gatys, cyclegan, train). Default all.
-    #[arg(
-        long,
-        env = "STYLEFORGE_WORKER_METHODS",
-        value_delimiter = ',',
-        value_name = "LIST"
-    )]
-    methods: Vec<String>,
-    /// Stylisations run at once (0: one per core). Default 0.
-    #[arg(long, env = "STYLEFORGE_INFERENCE_SLOTS", value_name = "N")]
-    inference_slots: Option<usize>,
-    /// Job lease in seconds (a job whose worker stops sending heartbeats for this long is
-    /// retried elsewhere). Default 30.
-    #[arg(long, env = "STYLEFORGE_LEASE_SECS", value_name = "SECS")]
-    lease_secs: Option<u64>,
-    /// How often an idle worker looks for jobs, in milliseconds. Default 1000.
-    #[arg(long, env = "STYLEFORGE_POLL_MS", value_name = "MS")]
-    poll_ms: Option<u64>,
-    /// Seconds after which the blob of a writer that died before recording it is deleted.
-    /// Default 600.
-    #[arg(long, env = "STYLEFORGE_ORPHAN_GRACE", value_name = "SECS")]
-    orphan_grace: Option<u64>,
-    /// Seconds shutdown waits for running jobs before requeueing them. Default 10.
-    #[arg(long, env = "STYLEFORGE_SHUTDOWN_GRACE", value_name = "SECS")]
-    shutdown_grace: Option<u64>,
+config_flags! {
+    /// Options of `styleforge worker`.
+    #[derive(clap::Args, Debug)]
+    pub struct WorkerArgs {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Directory of the blob store (when it is local). Default <data-dir>/blobs.
+        #[arg(long, env = "STYLEFORGE_BLOB_DIR", value_name = "DIR")]
+        blob_dir: Option<PathBuf> => blob_dir,
+        /// Blob store URL: s3://BUCKET/PREFIX (endpoint and credentials from AWS_ENDPOINT_URL,
+        /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ALLOW_HTTP) or file://DIR.
+        #[arg(long = "storage", env = "STYLEFORGE_STORAGE", value_name = "URL")]
+        storage_url: Option<String> => storage_url,
+        /// Jobs this process runs at once. Default 1.
+        #[arg(long, env = "STYLEFORGE_WORKER_CONCURRENCY", value_name = "N")]
+        concurrency: Option<usize> => workers | at_least_one,
+        /// Compute device: cpu, or cuda / cuda:N in CUDA builds (a GPU worker, which also takes the
+        /// jobs of --gpu-methods on the API server).
+        #[arg(long, env = "STYLEFORGE_DEVICE")]
+        device: Option<String> => device,
+        /// Methods this worker runs, comma-separated (fast, adain, gatys, cyclegan, train). Default all.
+        #[arg(
+            long,
+            env = "STYLEFORGE_WORKER_METHODS",
+            value_delimiter = ',',
+            value_name = "LIST"
+        )]
+        methods: Vec<String> => worker_methods | drop_empty,
+        /// Stylisations run at once (0: one per core). Default 0.
+        #[arg(long, env = "STYLEFORGE_INFERENCE_SLOTS", value_name = "N")]
+        inference_slots: Option<usize> => inference_slots,
+        /// Job lease in seconds (a job whose worker stops sending heartbeats for this long is
+        /// retried elsewhere). Default 30.
+        #[arg(long, env = "STYLEFORGE_LEASE_SECS", value_name = "SECS")]
+        lease_secs: Option<u64> => lease_secs,
+        /// How often an idle worker looks for jobs, in milliseconds. Default 1000.
+        #[arg(long, env = "STYLEFORGE_POLL_MS", value_name = "MS")]
+        poll_ms: Option<u64> => poll_ms,
+        /// Seconds after which the blob of a writer that died before recording it is deleted.
+        /// Default 600.
+        #[arg(long, env = "STYLEFORGE_ORPHAN_GRACE", value_name = "SECS")]
+        orphan_grace: Option<u64> => orphan_grace_secs,
+        /// Seconds shutdown waits for running jobs before requeueing them. Default 10.
+        #[arg(long, env = "STYLEFORGE_SHUTDOWN_GRACE", value_name = "SECS")]
+        shutdown_grace: Option<u64> => shutdown_grace_secs,
+    }
 }
 
 /// Runs `styleforge worker`.
 pub fn worker(a: WorkerArgs) -> Result<()> {
     let mut c = a.data.config()?;
-    if let Some(v) = a.blob_dir {
-        c.blob_dir = Some(v);
-    }
-    if let Some(v) = a.storage_url {
-        c.storage_url = Some(v);
-    }
-    c.workers = a.concurrency.unwrap_or(1).max(1);
-    if let Some(v) = a.device {
-        c.device = v;
-    }
-    let methods: Vec<String> = a.methods.into_iter().filter(|m| !m.is_empty()).collect();
-    if !methods.is_empty() {
-        c.worker_methods = methods;
-    }
-    if let Some(v) = a.inference_slots {
-        c.inference_slots = v;
-    }
-    if let Some(v) = a.lease_secs {
-        c.lease_secs = v;
-    }
-    if let Some(v) = a.poll_ms {
-        c.poll_ms = v;
-    }
-    if let Some(v) = a.orphan_grace {
-        c.orphan_grace_secs = v;
-    }
-    if let Some(v) = a.shutdown_grace {
-        c.shutdown_grace_secs = v;
-    }
+    a.apply(&mut c);
     styleforge_server::blocking::run_workers(c)
 }
 

@@ -42,6 +42,19 @@ const JOB_BUCKETS: [f64; 12] = [
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
 ];
 
+/// A histogram with these buckets, by `labels`.
+fn histogram(
+    name: &str,
+    help: &str,
+    buckets: &[f64],
+    labels: &[&str],
+) -> prometheus::Result<HistogramVec> {
+    HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+        labels,
+    )
+}
+
 impl Metrics {
     /// Registers every metric in a fresh registry.
     pub fn new() -> prometheus::Result<Self> {
@@ -53,9 +66,10 @@ impl Metrics {
             ),
             &["method", "route", "status"],
         )?;
-        let http_seconds = HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency")
-                .buckets(LATENCY_BUCKETS.to_vec()),
+        let http_seconds = histogram(
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            &LATENCY_BUCKETS,
             &["method", "route"],
         )?;
         let inference_waiting = IntGauge::new(
@@ -63,26 +77,23 @@ impl Metrics {
             "Stylisations waiting for an inference slot",
         )?;
         let inference_running = IntGauge::new("inference_running", "Stylisations running now")?;
-        let inference_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "inference_duration_seconds",
-                "Stylisation time (decode to encode)",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
+        let inference_seconds = histogram(
+            "inference_duration_seconds",
+            "Stylisation time (decode to encode)",
+            &LATENCY_BUCKETS,
             &["method", "mode"],
         )?;
         let jobs = IntGaugeVec::new(Opts::new("jobs", "Jobs by state"), &["state"])?;
-        let job_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "job_duration_seconds",
-                "Job run time by method and final state",
-            )
-            .buckets(JOB_BUCKETS.to_vec()),
+        let job_seconds = histogram(
+            "job_duration_seconds",
+            "Job run time by method and final state",
+            &JOB_BUCKETS,
             &["method", "state"],
         )?;
-        let model_load_seconds = HistogramVec::new(
-            HistogramOpts::new("model_load_seconds", "Model load time")
-                .buckets(LATENCY_BUCKETS.to_vec()),
+        let model_load_seconds = histogram(
+            "model_load_seconds",
+            "Model load time",
+            &LATENCY_BUCKETS,
             &["model"],
         )?;
         registry.register(Box::new(http_requests.clone()))?;

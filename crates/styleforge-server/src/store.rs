@@ -5,6 +5,11 @@
 //!
 //! Writes are atomic (the local store writes a temporary file and renames it), so a reader never
 //! sees half a blob; identical content is stored once.
+//!
+//! Blobs and the database rows that reference them are written in an order that never loses
+//! track of a blob: an intent row first (see [`crate::db::blobs`]), then the blob, then the row
+//! that references it, then the intent is cleared ([`put_image`]); a blob is deleted once no row
+//! references it ([`release_blob`]).
 
 use std::sync::Arc;
 
@@ -16,6 +21,8 @@ use object_store::path::Path as StorePath;
 use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use sha2::{Digest, Sha256};
+
+use crate::db::{self, Db, ImageRow};
 
 /// Content-addressed blobs plus a cache area for derived files (thumbnails).
 #[derive(Clone)]
@@ -172,12 +179,33 @@ impl Blobs {
     }
 }
 
-/// Deletes a blob no row references any more (failures are logged: an unreferenced blob left
-/// behind wastes space but loses nothing).
-pub async fn release_blob(state: &crate::state::AppState, sha: &str) {
-    match crate::db::blob_refs(&state.db, sha).await {
+/// Stores an image's bytes in the blob store and records its row, with a blob intent (token: the
+/// image id) covering the time between the two. `row.sha256` must be the bytes' hash.
+///
+/// Database and blob store errors are returned as `E`; failing to clear the intent is only logged
+/// (the orphan sweep will find the blob referenced and keep it).
+pub async fn put_image<E>(db: &Db, blobs: &Blobs, bytes: &Bytes, row: &ImageRow) -> Result<(), E>
+where
+    E: From<sqlx::Error> + From<object_store::Error>,
+{
+    let sha = row.sha256.as_str();
+    db::add_blob_intent(db, sha, &row.id).await?;
+    blobs.put(bytes.clone()).await?;
+    db::insert_image(db, row).await?;
+    if let Err(e) = db::clear_blob_intent(db, sha, &row.id).await {
+        tracing::warn!(sha, error = %e, "clearing a blob intent");
+    }
+    // A concurrent delete of identical content may have removed the blob meanwhile.
+    blobs.ensure(sha, bytes.clone()).await?;
+    Ok(())
+}
+
+/// Deletes a blob when no row references it any more. Failures are logged, not returned: the
+/// blob then stays behind, unreferenced.
+pub async fn release_blob(db: &Db, blobs: &Blobs, sha: &str) {
+    match db::blob_refs(db, sha).await {
         Ok(0) => {
-            if let Err(e) = state.blobs.delete(sha).await {
+            if let Err(e) = blobs.delete(sha).await {
                 tracing::warn!(sha, error = %e, "could not delete blob");
             }
         }

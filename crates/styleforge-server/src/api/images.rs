@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use styleforge_core::image_io::{self, Format};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiQuery, PageQuery, encode_cursor, image_response};
+use super::{ApiQuery, PageQuery, blob_response, encode_cursor, hashed_image_response, paginate};
 use crate::auth::Caller;
 use crate::db::{self, ImageRow, now_ms};
 use crate::error::{ApiError, ApiResult, code_for_status};
@@ -226,40 +226,39 @@ pub async fn check_image(state: &AppState, bytes: &Bytes) -> ApiResult<Checked> 
     })
 }
 
-/// Checks and stores an upload; returns its row.
-pub async fn store_image(
+/// An image's descriptive metadata: title, comma-separated tags, description.
+pub type ImageMeta = (String, String, String);
+
+/// Receives an image upload: reads the body (a multipart form may carry `text_fields` beside the
+/// file), resolves the metadata with `meta` from those form fields, checks the image and the
+/// caller's storage quota, and stores it as an image of `kind`. Returns its row.
+pub async fn receive_image(
     state: &AppState,
     caller: &Caller,
-    up: &Upload,
+    req: Request,
     kind: &str,
-    meta: (&str, &str, &str),
+    text_fields: &[&str],
+    meta: impl FnOnce(&[(String, String)]) -> ApiResult<ImageMeta>,
 ) -> ApiResult<ImageRow> {
+    let up = read_upload(req, state, text_fields).await?;
+    let (title, tags, description) = meta(&up.fields)?;
     let checked = check_image(state, &up.bytes).await?;
     caller.check_quota(state, up.bytes.len() as u64).await?;
-    let id = new_id("img");
-    let sha = crate::store::sha256_hex(&up.bytes);
-    db::add_blob_intent(&state.db, &sha, &id).await?;
-    state.blobs.put(up.bytes.clone()).await?;
     let row = ImageRow {
-        id: id.clone(),
+        id: new_id("img"),
         owner: caller.owner.clone(),
         kind: kind.into(),
-        sha256: sha.clone(),
+        sha256: crate::store::sha256_hex(&up.bytes),
         format: format_name(checked.format).into(),
         width: checked.width as i64,
         height: checked.height as i64,
         bytes: up.bytes.len() as i64,
-        title: meta.0.into(),
-        tags: meta.1.into(),
-        description: meta.2.into(),
+        title,
+        tags,
+        description,
         created_at: now_ms(),
     };
-    db::insert_image(&state.db, &row).await?;
-    if let Err(e) = db::clear_blob_intent(&state.db, &sha, &id).await {
-        tracing::warn!(sha, error = %e, "clearing a blob intent");
-    }
-    // A concurrent delete of identical content may have removed the blob meanwhile.
-    state.blobs.ensure(&sha, up.bytes.clone()).await?;
+    crate::store::put_image::<ApiError>(&state.db, &state.blobs, &up.bytes, &row).await?;
     Ok(row)
 }
 
@@ -270,6 +269,13 @@ pub fn created<T: Serialize>(location: &str, body: &T) -> Response {
         resp.headers_mut().insert(header::LOCATION, v);
     }
     resp
+}
+
+/// The caller's image `id` (404 when there is none).
+async fn owned_image(state: &AppState, caller: &Caller, id: &str) -> ApiResult<ImageRow> {
+    db::get_image(&state.db, id, &caller.owner)
+        .await?
+        .ok_or_else(|| ApiError::not_found("image", id))
 }
 
 /// Upload an image to stylise.
@@ -305,8 +311,10 @@ pub async fn upload(
     caller: Caller,
     req: Request,
 ) -> ApiResult<Response> {
-    let up = read_upload(req, &state, &[]).await?;
-    let row = store_image(&state, &caller, &up, "content", ("", "", "")).await?;
+    let row = receive_image(&state, &caller, req, "content", &[], |_| {
+        Ok(ImageMeta::default())
+    })
+    .await?;
     Ok(created(
         &format!("/v1/images/{}", row.id),
         &ImageInfo::from(&row),
@@ -334,15 +342,12 @@ pub async fn list(
 ) -> ApiResult<axum::Json<ImagePage>> {
     let (limit, cursor) = q.resolve()?;
     let rows = db::list_images(&state.db, &caller.owner, "content", cursor, limit + 1).await?;
-    let more = rows.len() as i64 > limit;
-    let items: Vec<ImageInfo> = rows
-        .iter()
-        .take(limit as usize)
-        .map(ImageInfo::from)
-        .collect();
-    let next_cursor = more
-        .then(|| items.last().map(|i| encode_cursor(i.created_at, &i.id)))
-        .flatten();
+    let (items, next_cursor) = paginate(
+        &rows,
+        limit,
+        |r| ImageInfo::from(r),
+        |i| encode_cursor(i.created_at, &i.id),
+    );
     Ok(axum::Json(ImagePage { items, next_cursor }))
 }
 
@@ -365,11 +370,8 @@ pub async fn content(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let row = db::get_image(&state.db, &id, &caller.owner)
-        .await?
-        .ok_or_else(|| ApiError::not_found("image", &id))?;
-    let bytes = state.blobs.get(&row.sha256).await?;
-    Ok(image_response(bytes, &row.sha256))
+    let row = owned_image(&state, &caller, &id).await?;
+    blob_response(&state, &row.sha256).await
 }
 
 /// An image's metadata.
@@ -391,9 +393,7 @@ pub async fn info(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<ImageInfo>> {
-    let row = db::get_image(&state.db, &id, &caller.owner)
-        .await?
-        .ok_or_else(|| ApiError::not_found("image", &id))?;
+    let row = owned_image(&state, &caller, &id).await?;
     Ok(axum::Json(ImageInfo::from(&row)))
 }
 
@@ -419,7 +419,7 @@ pub async fn delete(
     let row = db::delete_image(&state.db, &id, &caller.owner)
         .await?
         .ok_or_else(|| ApiError::not_found("image", &id))?;
-    crate::store::release_blob(&state, &row.sha256).await;
+    crate::store::release_blob(&state.db, &state.blobs, &row.sha256).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -484,10 +484,7 @@ pub async fn thumbnail(
     ApiQuery(q): ApiQuery<ThumbQuery>,
 ) -> ApiResult<Response> {
     let size = thumb_size(&q)?;
-    let row = db::get_image(&state.db, &id, &caller.owner)
-        .await?
-        .ok_or_else(|| ApiError::not_found("image", &id))?;
+    let row = owned_image(&state, &caller, &id).await?;
     let bytes = thumbnail_bytes(&state, &row.sha256, size).await?;
-    let sha = crate::store::sha256_hex(&bytes);
-    Ok(image_response(bytes, &sha))
+    Ok(hashed_image_response(bytes))
 }

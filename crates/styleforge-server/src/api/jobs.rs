@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 use utoipa::ToSchema;
 
-use super::{ApiQuery, PageQuery, encode_cursor, image_response};
+use super::{ApiQuery, PageQuery, blob_response, encode_cursor, paginate};
 use crate::auth::Caller;
 use crate::db::{self, JobRow, state as job_state};
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -315,11 +315,8 @@ pub async fn result(
             format!("job `{id}` is {}", job.state),
         ));
     };
-    let r = db::get_result(&state.db, &rid, &caller.owner)
-        .await?
-        .ok_or_else(|| ApiError::not_found("result", &rid))?;
-    let bytes = state.blobs.get(&r.sha256).await?;
-    Ok(image_response(bytes, &r.sha256))
+    let r = super::results::owned_result(&state, &caller, &rid).await?;
+    blob_response(&state, &r.sha256).await
 }
 
 /// Your stylisations (synchronous ones and jobs), newest first.
@@ -343,14 +340,11 @@ pub async fn history(
 ) -> ApiResult<axum::Json<JobPage>> {
     let (limit, cursor) = q.resolve()?;
     let rows = db::list_jobs(&state.db, &caller.owner, cursor, limit + 1).await?;
-    let more = rows.len() as i64 > limit;
-    let items: Vec<JobStatus> = rows
-        .iter()
-        .take(limit as usize)
-        .map(JobStatus::from)
-        .collect();
-    let next_cursor = more
-        .then(|| items.last().map(|j| encode_cursor(j.created_at, &j.id)))
-        .flatten();
+    let (items, next_cursor) = paginate(
+        &rows,
+        limit,
+        |r| JobStatus::from(r),
+        |j| encode_cursor(j.created_at, &j.id),
+    );
     Ok(axum::Json(JobPage { items, next_cursor }))
 }

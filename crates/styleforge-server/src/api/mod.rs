@@ -27,7 +27,7 @@ use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::IntoParams;
 
-use crate::error::{ApiError, code_for_status};
+use crate::error::{ApiError, ApiResult, code_for_status};
 use crate::state::AppState;
 
 /// Builds the application.
@@ -265,6 +265,33 @@ fn decode_cursor(c: &str) -> Option<(i64, String)> {
         && id.len() <= 64
         && id.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_'))
     .then(|| (t, id.to_string()))
+}
+
+/// The first `limit` of `rows` (fetched with `limit + 1`) as items, and the cursor of the next
+/// page when there is one (`cursor` of the last item).
+pub fn paginate<R, T>(
+    rows: &[R],
+    limit: i64,
+    item: impl Fn(&R) -> T,
+    cursor: impl Fn(&T) -> String,
+) -> (Vec<T>, Option<String>) {
+    let more = rows.len() as i64 > limit;
+    let items: Vec<T> = rows.iter().take(limit as usize).map(item).collect();
+    let next_cursor = more.then(|| items.last().map(cursor)).flatten();
+    (items, next_cursor)
+}
+
+/// A response carrying the bytes of a stored blob.
+pub async fn blob_response(state: &AppState, sha: &str) -> ApiResult<Response> {
+    let bytes = state.blobs.get(sha).await?;
+    Ok(image_response(bytes, sha))
+}
+
+/// A response carrying image bytes that are not a stored blob (a thumbnail, a preview), tagged
+/// with their own hash.
+pub fn hashed_image_response(bytes: bytes::Bytes) -> Response {
+    let sha = crate::store::sha256_hex(&bytes);
+    image_response(bytes, &sha)
 }
 
 /// A response carrying image bytes.

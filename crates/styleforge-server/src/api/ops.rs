@@ -80,12 +80,10 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             state.metrics.jobs.with_label_values(&[s]).set(n);
         }
     }
-    let mut resp = (StatusCode::OK, state.metrics.render()).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
-    resp
+    typed(
+        "text/plain; version=0.0.4; charset=utf-8",
+        state.metrics.render(),
+    )
 }
 
 /// This document.
@@ -97,10 +95,13 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object))
 )]
 pub async fn openapi() -> Response {
-    let mut resp = (StatusCode::OK, crate::openapi::document_json()).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    typed("application/json", crate::openapi::document_json())
+}
+
+/// A 200 response with `body` as `content_type`.
+fn typed(content_type: &'static str, body: impl IntoResponse) -> Response {
+    let mut resp = (StatusCode::OK, body).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp
 }

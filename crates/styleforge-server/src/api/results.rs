@@ -5,7 +5,7 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiJson, ApiQuery, image_response};
+use super::{ApiJson, ApiQuery, blob_response};
 use crate::auth::Caller;
 use crate::db::{self, ResultRow};
 use crate::jobs::Timings;
@@ -70,7 +70,12 @@ fn info_of(r: &ResultRow, rating: Option<i64>) -> ResultInfo {
     }
 }
 
-async fn owned_result(state: &AppState, caller: &Caller, id: &str) -> ApiResult<ResultRow> {
+/// The caller's result `id` (404 when there is none).
+pub(super) async fn owned_result(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> ApiResult<ResultRow> {
     db::get_result(&state.db, id, &caller.owner)
         .await?
         .ok_or_else(|| ApiError::not_found("result", id))
@@ -96,8 +101,7 @@ pub async fn content(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let r = owned_result(&state, &caller, &id).await?;
-    let bytes = state.blobs.get(&r.sha256).await?;
-    Ok(image_response(bytes, &r.sha256))
+    blob_response(&state, &r.sha256).await
 }
 
 /// A result's metadata: style, method, size, timings, losses, your rating.

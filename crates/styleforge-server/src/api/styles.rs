@@ -8,12 +8,13 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use styleforge_core::image_io::Format;
 use styleforge_core::methods;
+use styleforge_core::library::ModelInfo;
 use utoipa::{IntoParams, ToSchema};
 
-use super::images::{ThumbQuery, created, read_upload, store_image, thumb_size, thumbnail_bytes};
-use super::{ApiQuery, image_response};
+use super::images::{ImageMeta, ThumbQuery, created, receive_image, thumb_size, thumbnail_bytes};
+use super::{ApiQuery, hashed_image_response};
 use crate::auth::Caller;
-use crate::db;
+use crate::db::{self, ImageRow};
 use crate::error::{ApiError, ApiResult};
 use crate::models::{StyleInfo, is_style_model, sample_scene, search_score};
 use crate::state::AppState;
@@ -64,6 +65,37 @@ pub struct StyleMeta {
     pub tags: Option<String>,
     /// Description.
     pub description: Option<String>,
+}
+
+impl StyleMeta {
+    /// The form fields a multipart upload may carry beside the file.
+    const FIELDS: [&str; 3] = ["title", "tags", "description"];
+
+    /// The metadata in force: each parameter, else the form field of the same name; checked for
+    /// length, and the tags normalised.
+    fn resolve(self, fields: &[(String, String)]) -> ApiResult<ImageMeta> {
+        let field = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let title = self.title.or_else(|| field("title")).unwrap_or_default();
+        let tags = self.tags.or_else(|| field("tags")).unwrap_or_default();
+        let description = self
+            .description
+            .or_else(|| field("description"))
+            .unwrap_or_default();
+        for (what, v, max) in [
+            ("title", &title, 200),
+            ("tags", &tags, 1000),
+            ("description", &description, 4000),
+        ] {
+            if v.chars().count() > max {
+                return Err(ApiError::unprocessable(
+                    "invalid_parameter",
+                    format!("{what} is longer than {max} characters"),
+                ));
+            }
+        }
+        let tags = crate::models::split_tags(&tags).join(",");
+        Ok((title, tags, description))
+    }
 }
 
 async fn all_styles(state: &AppState, caller: &Caller) -> ApiResult<Vec<StyleInfo>> {
@@ -133,17 +165,29 @@ pub async fn list(
     Ok(axum::Json(StyleList { styles }))
 }
 
-async fn find_style(state: &AppState, caller: &Caller, name: &str) -> ApiResult<StyleInfo> {
-    if let Some(row) = db::get_image(&state.db, name, &caller.owner).await?
-        && row.kind == "style"
-    {
-        return Ok(StyleInfo::from_image(&row));
-    }
+/// The caller's custom style `id`, if there is one.
+async fn custom_style(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Option<ImageRow>> {
+    Ok(db::get_image(&state.db, id, &caller.owner)
+        .await?
+        .filter(|row| row.kind == "style"))
+}
+
+/// The library model `name`, when the caller may see it (404 otherwise).
+async fn visible_model(state: &AppState, caller: &Caller, name: &str) -> ApiResult<ModelInfo> {
     let info = state.models.info(name).await?;
     if !crate::jobs::training::visible_to(&info, &caller.owner) {
         return Err(ApiError::not_found("style", name));
     }
-    Ok(StyleInfo::from_model(&info))
+    Ok(info)
+}
+
+async fn find_style(state: &AppState, caller: &Caller, name: &str) -> ApiResult<StyleInfo> {
+    if let Some(row) = custom_style(state, caller, name).await? {
+        return Ok(StyleInfo::from_image(&row));
+    }
+    Ok(StyleInfo::from_model(
+        &visible_model(state, caller, name).await?,
+    ))
 }
 
 /// One style.
@@ -202,42 +246,15 @@ pub async fn upload(
     ApiQuery(meta): ApiQuery<StyleMeta>,
     req: Request,
 ) -> ApiResult<Response> {
-    let up = read_upload(req, &state, &["title", "tags", "description"]).await?;
-    let field = |k: &str| {
-        up.fields
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
-    };
-    let title = meta
-        .title
-        .clone()
-        .or_else(|| field("title"))
-        .unwrap_or_default();
-    let tags = meta
-        .tags
-        .clone()
-        .or_else(|| field("tags"))
-        .unwrap_or_default();
-    let description = meta
-        .description
-        .clone()
-        .or_else(|| field("description"))
-        .unwrap_or_default();
-    for (what, v, max) in [
-        ("title", &title, 200),
-        ("tags", &tags, 1000),
-        ("description", &description, 4000),
-    ] {
-        if v.chars().count() > max {
-            return Err(ApiError::unprocessable(
-                "invalid_parameter",
-                format!("{what} is longer than {max} characters"),
-            ));
-        }
-    }
-    let tags = crate::models::split_tags(&tags).join(",");
-    let row = store_image(&state, &caller, &up, "style", (&title, &tags, &description)).await?;
+    let row = receive_image(
+        &state,
+        &caller,
+        req,
+        "style",
+        &StyleMeta::FIELDS,
+        |fields| meta.resolve(fields),
+    )
+    .await?;
     Ok(created(
         &format!("/v1/styles/{}", row.id),
         &StyleInfo::from_image(&row),
@@ -264,14 +281,14 @@ pub async fn delete(
     caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    match db::get_image(&state.db, &name, &caller.owner).await? {
-        Some(row) if row.kind == "style" => {
+    match custom_style(&state, &caller, &name).await? {
+        Some(_) => {
             if let Some(row) = db::delete_image(&state.db, &name, &caller.owner).await? {
-                crate::store::release_blob(&state, &row.sha256).await;
+                crate::store::release_blob(&state.db, &state.blobs, &row.sha256).await;
             }
             Ok(StatusCode::NO_CONTENT)
         }
-        _ => {
+        None => {
             if state.models.info(&name).await.is_ok() {
                 Err(ApiError::new(
                     StatusCode::FORBIDDEN,
@@ -308,24 +325,16 @@ pub async fn thumbnail(
     ApiQuery(q): ApiQuery<ThumbQuery>,
 ) -> ApiResult<Response> {
     let size = thumb_size(&q)?;
-    if let Some(row) = db::get_image(&state.db, &name, &caller.owner).await?
-        && row.kind == "style"
-    {
+    if let Some(row) = custom_style(&state, &caller, &name).await? {
         let b = thumbnail_bytes(&state, &row.sha256, size).await?;
-        let sha = crate::store::sha256_hex(&b);
-        return Ok(image_response(b, &sha));
+        return Ok(hashed_image_response(b));
     }
-    let info = state.models.info(&name).await?;
-    if !crate::jobs::training::visible_to(&info, &caller.owner) {
-        return Err(ApiError::not_found("style", &name));
-    }
+    let info = visible_model(&state, &caller, &name).await?;
     let lib = state.models.library();
     for ext in ["jpg", "jpeg", "png", "webp"] {
         let p = lib.models_dir().join(format!("{name}.{ext}"));
         if let Ok(b) = tokio::fs::read(&p).await {
-            let b = Bytes::from(b);
-            let sha = crate::store::sha256_hex(&b);
-            return Ok(image_response(b, &sha));
+            return Ok(hashed_image_response(Bytes::from(b)));
         }
     }
     if !is_style_model(&info) {
@@ -343,8 +352,7 @@ pub async fn thumbnail(
         .unwrap_or(0);
     let key = format!("style-thumbs/{name}-{stamp}-{size}");
     if let Some(b) = state.blobs.cached(&key).await {
-        let sha = crate::store::sha256_hex(&b);
-        return Ok(image_response(b, &sha));
+        return Ok(hashed_image_response(b));
     }
     let model = state.models.get(&info).await?;
     let device = state.device.clone();
@@ -364,6 +372,5 @@ pub async fn thumbnail(
     if let Err(e) = state.blobs.put_cached(&key, b.clone()).await {
         tracing::warn!(error = %e, "could not cache a style preview");
     }
-    let sha = crate::store::sha256_hex(&b);
-    Ok(image_response(b, &sha))
+    Ok(hashed_image_response(b))
 }

@@ -95,7 +95,7 @@ pub async fn store_result(
         if let Err(e) = db::clear_blob_intent(&state.db, &sha, &token).await {
             tracing::error!(job = %job.id, error = %e, "clearing a blob intent");
         }
-        crate::store::release_blob(state, &sha).await;
+        crate::store::release_blob(&state.db, &state.blobs, &sha).await;
         return Ok(Stored::Lost);
     }
     // A concurrent deletion of the last other reference may have removed the blob meanwhile.
