@@ -121,7 +121,7 @@ pub enum Init {
     },
 }
 
-/// Options for [`stylize`].
+/// Options for [`run`].
 #[derive(Debug, Clone)]
 pub struct GatysOptions {
     /// Scale the content down so the longer side is at most this (never up); the result has
@@ -619,18 +619,6 @@ fn noise(len: usize, seed: u64) -> Vec<f32> {
             (z >> 40) as f32 / (1u64 << 24) as f32
         })
         .collect()
-}
-
-/// Stylises `content` with the weighted `styles` by optimisation; see [`run`].
-pub fn stylize(
-    content: &Picture,
-    styles: &[(Picture, f32)],
-    opts: &GatysOptions,
-    vgg: &Vgg,
-    device: &Device,
-    progress: &mut dyn FnMut(&Progress) -> bool,
-) -> Result<Picture> {
-    run(content, styles, opts, vgg, device, progress).map(|o| o.picture)
 }
 
 /// Stylises `content` with the weighted `styles` by optimisation, with statistics.
