@@ -126,6 +126,15 @@ pub enum Loaded {
 }
 
 impl Loaded {
+    /// The network as a one-pass stylisation network, for the kinds that are one.
+    pub fn feed_forward(&self) -> Option<&dyn crate::methods::fast::FeedForwardNet> {
+        match self {
+            Loaded::Fast(n) => Some(n),
+            Loaded::CycleGan(g) => Some(g),
+            _ => None,
+        }
+    }
+
     /// The kind of network held.
     pub fn kind(&self) -> ModelKind {
         match self {

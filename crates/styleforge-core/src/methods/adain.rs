@@ -886,7 +886,7 @@ static ADAIN: MethodInfo = MethodInfo {
 };
 
 impl Method for Adain {
-    fn info(&self) -> &'static MethodInfo {
+    fn info(&self) -> &MethodInfo {
         &ADAIN
     }
 

@@ -12,10 +12,10 @@ use burn::tensor::ops::PadMode;
 use burn::tensor::{Device, Tensor};
 
 use crate::error::{Error, Result};
-use crate::methods::fast::{self, StylizeOptions};
+use crate::methods::fast::{self, FeedForward, FeedForwardNet, StylizeOptions};
 use crate::image_io::Picture;
-use crate::library::{Loaded, ModelKind};
-use crate::methods::{Control, Input, Method, MethodInfo, Outcome, Params, wrong_model};
+use crate::library::ModelKind;
+use crate::methods::MethodInfo;
 use crate::networks::layers::{NormContext, NormStats};
 use crate::networks::cyclegan::{GeneratorConfig, ResnetGenerator};
 use crate::tiling::{norm_stats, run_normalized};
@@ -162,31 +162,27 @@ impl CycleGan {
     }
 }
 
-/// The `cyclegan` method: a CycleGAN generator translates photos into a painter's style
-/// (Zhu et al., ICCV 2017; junyanz/pytorch-CycleGAN-and-pix2pix).
-#[derive(Debug)]
-pub struct CycleGanMethod;
-
-static CYCLEGAN: MethodInfo = MethodInfo::feed_forward(
-    "cyclegan",
-    "GAN translation",
-    "A generator trained on this painter's work.",
-    "Zhu et al., Unpaired Image-to-Image Translation using Cycle-Consistent Adversarial Networks (ICCV 2017), junyanz/pytorch-CycleGAN-and-pix2pix",
-    &[ModelKind::CycleGan],
-);
-
-impl Method for CycleGanMethod {
-    fn info(&self) -> &'static MethodInfo {
-        &CYCLEGAN
-    }
-
-    fn run(&self, model: &Loaded, input: &Input, params: &Params, device: &Device, control: &mut Control<'_>) -> Result<Outcome> {
-        let Loaded::CycleGan(gan) = model else {
-            return Err(wrong_model(&CYCLEGAN, model));
+impl FeedForwardNet for CycleGan {
+    fn stylize_with(&self, pic: &Picture, opts: &StylizeOptions, device: &Device) -> Result<Picture> {
+        let opts = CycleGanOptions {
+            max_size: opts.max_size,
+            tile: opts.tile,
+            strength: opts.strength,
+            preserve_color: opts.preserve_color,
         };
-        control.stage(0.1, "translating");
-        let o = StylizeOptions::from_params(&CYCLEGAN, params, &input.content);
-        let opts = CycleGanOptions { max_size: o.max_size, tile: o.tile, strength: o.strength, preserve_color: o.preserve_color };
-        Ok(Outcome::done(gan.stylize(&input.content, &opts, device)?))
+        self.stylize(pic, &opts, device)
     }
 }
+
+/// The `cyclegan` method: a CycleGAN generator translates photos into a painter's style
+/// (Zhu et al., ICCV 2017; junyanz/pytorch-CycleGAN-and-pix2pix).
+pub static CYCLEGAN: FeedForward = FeedForward {
+    info: MethodInfo::feed_forward(
+        "cyclegan",
+        "GAN translation",
+        "A generator trained on this painter's work.",
+        "Zhu et al., Unpaired Image-to-Image Translation using Cycle-Consistent Adversarial Networks (ICCV 2017), junyanz/pytorch-CycleGAN-and-pix2pix",
+        &[ModelKind::CycleGan],
+    ),
+    stage: "translating",
+};

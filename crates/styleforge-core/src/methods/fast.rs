@@ -183,33 +183,57 @@ pub fn finish(content: &Picture, out: &mut [f32], opts: &StylizeOptions) -> Resu
     color::blend(&content.rgb, out, opts.strength)
 }
 
-/// The `fast` method: a feed-forward network trained for one style (Johnson et al., ECCV 2016;
-/// Engstrom's TensorFlow variant).
+/// A network that stylises a picture in one pass with the feed-forward options (strength,
+/// colour preservation, size limit, tiles): fast-style networks, CycleGAN generators.
+pub trait FeedForwardNet {
+    /// Stylises `pic` (RGB 0..255, alpha carried through) at its size after `opts.max_size`.
+    fn stylize_with(&self, pic: &Picture, opts: &StylizeOptions, device: &Device) -> Result<Picture>;
+}
+
+impl FeedForwardNet for FastStyleNet {
+    fn stylize_with(&self, pic: &Picture, opts: &StylizeOptions, device: &Device) -> Result<Picture> {
+        self.stylize(pic, opts, device)
+    }
+}
+
+/// A feed-forward method: a network per style (the model is the style), run in one pass with
+/// [`StylizeOptions`], answered at once and tiled for large outputs.
 #[derive(Debug)]
-pub struct Fast;
+pub struct FeedForward {
+    /// The method's description.
+    pub info: MethodInfo,
+    /// The progress stage shown while it runs.
+    pub stage: &'static str,
+}
 
-static FAST: MethodInfo = MethodInfo::feed_forward(
-    "fast",
-    "Fast network",
-    "Trained for this style. About a second.",
-    "Johnson et al., Perceptual Losses for Real-Time Style Transfer (ECCV 2016), pytorch/examples fast_neural_style; Engstrom, fast-style-transfer",
-    &[ModelKind::Fast],
-);
-
-impl Method for Fast {
-    fn info(&self) -> &'static MethodInfo {
-        &FAST
+impl Method for FeedForward {
+    fn info(&self) -> &MethodInfo {
+        &self.info
     }
 
     fn run(&self, model: &Loaded, input: &Input, params: &Params, device: &Device, control: &mut Control<'_>) -> Result<Outcome> {
-        let Loaded::Fast(net) = model else {
-            return Err(wrong_model(&FAST, model));
-        };
-        control.stage(0.1, "stylizing");
-        let opts = StylizeOptions::from_params(&FAST, params, &input.content);
-        Ok(Outcome::done(net.stylize(&input.content, &opts, device)?))
+        let net = model
+            .feed_forward()
+            .filter(|_| self.info.accepts(model.kind()))
+            .ok_or_else(|| wrong_model(&self.info, model))?;
+        control.stage(0.1, self.stage);
+        let opts = StylizeOptions::from_params(&self.info, params, &input.content);
+        Ok(Outcome::done(net.stylize_with(&input.content, &opts, device)?))
     }
 }
+
+/// The `fast` method: a feed-forward network trained for one style (Johnson et al., ECCV 2016;
+/// Engstrom's TensorFlow variant).
+pub static FAST: FeedForward = FeedForward {
+    info: MethodInfo::feed_forward(
+        "fast",
+        "Fast network",
+        "Trained for this style. About a second.",
+        "Johnson et al., Perceptual Losses for Real-Time Style Transfer (ECCV 2016), pytorch/examples fast_neural_style; Engstrom, fast-style-transfer",
+        &[ModelKind::Fast],
+    ),
+    stage: "stylizing",
+};
 
 impl StylizeOptions {
     /// The options of a feed-forward run: strength, colour preservation, size limit and the

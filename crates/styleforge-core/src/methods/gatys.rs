@@ -1031,7 +1031,7 @@ impl GatysOptions {
 }
 
 impl Method for Gatys {
-    fn info(&self) -> &'static MethodInfo {
+    fn info(&self) -> &MethodInfo {
         &GATYS
     }
 

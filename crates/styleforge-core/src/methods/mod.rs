@@ -32,12 +32,12 @@ use crate::library::{Loaded, ModelKind};
 use crate::methods::adain::Style;
 
 /// Every method, in the order the CLI and the page list them. The first is the default.
-pub static REGISTRY: [&dyn Method; 4] = [&fast::Fast, &adain::Adain, &gatys::Gatys, &cyclegan::CycleGanMethod];
+pub static REGISTRY: [&dyn Method; 4] = [&fast::FAST, &adain::Adain, &gatys::Gatys, &cyclegan::CYCLEGAN];
 
 /// A stylisation method.
 pub trait Method: Sync {
     /// What the method is and accepts.
-    fn info(&self) -> &'static MethodInfo;
+    fn info(&self) -> &MethodInfo;
 
     /// Stylises `input` with `model` (one of [`MethodInfo::model_kinds`]). `params` have passed
     /// [`validate`]. Returns the picture (at the content's size after `max_size`), or the state

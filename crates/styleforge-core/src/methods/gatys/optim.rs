@@ -196,12 +196,9 @@ pub fn lbfgs<A: Clone + Default>(
     callback: &mut CallbackFn<'_, A>,
 ) -> Result<Outcome<A>, Error> {
     let n = x0.len();
-    let mut x = x0;
-    let mut g = vec![0f32; n];
-    let (mut f, mut aux) = match objective(&x, &mut g) {
-        Ok(v) => v,
-        Err(Halt::Failed(e)) => return Err(e),
-        Err(Halt::Cancelled) => return Ok(cancelled_at_start(x)),
+    let (mut x, mut g, mut f, mut aux) = match evaluate_start(x0, objective)? {
+        Ok(start) => start,
+        Err(x0) => return Ok(cancelled_at_start(x0)),
     };
     let mut evaluations = 1;
     let mut iterations = 0;
@@ -215,14 +212,7 @@ pub fn lbfgs<A: Clone + Default>(
             termination,
         })
     };
-    if callback(&Iteration {
-        iteration: 0,
-        evaluations,
-        f,
-        aux: &aux,
-        x: &x,
-    }) == Control::Stop
-    {
+    if stops(callback, 0, evaluations, f, &aux, &x) {
         return finish(x, f, aux, 0, evaluations, Termination::Cancelled);
     }
     if max_abs(&g) <= cfg.tolerance_grad {
@@ -337,14 +327,7 @@ pub fn lbfgs<A: Clone + Default>(
         f = point.f;
         g = point.g;
         aux = point.aux;
-        if callback(&Iteration {
-            iteration: iterations,
-            evaluations,
-            f,
-            aux: &aux,
-            x: &x,
-        }) == Control::Stop
-        {
+        if stops(callback, iterations, evaluations, f, &aux, &x) {
             break Termination::Cancelled;
         }
         if evaluations >= cfg.max_evaluations {
@@ -363,6 +346,26 @@ pub fn lbfgs<A: Clone + Default>(
 }
 
 /// The outcome of a run cancelled during its first evaluation: the starting point, loss unknown.
+/// Evaluates the starting point: the point, its gradient, loss and auxiliary data, or the point
+/// back (`Err`) when the objective cancelled the evaluation.
+#[allow(clippy::type_complexity)]
+fn evaluate_start<A>(
+    x0: Vec<f32>,
+    objective: &mut ObjectiveFn<'_, A>,
+) -> Result<Result<(Vec<f32>, Vec<f32>, f64, A), Vec<f32>>, Error> {
+    let mut g = vec![0f32; x0.len()];
+    match objective(&x0, &mut g) {
+        Ok((f, aux)) => Ok(Ok((x0, g, f, aux))),
+        Err(Halt::Failed(e)) => Err(e),
+        Err(Halt::Cancelled) => Ok(Err(x0)),
+    }
+}
+
+/// Reports an iteration to the callback; whether it asks to stop.
+fn stops<A>(callback: &mut CallbackFn<'_, A>, iteration: usize, evaluations: usize, f: f64, aux: &A, x: &[f32]) -> bool {
+    callback(&Iteration { iteration, evaluations, f, aux, x }) == Control::Stop
+}
+
 fn cancelled_at_start<A: Default>(x: Vec<f32>) -> Outcome<A> {
     Outcome {
         x,
@@ -556,26 +559,16 @@ pub fn adam<A: Clone + Default>(
     callback: &mut CallbackFn<'_, A>,
 ) -> Result<Outcome<A>, Error> {
     let n = x0.len();
-    let mut x = x0;
-    let mut g = vec![0f32; n];
-    let (mut f, mut aux) = match objective(&x, &mut g) {
-        Ok(v) => v,
-        Err(Halt::Failed(e)) => return Err(e),
-        Err(Halt::Cancelled) => return Ok(cancelled_at_start(x)),
+    let (mut x, mut g, mut f, mut aux) = match evaluate_start(x0, objective)? {
+        Ok(start) => start,
+        Err(x0) => return Ok(cancelled_at_start(x0)),
     };
     let mut evaluations = 1;
     let mut m = vec![0f32; n];
     let mut v = vec![0f32; n];
     let mut iterations = 0;
     let mut termination = Termination::MaxIterations;
-    if callback(&Iteration {
-        iteration: 0,
-        evaluations,
-        f,
-        aux: &aux,
-        x: &x,
-    }) == Control::Stop
-    {
+    if stops(callback, 0, evaluations, f, &aux, &x) {
         termination = Termination::Cancelled;
     }
     let (b1, b2) = (cfg.beta1 as f32, cfg.beta2 as f32);
@@ -608,14 +601,7 @@ pub fn adam<A: Clone + Default>(
         }
         evaluations += 1;
         iterations += 1;
-        if callback(&Iteration {
-            iteration: iterations,
-            evaluations,
-            f,
-            aux: &aux,
-            x: &x,
-        }) == Control::Stop
-        {
+        if stops(callback, iterations, evaluations, f, &aux, &x) {
             termination = Termination::Cancelled;
         }
     }
