@@ -18,7 +18,7 @@ use crate::library::ModelKind;
 use crate::methods::MethodInfo;
 use crate::networks::layers::{NormContext, NormStats};
 use crate::networks::cyclegan::{GeneratorConfig, ResnetGenerator};
-use crate::tiling::{norm_stats, run_normalized};
+use crate::tiling::norm_stats;
 use crate::weights::Weights;
 
 /// Long side of the pass that measures instance-norm statistics for tiled inference.
@@ -144,21 +144,7 @@ impl CycleGan {
         opts: &CycleGanOptions,
         device: &Device,
     ) -> Result<Picture> {
-        validate(opts)?;
-        let pic = match opts.max_size {
-            Some(m) => input.fit_within(m),
-            None => input.clone(),
-        };
-        let mut out = run_normalized(&pic, opts.tile, STATS_SIZE, device, &|x, ctx| {
-            self.forward_any_size(x, ctx)
-        })?;
-        fast::finish(&pic, &mut out, &opts.as_stylize())?;
-        Ok(Picture {
-            width: pic.width,
-            height: pic.height,
-            rgb: out,
-            alpha: pic.alpha.clone(),
-        })
+        fast::run_one_pass(input, &opts.as_stylize(), device, &|x, ctx| self.forward_any_size(x, ctx))
     }
 }
 

@@ -13,7 +13,7 @@ use crate::methods::{Control, Input, Method, MethodInfo, Outcome, Params, tile_f
 use crate::networks::layers::NormContext;
 use crate::networks::engstrom::EngstromNet;
 use crate::networks::transformer_net::TransformerNet;
-use crate::tiling::{TileConfig, norm_stats, run_normalized, run_padded};
+use crate::tiling::{NormalizedNet, TileConfig, norm_stats, run_normalized, run_padded};
 use crate::weights::Weights;
 
 /// The fast-style network families styleforge reads.
@@ -130,27 +130,28 @@ impl FastStyleNet {
         opts: &StylizeOptions,
         device: &Device,
     ) -> Result<Picture> {
-        validate(opts)?;
-        let pic = match opts.max_size {
-            Some(m) => input.fit_within(m),
-            None => input.clone(),
-        };
-        let mut out = run_normalized(&pic, opts.tile, opts.stats_size, device, &|x, ctx| {
-            self.forward_any_size(x, ctx)
-        })?;
-        finish(&pic, &mut out, opts)?;
-        Ok(Picture {
-            width: pic.width,
-            height: pic.height,
-            rgb: out,
-            alpha: pic.alpha.clone(),
-        })
+        run_one_pass(input, opts, device, &|x, ctx| self.forward_any_size(x, ctx))
     }
 
     /// Instance-norm statistics of every layer, measured on the picture scaled to `size` (long side).
     pub fn norm_stats(&self, pic: &Picture, size: u32, device: &Device) -> crate::networks::layers::NormStats {
         norm_stats(pic, size, device, &|x, ctx| self.forward_any_size(x, ctx))
     }
+}
+
+/// Runs a one-pass network on a picture with the feed-forward options: scaled down to
+/// `opts.max_size`, run whole or in tiles normalised with whole-image statistics (measured at
+/// `opts.stats_size`), colour preservation and strength applied; alpha carried through.
+/// Errors: options [`validate`] refuses, backend errors.
+pub fn run_one_pass(input: &Picture, opts: &StylizeOptions, device: &Device, net: NormalizedNet<'_>) -> Result<Picture> {
+    validate(opts)?;
+    let pic = match opts.max_size {
+        Some(m) => input.fit_within(m),
+        None => input.clone(),
+    };
+    let mut out = run_normalized(&pic, opts.tile, opts.stats_size, device, net)?;
+    finish(&pic, &mut out, opts)?;
+    Ok(Picture { width: pic.width, height: pic.height, rgb: out, alpha: pic.alpha.clone() })
 }
 
 /// Checks user-facing options.
