@@ -249,6 +249,9 @@ impl Engine {
             StyleSource::Images { .. } if a.style.is_empty() => {
                 bail!("--method {} needs at least one --style IMAGE (or AdaIN statistics file)", info.name)
             }
+            StyleSource::Images { max } if a.style.len() > max || a.mask_style.len() > max => {
+                bail!("--method {} blends at most {max} styles (--style, --mask-style)", info.name)
+            }
             _ => {}
         }
         if !info.mask && (a.mask.is_some() || !a.mask_style.is_empty()) {
@@ -324,10 +327,10 @@ fn load_model(info: &MethodInfo, path: &Path, device: &Device) -> Result<Loaded>
     let kind = match kind::detect(&w) {
         Ok(d) if info.accepts(d.kind) => d.kind,
         Ok(d) => bail!(
-            "a {} model; method {} runs {} models (use --method {})",
-            d.kind,
+            "this file is a {}; method {} runs {} (use --method {})",
+            d.kind.title(),
             info.name,
-            info.model_kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(" or "),
+            info.model_kinds.iter().map(|k| k.title()).collect::<Vec<_>>().join(" or "),
             methods::methods_for_kind(d.kind).join(" or ")
         ),
         Err(_) => info.model_kinds[0],

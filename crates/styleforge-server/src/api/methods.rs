@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::error::ApiResult;
+use crate::jobs::request::REQUEST_OPTIONS;
 use crate::state::AppState;
 
 /// An option of a method.
@@ -66,8 +67,8 @@ pub struct MethodEntry {
     pub mask: bool,
     /// `sync` (answered at once within the pixel budget) or `job` (always a job).
     pub execution: String,
-    /// The options it reads (the API takes `strength`, `preserve_color`, `max_size` and
-    /// `iterations`; the command line takes them all).
+    /// The options of a stylisation request it reads (`strength`, `preserve_color`,
+    /// `max_size`, `iterations`; the command line has more).
     pub options: Vec<MethodOption>,
 }
 
@@ -110,7 +111,7 @@ fn entry(i: &methods::MethodInfo, installed: &[ModelKind]) -> MethodEntry {
             Execution::Job => "job",
         }
         .into(),
-        options: i.option_infos().map(option).collect(),
+        options: i.option_infos().filter(|o| REQUEST_OPTIONS.contains(&o.name)).map(option).collect(),
     }
 }
 

@@ -68,6 +68,10 @@ impl<'de> Deserialize<'de> for MethodName {
     }
 }
 
+/// The registry's options a stylisation request carries (its fields of the same names); the
+/// others are set on the command line.
+pub const REQUEST_OPTIONS: [&str; 4] = ["strength", "preserve_color", "max_size", "iterations"];
+
 /// One style of a blend.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -399,6 +403,20 @@ async fn image_styles(
         }
     }
     let wanted = req.model.as_deref().or(method.default_model).unwrap_or_default();
+    if let Some(name) = &req.model
+        && let Ok(named) = state.models.info(name).await
+        && let Some(kind) = ModelKind::of(&named).filter(|k| !method.accepts(*k))
+    {
+        return Err(JobError::invalid(
+            "wrong_method",
+            format!(
+                "`{name}` is a {}; method {} runs {}",
+                kind.title(),
+                method.name,
+                method.model_kinds.iter().map(|k| k.title()).collect::<Vec<_>>().join(" or ")
+            ),
+        ));
+    }
     let info = match state.models.find(method.model_kinds, wanted).await? {
         Some(i) if req.model.is_none() || i.name == wanted => i,
         _ => {
