@@ -21,7 +21,7 @@ pub mod generate;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use burn::tensor::Device;
@@ -367,11 +367,6 @@ impl Params {
         self.set(name, value)
     }
 
-    /// Whether option `name` was set.
-    pub fn is_set(&self, name: &str) -> bool {
-        self.values.contains_key(name)
-    }
-
     /// The names of the options set.
     pub fn set_names(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.values.keys().copied()
@@ -527,11 +522,6 @@ impl<'a> Control<'a> {
     /// A control with a cancel flag and a progress callback.
     pub fn new(cancel: Option<Arc<AtomicBool>>, progress: &'a mut dyn FnMut(&Progress<'_>)) -> Self {
         Self { cancel, progress }
-    }
-
-    /// Whether the run was asked to stop.
-    pub fn cancelled(&self) -> bool {
-        self.cancel.as_ref().is_some_and(|f| f.load(Ordering::Relaxed))
     }
 
     /// Reports a stage.

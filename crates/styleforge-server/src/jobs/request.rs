@@ -233,7 +233,7 @@ pub async fn submit(state: &AppState, owner: &str, req: &StylizeRequest) -> JobR
     let mut job = JobRow::queued(new_id("job"), owner, method.name, &r.spec.style_label, &r.spec.image.id, spec_json, 1);
     job.created_at = t0;
     let (width, height) = (out.width, out.height);
-    let Stored::Done(result) = store_result(state, &job, &r.spec.format, out, timings, Commit::Sync).await? else {
+    let Stored::Done { result, timings } = store_result(state, &job, &r.spec.format, out, timings, Commit::Sync).await? else {
         return Err(JobError::internal("a synchronous result was not recorded"));
     };
     Ok(Submitted::Done(StylizeResult {
@@ -243,7 +243,7 @@ pub async fn submit(state: &AppState, owner: &str, req: &StylizeRequest) -> JobR
         width,
         height,
         format: r.spec.format.clone(),
-        timings: serde_json::from_str(&result.timings).unwrap_or(timings),
+        timings,
     }))
 }
 

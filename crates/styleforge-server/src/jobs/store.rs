@@ -26,8 +26,13 @@ pub enum Commit<'a> {
 /// What storing came to.
 #[derive(Debug)]
 pub enum Stored {
-    /// The result row, committed.
-    Done(ResultRow),
+    /// The result row, committed, and the run's timings with the store and total times.
+    Done {
+        /// The row.
+        result: ResultRow,
+        /// The timings recorded in it.
+        timings: Timings,
+    },
     /// The job changed hands before its result was committed; nothing was recorded.
     Lost,
 }
@@ -102,5 +107,5 @@ pub async fn store_result(
     if let Err(e) = state.blobs.ensure(&sha, bytes).await {
         tracing::error!(job = %job.id, error = %e, "re-storing a result blob");
     }
-    Ok(Stored::Done(result))
+    Ok(Stored::Done { result, timings })
 }
