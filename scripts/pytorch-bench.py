@@ -3,7 +3,8 @@
 5 runs after a warm-up, float32, 2 threads by default), for anyone with PyTorch and torchvision
 installed. Not run in CI (the project does not depend on Python packages beyond its test tools).
 
-    python3 scripts/pytorch-bench.py [--threads 2] [--runs 5]
+    python3 scripts/pytorch-bench.py [--threads 2] [--runs 5] [--only classic|microast]
+        [--microast-repo DIR [--microast-weights DIR]]
 
 Workloads (the network definitions are the references the styleforge networks reproduce):
 - TransformerNet (pytorch/examples fast_neural_style, width 32), forward at 512x512;
@@ -13,10 +14,24 @@ Workloads (the network definitions are the references the styleforge networks re
 - one CycleGAN ResNet generator training step at 128x128 (ngf 32, 6 blocks, instance norm,
   reflection padding): forward, L1 loss, backward, Adam step.
 Weights are random: timing does not depend on them.
+
+MicroAST (Wang et al., AAAI 2023) rows need a checkout of EndyWon/MicroAST, given with
+`--microast-repo DIR`: the script imports `net_microAST` (and its `function` helper) from there and
+does not define the network itself; without the flag these rows are skipped with a note. The four
+published weight files (`*_iter_160000.pth.tar`) are loaded from `--microast-weights` (default
+DIR/models). Each row is one full stylisation at alpha 1 under torch.inference_mode(): style
+encoder and modulator on a 512x512 style, content encoder and decoder on the content, at content
+sizes 512x512, 1024x1024 and 3840x2160 (4K); inputs are random RGB in [0, 1]. `--runs` applies to
+these rows too (at least 1 after the warm-up). They run before the other workloads, so the peak
+RSS of the process (ru_maxrss), read right after the 4K row and printed under the table, is
+MicroAST's own (plus PyTorch itself). `--only classic|microast` runs one group.
 """
 
 import argparse
+import os
+import resource
 import statistics
+import sys
 import time
 
 import torch
@@ -113,19 +128,37 @@ def timed(fn, runs):
     return statistics.median(times)
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--runs", type=int, default=5)
-    a = ap.parse_args()
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
-    rows = []
+def microast_rows(repo, weights, runs):
+    """Full MicroAST stylisation (TestNet.forward) with the published weights; returns table rows
+    and the peak RSS in MiB after the 4K row."""
+    sys.path.insert(0, os.path.abspath(repo))
+    import net_microAST as net  # from the user's checkout of EndyWon/MicroAST
 
+    def load(module, name):
+        path = os.path.join(weights, f"{name}_iter_160000.pth.tar")
+        module.load_state_dict(torch.load(path, map_location="cpu"))
+        return module.eval()
+
+    network = net.TestNet(load(net.Encoder(), "content_encoder"), load(net.Encoder(), "style_encoder"),
+                          load(net.Modulator(), "modulator"), load(net.Decoder(), "decoder")).eval()
+    style = torch.rand(1, 3, 512, 512)
+    rows = []
+    for w, h in ((512, 512), (1024, 1024), (3840, 2160)):
+        content = torch.rand(1, 3, h, w)
+        with torch.inference_mode():
+            ms = timed(lambda: network(content, style, 1.0), max(1, runs))
+        rows.append(("MicroAST stylisation (512² style, alpha 1)", w if w == h else (w, h), ms))
+        del content
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return rows, rss
+
+
+def classic_rows(runs):
+    rows = []
     net = TransformerNet().eval()
     x = torch.rand(1, 3, 512, 512) * 255
     with torch.no_grad():
-        rows.append(("TransformerNet stock (w32)", 512, timed(lambda: net(x), a.runs)))
+        rows.append(("TransformerNet stock (w32)", 512, timed(lambda: net(x), runs)))
 
     vgg = torchvision.models.vgg19().features.eval()
     for p in vgg.parameters():
@@ -133,7 +166,7 @@ def main():
     relu4_1 = vgg[:21]
     x = torch.rand(1, 3, 512, 512)
     with torch.no_grad():
-        rows.append(("VGG19 to relu4_1", 512, timed(lambda: relu4_1(x), a.runs)))
+        rows.append(("VGG19 to relu4_1", 512, timed(lambda: relu4_1(x), runs)))
 
     names = {1: "relu1_1", 6: "relu2_1", 11: "relu3_1", 20: "relu4_1", 22: "relu4_2", 29: "relu5_1"}
 
@@ -159,7 +192,7 @@ def main():
         tv = ((img[:, :, 1:] - img[:, :, :-1]) ** 2).mean() + ((img[:, :, :, 1:] - img[:, :, :, :-1]) ** 2).mean()
         (loss + 1e-2 * tv).backward()
 
-    rows.append(("Gatys step (VGG19 to relu5_1 + gradient)", 384, timed(gatys_step, a.runs)))
+    rows.append(("Gatys step (VGG19 to relu5_1 + gradient)", 384, timed(gatys_step, runs)))
 
     g = resnet_generator()
     opt = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
@@ -170,13 +203,44 @@ def main():
         (g(x) - target).abs().mean().backward()
         opt.step()
 
-    rows.append(("CycleGAN generator training step (ngf 32, 6 blocks)", 128, timed(gan_step, a.runs)))
+    rows.append(("CycleGAN generator training step (ngf 32, 6 blocks)", 128, timed(gan_step, runs)))
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--only", choices=("classic", "microast"),
+                    help="run only the four classic workloads, or only the MicroAST rows")
+    ap.add_argument("--microast-repo", metavar="DIR", help="a checkout of EndyWon/MicroAST")
+    ap.add_argument("--microast-weights", metavar="DIR", help="MicroAST weight files (default: DIR/models)")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    rows, microast, notes = [], [], []
+
+    # MicroAST first, so that the peak RSS read after its 4K row is its own (plus torch itself).
+    if a.only != "classic":
+        if a.microast_repo:
+            torch.manual_seed(0)
+            weights = a.microast_weights or os.path.join(a.microast_repo, "models")
+            microast, rss = microast_rows(a.microast_repo, weights, a.runs)
+            notes.append(f"Peak RSS after the MicroAST 4K row: {rss:.0f} MiB")
+        else:
+            notes.append("MicroAST rows skipped: pass --microast-repo DIR (a checkout of EndyWon/MicroAST)")
+    if a.only != "microast":
+        torch.manual_seed(0)
+        rows += classic_rows(a.runs)
+    rows += microast
 
     print(f"PyTorch {torch.__version__}, threads {a.threads}, runs {a.runs} (median)")
     print("| workload | size | ms |")
     print("|---|---|---|")
     for w, s, ms in rows:
-        print(f"| {w} | {s}² | {ms:.1f} |")
+        size = f"{s}²" if isinstance(s, int) else f"{s[0]}×{s[1]}"
+        print(f"| {w} | {size} | {ms:.1f} |")
+    for n in notes:
+        print(n)
 
 
 if __name__ == "__main__":

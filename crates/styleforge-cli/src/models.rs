@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use styleforge_core::library::download::{self, DownloadOptions, Manifest};
-use styleforge_core::library::{Library, ModelInfo};
+use styleforge_core::library::{Library, ModelInfo, builtin};
 use styleforge_core::weights::Weights;
 
 /// Subcommands of `styleforge models`.
@@ -81,12 +81,19 @@ pub fn run(c: Command) -> Result<()> {
             let models = library.list()?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&models)?);
-            } else if models.is_empty() {
-                println!("no models in {} (try `styleforge models list --available`)", library.models_dir().display());
             } else {
-                println!("{:<24} {:<8} {:<16} {:<10} title", "name", "method", "family", "terms");
+                println!("Models ({}; built-in ones are compiled in):", library.models_dir().display());
+                println!("  {:<22} {:<9} {:<16} {:<10} title / licence", "name", "method", "family", "terms");
                 for m in models {
-                    println!("{:<24} {:<8} {:<16} {:<10} {}", m.name, m.method, m.family, terms(m.research_only), m.title);
+                    let terms = if m.builtin { "built-in" } else { terms(m.research_only) };
+                    println!("  {:<22} {:<9} {:<16} {:<10} {}", m.name, m.method, m.family, terms, m.title);
+                    if m.builtin {
+                        println!("  {:<22} {:<9} {:<16} {:<10} licence: {}", "", "", "", "", m.license);
+                    }
+                }
+                println!("\nBuilt-in paintings (public domain; `--style NAME`, with --method microast, adain or gatys):");
+                for p in &builtin::PAINTINGS {
+                    println!("  {:<22} {}, {} ({})", p.name, p.title, p.artist, p.year);
                 }
             }
         }

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use styleforge_core::image_io::{self, Format, Picture};
-use styleforge_core::library::{Library, Loaded, kind};
+use styleforge_core::library::{Library, Loaded, builtin, kind};
 use styleforge_core::methods::{self, Control, Execution, Input, Method, MethodInfo, OptionKind, Params, StyleSource, adain};
 use styleforge_core::weights::Weights;
 
@@ -23,14 +23,15 @@ pub struct Args {
     /// Output file (one input) or folder (several inputs or a folder).
     #[arg(short, long)]
     output: PathBuf,
-    #[arg(long, default_value = methods::default_method().info().name, value_parser = methods::names(), help = method_help())]
-    method: String,
+    #[arg(long, value_parser = methods::names(), help = method_help())]
+    method: Option<String>,
     /// Model: a library name (see `styleforge models list`) or a .safetensors/.pth file.
     /// Methods whose style is the model (fast, cyclegan) need one; the others have a default
-    /// (adain: `adain`; gatys: `vgg19`).
+    /// (microast: the built-in `microast`; adain: `adain`; gatys: `vgg19`).
     #[arg(short, long)]
     model: Option<String>,
-    /// Style image with an optional blend weight (adain, gatys): `--style starry.jpg:0.7`.
+    /// Style with an optional blend weight (microast, adain, gatys): an image file or a built-in
+    /// painting (`styleforge models list` shows them), e.g. `--style starry-night:0.7`.
     #[arg(long, value_name = "IMAGE[:WEIGHT]")]
     style: Vec<String>,
     /// AdaIN: write the (blended) style statistics to this file (.json or .safetensors) and
@@ -236,7 +237,8 @@ struct Engine {
 
 impl Engine {
     fn load(a: &Args, device: &Device) -> Result<Self> {
-        let method = methods::get(&a.method)?;
+        let lib = Library::open_default();
+        let (method, weights) = choose_method(a, &lib)?;
         let info = method.info();
         let params = a.options.params()?;
         methods::validate(method, &params, &|o| o.flag())?;
@@ -261,11 +263,12 @@ impl Engine {
         if !a.mask_style.is_empty() && a.mask.is_none() {
             bail!("--mask-style needs --mask");
         }
-        let path = match a.model.as_deref().or(info.default_model) {
-            Some(m) => Library::open_default().resolve(m)?,
-            None => bail!("--model is required for --method {}", info.name),
+        let (name, weights) = match (weights, a.model.as_deref().or(info.default_model)) {
+            (Some(w), Some(m)) => (m, w),
+            (None, Some(m)) => (m, lib.weights(m)?),
+            (_, None) => bail!("--model is required for --method {}", info.name),
         };
-        let model = load_model(info, &path, device).with_context(|| format!("loading {}", path.display()))?;
+        let model = load_model(info, &weights, device).with_context(|| format!("loading {name}"))?;
         Ok(Self {
             method,
             model,
@@ -320,11 +323,37 @@ impl Engine {
     }
 }
 
-/// Loads `path` as the kind of model the method runs: the kind the file is recognised as, or
-/// the method's first kind when it is not recognised (so the network's own error explains).
-fn load_model(info: &MethodInfo, path: &Path, device: &Device) -> Result<Loaded> {
-    let w = Weights::load(path)?;
-    let kind = match kind::detect(&w) {
+/// The method to run: `--method`; without it, the method of the `--model`'s kind, else
+/// [`methods::default_style_method`] for `--style`, else the registry's default. Returns the
+/// model's weights when they were read to decide.
+fn choose_method(a: &Args, lib: &Library) -> Result<(&'static dyn Method, Option<Weights>)> {
+    if let Some(m) = &a.method {
+        return Ok((methods::get(m)?, None));
+    }
+    if let Some(m) = &a.model {
+        let w = lib.weights(m)?;
+        let method = match kind::detect(&w) {
+            Ok(d) => match methods::methods_for_kind(d.kind).first() {
+                Some(name) => methods::get(name)?,
+                None => bail!("`{m}` is a {}, which no stylisation method runs", d.kind.title()),
+            },
+            Err(_) => methods::default_method(),
+        };
+        return Ok((method, Some(w)));
+    }
+    if !a.style.is_empty() {
+        return Ok((methods::default_style_method(), None));
+    }
+    bail!(
+        "name a style: --style IMAGE or a built-in painting ({}), or --model NAME (see `styleforge models list`)",
+        builtin::PAINTINGS.iter().map(|p| p.name).take(4).collect::<Vec<_>>().join(", ") + ", ..."
+    )
+}
+
+/// Builds the weights as the kind of model the method runs: the kind they are recognised as,
+/// or the method's first kind when they are not recognised (so the network's own error explains).
+fn load_model(info: &MethodInfo, w: &Weights, device: &Device) -> Result<Loaded> {
+    let kind = match kind::detect(w) {
         Ok(d) if info.accepts(d.kind) => d.kind,
         Ok(d) => bail!(
             "this file is a {}; method {} runs {} (use --method {})",
@@ -335,7 +364,7 @@ fn load_model(info: &MethodInfo, path: &Path, device: &Device) -> Result<Loaded>
         ),
         Err(_) => info.model_kinds[0],
     };
-    Ok(kind.load_weights(&w, device)?)
+    Ok(kind.load_weights(w, device)?)
 }
 
 /// Splits `PATH[:WEIGHT]`.
@@ -350,13 +379,17 @@ fn style_arg(arg: &str) -> Result<(&Path, f32)> {
     Ok((Path::new(path), weight))
 }
 
-/// Reads `IMAGE[:WEIGHT]` styles: images, or AdaIN statistics files (`.json`, `.safetensors`) saved earlier.
+/// Reads `IMAGE[:WEIGHT]` styles: images, built-in paintings by name (a file of that name wins),
+/// or AdaIN statistics files (`.json`, `.safetensors`) saved earlier.
 fn styles(args: &[String], max_pixels: u64) -> Result<Vec<(adain::Style, f32)>> {
     args.iter()
         .map(|arg| {
             let (path, weight) = style_arg(arg)?;
             let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-            let style = if ext == "json" || ext == "safetensors" {
+            let painting = path.to_str().and_then(builtin::painting).filter(|_| !path.exists());
+            let style = if let Some(p) = painting {
+                adain::Style::Picture(p.picture()?)
+            } else if ext == "json" || ext == "safetensors" {
                 adain::Style::Stats(adain::StyleStats::load(path)?)
             } else {
                 adain::Style::Picture(image_io::read(path, max_pixels)?)

@@ -266,10 +266,11 @@ fn model_library_import_list_use_remove() {
     let o = cmd(&["models", "list", "--json"]);
     let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let names: Vec<&str> = list.as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["stock", "wave"]);
-    assert_eq!(list[0]["family"], "transformer_net");
-    assert_eq!(list[1]["family"], "engstrom");
-    assert_eq!(list[0]["tags"], serde_json::json!(["test", "stock"]));
+    assert_eq!(names, ["microast", "stock", "wave"]);
+    assert_eq!(list[0]["builtin"], true);
+    assert_eq!(list[1]["family"], "transformer_net");
+    assert_eq!(list[2]["family"], "engstrom");
+    assert_eq!(list[1]["tags"], serde_json::json!(["test", "stock"]));
     // Imported by name, the model gives the same pixels as the source file.
     let input = shared::path("data/content/small/town_houses_kodim08_256.jpg");
     let dir = tempfile::tempdir().unwrap();
@@ -334,6 +335,7 @@ fn cyclegan_generator_from_the_command_line() {
     let o = cmd(&["models", "list", "--json"]);
     let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(list[0]["method"], "cyclegan");
+    assert_eq!(list[1]["name"], "microast");
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("odd.png");
     image::RgbImage::from_fn(77, 45, |x, y| image::Rgb([(x * 3) as u8, (y * 5) as u8, 60])).save(&input).unwrap();

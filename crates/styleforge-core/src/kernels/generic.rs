@@ -27,14 +27,27 @@ pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, g: Geome
         (x.pad([(top, bottom), (left, right)], PadMode::Constant(0.0)), 0)
     };
     let [co, ci, k, _] = weight.dims();
+    let groups = x.dims()[1] / ci;
     let s = g.stride;
-    let y = if s == 1 && co <= 4 && k >= 5 && ci >= 16 {
+    let y = if groups == 1 && s == 1 && co <= 4 && k >= 5 && ci >= 16 {
         let x = if pad > 0 { x.pad([(pad, pad), (pad, pad)], PadMode::Constant(0.0)) } else { x };
         shift_sum_conv(x, weight, bias)
     } else {
-        burn_conv2d(x, weight, bias, ConvOptions::new([s, s], [pad, pad], [1, 1], 1))
+        burn_conv2d(x, weight, bias, ConvOptions::new([s, s], [pad, pad], [1, 1], groups))
     };
     if g.relu { activation::relu(y) } else { y }
+}
+
+/// [`crate::kernels::upsample_bilinear2x`] with burn's `interpolate` (bilinear, half-pixel
+/// centres: `align_corners = false`).
+pub fn upsample_bilinear2x(x: Tensor<4>) -> Tensor<4> {
+    let [_, _, h, w] = x.dims();
+    interpolate(
+        x,
+        InterpolateOptions::new(InterpolateMode::Bilinear)
+            .with_output_size([2 * h, 2 * w])
+            .with_align_corners(false),
+    )
 }
 
 /// [`crate::kernels::conv_transpose2d`] with burn's operation (PyTorch's `ConvTranspose2d`).

@@ -13,10 +13,12 @@
 pub(crate) mod cpu_autodiff;
 pub mod cpu_conv;
 pub mod cpu_conv_grad;
+pub mod cpu_group;
 pub mod cpu_norm;
 pub mod cpu_norm_grad;
 pub mod cpu_pool;
 pub(crate) mod cpu_simd;
+pub mod cpu_upsample;
 pub mod generic;
 
 use burn::tensor::{Tensor, TensorData};
@@ -27,12 +29,19 @@ pub use cpu_conv::Geometry;
 /// `[O]`, with the stride and padding of `g` (zeros, or reflection as `ReflectionPad2d`), after
 /// a nearest ×2 upsampling of `x` when `g.upsample` (`interpolate(scale_factor=2)`), and followed
 /// by a ReLU when `g.relu`. The output is `[N, O, (H' + top + bottom - k)/s + 1, ...]`, with `H'`
-/// the (upsampled) input height.
+/// the (upsampled) input height. The number of groups is the one the shapes imply, `C / C_w`
+/// (PyTorch's `groups`; `C_w = 1` is a depthwise convolution): channel group `i` of the input
+/// feeds output group `i` only.
 ///
-/// Routes: [`cpu_conv::conv2d`] when every tensor is a plain flex `f32` tensor;
+/// Routes: grouped convolutions go to [`cpu_group::conv2d`] for plain flex `f32` tensors,
+/// otherwise to [`generic::conv2d`]. Dense ones: [`cpu_conv::conv2d`] when every tensor is a plain flex `f32` tensor;
 /// [`cpu_conv_grad::conv2d`] when they are flex `f32` tensors and one is an autodiff tensor
 /// (without upsampling); otherwise [`generic::conv2d`].
 pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, g: Geometry) -> Tensor<4> {
+    if x.dims()[1] != weight.dims()[1] {
+        return cpu_group::conv2d(&x, &weight, bias.as_ref(), g)
+            .unwrap_or_else(|| generic::conv2d(x, weight, bias, g));
+    }
     cpu_conv::conv2d(&x, &weight, bias.as_ref(), g)
         .or_else(|| cpu_conv_grad::conv2d(&x, &weight, bias.as_ref(), g))
         .unwrap_or_else(|| generic::conv2d(x, weight, bias, g))
@@ -130,6 +139,16 @@ pub fn instance_norm(
 /// otherwise [`generic::max_pool2x2`].
 pub fn max_pool2x2(x: Tensor<4>, ceil: bool) -> Tensor<4> {
     cpu_pool::max_pool2x2(&x, ceil).unwrap_or_else(|| generic::max_pool2x2(x, ceil))
+}
+
+/// PyTorch's bilinear ×2 upsampling with `align_corners = False` (`nn.Upsample(scale_factor=2,
+/// mode='bilinear')`) of `x` `[N, C, H, W]` to `[N, C, 2H, 2W]`: output pixel `i` samples the input
+/// at `(i + 0.5) / 2 - 0.5`, clamped to the edge.
+///
+/// Routes: [`cpu_upsample::bilinear2x`] for a plain flex `f32` tensor; otherwise
+/// [`generic::upsample_bilinear2x`].
+pub fn upsample_bilinear2x(x: Tensor<4>) -> Tensor<4> {
+    cpu_upsample::bilinear2x(&x).unwrap_or_else(|| generic::upsample_bilinear2x(x))
 }
 
 #[cfg(test)]

@@ -227,6 +227,7 @@ pub fn download(library: &Library, entry: &Entry, opts: &DownloadOptions, progre
         sha256: if file_sha.is_empty() { content } else { file_sha },
         research_only: entry.research_only,
         training: Default::default(),
+        builtin: false,
     };
     library.add_weights(&mut weights, &mut info, opts.overwrite)?;
     let _ = std::fs::remove_dir_all(&cache);

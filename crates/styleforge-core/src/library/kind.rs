@@ -17,6 +17,7 @@ use crate::methods::cyclegan::CycleGan;
 use crate::methods::fast::{Family, FastStyleNet};
 use crate::networks::adain::{AdainDecoder, AdainEncoder};
 use crate::networks::dcgan::DcganGenerator;
+use crate::networks::microast::{self, MicroAst, MicroDecoder, MicroEncoder, Modulator};
 use crate::networks::vgg::{Vgg, VggVariant};
 use crate::weights::Weights;
 
@@ -33,14 +34,17 @@ pub enum ModelKind {
     CycleGan,
     /// A DCGAN generator (new images from random latents).
     Dcgan,
+    /// MicroAST encoders, modulator and decoder: any style image, no VGG.
+    MicroAst,
 }
 
 impl ModelKind {
     /// Every kind.
-    pub const ALL: [ModelKind; 5] = [ModelKind::Fast, ModelKind::Adain, ModelKind::Vgg, ModelKind::CycleGan, ModelKind::Dcgan];
+    pub const ALL: [ModelKind; 6] =
+        [ModelKind::Fast, ModelKind::Adain, ModelKind::Vgg, ModelKind::CycleGan, ModelKind::Dcgan, ModelKind::MicroAst];
 
     /// The name stored in a model's metadata (its `method` field) and shown to users:
-    /// `fast`, `adain`, `vgg`, `cyclegan`, `generate`.
+    /// `fast`, `adain`, `vgg`, `cyclegan`, `generate`, `microast`.
     pub fn name(self) -> &'static str {
         match self {
             ModelKind::Fast => "fast",
@@ -48,6 +52,7 @@ impl ModelKind {
             ModelKind::Vgg => "vgg",
             ModelKind::CycleGan => "cyclegan",
             ModelKind::Dcgan => "generate",
+            ModelKind::MicroAst => "microast",
         }
     }
 
@@ -59,6 +64,7 @@ impl ModelKind {
             ModelKind::Vgg => "VGG loss network",
             ModelKind::CycleGan => "CycleGAN generator",
             ModelKind::Dcgan => "DCGAN generator",
+            ModelKind::MicroAst => "MicroAST model",
         }
     }
 
@@ -70,6 +76,7 @@ impl ModelKind {
             ModelKind::Vgg => "`features.N.*` tensors, method `vgg`: `styleforge models download vgg19`",
             ModelKind::CycleGan => "a ResNet generator state dict with method `cyclegan`: `styleforge train cyclegan --export NAME`",
             ModelKind::Dcgan => "a DCGAN generator state dict with method `generate`: `styleforge train dcgan --export NAME`",
+            ModelKind::MicroAst => "the four MicroAST state dicts under `content_encoder.`, `style_encoder.`, `modulator.`, `decoder.` with method `microast`: built in as `microast`, or `styleforge models import content_encoder_iter_160000.pth.tar style_encoder_iter_160000.pth.tar modulator_iter_160000.pth.tar decoder_iter_160000.pth.tar --name NAME`",
         }
     }
 
@@ -95,6 +102,7 @@ impl ModelKind {
             ModelKind::Vgg => Loaded::Vgg(Vgg::from_weights(w, None, device)?),
             ModelKind::CycleGan => Loaded::CycleGan(CycleGan::from_weights(w, device)?),
             ModelKind::Dcgan => Loaded::Dcgan(DcganGenerator::load(w, device)?),
+            ModelKind::MicroAst => Loaded::MicroAst(MicroAst::from_weights(w, device)?),
         })
     }
 
@@ -123,6 +131,8 @@ pub enum Loaded {
     CycleGan(CycleGan),
     /// A DCGAN generator.
     Dcgan(DcganGenerator),
+    /// The MicroAST networks.
+    MicroAst(MicroAst),
 }
 
 impl Loaded {
@@ -143,6 +153,7 @@ impl Loaded {
             Loaded::Vgg(_) => ModelKind::Vgg,
             Loaded::CycleGan(_) => ModelKind::CycleGan,
             Loaded::Dcgan(_) => ModelKind::Dcgan,
+            Loaded::MicroAst(_) => ModelKind::MicroAst,
         }
     }
 }
@@ -175,6 +186,9 @@ pub fn detect(w: &Weights) -> Result<Detected> {
     if AdainEncoder::detect(&w.with_prefix("encoder.")) && AdainDecoder::detect(&w.with_prefix("decoder.")) {
         return Ok(Detected::new(ModelKind::Adain, "adain"));
     }
+    if MicroAst::detect(w) {
+        return Ok(Detected::new(ModelKind::MicroAst, "microast"));
+    }
     if CycleGan::detect(w) {
         return Ok(Detected::new(ModelKind::CycleGan, "cyclegan_resnet"));
     }
@@ -186,7 +200,7 @@ pub fn detect(w: &Weights) -> Result<Detected> {
     }
     let some: Vec<&String> = w.tensors.keys().take(4).collect();
     Err(Error::Weights(format!(
-        "not a model styleforge knows (fast-style TransformerNet or Engstrom, AdaIN encoder+decoder, VGG16/19, CycleGAN or DCGAN generator); first tensors: {some:?}"
+        "not a model styleforge knows (fast-style TransformerNet or Engstrom, AdaIN encoder+decoder, MicroAST, VGG16/19, CycleGAN or DCGAN generator); first tensors: {some:?}"
     )))
 }
 
@@ -217,6 +231,54 @@ pub fn combine_adain(a: Weights, b: Weights) -> Result<Weights> {
     }
     for (k, t) in dec.tensors {
         out.tensors.insert(format!("decoder.{k}"), t);
+    }
+    Ok(out)
+}
+
+/// Combines MicroAST's four published state dicts into one map under [`microast::PARTS`]'
+/// prefixes. `files` are `(file name, weights)`: the modulator and the decoder are recognised by
+/// their tensors; the two encoders, which share one architecture, by `content`/`style` in their
+/// file names (as published: `content_encoder_iter_160000.pth.tar`), else by their order.
+pub fn combine_microast(files: Vec<(String, Weights)>) -> Result<Weights> {
+    if files.len() != 4 {
+        return Err(Error::Param(format!(
+            "MicroAST takes four files (content encoder, style encoder, modulator, decoder), got {}",
+            files.len()
+        )));
+    }
+    let mut parts: [Option<Weights>; 4] = Default::default();
+    let mut encoders = Vec::new();
+    for (name, w) in files {
+        let slot = if Modulator::detect(&w) {
+            2
+        } else if MicroDecoder::detect(&w) {
+            3
+        } else if MicroEncoder::detect(&w) {
+            encoders.push((name, w));
+            continue;
+        } else {
+            return Err(Error::Weights(format!("{name}: not a MicroAST encoder, modulator or decoder")));
+        };
+        if parts[slot].replace(w).is_some() {
+            return Err(Error::Weights(format!("{name}: a second MicroAST {}", microast::PARTS[slot])));
+        }
+    }
+    if encoders.len() != 2 {
+        return Err(Error::Weights(format!("expected two MicroAST encoders, found {}", encoders.len())));
+    }
+    let named = |n: &str, key: &str| n.to_ascii_lowercase().contains(key);
+    if named(&encoders[1].0, "content") || named(&encoders[0].0, "style") {
+        encoders.swap(0, 1);
+    }
+    let mut encoders = encoders.into_iter();
+    parts[0] = encoders.next().map(|e| e.1);
+    parts[1] = encoders.next().map(|e| e.1);
+    let mut out = Weights::default();
+    for (prefix, part) in microast::PARTS.iter().zip(parts) {
+        let part = part.ok_or_else(|| Error::Weights(format!("the MicroAST {prefix} is missing")))?;
+        for (k, t) in part.tensors {
+            out.tensors.insert(format!("{prefix}.{k}"), t);
+        }
     }
     Ok(out)
 }

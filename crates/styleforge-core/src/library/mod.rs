@@ -5,6 +5,7 @@
 //! URL, sha256 of the source) lives in the file's own `__metadata__`, so a model is one file
 //! that can be copied between machines; listing reads headers only.
 
+pub mod builtin;
 pub mod download;
 pub mod kind;
 
@@ -48,6 +49,9 @@ pub struct ModelInfo {
     /// `training.<key>` metadata.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub training: BTreeMap<String, String>,
+    /// Whether the model is compiled into the binary ([`builtin`]) rather than a library file.
+    #[serde(default)]
+    pub builtin: bool,
 }
 
 impl ModelInfo {
@@ -86,6 +90,7 @@ impl ModelInfo {
                 .iter()
                 .filter_map(|(k, v)| k.strip_prefix("training.").map(|k| (k.to_string(), v.clone())))
                 .collect(),
+            builtin: false,
         }
     }
 }
@@ -145,8 +150,21 @@ impl Library {
         self.models_dir().join(format!("{name}.safetensors"))
     }
 
-    /// Every model in the library, sorted by name (files that fail to parse are skipped with a warning).
+    /// Every model: the library's files and the built-in models they do not override, sorted by
+    /// name (files that fail to parse are skipped with a warning).
     pub fn list(&self) -> Result<Vec<ModelInfo>> {
+        let mut out = self.list_files()?;
+        for m in builtin::models() {
+            if !out.iter().any(|o| o.name == m.name) {
+                out.push(m);
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// The models stored as files in the library directory.
+    fn list_files(&self) -> Result<Vec<ModelInfo>> {
         let dir = self.models_dir();
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
@@ -168,14 +186,28 @@ impl Library {
         Ok(out)
     }
 
-    /// The metadata of one model.
+    /// The metadata of one model: the library's file, else the built-in model of that name.
     pub fn info(&self, name: &str) -> Result<ModelInfo> {
         validate_name(name)?;
         let path = self.model_path(name);
         if !path.exists() {
-            return Err(Error::ModelNotFound(format!("`{name}` is not in the library at {}", self.models_dir().display())));
+            return builtin::model_info(name).ok_or_else(|| {
+                Error::ModelNotFound(format!("`{name}` is not in the library at {}", self.models_dir().display()))
+            });
         }
         read_info(&path)
+    }
+
+    /// The weights of a model argument: an existing file (`.safetensors`, `.pth`), a library
+    /// model, or a built-in model (which a library file of the same name overrides).
+    pub fn weights(&self, name_or_path: &str) -> Result<Weights> {
+        match self.resolve(name_or_path) {
+            Ok(path) => Weights::load(&path),
+            Err(e) => match builtin::model_info(name_or_path) {
+                Some(m) => builtin::weights(&m.name),
+                None => Err(e),
+            },
+        }
     }
 
     /// Resolves a model argument: an existing file path, or a library name.
@@ -190,6 +222,11 @@ impl Library {
                 return Ok(path);
             }
         }
+        if builtin::model_info(name_or_path).is_some() {
+            return Err(Error::ModelNotFound(format!(
+                "`{name_or_path}` is a built-in model: it has no file (load it with `Library::weights`)"
+            )));
+        }
         Err(Error::ModelNotFound(format!(
             "`{name_or_path}` is neither a file nor a model in {} (see `styleforge models list`)",
             self.models_dir().display()
@@ -198,12 +235,22 @@ impl Library {
 
     /// Imports weights (`.pth` or `.safetensors`) under `info.name`, after checking that they
     /// load as the network they claim to be; fills `family` and `method`. Two files are the
-    /// AdaIN release's encoder and decoder, stored together.
+    /// AdaIN release's encoder and decoder, stored together; four are MicroAST's.
     pub fn import(&self, files: &[PathBuf], mut info: ModelInfo, overwrite: bool) -> Result<ModelInfo> {
         let mut weights = match files {
             [one] => Weights::load(one)?,
             [a, b] => kind::combine_adain(Weights::load(a)?, Weights::load(b)?)?,
-            _ => return Err(Error::Param("import takes one weight file (or the two AdaIN files)".into())),
+            [_, _, _, _] => kind::combine_microast(
+                files
+                    .iter()
+                    .map(|f| Ok((f.file_name().unwrap_or_default().to_string_lossy().into_owned(), Weights::load(f)?)))
+                    .collect::<Result<Vec<_>>>()?,
+            )?,
+            _ => {
+                return Err(Error::Param(
+                    "import takes one weight file (or the two AdaIN files, or the four MicroAST files)".into(),
+                ));
+            }
         };
         if info.sha256.is_empty() {
             info.sha256 = files.iter().map(|f| sha256_file(f)).collect::<Result<Vec<_>>>()?.join(",");
@@ -240,9 +287,10 @@ impl Library {
         let path = self.model_path(name);
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err(Error::ModelNotFound(format!("`{name}` is not in the library")))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match builtin::model_info(name) {
+                Some(_) => Err(Error::Param(format!("`{name}` is built into styleforge and cannot be removed"))),
+                None => Err(Error::ModelNotFound(format!("`{name}` is not in the library"))),
+            },
             Err(e) => Err(Error::io(&path, e)),
         }
     }

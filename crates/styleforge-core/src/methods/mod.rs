@@ -17,6 +17,7 @@ pub mod adain;
 pub mod cyclegan;
 pub mod fast;
 pub mod gatys;
+pub mod microast;
 pub mod generate;
 
 use std::collections::BTreeMap;
@@ -32,7 +33,8 @@ use crate::library::{Loaded, ModelKind};
 use crate::methods::adain::Style;
 
 /// Every method, in the order the CLI and the page list them. The first is the default.
-pub static REGISTRY: [&dyn Method; 4] = [&fast::FAST, &adain::Adain, &gatys::Gatys, &cyclegan::CYCLEGAN];
+pub static REGISTRY: [&dyn Method; 5] =
+    [&fast::FAST, &microast::MicroAstMethod, &adain::Adain, &gatys::Gatys, &cyclegan::CYCLEGAN];
 
 /// A stylisation method.
 pub trait Method: Sync {
@@ -166,6 +168,11 @@ pub fn get(name: &str) -> Result<&'static dyn Method> {
 /// The default method (`fast`).
 pub fn default_method() -> &'static dyn Method {
     REGISTRY[0]
+}
+
+/// The method for a style image when none is named: `microast`, built in (no download).
+pub fn default_style_method() -> &'static dyn Method {
+    &microast::MicroAstMethod
 }
 
 /// The methods whose style is an image set, as "a, b or c" for messages.

@@ -5,5 +5,6 @@ pub mod cyclegan;
 pub mod dcgan;
 pub mod engstrom;
 pub mod layers;
+pub mod microast;
 pub mod transformer_net;
 pub mod vgg;
