@@ -432,7 +432,7 @@ impl AdainModel {
                 let x = planes_to_tensor(&unit, pic.width, pic.height, device);
                 let fmask = mask
                     .as_ref()
-                    .map(|m| feature_mask(m, w, (0, 0), (w, h), 8, device));
+                    .map(|m| feature_mask(m, w, (0, 0), (w, h), device));
                 let y = self.render(x, None, &targets, fmask)?;
                 tensor_to_planes(y)?
             }
@@ -452,7 +452,7 @@ impl AdainModel {
                             let origin = *origins.get(index).ok_or_else(|| {
                                 Error::Backend("more tiles than tile origins".into())
                             })?;
-                            Some(feature_mask(m, w, origin, (tw, th), 8, device))
+                            Some(feature_mask(m, w, origin, (tw, th), device))
                         }
                         None => None,
                     };
@@ -713,24 +713,22 @@ fn area_weights(src: usize, dst: usize) -> Vec<Vec<(usize, f32)>> {
 }
 
 /// The mask over the region at `origin` of size `size` (of a plane `width` wide), averaged over
-/// each feature cell of `cell`×`cell` pixels (8 for relu4_1; partial at the far edges, as
-/// ceil-mode pooling and padded strided convolutions make them), as a
-/// `[1, 1, ceil(h/cell), ceil(w/cell)]` tensor.
-pub(crate) fn feature_mask(
+/// each relu4_1 cell (8×8 pixels, partial at the far edges as ceil-mode pooling makes them),
+/// as a `[1, 1, ceil(h/8), ceil(w/8)]` tensor.
+fn feature_mask(
     mask: &[f32],
     width: usize,
     origin: (usize, usize),
     size: (usize, usize),
-    cell: usize,
     device: &Device,
 ) -> Tensor<4> {
     let ((x0, y0), (tw, th)) = (origin, size);
-    let (fw, fh) = (tw.div_ceil(cell), th.div_ceil(cell));
+    let (fw, fh) = (tw.div_ceil(8), th.div_ceil(8));
     let mut cells = Vec::with_capacity(fw * fh);
     for i in 0..fh {
         for j in 0..fw {
-            let (ya, yb) = (cell * i, (cell * i + cell).min(th));
-            let (xa, xb) = (cell * j, (cell * j + cell).min(tw));
+            let (ya, yb) = (8 * i, (8 * i + 8).min(th));
+            let (xa, xb) = (8 * j, (8 * j + 8).min(tw));
             let mut s = 0f32;
             for y in ya..yb {
                 let row = (y0 + y) * width + x0;
@@ -744,7 +742,7 @@ pub(crate) fn feature_mask(
 
 /// The top-left corner of every tile [`run_tiled`] visits, in its order: found by tiling a plane
 /// of pixel coordinates through the identity, so the layout is the tiler's own.
-pub(crate) fn tile_origins(
+fn tile_origins(
     width: u32,
     height: u32,
     cfg: TileConfig,

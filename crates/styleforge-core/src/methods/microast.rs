@@ -14,8 +14,8 @@
 //!   stay within range.
 //! - **Colour.** `preserve_color` keeps the content's chroma ([`crate::color::preserve_color`]);
 //!   `color_match` recolours each style image to the content's colour statistics first.
-//! - **Masks.** The mask mixes foreground and background signals per feature cell (4×4 pixels);
-//!   with no background styles the background keeps the content's own signals and its pixels.
+//! - **Masks.** The mask blends the rendering with the styles and the background's: a
+//!   rendering with the background styles, or the content's pixels when there are none.
 //! - **Size.** The network's output side is a multiple of 4; it is cropped back to the input's
 //!   size (the same top-left alignment as the reference). Images under 8 pixels a side are
 //!   edge-padded first. Large images run in overlapping tiles with the whole image's feature
@@ -31,7 +31,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::image_io::Picture;
 use crate::library::Loaded;
-use crate::methods::adain::{self, Style, area_resize, coral, feature_mask, normalised_weights, tile_origins};
+use crate::methods::adain::{self, Style, area_resize, coral, normalised_weights};
 use crate::methods::fast::{StylizeOptions, finish};
 use crate::methods::{Control, Execution, Input, Method, MethodInfo, Outcome, Params, StyleSource, tile_for, wrong_model};
 use crate::library::ModelKind;
@@ -122,19 +122,6 @@ impl StyleSignals {
         let level = |l: &LevelSignals| LevelTarget { mean: t(&l.mean), std: t(&l.std), weight: t(&l.weight), bias: t(&l.bias) };
         [level(&self.levels[0]), level(&self.levels[1])]
     }
-}
-
-/// Foreground and background targets blended by a feature-cell mask `[1, 1, h, w]`.
-fn masked(fg: &[LevelTarget; 2], bg: &[LevelTarget; 2], m: &Tensor<4>) -> [LevelTarget; 2] {
-    let inv = m.clone().mul_scalar(-1.0).add_scalar(1.0);
-    let mix = |a: &Tensor<4>, b: &Tensor<4>| a.clone() * m.clone() + b.clone() * inv.clone();
-    let level = |a: &LevelTarget, b: &LevelTarget| LevelTarget {
-        mean: mix(&a.mean, &b.mean),
-        std: mix(&a.std, &b.std),
-        weight: mix(&a.weight, &b.weight),
-        bias: mix(&a.bias, &b.bias),
-    };
-    [level(&fg[0], &bg[0]), level(&fg[1], &bg[1])]
 }
 
 /// Edge-pads `[1, 3, h, w]` at the bottom and right to at least [`PAD_TO`] pixels a side.
@@ -253,73 +240,53 @@ pub fn stylize(
     };
     let s = opts.strength;
     let style = set_signals(model, styles, &pic, opts, device)?;
-    let own = if s < 1.0 || mask.as_ref().is_some_and(|(_, bg)| bg.is_empty()) {
-        Some(StyleSignals::of(model, &pic.fit_within(STATS_SIZE), device)?)
-    } else {
-        None
-    };
-    let toward = |target: &StyleSignals| match &own {
-        Some(o) if s < 1.0 => o.lerp(target, s),
-        _ => target.clone(),
-    };
-    let fg = toward(&style).targets(device);
-    let bg = match &mask {
-        Some((_, bg)) if !bg.is_empty() => Some(toward(&set_signals(model, bg, &pic, opts, device)?).targets(device)),
-        Some(_) => own.as_ref().map(|o| o.targets(device)),
-        None => None,
-    };
-    let plane_mask = mask.as_ref().map(|(m, _)| m.as_slice());
-    let render = |x: Tensor<4>, stats: Option<&Stats>, origin: (usize, usize)| -> Result<Tensor<4>> {
-        let [_, _, th, tw] = x.dims();
-        let targets = match (plane_mask, &bg) {
-            (Some(m), Some(bg)) => {
-                let cells = feature_mask(m, w, origin, (tw, th), 4, device);
-                masked(&fg, bg, &cells)
-            }
-            _ => fg.clone(),
-        };
-        let y = run(model, pad_min(x), stats, &targets);
-        Ok(y.slice([0..1, 0..3, 0..th, 0..tw]))
+    let own = if s < 1.0 { Some(StyleSignals::of(model, &pic.fit_within(STATS_SIZE), device)?) } else { None };
+    let toward = |target: StyleSignals| match &own {
+        Some(o) => o.lerp(&target, s),
+        None => target,
     };
     let unit: Vec<f32> = pic.rgb.iter().map(|v| v / 255.0).collect();
-    let tiled = opts.tile.filter(|&t| pic.width > t || pic.height > t);
-    let mut out = match tiled {
-        None => tensor_to_planes(render(planes_to_tensor(&unit, pic.width, pic.height, device), None, (0, 0))?)?,
-        Some(tile) => {
-            let cfg = TileConfig::new(tile)?;
-            let small = pic.fit_within(STATS_SIZE);
-            let small_mask = plane_mask.map(|m| area_resize(m, w, h, small.width as usize, small.height as usize));
-            let stats = measure(model, &small, small_mask.as_deref(), &fg, bg.as_ref(), device);
-            let origins = match plane_mask {
-                Some(_) => tile_origins(pic.width, pic.height, cfg, device)?,
-                None => Vec::new(),
-            };
-            let mut index = 0usize;
-            run_tiled(&unit, pic.width, pic.height, cfg, device, &mut |t| {
-                let origin = origins.get(index).copied().unwrap_or((0, 0));
-                index += 1;
-                render(t, Some(&stats), origin)
-            })?
-        }
-    };
-    for v in out.iter_mut() {
-        *v = (*v * 255.0).clamp(0.0, 255.0);
-    }
-    if let Some((m, bg)) = &mask
-        && bg.is_empty()
-    {
-        // No background style: the background keeps the content's pixels.
+    let tile = opts.tile.filter(|&t| pic.width > t || pic.height > t);
+    let render = |signals: StyleSignals| render_all(model, &pic, &unit, &toward(signals).targets(device), tile, device);
+    let mut out = render(style)?;
+    if let Some((m, bg)) = &mask {
+        // The mask blends the foreground rendering with the background's: a rendering with the
+        // background styles, or the content itself.
+        let other = if bg.is_empty() { unit.clone() } else { render(set_signals(model, bg, &pic, opts, device)?)? };
         let n = w * h;
         for c in 0..3 {
             for (p, mv) in m.iter().enumerate() {
                 let i = c * n + p;
-                out[i] = mv * out[i] + (1.0 - mv) * pic.rgb[i];
+                out[i] = mv * out[i] + (1.0 - mv) * other[i];
             }
         }
+    }
+    for v in out.iter_mut() {
+        *v = (*v * 255.0).clamp(0.0, 255.0);
     }
     let finishing = StylizeOptions { strength: s, preserve_color: opts.preserve_color, ..StylizeOptions::default() };
     finish(&pic, &mut out, &finishing)?;
     Ok(Picture { width: pic.width, height: pic.height, rgb: out, alpha: pic.alpha.clone() })
+}
+
+/// The picture `pic` (planar RGB 0..1 in `unit`) rendered towards `targets`: RGB 0..1 planes
+/// at its size, unclamped; whole, or in tiles of `tile` with the statistics of a pass at
+/// [`STATS_SIZE`].
+fn render_all(model: &MicroAst, pic: &Picture, unit: &[f32], targets: &[LevelTarget; 2], tile: Option<u32>, device: &Device) -> Result<Vec<f32>> {
+    let crop = |x: Tensor<4>, stats: Option<&Stats>| {
+        let [_, _, th, tw] = x.dims();
+        run(model, pad_min(x), stats, targets).slice([0..1, 0..3, 0..th, 0..tw])
+    };
+    match tile {
+        None => tensor_to_planes(crop(planes_to_tensor(unit, pic.width, pic.height, device), None)),
+        Some(tile) => {
+            let cfg = TileConfig::new(tile)?;
+            let small = pic.fit_within(STATS_SIZE);
+            let x = pad_min(planes_to_tensor(&small.rgb, small.width, small.height, device).div_scalar(255.0));
+            let stats = measure(model, x, targets);
+            run_tiled(unit, pic.width, pic.height, cfg, device, &mut |t| Ok(crop(t, Some(&stats))))
+        }
+    }
 }
 
 /// The content statistics of the two AdaIN steps (level 1, then level 0).
@@ -340,17 +307,8 @@ fn run(model: &MicroAst, x: Tensor<4>, stats: Option<&Stats>, targets: &[LevelTa
     model.decoder.stage2(y, &s0, &targets[0], 1.0)
 }
 
-/// The whole image's statistics for tiled runs, measured on a smaller copy (with its mask).
-fn measure(model: &MicroAst, small: &Picture, mask: Option<&[f32]>, fg: &[LevelTarget; 2], bg: Option<&[LevelTarget; 2]>, device: &Device) -> Stats {
-    let x = pad_min(planes_to_tensor(&small.rgb, small.width, small.height, device).div_scalar(255.0));
-    let targets = match (mask, bg) {
-        (Some(m), Some(bg)) => {
-            let [_, _, h, w] = x.dims();
-            let cells = feature_mask(m, small.width as usize, (0, 0), (w.min(small.width as usize), h.min(small.height as usize)), 4, device);
-            masked(fg, bg, &cells)
-        }
-        _ => fg.clone(),
-    };
+/// The whole image's statistics for tiled runs, measured on a smaller copy `x` (RGB 0..1).
+fn measure(model: &MicroAst, x: Tensor<4>, targets: &[LevelTarget; 2]) -> Stats {
     let [_, f1] = model.content_encoder.forward(x);
     let s1 = mean_std(&f1);
     let y = model.decoder.stage1(f1, &s1, &targets[1], 1.0);
