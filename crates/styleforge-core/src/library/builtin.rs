@@ -30,28 +30,19 @@ pub struct BuiltinFile {
     pub sha256: &'static str,
 }
 
+/// A published MicroAST file from `assets/microast/`, with its published sha256.
+macro_rules! published {
+    ($name:literal, $sha256:literal) => {
+        BuiltinFile { name: $name, bytes: include_bytes!(concat!("../../assets/microast/", $name)), sha256: $sha256 }
+    };
+}
+
 /// MicroAST's four published files.
 pub static MICROAST_FILES: [BuiltinFile; 4] = [
-    BuiltinFile {
-        name: "content_encoder_iter_160000.pth.tar",
-        bytes: include_bytes!("../../assets/microast/content_encoder_iter_160000.pth.tar"),
-        sha256: "c8d895c0eec52507c157e102fab217c37f0c399ef3e168ef8b0b2677714660a4",
-    },
-    BuiltinFile {
-        name: "style_encoder_iter_160000.pth.tar",
-        bytes: include_bytes!("../../assets/microast/style_encoder_iter_160000.pth.tar"),
-        sha256: "94f6b3fa386828692c20809a0af8bd0eba9c04e90a7d8842086976e4d223c5af",
-    },
-    BuiltinFile {
-        name: "modulator_iter_160000.pth.tar",
-        bytes: include_bytes!("../../assets/microast/modulator_iter_160000.pth.tar"),
-        sha256: "8588055baf7d5ad8398d595d5518c6f030e3ff8dbb6007a7c1779776e11da28b",
-    },
-    BuiltinFile {
-        name: "decoder_iter_160000.pth.tar",
-        bytes: include_bytes!("../../assets/microast/decoder_iter_160000.pth.tar"),
-        sha256: "32e04a46b953fd9f94ec9e20f351511305a5260e000c18f9aef6570d5f1e23d9",
-    },
+    published!("content_encoder_iter_160000.pth.tar", "c8d895c0eec52507c157e102fab217c37f0c399ef3e168ef8b0b2677714660a4"),
+    published!("style_encoder_iter_160000.pth.tar", "94f6b3fa386828692c20809a0af8bd0eba9c04e90a7d8842086976e4d223c5af"),
+    published!("modulator_iter_160000.pth.tar", "8588055baf7d5ad8398d595d5518c6f030e3ff8dbb6007a7c1779776e11da28b"),
+    published!("decoder_iter_160000.pth.tar", "32e04a46b953fd9f94ec9e20f351511305a5260e000c18f9aef6570d5f1e23d9"),
 ];
 
 /// The MIT licence text of the MicroAST weights.

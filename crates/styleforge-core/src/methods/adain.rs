@@ -897,19 +897,9 @@ impl Method for Adain {
         if input.styles.is_empty() {
             return Err(Error::Param("method adain needs at least one style image or statistics file".into()));
         }
-        if input.mask.is_none() && !input.mask_styles.is_empty() {
-            return Err(Error::Param("styles for the mask's background need a mask".into()));
-        }
+        let mask = input.content_mask()?;
         control.stage(0.1, "stylizing");
         let content = &input.content;
-        let mask = input.mask.as_ref().map(|p| {
-            let p = if p.width != content.width || p.height != content.height {
-                p.resize(content.width, content.height)
-            } else {
-                p.clone()
-            };
-            Mask::from_picture(&p, input.mask_styles.clone())
-        });
         let opts = AdainOptions {
             alpha: (params.number("alpha") * params.number("strength")) as f32,
             preserve_color: match (params.flag("color_match"), params.flag("preserve_color")) {

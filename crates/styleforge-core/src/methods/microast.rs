@@ -31,7 +31,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::image_io::Picture;
 use crate::library::Loaded;
-use crate::methods::adain::{self, Style, area_resize, coral, normalised_weights};
+use crate::methods::adain::{Style, area_resize, coral, normalised_weights};
 use crate::methods::fast::{StylizeOptions, finish};
 use crate::methods::{Control, Execution, Input, Method, MethodInfo, Outcome, Params, StyleSource, tile_for, wrong_model};
 use crate::library::ModelKind;
@@ -344,15 +344,9 @@ impl Method for MicroAstMethod {
         let Loaded::MicroAst(m) = model else {
             return Err(wrong_model(&MICROAST, model));
         };
-        if input.mask.is_none() && !input.mask_styles.is_empty() {
-            return Err(Error::Param("styles for the mask's background need a mask".into()));
-        }
+        let mask = input.content_mask()?;
         control.stage(0.1, "stylizing");
         let content = &input.content;
-        let mask = input.mask.as_ref().map(|p| {
-            let p = if p.width != content.width || p.height != content.height { p.resize(content.width, content.height) } else { p.clone() };
-            adain::Mask::from_picture(&p, Vec::new()).values
-        });
         let opts = MicroAstOptions {
             strength: params.strength(),
             preserve_color: params.flag("preserve_color"),
@@ -360,7 +354,7 @@ impl Method for MicroAstMethod {
             max_size: params.max_size(),
             tile: tile_for(&MICROAST, params, content.width, content.height),
         };
-        let mask = mask.as_deref().map(|m| (m, input.mask_styles.as_slice()));
+        let mask = mask.as_ref().map(|m| (m.values.as_slice(), m.background.as_slice()));
         Ok(Outcome::done(stylize(m, content, &input.styles, mask, &opts, device)?))
     }
 }

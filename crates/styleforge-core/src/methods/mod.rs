@@ -481,6 +481,21 @@ impl Input {
         Self { content, styles: Vec::new(), mask: None, mask_styles: Vec::new() }
     }
 
+    /// The mask as a [`adain::Mask`] over the content (resized to the content's size when it is
+    /// not) with the background styles; `None` without a mask. Errors: background styles without
+    /// a mask.
+    pub fn content_mask(&self) -> Result<Option<adain::Mask>> {
+        let Some(p) = &self.mask else {
+            if !self.mask_styles.is_empty() {
+                return Err(Error::Param("styles for the mask's background need a mask".into()));
+            }
+            return Ok(None);
+        };
+        let (w, h) = (self.content.width, self.content.height);
+        let p = if (p.width, p.height) != (w, h) { p.resize(w, h) } else { p.clone() };
+        Ok(Some(adain::Mask::from_picture(&p, self.mask_styles.clone())))
+    }
+
     /// The style pictures, refusing statistics files (only AdaIN reads those).
     pub fn style_pictures(&self, method: &str) -> Result<Vec<(Picture, f32)>> {
         self.styles
