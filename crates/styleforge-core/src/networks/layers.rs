@@ -346,6 +346,33 @@ impl NormContext {
         self.with_statistics(|stats| generic::instance_norm(x, stats, None, false, eps, false))
     }
 
+    /// Normalises each sample over C, H and W together: `(x - μ) / (σ + eps)` with the population
+    /// σ (keras-contrib's `InstanceNormalization(axis=None)`; eps is added to σ, not to the
+    /// variance). Recorded and replayed like the per-channel statistics, as `[N, 1, 1, 1]`.
+    pub fn normalize_global(&mut self, x: Tensor<4>, eps: f64) -> Tensor<4> {
+        let [n, c, h, w] = x.dims();
+        let own = |x: &Tensor<4>| {
+            let flat = x.clone().reshape([n, c * h * w]);
+            let mean = flat.clone().mean_dim(1);
+            let var = (flat - mean.clone()).powi_scalar(2).mean_dim(1);
+            (mean.reshape([n, 1, 1, 1]), var.reshape([n, 1, 1, 1]))
+        };
+        let (mean, var) = match self {
+            NormContext::Local => own(&x),
+            NormContext::Record(list) => {
+                let s = own(&x);
+                list.push(s.clone());
+                s
+            }
+            NormContext::Replay { stats, cursor } => {
+                let s = stats.get(*cursor).expect("replayed statistics come from the same network").clone();
+                *cursor += 1;
+                s
+            }
+        };
+        (x - mean) / (var.sqrt() + eps)
+    }
+
     /// [`NormContext::normalize`], then the `affine` map and a ReLU if asked, through
     /// [`kernels::instance_norm`] (one pass where the CPU kernels run).
     pub fn normalize_affine(
