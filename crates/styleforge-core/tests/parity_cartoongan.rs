@@ -58,3 +58,32 @@ fn wrong_files_are_named() {
     let e = CartoonGan::from_weights(&reference("parity/cyclegan.safetensors"), &device()).unwrap_err().to_string();
     assert!(e.contains("unexpected tensors") || e.contains("missing"), "{e}");
 }
+
+/// The published TensorFlow checkpoints read directly (folder, `.index` file or prefix) hold
+/// exactly the tensors of the safetensors conversion, and build the same generator.
+#[test]
+fn the_tensorflow_checkpoints_read_as_published() {
+    for style in ["paprika", "shinkai"] {
+        let dir = styleforge_core::shared::path(&format!("models/cartoongan_light/{style}"));
+        let converted = reference(&format!("models/cartoongan_light/weights_{style}.safetensors"));
+        for path in [dir.clone(), dir.join("generator.index"), dir.join("generator")] {
+            let w = Weights::load(&path).unwrap();
+            assert_eq!(w.tensors.len(), 126, "{}", path.display());
+            assert_eq!(w.tensors, converted.tensors, "{}", path.display());
+        }
+        assert!(CartoonGan::from_weights(&Weights::load(&dir).unwrap(), &device()).is_ok());
+    }
+    // A damaged data file is refused by its checksum.
+    let tmp = tempfile::tempdir().unwrap();
+    let src = styleforge_core::shared::path("models/cartoongan_light/paprika");
+    for f in ["checkpoint", "generator.index", "generator.data-00000-of-00001"] {
+        std::fs::copy(src.join(f), tmp.path().join(f)).unwrap();
+    }
+    let data = tmp.path().join("generator.data-00000-of-00001");
+    let mut bytes = std::fs::read(&data).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0x40;
+    std::fs::write(&data, bytes).unwrap();
+    let e = Weights::load(tmp.path()).unwrap_err().to_string();
+    assert!(e.contains("CRC-32C mismatch"), "{e}");
+}

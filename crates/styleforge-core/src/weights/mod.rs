@@ -3,6 +3,8 @@
 //! Networks are built from a [`Weights`] map: every tensor is checked for presence and shape
 //! before it reaches the backend, so a wrong or truncated file gives a clear error, not a panic.
 
+pub mod tf_checkpoint;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
@@ -64,8 +66,13 @@ pub struct Weights {
 }
 
 impl Weights {
-    /// Reads a `.safetensors` or PyTorch `.pth`/`.pt` file, chosen by content, not by name.
+    /// Reads a `.safetensors` or PyTorch `.pth`/`.pt` file, chosen by content, not by name, or a
+    /// TensorFlow checkpoint (its folder, its `.index` file or its prefix; [`tf_checkpoint`]).
     pub fn load(path: &Path) -> Result<Self> {
+        let by_name = path.is_dir() || path.extension().is_some_and(|e| e == "index") || !path.exists();
+        if by_name && tf_checkpoint::is_checkpoint(path) {
+            return tf_checkpoint::load(path);
+        }
         let mut head = [0u8; 8];
         {
             use std::io::Read;
