@@ -115,3 +115,21 @@ fn any_image_file_is_a_style_and_styles_blend() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no-such-painting"), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+#[test]
+fn built_in_cartoon_filters_need_no_download() {
+    let work = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let photo = repo().join("examples/chelsea.jpg");
+    let out = work.path().join("cartoon.png");
+    let o = run_in(work.path(), home.path(), &["stylize", photo.to_str().unwrap(), "--model", "cartoon-shinkai", "--strength", "0.9", "-o", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let a = image::open(&out).unwrap().to_rgb8();
+    let b = image::open(&photo).unwrap().to_rgb8();
+    assert_eq!(a.dimensions(), b.dimensions());
+    let d = a.as_raw().iter().zip(b.as_raw()).map(|(x, y)| (*x as f64 - *y as f64).abs()).sum::<f64>() / a.as_raw().len() as f64;
+    assert!(d > 5.0, "the filter changed the photo: {d}");
+    let o = run_in(work.path(), home.path(), &["models", "list"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("cartoon-paprika") && text.contains("Apache-2.0, Copyright 2019 Meng Lee and Ching Ning Chen"), "{text}");
+}

@@ -87,3 +87,59 @@ fn the_tensorflow_checkpoints_read_as_published() {
     let e = Weights::load(tmp.path()).unwrap_err().to_string();
     assert!(e.contains("CRC-32C mismatch"), "{e}");
 }
+
+/// The built-in filters are the published checkpoints, and the `cartoon` method runs them at any
+/// size: the reference output cropped to the input, tiles close to the whole image.
+#[test]
+fn built_in_filters_at_any_size() {
+    use styleforge_core::image_io::Picture;
+    use styleforge_core::library::{ModelKind, builtin};
+    use styleforge_core::methods::fast::{FeedForwardNet, StylizeOptions};
+    for f in &builtin::CARTOON_FILES {
+        let style = if f.sha256.starts_with("954d") || f.sha256.starts_with("0447") { "paprika" } else { "shinkai" };
+        let published = std::fs::read(styleforge_core::shared::path(&format!("models/cartoongan_light/{style}/{}", f.name))).unwrap();
+        assert!(published == f.bytes, "{style}/{} differs from the published file", f.name);
+    }
+    let r = reference("models/cartoongan_light/reference/cartoongan_light_ref.safetensors");
+    let g = match ModelKind::Cartoon.load_weights(&builtin::weights("cartoon-paprika").unwrap(), &device()).unwrap() {
+        styleforge_core::library::Loaded::Cartoon(g) => g,
+        other => panic!("{:?}", other.kind()),
+    };
+    // The reference input (250x187) as 0..255 planes; the method's output is the reference output
+    // cropped to 250x187, to 8-bit rounding of the input.
+    let input = r.get("input.chicago_250x187").unwrap();
+    let (h, w) = (187usize, 250usize);
+    let mut planes = vec![0f32; 3 * h * w];
+    for p in 0..h * w {
+        for c in 0..3 {
+            planes[c * h * w + p] = (input.data[p * 3 + c] + 1.0) * 127.5;
+        }
+    }
+    let pic = Picture::from_planes(w as u32, h as u32, planes);
+    let out = g.stylize_with(&pic, &StylizeOptions::default(), &device()).unwrap();
+    assert_eq!((out.width, out.height), (250, 187));
+    let want = r.get("paprika.chicago_250x187.output").unwrap();
+    let mut err = 0f64;
+    for y in 0..h {
+        for x in 0..w {
+            for c in 0..3 {
+                let v = ((want.data[(y * 252 + x) * 3 + c] + 1.0) * 127.5) as f64;
+                err += (out.rgb[c * h * w + y * w + x] as f64 - v).abs();
+            }
+        }
+    }
+    let err = err / (3 * h * w) as f64;
+    assert!(err < 0.01, "mean abs difference to the reference {err}");
+    // Tiny inputs and tiles.
+    for (tw, th) in [(1, 1), (5, 3), (2, 9)] {
+        let tiny = Picture::from_planes(tw, th, vec![120.0; (3 * tw * th) as usize]);
+        let o = g.stylize_with(&tiny, &StylizeOptions::default(), &device()).unwrap();
+        assert_eq!((o.width, o.height), (tw, th));
+        assert!(o.rgb.iter().all(|v| v.is_finite()));
+    }
+    let big = pic.resize(600, 450);
+    let whole = g.stylize_with(&big, &StylizeOptions::default(), &device()).unwrap();
+    let tiled = g.stylize_with(&big, &StylizeOptions { tile: Some(256), ..StylizeOptions::default() }, &device()).unwrap();
+    let d = whole.rgb.iter().zip(&tiled.rgb).map(|(a, b)| (a - b).abs() as f64).sum::<f64>() / whole.rgb.len() as f64;
+    assert!(d < 6.0, "tiled vs whole: mean abs difference {d}");
+}

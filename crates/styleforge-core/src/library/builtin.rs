@@ -1,16 +1,22 @@
 //! The built-in library, compiled into the binary so that styleforge restyles photos on a machine
-//! with nothing downloaded: the MicroAST weights (MIT) and eleven public-domain paintings.
+//! with nothing downloaded: MicroAST (MIT), the CartoonGAN-light filters (Apache-2.0) and eleven
+//! public-domain paintings.
 //!
 //! - **MicroAST** (`microast`): the four published files of EndyWon/MicroAST
 //!   (`*_iter_160000.pth.tar`, commit 5a6c9050d8c4, MIT licence, copyright (c) 2022 Zhizhong
 //!   Wang; `assets/microast/LICENSE`), byte for byte; their sha256 are checked on load.
+//! - **Cartoon filters** (`cartoon-paprika`, `cartoon-shinkai`): the published TensorFlow
+//!   checkpoints of mnicnc404/CartoonGan-tensorflow (`light_{paprika,shinkai}_ckpt`, commit
+//!   2f26a525f8b6, Apache-2.0, copyright 2019 Meng Lee and Ching Ning Chen;
+//!   `assets/cartoongan/LICENSE`), byte for byte, sha256 checked on load.
 //! - **Paintings**: faithful reproductions of public-domain paintings, scaled so the long side is
 //!   at most 768 px and stored as JPEG (`assets/paintings/README.md` gives the sources).
 //!
 //! A model of the same name in the user's library overrides a built-in one; built-ins cannot be
 //! removed.
 
-use std::sync::OnceLock;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
@@ -30,72 +36,162 @@ pub struct BuiltinFile {
     pub sha256: &'static str,
 }
 
-/// A published MicroAST file from `assets/microast/`, with its published sha256.
+/// A published file from `assets/<dir>/`, with its published sha256.
 macro_rules! published {
-    ($name:literal, $sha256:literal) => {
-        BuiltinFile { name: $name, bytes: include_bytes!(concat!("../../assets/microast/", $name)), sha256: $sha256 }
+    ($dir:literal, $name:literal, $sha256:literal) => {
+        BuiltinFile { name: $name, bytes: include_bytes!(concat!("../../assets/", $dir, "/", $name)), sha256: $sha256 }
     };
 }
 
 /// MicroAST's four published files.
 pub static MICROAST_FILES: [BuiltinFile; 4] = [
-    published!("content_encoder_iter_160000.pth.tar", "c8d895c0eec52507c157e102fab217c37f0c399ef3e168ef8b0b2677714660a4"),
-    published!("style_encoder_iter_160000.pth.tar", "94f6b3fa386828692c20809a0af8bd0eba9c04e90a7d8842086976e4d223c5af"),
-    published!("modulator_iter_160000.pth.tar", "8588055baf7d5ad8398d595d5518c6f030e3ff8dbb6007a7c1779776e11da28b"),
-    published!("decoder_iter_160000.pth.tar", "32e04a46b953fd9f94ec9e20f351511305a5260e000c18f9aef6570d5f1e23d9"),
+    published!("microast", "content_encoder_iter_160000.pth.tar", "c8d895c0eec52507c157e102fab217c37f0c399ef3e168ef8b0b2677714660a4"),
+    published!("microast", "style_encoder_iter_160000.pth.tar", "94f6b3fa386828692c20809a0af8bd0eba9c04e90a7d8842086976e4d223c5af"),
+    published!("microast", "modulator_iter_160000.pth.tar", "8588055baf7d5ad8398d595d5518c6f030e3ff8dbb6007a7c1779776e11da28b"),
+    published!("microast", "decoder_iter_160000.pth.tar", "32e04a46b953fd9f94ec9e20f351511305a5260e000c18f9aef6570d5f1e23d9"),
+];
+
+/// The CartoonGAN-light checkpoints: paprika's index and data, then shinkai's.
+pub static CARTOON_FILES: [BuiltinFile; 4] = [
+    published!("cartoongan/paprika", "generator.index", "954d2b57795f9c6cd9b31497b36e494c90e236584e08dbd084f28bb4d39013c1"),
+    published!("cartoongan/paprika", "generator.data-00000-of-00001", "044774f6ba811cd738a2b73ea65d71cdbc3756df68117b4a1c98cc18dceedceb"),
+    published!("cartoongan/shinkai", "generator.index", "11e76dda7659b0155edbc923cf22101d35b54ca762ead7e98cb98acfba291e04"),
+    published!("cartoongan/shinkai", "generator.data-00000-of-00001", "ea917f4e868555e4d74d3cae56403bc8ce95acb71497727717ab7569099934ed"),
 ];
 
 /// The MIT licence text of the MicroAST weights.
 pub const MICROAST_LICENSE: &str = include_str!("../../assets/microast/LICENSE");
 
+/// The licence text (Apache-2.0, with its copyright line) of the CartoonGAN-light weights.
+pub const CARTOON_LICENSE: &str = include_str!("../../assets/cartoongan/LICENSE");
+
 /// The name of the built-in MicroAST model.
 pub const MICROAST: &str = "microast";
 
+/// A model compiled into the binary.
+#[derive(Debug)]
+pub struct BuiltinModel {
+    /// Library name.
+    pub name: &'static str,
+    /// Title.
+    pub title: &'static str,
+    /// Network family.
+    pub family: &'static str,
+    /// The model kind's name.
+    pub method: &'static str,
+    /// Keywords.
+    pub tags: &'static [&'static str],
+    /// One or two sentences.
+    pub description: &'static str,
+    /// Licence and copyright.
+    pub license: &'static str,
+    /// Where the files were published.
+    pub source_url: &'static str,
+    /// The published files it is read from.
+    pub files: &'static [BuiltinFile],
+}
+
+const CARTOON_SOURCE: &str = "https://github.com/mnicnc404/CartoonGan-tensorflow/tree/2f26a525f8b604b8e98fb84ebad0af5aef727944";
+const CARTOON_LICENSE_LINE: &str = "Apache-2.0, Copyright 2019 Meng Lee and Ching Ning Chen (mnicnc404/CartoonGan-tensorflow)";
+
+/// The built-in models.
+pub static MODELS: [BuiltinModel; 3] = [
+    BuiltinModel {
+        name: MICROAST,
+        title: "MicroAST (built in)",
+        family: "microast",
+        method: "microast",
+        tags: &["arbitrary", "any-style", "fast", "built-in"],
+        description: "Arbitrary style transfer without VGG (Wang et al., AAAI 2023): any picture is a style, in one fast pass.",
+        license: "MIT, Copyright (c) 2022 Zhizhong Wang (EndyWon/MicroAST)",
+        source_url: "https://github.com/EndyWon/MicroAST/tree/5a6c9050d8c408191cb9db12c697f3e4c7ebe137/models",
+        files: &MICROAST_FILES,
+    },
+    BuiltinModel {
+        name: "cartoon-paprika",
+        title: "Cartoon: Paprika",
+        family: "cartoongan_light",
+        method: "cartoon",
+        tags: &["cartoon", "anime", "paprika", "filter", "built-in"],
+        description: "CartoonGAN-light trained on Satoshi Kon's Paprika: warm, painterly anime colours.",
+        license: CARTOON_LICENSE_LINE,
+        source_url: CARTOON_SOURCE,
+        files: CARTOON_FILES.split_at(2).0,
+    },
+    BuiltinModel {
+        name: "cartoon-shinkai",
+        title: "Cartoon: Shinkai",
+        family: "cartoongan_light",
+        method: "cartoon",
+        tags: &["cartoon", "anime", "shinkai", "filter", "built-in"],
+        description: "CartoonGAN-light trained on Makoto Shinkai's films: clean lines, bright skies.",
+        license: CARTOON_LICENSE_LINE,
+        source_url: CARTOON_SOURCE,
+        files: CARTOON_FILES.split_at(2).1,
+    },
+];
+
+impl BuiltinModel {
+    /// The library's metadata for it.
+    pub fn info(&self) -> ModelInfo {
+        ModelInfo {
+            name: self.name.into(),
+            title: self.title.into(),
+            family: self.family.into(),
+            method: self.method.into(),
+            tags: self.tags.iter().map(|t| t.to_string()).collect(),
+            description: self.description.into(),
+            license: self.license.into(),
+            source_url: self.source_url.into(),
+            sha256: self.files.iter().map(|f| f.sha256).collect::<Vec<_>>().join(","),
+            research_only: false,
+            builtin: true,
+            training: Default::default(),
+        }
+    }
+}
+
 /// The built-in models' metadata.
 pub fn models() -> Vec<ModelInfo> {
-    vec![ModelInfo {
-        name: MICROAST.into(),
-        title: "MicroAST (built in)".into(),
-        family: "microast".into(),
-        method: "microast".into(),
-        tags: vec!["arbitrary".into(), "any-style".into(), "fast".into(), "built-in".into()],
-        description: "Arbitrary style transfer without VGG (Wang et al., AAAI 2023): any picture is a style, in one fast pass."
-            .into(),
-        license: "MIT, Copyright (c) 2022 Zhizhong Wang (EndyWon/MicroAST)".into(),
-        source_url: "https://github.com/EndyWon/MicroAST/tree/5a6c9050d8c408191cb9db12c697f3e4c7ebe137/models".into(),
-        sha256: MICROAST_FILES.iter().map(|f| f.sha256).collect::<Vec<_>>().join(","),
-        research_only: false,
-        builtin: true,
-        training: Default::default(),
-    }]
+    MODELS.iter().map(BuiltinModel::info).collect()
 }
 
 /// The metadata of a built-in model.
 pub fn model_info(name: &str) -> Option<ModelInfo> {
-    models().into_iter().find(|m| m.name == name)
+    MODELS.iter().find(|m| m.name == name).map(BuiltinModel::info)
 }
 
 /// The weights of a built-in model (read once per process, after checking the files' sha256).
 pub fn weights(name: &str) -> Result<Weights> {
-    static MICRO: OnceLock<std::result::Result<Weights, String>> = OnceLock::new();
-    if name != MICROAST {
-        return Err(Error::ModelNotFound(format!("`{name}` is not a built-in model")));
+    static CACHE: Mutex<BTreeMap<&'static str, Weights>> = Mutex::new(BTreeMap::new());
+    let model = MODELS
+        .iter()
+        .find(|m| m.name == name)
+        .ok_or_else(|| Error::ModelNotFound(format!("`{name}` is not a built-in model")))?;
+    if let Some(w) = CACHE.lock().ok().and_then(|c| c.get(model.name).cloned()) {
+        return Ok(w);
     }
-    MICRO
-        .get_or_init(|| microast_weights().map_err(|e| e.to_string()))
-        .clone()
-        .map_err(Error::Weights)
-}
-
-/// Reads the four embedded MicroAST files (through temporary files: the PyTorch reader reads
-/// tensor data from files) and combines them.
-fn microast_weights() -> Result<Weights> {
-    let mut parts = Vec::with_capacity(4);
-    for f in &MICROAST_FILES {
+    for f in model.files {
         let got = hex::encode(Sha256::digest(f.bytes));
         if got != f.sha256 {
             return Err(Error::Weights(format!("built-in {}: sha256 {got}, expected {}", f.name, f.sha256)));
         }
+    }
+    let w = match model.files {
+        [index, data] => crate::weights::tf_checkpoint::from_bytes(index.bytes, data.bytes)?,
+        files => microast_weights(files)?,
+    };
+    if let Ok(mut c) = CACHE.lock() {
+        c.insert(model.name, w.clone());
+    }
+    Ok(w)
+}
+
+/// Reads the four embedded MicroAST files (through temporary files: the PyTorch reader reads
+/// tensor data from files) and combines them.
+fn microast_weights(files: &[BuiltinFile]) -> Result<Weights> {
+    let mut parts = Vec::with_capacity(4);
+    for f in files {
         let mut tmp = tempfile::Builder::new()
             .prefix("styleforge-microast-")
             .suffix(".pth")
@@ -178,10 +274,11 @@ mod tests {
 
     #[test]
     fn the_shipped_weights_are_the_published_files() {
-        for f in &MICROAST_FILES {
+        for f in MICROAST_FILES.iter().chain(&CARTOON_FILES) {
             assert_eq!(hex::encode(Sha256::digest(f.bytes)), f.sha256, "{}", f.name);
         }
         assert!(MICROAST_LICENSE.contains("MIT License") && MICROAST_LICENSE.contains("Zhizhong Wang"));
+        assert!(CARTOON_LICENSE.contains("Apache License") && CARTOON_LICENSE.contains("Meng Lee and Ching Ning Chen"));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::methods::adain::AdainModel;
 use crate::methods::cyclegan::CycleGan;
 use crate::methods::fast::{Family, FastStyleNet};
 use crate::networks::adain::{AdainDecoder, AdainEncoder};
+use crate::networks::cartoongan::{self, CartoonGan};
 use crate::networks::dcgan::DcganGenerator;
 use crate::networks::microast::{self, MicroAst, MicroDecoder, MicroEncoder, Modulator};
 use crate::networks::vgg::{Vgg, VggVariant};
@@ -36,15 +37,24 @@ pub enum ModelKind {
     Dcgan,
     /// MicroAST encoders, modulator and decoder: any style image, no VGG.
     MicroAst,
+    /// A CartoonGAN-light generator (a cartoon filter).
+    Cartoon,
 }
 
 impl ModelKind {
     /// Every kind.
-    pub const ALL: [ModelKind; 6] =
-        [ModelKind::Fast, ModelKind::Adain, ModelKind::Vgg, ModelKind::CycleGan, ModelKind::Dcgan, ModelKind::MicroAst];
+    pub const ALL: [ModelKind; 7] = [
+        ModelKind::Fast,
+        ModelKind::Adain,
+        ModelKind::Vgg,
+        ModelKind::CycleGan,
+        ModelKind::Dcgan,
+        ModelKind::MicroAst,
+        ModelKind::Cartoon,
+    ];
 
     /// The name stored in a model's metadata (its `method` field) and shown to users:
-    /// `fast`, `adain`, `vgg`, `cyclegan`, `generate`, `microast`.
+    /// `fast`, `adain`, `vgg`, `cyclegan`, `generate`, `microast`, `cartoon`.
     pub fn name(self) -> &'static str {
         match self {
             ModelKind::Fast => "fast",
@@ -53,6 +63,7 @@ impl ModelKind {
             ModelKind::CycleGan => "cyclegan",
             ModelKind::Dcgan => "generate",
             ModelKind::MicroAst => "microast",
+            ModelKind::Cartoon => "cartoon",
         }
     }
 
@@ -65,6 +76,7 @@ impl ModelKind {
             ModelKind::CycleGan => "CycleGAN generator",
             ModelKind::Dcgan => "DCGAN generator",
             ModelKind::MicroAst => "MicroAST model",
+            ModelKind::Cartoon => "CartoonGAN generator",
         }
     }
 
@@ -77,6 +89,7 @@ impl ModelKind {
             ModelKind::CycleGan => "a ResNet generator state dict with method `cyclegan`: `styleforge train cyclegan --export NAME`",
             ModelKind::Dcgan => "a DCGAN generator state dict with method `generate`: `styleforge train dcgan --export NAME`",
             ModelKind::MicroAst => "the four MicroAST state dicts under `content_encoder.`, `style_encoder.`, `modulator.`, `decoder.` with method `microast`: built in as `microast`, or `styleforge models import content_encoder_iter_160000.pth.tar style_encoder_iter_160000.pth.tar modulator_iter_160000.pth.tar decoder_iter_160000.pth.tar --name NAME`",
+            ModelKind::Cartoon => "a CartoonGAN-light generator (TensorFlow checkpoint variables) with method `cartoon`: built in as `cartoon-paprika` and `cartoon-shinkai`, or `styleforge models import CHECKPOINT_DIR --name NAME`",
         }
     }
 
@@ -103,6 +116,7 @@ impl ModelKind {
             ModelKind::CycleGan => Loaded::CycleGan(CycleGan::from_weights(w, device)?),
             ModelKind::Dcgan => Loaded::Dcgan(DcganGenerator::load(w, device)?),
             ModelKind::MicroAst => Loaded::MicroAst(MicroAst::from_weights(w, device)?),
+            ModelKind::Cartoon => Loaded::Cartoon(CartoonGan::from_weights(w, device)?),
         })
     }
 
@@ -133,6 +147,8 @@ pub enum Loaded {
     Dcgan(DcganGenerator),
     /// The MicroAST networks.
     MicroAst(MicroAst),
+    /// A CartoonGAN-light generator.
+    Cartoon(CartoonGan),
 }
 
 impl Loaded {
@@ -141,6 +157,7 @@ impl Loaded {
         match self {
             Loaded::Fast(n) => Some(n),
             Loaded::CycleGan(g) => Some(g),
+            Loaded::Cartoon(g) => Some(g),
             _ => None,
         }
     }
@@ -154,6 +171,7 @@ impl Loaded {
             Loaded::CycleGan(_) => ModelKind::CycleGan,
             Loaded::Dcgan(_) => ModelKind::Dcgan,
             Loaded::MicroAst(_) => ModelKind::MicroAst,
+            Loaded::Cartoon(_) => ModelKind::Cartoon,
         }
     }
 }
@@ -186,6 +204,9 @@ pub fn detect(w: &Weights) -> Result<Detected> {
     if AdainEncoder::detect(&w.with_prefix("encoder.")) && AdainDecoder::detect(&w.with_prefix("decoder.")) {
         return Ok(Detected::new(ModelKind::Adain, "adain"));
     }
+    if CartoonGan::detect(w) || CartoonGan::detect(&strip_tf_suffix(w)) {
+        return Ok(Detected::new(ModelKind::Cartoon, "cartoongan_light"));
+    }
     if MicroAst::detect(w) {
         return Ok(Detected::new(ModelKind::MicroAst, "microast"));
     }
@@ -200,7 +221,7 @@ pub fn detect(w: &Weights) -> Result<Detected> {
     }
     let some: Vec<&String> = w.tensors.keys().take(4).collect();
     Err(Error::Weights(format!(
-        "not a model styleforge knows (fast-style TransformerNet or Engstrom, AdaIN encoder+decoder, MicroAST, VGG16/19, CycleGAN or DCGAN generator); first tensors: {some:?}"
+        "not a model styleforge knows (fast-style TransformerNet or Engstrom, AdaIN encoder+decoder, MicroAST, CartoonGAN-light, VGG16/19, CycleGAN or DCGAN generator); first tensors: {some:?}"
     )))
 }
 
@@ -281,4 +302,13 @@ pub fn combine_microast(files: Vec<(String, Weights)>) -> Result<Weights> {
         }
     }
     Ok(out)
+}
+
+/// The map with TensorFlow's object-checkpoint suffix ([`cartoongan::TF_SUFFIX`]) removed from
+/// every name.
+pub fn strip_tf_suffix(w: &Weights) -> Weights {
+    Weights {
+        tensors: w.tensors.iter().map(|(k, t)| (k.trim_end_matches(cartoongan::TF_SUFFIX).to_string(), t.clone())).collect(),
+        metadata: w.metadata.clone(),
+    }
 }

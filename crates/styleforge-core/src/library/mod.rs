@@ -253,7 +253,14 @@ impl Library {
             }
         };
         if info.sha256.is_empty() {
-            info.sha256 = files.iter().map(|f| sha256_file(f)).collect::<Result<Vec<_>>>()?.join(",");
+            let mut sources = Vec::new();
+            for f in files {
+                match f.is_file() {
+                    true => sources.push(f.clone()),
+                    false => sources.extend(crate::weights::tf_checkpoint::files(f)?),
+                }
+            }
+            info.sha256 = sources.iter().map(|f| sha256_file(f)).collect::<Result<Vec<_>>>()?.join(",");
         }
         self.add_weights(&mut weights, &mut info, overwrite)?;
         Ok(info)

@@ -14,6 +14,7 @@
 //! not a stylisation method and not in the registry.
 
 pub mod adain;
+pub mod cartoon;
 pub mod cyclegan;
 pub mod fast;
 pub mod gatys;
@@ -33,8 +34,8 @@ use crate::library::{Loaded, ModelKind};
 use crate::methods::adain::Style;
 
 /// Every method, in the order the CLI and the page list them. The first is the default.
-pub static REGISTRY: [&dyn Method; 5] =
-    [&fast::FAST, &microast::MicroAstMethod, &adain::Adain, &gatys::Gatys, &cyclegan::CYCLEGAN];
+pub static REGISTRY: [&dyn Method; 6] =
+    [&fast::FAST, &microast::MicroAstMethod, &cartoon::CARTOON, &adain::Adain, &gatys::Gatys, &cyclegan::CYCLEGAN];
 
 /// A stylisation method.
 pub trait Method: Sync {

@@ -239,10 +239,7 @@ impl CartoonGan {
     pub fn from_weights(w: &Weights, device: &Device) -> Result<Self> {
         let stripped;
         let w = if w.tensors.keys().any(|k| k.ends_with(TF_SUFFIX)) {
-            stripped = Weights {
-                tensors: w.tensors.iter().map(|(k, t)| (k.trim_end_matches(TF_SUFFIX).to_string(), t.clone())).collect(),
-                metadata: w.metadata.clone(),
-            };
+            stripped = crate::library::kind::strip_tf_suffix(w);
             &stripped
         } else {
             w

@@ -43,6 +43,22 @@ pub fn is_checkpoint(path: &Path) -> bool {
     prefix_of(path).is_ok_and(|p| index_path(&p).is_file())
 }
 
+/// The files of the checkpoint at `path`: its `.index` and its data shards, in name order.
+pub fn files(path: &Path) -> Result<Vec<PathBuf>> {
+    let prefix = prefix_of(path)?;
+    let dir = prefix.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let stem = format!("{}.data-", prefix.file_name().unwrap_or_default().to_string_lossy());
+    let mut out = vec![index_path(&prefix)];
+    let mut shards: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&stem)))
+        .collect();
+    shards.sort();
+    out.extend(shards);
+    Ok(out)
+}
+
 fn index_path(prefix: &Path) -> PathBuf {
     PathBuf::from(format!("{}.index", prefix.display()))
 }
@@ -53,8 +69,29 @@ pub fn load(path: &Path) -> Result<Weights> {
     let prefix = prefix_of(path)?;
     let index = index_path(&prefix);
     let bytes = std::fs::read(&index).map_err(|e| Error::io(&index, e))?;
-    let bad = |m: String| Error::Weights(format!("{}: {m}", index.display()));
-    let entries = read_table(&bytes).map_err(bad)?;
+    parse(&bytes, &mut |shard, shards| {
+        let file = PathBuf::from(format!("{}.data-{:05}-of-{:05}", prefix.display(), shard, shards));
+        std::fs::read(&file).map_err(|err| Error::io(&file, err))
+    })
+    .map_err(|e| match e {
+        Error::Weights(m) => Error::Weights(format!("{}: {m}", index.display())),
+        other => other,
+    })
+}
+
+/// Reads a single-shard checkpoint held in memory: the `.index` bytes and the
+/// `.data-00000-of-00001` bytes.
+pub fn from_bytes(index: &[u8], data: &[u8]) -> Result<Weights> {
+    parse(index, &mut |shard, _| match shard {
+        0 => Ok(data.to_vec()),
+        s => Err(Error::Weights(format!("entry in shard {s}, only one shard given"))),
+    })
+}
+
+/// Parses an index, reading shard `i` of `n` with `shard(i, n)`.
+fn parse(bytes: &[u8], shard: &mut dyn FnMut(u64, u64) -> Result<Vec<u8>>) -> Result<Weights> {
+    let bad = |m: String| Error::Weights(m);
+    let entries = read_table(bytes).map_err(bad)?;
     let header = entries.iter().find(|(k, _)| k.is_empty()).map(|(_, v)| v.as_slice());
     let shards = match header {
         Some(h) => fields(h).map_err(bad)?.iter().find(|f| f.0 == 1).map(|f| f.1.varint()).unwrap_or(1).max(1),
@@ -66,26 +103,22 @@ pub fn load(path: &Path) -> Result<Weights> {
         let name = String::from_utf8_lossy(key).into_owned();
         let e = Entry::parse(value).map_err(|m| bad(format!("entry `{name}`: {m}")))?;
         let Some(width) = dtype_width(e.dtype) else { continue };
-        let shard = match data.entry(e.shard) {
+        let file = match data.entry(e.shard) {
             std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::btree_map::Entry::Vacant(v) => {
-                let file = PathBuf::from(format!("{}.data-{:05}-of-{:05}", prefix.display(), e.shard, shards));
-                v.insert(std::fs::read(&file).map_err(|err| Error::io(&file, err))?)
-            }
+            std::collections::btree_map::Entry::Vacant(v) => v.insert(shard(e.shard, shards)?),
         };
         let count: u64 = e.shape.iter().product();
         let (start, end) = (e.offset as usize, (e.offset + e.size) as usize);
-        if e.size != count * width || end > shard.len() {
+        if e.size != count * width || end > file.len() {
             return Err(bad(format!("entry `{name}`: {} bytes at {} for shape {:?} do not fit the data file", e.size, e.offset, e.shape)));
         }
-        let raw = &shard[start..end];
+        let raw = &file[start..end];
         if let Some(want) = e.crc32c
             && unmask(want) != crc32c::crc32c(raw)
         {
             return Err(bad(format!("entry `{name}`: CRC-32C mismatch (the data file is damaged or from another checkpoint)")));
         }
-        let values = decode(e.dtype, raw);
-        tensors.insert(name, HostTensor::new(e.shape.iter().map(|&d| d as usize).collect(), values));
+        tensors.insert(name, HostTensor::new(e.shape.iter().map(|&d| d as usize).collect(), decode(e.dtype, raw)));
     }
     if tensors.is_empty() {
         return Err(bad("the checkpoint holds no float tensors".into()));

@@ -1,0 +1,35 @@
+//! The `cartoon` method: a CartoonGAN-light generator as a one-pass filter (Chen et al.,
+//! CartoonGAN, CVPR 2018; mnicnc404/CartoonGan-tensorflow's light generator), the network of
+//! [`crate::networks::cartoongan`]. The built-in filters are `cartoon-paprika` and
+//! `cartoon-shinkai`.
+//!
+//! Any size: the network's output (a multiple of 4) is cropped back to the input at the top left,
+//! as the reference aligns it. Large images run in tiles normalised with the whole image's
+//! statistics (its norms are global per image), recorded on a pass at 1024 pixels.
+
+use burn::tensor::Device;
+
+use crate::error::Result;
+use crate::image_io::Picture;
+use crate::library::ModelKind;
+use crate::methods::MethodInfo;
+use crate::methods::fast::{FeedForward, FeedForwardNet, StylizeOptions, run_one_pass};
+use crate::networks::cartoongan::CartoonGan;
+
+impl FeedForwardNet for CartoonGan {
+    fn stylize_with(&self, pic: &Picture, opts: &StylizeOptions, device: &Device) -> Result<Picture> {
+        run_one_pass(pic, opts, device, &|x, ctx| self.forward_any_size(x, ctx))
+    }
+}
+
+/// The `cartoon` method.
+pub static CARTOON: FeedForward = FeedForward {
+    info: MethodInfo::feed_forward(
+        "cartoon",
+        "Cartoon filter",
+        "A GAN filter in an anime film's look (built in: cartoon-paprika, cartoon-shinkai).",
+        "Chen et al., CartoonGAN: Generative Adversarial Networks for Photo Cartoonization (CVPR 2018), mnicnc404/CartoonGan-tensorflow (light generator)",
+        &[ModelKind::Cartoon],
+    ),
+    stage: "cartoonizing",
+};
