@@ -159,7 +159,7 @@ fn download_verifies_and_installs() {
     assert!(calls > 0, "progress was reported");
     assert_eq!(info.sha256, sha256(&model));
     assert_eq!(info.family, "transformer_net");
-    let listed = lib.list().unwrap();
+    let listed = lib.installed().unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].name, "tiny");
     assert_eq!(listed[0].license, "CC0");
@@ -180,7 +180,7 @@ fn digest_mismatch_leaves_nothing_behind() {
     let err = download::download(&lib, &e, &DownloadOptions::default(), &mut no_progress()).unwrap_err();
     assert!(err.to_string().contains("sha256 mismatch"), "{err}");
     assert!(!lib.model_path("bad").exists());
-    assert!(lib.list().unwrap().is_empty());
+    assert!(lib.installed().unwrap().is_empty());
     let cache = home.path().join("downloads/bad");
     let leftovers: Vec<_> = std::fs::read_dir(&cache).map(|d| d.flatten().collect()).unwrap_or_default();
     assert!(leftovers.is_empty(), "no partial file kept after a mismatch: {leftovers:?}");
@@ -300,7 +300,7 @@ fn ml5_engstrom_layout_is_converted_exactly() {
     let lib2 = Library::new(home2.path());
     e.tensors_sha256 = Some("ab".repeat(32));
     assert!(download::download(&lib2, &e, &DownloadOptions::default(), &mut no_progress()).is_err());
-    assert!(lib2.list().unwrap().is_empty());
+    assert!(lib2.installed().unwrap().is_empty());
 }
 
 #[test]

@@ -50,6 +50,14 @@ pub fn upsample_bilinear2x(x: Tensor<4>) -> Tensor<4> {
     )
 }
 
+/// [`crate::kernels::resize_bilinear_aligned`] with burn's `interpolate`.
+pub fn resize_bilinear_aligned(x: Tensor<4>, size: [usize; 2]) -> Tensor<4> {
+    if x.dims()[2..] == size {
+        return x;
+    }
+    interpolate(x, InterpolateOptions::new(InterpolateMode::Bilinear).with_output_size(size).with_align_corners(true))
+}
+
 /// [`crate::kernels::conv_transpose2d`] with burn's operation (PyTorch's `ConvTranspose2d`).
 pub fn conv_transpose2d(
     x: Tensor<4>,

@@ -151,6 +151,13 @@ pub fn upsample_bilinear2x(x: Tensor<4>) -> Tensor<4> {
     cpu_upsample::bilinear2x(&x).unwrap_or_else(|| generic::upsample_bilinear2x(x))
 }
 
+/// PyTorch's bilinear resize with `align_corners = True` of `x` `[N, C, H, W]` to `size`
+/// (`F.interpolate(x, size, mode='bilinear', align_corners=True)`): output pixel `i` samples the
+/// input at `i·(H-1)/(H'-1)`. Runs burn's interpolation ([`generic::resize_bilinear_aligned`]).
+pub fn resize_bilinear_aligned(x: Tensor<4>, size: [usize; 2]) -> Tensor<4> {
+    generic::resize_bilinear_aligned(x, size)
+}
+
 #[cfg(test)]
 mod tests {
     use burn::tensor::{Device, Distribution};

@@ -16,6 +16,7 @@ use crate::methods::adain::AdainModel;
 use crate::methods::cyclegan::CycleGan;
 use crate::methods::fast::{Family, FastStyleNet};
 use crate::networks::adain::{AdainDecoder, AdainEncoder};
+use crate::networks::animegan::AnimeGan;
 use crate::networks::cartoongan::{self, CartoonGan};
 use crate::networks::dcgan::DcganGenerator;
 use crate::networks::microast::{self, MicroAst, MicroDecoder, MicroEncoder, Modulator};
@@ -39,11 +40,13 @@ pub enum ModelKind {
     MicroAst,
     /// A CartoonGAN-light generator (a cartoon filter).
     Cartoon,
+    /// An AnimeGANv2 generator (an anime filter).
+    Anime,
 }
 
 impl ModelKind {
     /// Every kind.
-    pub const ALL: [ModelKind; 7] = [
+    pub const ALL: [ModelKind; 8] = [
         ModelKind::Fast,
         ModelKind::Adain,
         ModelKind::Vgg,
@@ -51,10 +54,11 @@ impl ModelKind {
         ModelKind::Dcgan,
         ModelKind::MicroAst,
         ModelKind::Cartoon,
+        ModelKind::Anime,
     ];
 
     /// The name stored in a model's metadata (its `method` field) and shown to users:
-    /// `fast`, `adain`, `vgg`, `cyclegan`, `generate`, `microast`, `cartoon`.
+    /// `fast`, `adain`, `vgg`, `cyclegan`, `generate`, `microast`, `cartoon`, `anime`.
     pub fn name(self) -> &'static str {
         match self {
             ModelKind::Fast => "fast",
@@ -64,6 +68,7 @@ impl ModelKind {
             ModelKind::Dcgan => "generate",
             ModelKind::MicroAst => "microast",
             ModelKind::Cartoon => "cartoon",
+            ModelKind::Anime => "anime",
         }
     }
 
@@ -77,6 +82,7 @@ impl ModelKind {
             ModelKind::Dcgan => "DCGAN generator",
             ModelKind::MicroAst => "MicroAST model",
             ModelKind::Cartoon => "CartoonGAN generator",
+            ModelKind::Anime => "AnimeGANv2 generator",
         }
     }
 
@@ -90,6 +96,7 @@ impl ModelKind {
             ModelKind::Dcgan => "a DCGAN generator state dict with method `generate`: `styleforge train dcgan --export NAME`",
             ModelKind::MicroAst => "the four MicroAST state dicts under `content_encoder.`, `style_encoder.`, `modulator.`, `decoder.` with method `microast`: built in as `microast`, or `styleforge models import content_encoder_iter_160000.pth.tar style_encoder_iter_160000.pth.tar modulator_iter_160000.pth.tar decoder_iter_160000.pth.tar --name NAME`",
             ModelKind::Cartoon => "a CartoonGAN-light generator (TensorFlow checkpoint variables) with method `cartoon`: built in as `cartoon-paprika` and `cartoon-shinkai`, or `styleforge models import CHECKPOINT_DIR --name NAME`",
+            ModelKind::Anime => "an AnimeGANv2 generator state dict (bryandlee/animegan2-pytorch layout) with method `anime`: `styleforge models download animegan2-face-paint-v2 --trust`",
         }
     }
 
@@ -117,6 +124,7 @@ impl ModelKind {
             ModelKind::Dcgan => Loaded::Dcgan(DcganGenerator::load(w, device)?),
             ModelKind::MicroAst => Loaded::MicroAst(MicroAst::from_weights(w, device)?),
             ModelKind::Cartoon => Loaded::Cartoon(CartoonGan::from_weights(w, device)?),
+            ModelKind::Anime => Loaded::Anime(AnimeGan::from_weights(w, device)?),
         })
     }
 
@@ -149,6 +157,8 @@ pub enum Loaded {
     MicroAst(MicroAst),
     /// A CartoonGAN-light generator.
     Cartoon(CartoonGan),
+    /// An AnimeGANv2 generator.
+    Anime(AnimeGan),
 }
 
 impl Loaded {
@@ -158,6 +168,7 @@ impl Loaded {
             Loaded::Fast(n) => Some(n),
             Loaded::CycleGan(g) => Some(g),
             Loaded::Cartoon(g) => Some(g),
+            Loaded::Anime(g) => Some(g),
             _ => None,
         }
     }
@@ -172,6 +183,7 @@ impl Loaded {
             Loaded::Dcgan(_) => ModelKind::Dcgan,
             Loaded::MicroAst(_) => ModelKind::MicroAst,
             Loaded::Cartoon(_) => ModelKind::Cartoon,
+            Loaded::Anime(_) => ModelKind::Anime,
         }
     }
 }
@@ -207,6 +219,9 @@ pub fn detect(w: &Weights) -> Result<Detected> {
     if CartoonGan::detect(w) || CartoonGan::detect(&strip_tf_suffix(w)) {
         return Ok(Detected::new(ModelKind::Cartoon, "cartoongan_light"));
     }
+    if AnimeGan::detect(w) {
+        return Ok(Detected::new(ModelKind::Anime, "animegan2"));
+    }
     if MicroAst::detect(w) {
         return Ok(Detected::new(ModelKind::MicroAst, "microast"));
     }
@@ -221,7 +236,7 @@ pub fn detect(w: &Weights) -> Result<Detected> {
     }
     let some: Vec<&String> = w.tensors.keys().take(4).collect();
     Err(Error::Weights(format!(
-        "not a model styleforge knows (fast-style TransformerNet or Engstrom, AdaIN encoder+decoder, MicroAST, CartoonGAN-light, VGG16/19, CycleGAN or DCGAN generator); first tensors: {some:?}"
+        "not a model styleforge knows (fast-style TransformerNet or Engstrom, AdaIN encoder+decoder, MicroAST, CartoonGAN-light, AnimeGANv2, VGG16/19, CycleGAN or DCGAN generator); first tensors: {some:?}"
     )))
 }
 

@@ -153,7 +153,7 @@ impl Library {
     /// Every model: the library's files and the built-in models they do not override, sorted by
     /// name (files that fail to parse are skipped with a warning).
     pub fn list(&self) -> Result<Vec<ModelInfo>> {
-        let mut out = self.list_files()?;
+        let mut out = self.installed()?;
         for m in builtin::models() {
             if !out.iter().any(|o| o.name == m.name) {
                 out.push(m);
@@ -163,8 +163,8 @@ impl Library {
         Ok(out)
     }
 
-    /// The models stored as files in the library directory.
-    fn list_files(&self) -> Result<Vec<ModelInfo>> {
+    /// The models stored as files in the library directory (no built-in ones), sorted by name.
+    pub fn installed(&self) -> Result<Vec<ModelInfo>> {
         let dir = self.models_dir();
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,

@@ -1,7 +1,8 @@
-//! The `cartoon` method: a CartoonGAN-light generator as a one-pass filter (Chen et al.,
-//! CartoonGAN, CVPR 2018; mnicnc404/CartoonGan-tensorflow's light generator), the network of
-//! [`crate::networks::cartoongan`]. The built-in filters are `cartoon-paprika` and
-//! `cartoon-shinkai`.
+//! The `cartoon` method: GAN filters in one pass. CartoonGAN-light generators (Chen et al.,
+//! CartoonGAN, CVPR 2018; mnicnc404/CartoonGan-tensorflow's light generator,
+//! [`crate::networks::cartoongan`]; built in: `cartoon-paprika`, `cartoon-shinkai`) and AnimeGANv2
+//! generators ([`crate::networks::animegan`]; the port's published checkpoints are in the
+//! download manifest).
 //!
 //! Any size: the network's output (a multiple of 4) is cropped back to the input at the top left,
 //! as the reference aligns it. Large images run in tiles normalised with the whole image's
@@ -14,7 +15,14 @@ use crate::image_io::Picture;
 use crate::library::ModelKind;
 use crate::methods::MethodInfo;
 use crate::methods::fast::{FeedForward, FeedForwardNet, StylizeOptions, run_one_pass};
+use crate::networks::animegan::AnimeGan;
 use crate::networks::cartoongan::CartoonGan;
+
+impl FeedForwardNet for AnimeGan {
+    fn stylize_with(&self, pic: &Picture, opts: &StylizeOptions, device: &Device) -> Result<Picture> {
+        run_one_pass(pic, opts, device, &|x, ctx| self.forward_any_size(x, ctx))
+    }
+}
 
 impl FeedForwardNet for CartoonGan {
     fn stylize_with(&self, pic: &Picture, opts: &StylizeOptions, device: &Device) -> Result<Picture> {
@@ -26,10 +34,10 @@ impl FeedForwardNet for CartoonGan {
 pub static CARTOON: FeedForward = FeedForward {
     info: MethodInfo::feed_forward(
         "cartoon",
-        "Cartoon filter",
+        "Cartoon and anime filters",
         "A GAN filter in an anime film's look (built in: cartoon-paprika, cartoon-shinkai).",
-        "Chen et al., CartoonGAN: Generative Adversarial Networks for Photo Cartoonization (CVPR 2018), mnicnc404/CartoonGan-tensorflow (light generator)",
-        &[ModelKind::Cartoon],
+        "Chen et al., CartoonGAN (CVPR 2018), mnicnc404/CartoonGan-tensorflow (light generator); Chen et al., AnimeGAN (2019) v2, bryandlee/animegan2-pytorch",
+        &[ModelKind::Cartoon, ModelKind::Anime],
     ),
     stage: "cartoonizing",
 };

@@ -22,7 +22,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::error::{Error, Result};
-use crate::networks::layers::{Conv, NormContext, Padding};
+use crate::networks::layers::{Conv, GlobalEps, NormContext, Padding};
 use crate::weights::{HostTensor, Weights};
 
 /// The norm's offset, added to σ.
@@ -82,7 +82,7 @@ impl GlobalNorm {
 
     /// Normalises each sample over C, H and W, then `γ·x̂ + β` and a ReLU when `relu`.
     pub fn forward(&self, x: Tensor<4>, ctx: &mut NormContext, relu_after: bool) -> Tensor<4> {
-        let y = ctx.normalize_global(x, EPS) * self.gamma.val().reshape([1, 1, 1, 1]) + self.beta.val().reshape([1, 1, 1, 1]);
+        let y = ctx.normalize_global(x, GlobalEps::Sigma(EPS)) * self.gamma.val().reshape([1, 1, 1, 1]) + self.beta.val().reshape([1, 1, 1, 1]);
         if relu_after { relu(y) } else { y }
     }
 }

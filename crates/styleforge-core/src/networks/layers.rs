@@ -319,6 +319,15 @@ impl ResidualIn {
     }
 }
 
+/// Where a whole-sample normalisation adds its offset.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum GlobalEps {
+    /// To the standard deviation (keras-contrib).
+    Sigma(f64),
+    /// To the variance (PyTorch).
+    Variance(f64),
+}
+
 /// Per-layer instance-norm statistics: mean and biased variance, each `[N, C, 1, 1]`.
 pub type NormStats = Vec<(Tensor<4>, Tensor<4>)>;
 
@@ -346,10 +355,11 @@ impl NormContext {
         self.with_statistics(|stats| generic::instance_norm(x, stats, None, false, eps, false))
     }
 
-    /// Normalises each sample over C, H and W together: `(x - μ) / (σ + eps)` with the population
-    /// σ (keras-contrib's `InstanceNormalization(axis=None)`; eps is added to σ, not to the
-    /// variance). Recorded and replayed like the per-channel statistics, as `[N, 1, 1, 1]`.
-    pub fn normalize_global(&mut self, x: Tensor<4>, eps: f64) -> Tensor<4> {
+    /// Normalises each sample over C, H and W together with the population variance:
+    /// `(x - μ) / (σ + eps)` (keras-contrib's `InstanceNormalization(axis=None)`) or
+    /// `(x - μ) / sqrt(σ² + eps)` (PyTorch's `GroupNorm(1, C)`). Recorded and replayed like the
+    /// per-channel statistics, as `[N, 1, 1, 1]`.
+    pub fn normalize_global(&mut self, x: Tensor<4>, eps: GlobalEps) -> Tensor<4> {
         let [n, c, h, w] = x.dims();
         let own = |x: &Tensor<4>| {
             let flat = x.clone().reshape([n, c * h * w]);
@@ -370,7 +380,10 @@ impl NormContext {
                 s
             }
         };
-        (x - mean) / (var.sqrt() + eps)
+        match eps {
+            GlobalEps::Sigma(e) => (x - mean) / (var.sqrt() + e),
+            GlobalEps::Variance(e) => (x - mean) / (var + e).sqrt(),
+        }
     }
 
     /// [`NormContext::normalize`], then the `affine` map and a ReLU if asked, through

@@ -1,6 +1,7 @@
 //! The networks, one file each, built from [`crate::weights::Weights`] and generic over burn's backends (chosen by `Device`).
 
 pub mod adain;
+pub mod animegan;
 pub mod cartoongan;
 pub mod cyclegan;
 pub mod dcgan;
