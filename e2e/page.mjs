@@ -111,8 +111,9 @@ await run("page", 420, async (browser) => {
     const c = document.querySelector('.style-card[aria-pressed="true"]');
     return c && c.dataset.name !== prev && c.querySelector(".badge")?.textContent === "Your image";
   }, first);
-  check(await page.isChecked("#method-adain"), "a style image defaults to AdaIN");
-  check((await page.locator("#method-gatys").count()) === 1, "a style image also offers Gatys");
+  check(await page.isChecked("#method-microast"), "a style image defaults to MicroAST (built in)");
+  check((await page.locator("#method-adain, #method-gatys").count()) === 2, "a style image also offers AdaIN and Gatys");
+  await page.check("#method-adain");
   await page.check("#blend-on");
   check((await page.inputValue("#blend-style")) === first, "the blend offers the other style image");
   await page.fill("#blend-mix", "30");

@@ -102,7 +102,8 @@ pub struct Config {
     /// Methods whose jobs need a GPU worker (a worker whose `device` is `cuda`); other jobs go
     /// to any worker. Default none.
     pub gpu_methods: Vec<String>,
-    /// Methods this process's workers run (`fast`, `adain`, `gatys`, `cyclegan`, `train`);
+    /// Methods this process's workers run (`fast`, `microast`, `adain`, `gatys`, `cyclegan`,
+    /// `train`);
     /// empty: all.
     /// Default all.
     pub worker_methods: Vec<String>,

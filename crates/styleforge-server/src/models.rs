@@ -1,6 +1,7 @@
 //! Models: loaded once from the library and shared (an `Arc` cache keyed by model name, reloaded
-//! when the file changes, loaded as the kind its metadata names), and the style gallery with
-//! keyword search.
+//! when the file changes, loaded as the kind its metadata names), library files and the models
+//! built into the binary alike (a file overrides the built-in model of its name); the built-in
+//! paintings; and the style gallery with keyword search.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,6 +10,7 @@ use std::time::{Instant, SystemTime};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use styleforge_core::image_io::Picture;
+use styleforge_core::library::builtin::{self, Painting};
 use styleforge_core::library::{Library, Loaded, ModelInfo, ModelKind};
 use styleforge_core::methods::{self, StyleSource};
 use tokio::sync::OnceCell;
@@ -16,7 +18,9 @@ use utoipa::ToSchema;
 
 use crate::jobs::{JobError, JobResult};
 
-type Stamp = (SystemTime, u64);
+/// What a cached model was loaded from: a file's modification time and length, or `None` for a
+/// built-in model.
+type Stamp = Option<(SystemTime, u64)>;
 
 struct Entry {
     stamp: Stamp,
@@ -55,16 +59,17 @@ impl Models {
         &self.library
     }
 
-    /// Every model in the library (headers only).
+    /// Every model: the library's files and the built-in models they do not override (headers
+    /// only).
     pub async fn list(&self) -> JobResult<Vec<ModelInfo>> {
         let lib = self.library.clone();
         Ok(tokio::task::spawn_blocking(move || lib.list()).await.map_err(JobError::internal)??)
     }
 
-    /// The metadata of one model, or 404.
+    /// The metadata of one model (a library file, else a built-in model), or 404.
     pub async fn info(&self, name: &str) -> JobResult<ModelInfo> {
         if styleforge_core::library::validate_name(name).is_err()
-            || !self.library.model_path(name).is_file()
+            || !(self.library.model_path(name).is_file() || builtin::model_info(name).is_some())
         {
             return Err(JobError::not_found("style", name));
         }
@@ -83,13 +88,23 @@ impl Models {
         Ok(all.into_iter().find(|m| fits(m)))
     }
 
-    /// The loaded network for a library model, loading it on first use (once, even when many
-    /// requests ask at the same time).
+    /// The built-in painting `name`, unless a library model of that name overrides it.
+    pub fn painting(&self, name: &str) -> Option<&'static Painting> {
+        builtin::painting(name).filter(|p| !self.library.model_path(p.name).is_file())
+    }
+
+    /// The loaded network for a model (a library file, else the built-in model of that name),
+    /// loading it on first use (once, even when many requests ask at the same time).
     pub async fn get(&self, info: &ModelInfo) -> JobResult<Arc<Loaded>> {
         let path = self.library.model_path(&info.name);
-        let stamp = std::fs::metadata(&path)
-            .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
-            .map_err(|_| JobError::not_found("style", &info.name))?;
+        // A built-in model has no file: its stamp is constant, and a file of its name that
+        // appears (or goes) later changes the stamp, so the cache reloads.
+        let stamp = match std::fs::metadata(&path) {
+            Ok(m) => Some((m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len())),
+            Err(_) if builtin::model_info(&info.name).is_some() => None,
+            Err(_) => return Err(JobError::not_found("style", &info.name)),
+        };
+        let from_file = stamp.is_some();
         let cell = {
             let mut cache = self.cache.lock().expect("model cache");
             let entry = cache.entry(info.name.clone()).or_insert_with(|| Entry {
@@ -113,7 +128,8 @@ impl Models {
             let loaded = tokio::task::spawn_blocking(move || {
                 let t = Instant::now();
                 let r = match kind {
-                    Some(k) => k.load(&path, &device),
+                    Some(k) if from_file => k.load(&path, &device),
+                    Some(k) => builtin::weights(&n).and_then(|w| k.load_weights(&w, &device)),
                     None => Err(styleforge_core::Error::Param(format!("model `{n}` is not a network this server runs"))),
                 };
                 hist.with_label_values(&[n.as_str()])
@@ -146,17 +162,20 @@ pub fn is_style_model(m: &ModelInfo) -> bool {
     })
 }
 
-/// A style in the gallery: a library model or a custom style image.
+/// A style in the gallery: a model (from the library, or built in), a built-in painting, or a
+/// custom style image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct StyleInfo {
-    /// The name to pass as `style`: the model name, or the custom style's id.
+    /// The name to pass as `style`: the model's or the painting's name, or the custom style's id.
     pub name: String,
     /// Title.
     pub title: String,
-    /// The method it serves: `fast` (a trained network), `adain` or `vgg` (networks the
-    /// adain and gatys methods use), or `image` (a custom style image, for adain and gatys).
+    /// The method it serves: `fast` or `cyclegan` (a network that is the style), `microast`,
+    /// `adain` or `vgg` (networks the methods whose style is images run), or `image` (a style
+    /// image, built-in painting or custom upload, for microast, adain and gatys).
     pub method: String,
-    /// `model` (from the library) or `custom` (uploaded with `POST /v1/styles`).
+    /// `model` (a library model, or one built into styleforge), `builtin` (a public-domain
+    /// painting built into styleforge) or `custom` (uploaded with `POST /v1/styles`).
     pub kind: String,
     /// Network family, for models.
     pub family: String,
@@ -199,6 +218,23 @@ impl StyleInfo {
         }
     }
 
+    /// A built-in painting.
+    pub fn from_painting(p: &Painting) -> Self {
+        Self {
+            name: p.name.into(),
+            title: p.title.into(),
+            method: "image".into(),
+            kind: "builtin".into(),
+            family: String::new(),
+            tags: p.tags.iter().map(|t| t.to_string()).collect(),
+            description: format!("{}, {}: a public-domain painting built into styleforge", p.artist, p.year),
+            license: builtin::PAINTING_LICENSE.into(),
+            research_only: false,
+            thumbnail_url: Some(format!("/v1/styles/{}/thumbnail", p.name)),
+            score: None,
+        }
+    }
+
     /// A custom style image.
     pub fn from_image(r: &crate::db::ImageRow) -> Self {
         Self {
@@ -219,6 +255,16 @@ impl StyleInfo {
             score: None,
         }
     }
+}
+
+/// The sha256 (hex) of a built-in painting's JPEG (computed once per process).
+pub fn painting_sha256(p: &Painting) -> &'static str {
+    static SHAS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let shas = SHAS.get_or_init(|| builtin::PAINTINGS.iter().map(|p| crate::store::sha256_hex(p.jpeg)).collect());
+    builtin::PAINTINGS
+        .iter()
+        .position(|x| x.name == p.name)
+        .map_or("", |i| shas[i].as_str())
 }
 
 /// Splits a comma-separated tag list.

@@ -77,7 +77,7 @@ impl Modify for Security {
     }
 }
 
-/// The `method` of a stylisation request: one of the registry's names.
+/// The `method` of a stylisation request: one of the registry's names, optional.
 struct MethodNames;
 
 impl Modify for MethodNames {
@@ -92,8 +92,13 @@ impl Modify for MethodNames {
         let names: Vec<&str> = styleforge_core::methods::names();
         let mut method = Object::with_type(Type::String);
         method.enum_values = Some(names.iter().map(|n| (*n).into()).collect());
-        method.default = Some(styleforge_core::methods::default_method().info().name.into());
-        method.description = Some(format!("The method (see `GET /v1/methods`): {}.", names.join(", ")));
+        method.description = Some(format!(
+            "The method (see `GET /v1/methods`): {}. Default: chosen from the style: the method that runs \
+             a library model's kind (`fast`, `cyclegan`); for a built-in painting or a style image, the method that runs \
+             `model` when given, else `{}`.",
+            names.join(", "),
+            styleforge_core::methods::default_style_method().info().name
+        ));
         req.properties.insert("method".into(), RefOr::T(Schema::Object(method)));
     }
 }

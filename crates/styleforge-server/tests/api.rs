@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
 use burn::tensor::Device;
@@ -10,7 +11,8 @@ use common::*;
 use serde_json::{Value, json};
 use styleforge_core::methods::fast::{FastStyleNet, StylizeOptions};
 use styleforge_core::image_io;
-use styleforge_core::library::{Library, ModelInfo};
+use styleforge_core::methods;
+use styleforge_core::library::{Library, ModelInfo, ModelKind, builtin};
 use styleforge_core::shared;
 use styleforge_server::KeyLimits;
 
@@ -221,8 +223,19 @@ fn style_gallery_lists_the_library_and_searches_keywords() {
             .map(|s| s["name"].as_str().unwrap().to_string())
             .collect()
     };
+    // The library's models (and the built-in one), then the built-in paintings.
+    let models = |v: &Value| -> Vec<String> {
+        v["styles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["kind"] == "model")
+            .map(|s| s["name"].as_str().unwrap().to_string())
+            .collect()
+    };
     let all = get(&s.url("/v1/styles"), None).ok_json(200);
-    assert_eq!(names(&all), ["candy", "seascape"]);
+    assert_eq!(models(&all), ["candy", "microast", "seascape"]);
+    assert_eq!(names(&all).len(), 3 + builtin::PAINTINGS.len());
     let candy = &all["styles"][0];
     assert_eq!(candy["title"], "Candy");
     assert_eq!(candy["method"], "fast");
@@ -245,11 +258,12 @@ fn style_gallery_lists_the_library_and_searches_keywords() {
     )
     .unwrap();
     let all = get(&s.url("/v1/styles"), None).ok_json(200);
-    assert_eq!(names(&all), ["candy", "candy-large", "seascape"]);
+    assert_eq!(models(&all), ["candy", "candy-large", "microast", "seascape"]);
 
     // Keyword search over tags and descriptions, with simple stemming.
     let found = get(&s.url("/v1/styles?q=stormy+sea"), None).ok_json(200);
-    assert_eq!(names(&found), ["seascape"]);
+    assert_eq!(names(&found)[..2], ["seascape", "shipwreck-minotaur"]);
+    assert!(!names(&found).contains(&"candy".to_string()));
     let found = get(&s.url("/v1/styles?q=colourful%20stained%20glass"), None).ok_json(200);
     assert_eq!(names(&found)[0], "candy");
     assert!(!names(&found).contains(&"seascape".to_string()));
@@ -270,7 +284,7 @@ fn style_gallery_lists_the_library_and_searches_keywords() {
         None,
     );
     let mine = get(&s.url("/v1/styles?q=paint"), None).ok_json(200);
-    assert_eq!(names(&mine), std::slice::from_ref(&sid));
+    assert_eq!(names(&mine)[0], sid);
     assert_eq!(mine["styles"][0]["kind"], "custom");
     let t = get(&s.url(&format!("/v1/styles/{sid}/thumbnail")), None);
     assert_eq!(t.status, 200);
@@ -377,6 +391,14 @@ fn adain_runs_synchronously_and_needs_a_library_model() {
     .ok_json(200);
     let img = get(&s.url(v["url"].as_str().unwrap()), None);
     assert_eq!(decode_rgb(&img.body).dimensions(), (128, 85));
+    // Without a method: the one that runs the named model, else MicroAST.
+    let method_of = |req: Value| {
+        let v = post_json(&s.url("/v1/stylize"), &req, None).ok_json(200);
+        let info = get(&s.url(&format!("/v1/results/{}/info", v["result"].as_str().unwrap())), None).ok_json(200);
+        info["method"].as_str().unwrap().to_string()
+    };
+    assert_eq!(method_of(json!({"image": cid, "style": s1, "model": "adain", "max_size": 64})), "adain");
+    assert_eq!(method_of(json!({"image": cid, "style": s1, "max_size": 64})), "microast");
     // A library model is not a style image.
     post_json(
         &s.url("/v1/stylize"),
@@ -769,7 +791,7 @@ fn keys_isolate_owners_and_apply_limits() {
             .as_array()
             .unwrap()
             .iter()
-            .all(|s| s["kind"] == "model")
+            .all(|s| s["kind"] != "custom")
     );
     // Alice still does.
     assert_eq!(get(&s.url(&format!("/v1/images/{img}")), a).status, 200);
@@ -1213,7 +1235,8 @@ fn training_jobs_add_a_private_fast_style() {
 
 #[test]
 fn methods_come_from_the_engine_registry() {
-    // A library with fast styles only: fast is available, adain and gatys are listed but lack a model.
+    // A library with fast styles only: fast (and microast, built in) is available, adain and
+    // gatys are listed but lack a model.
     let home = tempfile::tempdir().unwrap();
     fast_models(&Library::new(home.path()));
     let data = tempfile::tempdir().unwrap();
@@ -1236,6 +1259,8 @@ fn methods_come_from_the_engine_registry() {
     assert_eq!(gatys["default_model"], "vgg19");
     assert!(gatys["options"].as_array().unwrap().iter().any(|o| o["name"] == "iterations"));
     assert_eq!(by("adain")["mask"], true);
+    // MicroAST's network is built in.
+    assert_eq!(by("microast")["available"], true);
 
     // The OpenAPI document's method values are the registry's; an unknown method is refused
     // when the body is read.
@@ -1245,5 +1270,155 @@ fn methods_come_from_the_engine_registry() {
     let cid = upload(&s, &content_jpeg(), None);
     post_json(&s.url("/v1/stylize"), &json!({"image": cid, "style": "candy", "method": "pointillism"}), None)
         .assert_error(422, "invalid_body");
+    s.shutdown();
+}
+
+/// Mean absolute difference per channel between two images of the same size.
+fn mean_diff(a: &image::RgbImage, b: &image::RgbImage) -> f64 {
+    assert_eq!(a.dimensions(), b.dimensions());
+    let sum: u64 = a.as_raw().iter().zip(b.as_raw()).map(|(x, y)| x.abs_diff(*y) as u64).sum();
+    sum as f64 / a.as_raw().len() as f64
+}
+
+#[test]
+fn an_empty_library_stylises_with_the_built_in_paintings_and_microast() {
+    let home = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let s = TestServer::start(config(home.path(), data.path()));
+
+    // The gallery: the built-in MicroAST model and the eleven paintings, in gallery order.
+    let all = get(&s.url("/v1/styles"), None).ok_json(200);
+    let styles = all["styles"].as_array().unwrap();
+    let of_kind = |k: &str| -> Vec<&str> {
+        styles.iter().filter(|v| v["kind"] == k).map(|v| v["name"].as_str().unwrap()).collect()
+    };
+    assert_eq!(of_kind("model"), ["microast"]);
+    assert_eq!(of_kind("builtin"), builtin::PAINTINGS.iter().map(|p| p.name).collect::<Vec<_>>());
+    assert_eq!(styles.len(), 1 + builtin::PAINTINGS.len());
+    let starry = styles.iter().find(|v| v["name"] == "starry-night").unwrap();
+    assert_eq!(starry["title"], "The Starry Night");
+    assert_eq!(starry["method"], "image");
+    let desc = starry["description"].as_str().unwrap();
+    assert!(desc.contains("Vincent van Gogh") && desc.contains("1889"), "{desc}");
+    assert_eq!(starry["license"], builtin::PAINTING_LICENSE);
+    assert!(starry["tags"].as_array().unwrap().iter().any(|t| t == "swirls"));
+    assert_eq!(starry["thumbnail_url"], "/v1/styles/starry-night/thumbnail");
+    assert_eq!(&get(&s.url("/v1/styles/starry-night"), None).ok_json(200), starry);
+    assert_eq!(get(&s.url("/v1/styles?method=image"), None).ok_json(200)["styles"].as_array().unwrap().len(), 11);
+
+    // Every painting has a thumbnail, scaled like the others.
+    for p in &builtin::PAINTINGS {
+        let t = get(&s.url(&format!("/v1/styles/{}/thumbnail?size=96", p.name)), None);
+        assert_eq!(t.status, 200, "{}: {}", p.name, String::from_utf8_lossy(&t.body));
+        assert_eq!(t.content_type, "image/jpeg");
+        let img = decode_rgb(&t.body);
+        assert_eq!(img.width().max(img.height()), 96, "{}", p.name);
+    }
+    let t = decode_rgb(&get(&s.url("/v1/styles/great-wave/thumbnail"), None).body);
+    assert_eq!(t.width().max(t.height()), 256);
+
+    // Keyword search finds them.
+    let first = |q: &str| get(&s.url(&format!("/v1/styles?q={q}")), None).ok_json(200)["styles"][0]["name"].clone();
+    assert_eq!(first("van%20gogh"), "starry-night");
+    assert_eq!(first("hokusai"), "great-wave");
+    assert_eq!(first("pointillism"), "grande-jatte");
+
+    // MicroAST is there with its options, built in.
+    let list = get(&s.url("/v1/methods"), None).ok_json(200);
+    let by = |n: &str| list.as_array().unwrap().iter().find(|m| m["name"] == n).unwrap().clone();
+    let micro = by("microast");
+    assert_eq!(
+        (micro["style"].as_str(), micro["execution"].as_str(), micro["available"].as_bool()),
+        (Some("images"), Some("sync"), Some(true))
+    );
+    assert_eq!(micro["default_model"], "microast");
+    assert_eq!(micro["model_kinds"], json!(["microast"]));
+    assert_eq!(micro["max_styles"], 8);
+    assert_eq!(micro["mask"], true);
+    let opts: Vec<&str> = micro["options"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
+    assert_eq!(opts, ["strength", "preserve_color", "max_size"]);
+    assert_eq!((by("fast")["available"].as_bool(), by("adain")["available"].as_bool()), (Some(false), Some(false)));
+
+    // A painting as the style: no method named, answered at once with MicroAST, the engine's pixels.
+    let jpeg = content_jpeg();
+    let cid = upload(&s, &jpeg, None);
+    let v = post_json(&s.url("/v1/stylize"), &json!({"image": cid, "style": "starry-night"}), None).ok_json(200);
+    assert_eq!((v["width"].as_u64(), v["height"].as_u64()), (Some(256), Some(170)));
+    let got = decode_rgb(&get(&s.url(v["url"].as_str().unwrap()), None).body);
+    let content = decode_rgb(&jpeg);
+    assert_eq!(got.dimensions(), content.dimensions());
+    let diff = mean_diff(&got, &content);
+    assert!(diff > 10.0, "the result differs from the photo (mean difference {diff:.1})");
+    let info = get(&s.url(&format!("/v1/results/{}/info", v["result"].as_str().unwrap())), None).ok_json(200);
+    assert_eq!((info["method"].as_str(), info["style"].as_str()), (Some("microast"), Some("starry-night")));
+    let dev = Device::flex();
+    let model = ModelKind::MicroAst.load_weights(&builtin::weights("microast").unwrap(), &dev).unwrap();
+    let mut input = methods::Input::content(image_io::decode(&jpeg, image_io::DEFAULT_MAX_PIXELS).unwrap());
+    input.styles = vec![(builtin::painting("starry-night").unwrap().picture().unwrap().into(), 1.0)];
+    let want = methods::get("microast")
+        .unwrap()
+        .run(&model, &input, &methods::Params::new(), &dev, &mut methods::Control::new(None, &mut |_| {}))
+        .unwrap()
+        .picture;
+    let want = decode_rgb(&want.encode(image_io::Format::Png).unwrap());
+    assert_eq!(got, want, "the service gives the engine's pixels");
+
+    // A custom style image, alone and blended with a painting; named method or not.
+    let sid = upload_style(&s, &small_png("data/styles/the_scream_munch.jpg", 64), None);
+    let v = post_json(&s.url("/v1/stylize"), &json!({"image": cid, "style": sid}), None).ok_json(200);
+    let info = get(&s.url(&format!("/v1/results/{}/info", v["result"].as_str().unwrap())), None).ok_json(200);
+    assert_eq!(info["method"], "microast");
+    let blend = json!({"image": cid, "styles": [{"style": "great-wave", "weight": 2}, {"style": sid, "weight": 1}], "max_size": 128});
+    let v = post_json(&s.url("/v1/stylize"), &blend, None).ok_json(200);
+    assert_eq!((v["width"].as_u64(), v["height"].as_u64()), (Some(128), Some(85)));
+    let info = get(&s.url(&format!("/v1/results/{}/info", v["result"].as_str().unwrap())), None).ok_json(200);
+    assert_eq!((info["method"].as_str(), info["style"].as_str()), (Some("microast"), Some(format!("great-wave+{sid}").as_str())));
+    let blended = decode_rgb(&get(&s.url(v["url"].as_str().unwrap()), None).body);
+    assert_eq!(blended.dimensions(), (128, 85));
+
+    // As a job, run by a worker (the painting travels as a built-in reference, not a blob).
+    let job = post_json(
+        &s.url("/v1/stylize"),
+        &json!({"image": cid, "style": "the-scream", "method": "microast", "async": true, "max_size": 96}),
+        None,
+    )
+    .ok_json(202)["job"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let done = wait_job(&s, &job, None, Duration::from_secs(120), |j| j["state"] == "succeeded" || j["state"] == "failed");
+    assert_eq!(done["state"], "succeeded", "{done}");
+
+    // Errors: unknown styles, the wrong method, a missing network, deleting a built-in.
+    post_json(&s.url("/v1/stylize"), &json!({"image": cid, "style": "nope"}), None).assert_error(404, "style_not_found");
+    post_json(&s.url("/v1/stylize"), &json!({"image": cid, "style": "nope", "method": "microast"}), None)
+        .assert_error(404, "style_not_found");
+    post_json(&s.url("/v1/stylize"), &json!({"image": cid, "styles": [{"style": "starry-night"}, {"style": "nope"}]}), None)
+        .assert_error(404, "style_not_found");
+    get(&s.url("/v1/styles/nope/thumbnail"), None).assert_error(404, "style_not_found");
+    let r = post_json(&s.url("/v1/stylize"), &json!({"image": cid, "style": "starry-night", "method": "fast"}), None);
+    r.assert_error(422, "wrong_method");
+    assert!(r.json()["message"].as_str().unwrap().contains("built-in painting"), "{}", r.json());
+    post_json(&s.url("/v1/stylize"), &json!({"image": cid, "style": "microast"}), None).assert_error(422, "wrong_method");
+    post_json(&s.url("/v1/stylize"), &json!({"image": cid, "style": "starry-night", "method": "adain"}), None)
+        .assert_error(422, "model_missing");
+    let r = delete(&s.url("/v1/styles/starry-night"), None);
+    r.assert_error(403, "read_only");
+    assert!(r.json()["message"].as_str().unwrap().contains("built into styleforge"));
+    delete(&s.url("/v1/styles/microast"), None).assert_error(403, "read_only");
+    assert_eq!(get(&s.url("/v1/styles/starry-night"), None).status, 200);
+
+    // A library file named `microast` overrides the built-in model, and is what runs.
+    let lib = Library::new(home.path());
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../styleforge-core/assets/microast");
+    let files: Vec<_> = builtin::MICROAST_FILES.iter().map(|f| dir.join(f.name)).collect();
+    lib.import(&files, ModelInfo { name: "microast".into(), title: "My MicroAST".into(), ..Default::default() }, false)
+        .unwrap();
+    let mine = get(&s.url("/v1/styles/microast"), None).ok_json(200);
+    assert_eq!(mine["title"], "My MicroAST");
+    let v = post_json(&s.url("/v1/stylize"), &json!({"image": cid, "style": "starry-night"}), None).ok_json(200);
+    assert_eq!(decode_rgb(&get(&s.url(v["url"].as_str().unwrap()), None).body), want, "the same weights, from the file");
+    let m = String::from_utf8(get(&s.url("/metrics"), None).body).unwrap();
+    assert!(m.contains("styleforge_model_load_seconds_count{model=\"microast\"} 2"), "loaded built in, then from the file");
     s.shutdown();
 }

@@ -1,5 +1,6 @@
 //! Browser tests of the web page and the widget: servers on 127.0.0.1:0 with the test models
-//! (real fast-style networks from the shared data), driven in headless Chromium by
+//! (real fast-style networks from the shared data), or with an empty library (the built-in
+//! paintings and MicroAST), driven in headless Chromium by
 //! playwright-core scripts in `e2e/`. `scripts/install-browser.sh` (run by `.ci/run`) installs
 //! Debian's chromium and the e2e folder's npm packages; without them these tests fail and say so.
 //! Screenshots go to `$STYLEFORGE_E2E_SHOTS` (default `target/e2e-shots`).
@@ -288,4 +289,53 @@ fn widget_in_chromium_on_another_origin() {
         ],
     );
     s.shutdown();
+}
+
+#[test]
+fn built_in_paintings_in_chromium_with_an_empty_library() {
+    // The page on an anonymous server, the widget on one with a publishable key: no models.
+    let (page_home, page_data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let s = TestServer::start(config(page_home.path(), page_data.path()));
+    let (home, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut cfg = config(home.path(), data.path());
+    cfg.anonymous = false;
+    let w = TestServer::start(cfg.clone());
+    let (listener, origin) = HostPage::bind();
+    let key = w
+        .block_on(styleforge_server::create_publishable_key(
+            &cfg,
+            "example site",
+            KeyLimits::default(),
+            std::slice::from_ref(&origin),
+        ))
+        .unwrap();
+    let photo = std::fs::read(shared::path("data/content/small/parrots_kodim23_256.jpg")).unwrap();
+    let host = HostPage::serve(listener, origin, host_html(&w.base, &key.key), photo);
+
+    node(
+        "builtin.mjs",
+        &[
+            ("STYLEFORGE_URL", format!("{}/", s.base)),
+            ("STYLEFORGE_HOST_OK", format!("{}/", host.origin)),
+            (
+                "STYLEFORGE_PHOTO",
+                shared::path("data/content/parrots_kodim23.jpg").display().to_string(),
+            ),
+            (
+                "STYLEFORGE_STYLE1",
+                shared::path("data/styles/starry_night_van_gogh.jpg").display().to_string(),
+            ),
+            (
+                "STYLEFORGE_AVATAR_PHOTO",
+                shared::path("data/content/portrait_woman_kodim04.jpg").display().to_string(),
+            ),
+        ],
+    );
+
+    // Nothing was added to the libraries.
+    for home in [page_home.path(), home.path()] {
+        assert!(!home.join("models").exists(), "{}", home.display());
+    }
+    s.shutdown();
+    w.shutdown();
 }

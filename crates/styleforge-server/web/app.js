@@ -38,6 +38,7 @@ const state = {
   job: null,
   current: null,
   thumbs: new Map(),
+  blendPick: null,
   history: { cursor: null, urls: [] },
   searchSeq: 0,
 };
@@ -98,6 +99,7 @@ function methodsFor(style) {
 }
 
 function badgeFor(style) {
+  if (style.kind === "builtin") return "Painting";
   if (style.method === "image") return "Your image";
   if (style.method === "fast") return "Fast";
   if (style.method === "cyclegan") return "GAN";
@@ -289,7 +291,7 @@ function renderMethods() {
   field.hidden = false;
   if (!methods.length) {
     list.replaceChildren(
-      el("p", { class: "hint", text: "This server has no AdaIN or VGG model, so style images cannot be used here." }),
+      el("p", { class: "hint", text: "This server has no network for style images, so they cannot be used here." }),
     );
   } else {
     list.replaceChildren(
@@ -318,14 +320,16 @@ function renderMethods() {
 
 function renderBlend() {
   const style = styleByName(state.selected);
-  const others = state.styles.filter((s) => s.method === "image" && s.name !== state.selected);
+  // The other style images: your own first, then the built-in paintings.
+  const own = (s) => (s.kind === "custom" ? 0 : 1);
+  const others = state.styles.filter((s) => s.method === "image" && s.name !== state.selected).sort((a, b) => own(a) - own(b));
   const show = !!style && style.method === "image" && methodInfo(state.method)?.style === "images" && others.length > 0;
   $("blend").hidden = !show;
   if (!show) return;
   const select = $("blend-style");
-  const keep = select.value;
   select.replaceChildren(...others.map((s) => el("option", { value: s.name, text: s.title })));
-  if (others.some((s) => s.name === keep)) select.value = keep;
+  // A second style picked by hand stays picked.
+  if (others.some((s) => s.name === state.blendPick)) select.value = state.blendPick;
   $("blend-controls").hidden = !$("blend-on").checked;
   updateBlendLabels();
 }
@@ -773,7 +777,10 @@ function wire() {
     $("blend-controls").hidden = !$("blend-on").checked;
     updateBlendLabels();
   });
-  $("blend-style").addEventListener("change", updateBlendLabels);
+  $("blend-style").addEventListener("change", () => {
+    state.blendPick = $("blend-style").value;
+    updateBlendLabels();
+  });
   $("blend-mix").addEventListener("input", updateBlendLabels);
   $("strength").addEventListener("input", updateOptions);
 

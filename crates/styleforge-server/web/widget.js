@@ -36,21 +36,24 @@
     }
   })();
   var AVATAR_SIZE = 512;
-  // The model kinds of methods that need nothing but a style name (GET /v1/methods): the
-  // widget offers those styles.
+  // What needs nothing but a style name (GET /v1/methods): the model kinds of methods whose
+  // style is the model, and, when a method for style images can run, the built-in paintings.
+  // The widget offers those styles.
   var selfContained = null;
-  function styleKinds() {
+  function offered() {
     if (!selfContained) {
       selfContained = json("/v1/methods").then(function (methods) {
-        var kinds = {};
+        var offer = { kinds: {}, paintings: false };
         methods.forEach(function (m) {
           if (m.style === "model") {
             m.model_kinds.forEach(function (k) {
-              kinds[k] = true;
+              offer.kinds[k] = true;
             });
+          } else if (m.style === "images" && m.available) {
+            offer.paintings = true;
           }
         });
-        return kinds;
+        return offer;
       });
       selfContained.catch(function () {
         selfContained = null;
@@ -205,9 +208,9 @@
   function styles(query) {
     var q = (query || "").trim();
     var keep = function (j) {
-      return styleKinds().then(function (kinds) {
+      return offered().then(function (offer) {
         return j.styles.filter(function (s) {
-          return kinds[s.method];
+          return s.kind === "builtin" ? offer.paintings : s.kind === "model" && !!offer.kinds[s.method];
         });
       });
     };
@@ -264,9 +267,11 @@
     });
   }
 
-  // Stylises an uploaded image with a style; resolves to { blob, result, width, height }.
+  // Stylises an uploaded image with a style (a model runs by its own method; the server picks the
+  // method for a painting); resolves to { blob, result, width, height }.
   function stylise(imageId, style, maxSize) {
-    var req = { image: imageId, style: style.name, method: style.method, format: "png" };
+    var req = { image: imageId, style: style.name, format: "png" };
+    if (style.kind === "model") req.method = style.method;
     if (maxSize) req.max_size = maxSize;
     return call("/v1/stylize", { method: "POST", json: req })
       .then(function (r) {

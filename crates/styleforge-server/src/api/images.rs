@@ -425,11 +425,20 @@ pub async fn delete(
 
 /// A thumbnail of stored bytes (cached in the blob store): JPEG, or PNG when there is alpha.
 pub async fn thumbnail_bytes(state: &AppState, sha: &str, size: u32) -> ApiResult<Bytes> {
+    thumbnail_of(state, sha, size, None).await
+}
+
+/// A thumbnail of the image whose bytes have the sha256 `sha`: `src` when given (an image
+/// built into the binary), else the stored blob; cached in the blob store.
+pub async fn thumbnail_of(state: &AppState, sha: &str, size: u32, src: Option<Bytes>) -> ApiResult<Bytes> {
     let key = format!("thumbs/{sha}-{size}");
     if let Some(b) = state.blobs.cached(&key).await {
         return Ok(b);
     }
-    let src = state.blobs.get(sha).await?;
+    let src = match src {
+        Some(b) => b,
+        None => state.blobs.get(sha).await?,
+    };
     let max = state.config.max_pixels;
     let out = state
         .run_decode(move || {

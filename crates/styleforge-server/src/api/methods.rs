@@ -1,6 +1,6 @@
 //! `GET /v1/methods`: the engine's method registry as clients need it: each method's name,
-//! title, where its style comes from, the model kinds it runs and whether the library holds
-//! one, how it is answered, and its options with their ranges and defaults. The page builds
+//! title, where its style comes from, the model kinds it runs and whether one is there (a
+//! library file or a model built into styleforge), how it is answered, and its options with their ranges and defaults. The page builds
 //! its method list from it.
 
 use axum::Json;
@@ -56,12 +56,12 @@ pub struct MethodEntry {
     /// Most style images in one request (style `images`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_styles: Option<u32>,
-    /// The model kinds it runs (`fast`, `adain`, `vgg`, `cyclegan`).
+    /// The model kinds it runs (`fast`, `microast`, `adain`, `vgg`, `cyclegan`).
     pub model_kinds: Vec<String>,
     /// The model used when the request names none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_model: Option<String>,
-    /// Whether the library holds a model it runs.
+    /// Whether a model it runs is there: in the library, or built into styleforge (`microast`).
     pub available: bool,
     /// Whether it takes a `mask`.
     pub mask: bool,

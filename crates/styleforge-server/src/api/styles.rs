@@ -1,5 +1,6 @@
-//! Styles: the gallery (every library model plus the caller's custom style images), keyword
-//! search, one style, custom style upload and deletion, thumbnails.
+//! Styles: the gallery (every model, library and built-in, the built-in paintings, and the
+//! caller's custom style images), keyword search, one style, custom style upload and deletion,
+//! thumbnails.
 
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
@@ -7,16 +8,17 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use styleforge_core::image_io::Format;
-use styleforge_core::methods;
 use styleforge_core::library::ModelInfo;
+use styleforge_core::library::builtin::{self, Painting};
+use styleforge_core::methods;
 use utoipa::{IntoParams, ToSchema};
 
-use super::images::{ImageMeta, ThumbQuery, created, receive_image, thumb_size, thumbnail_bytes};
+use super::images::{ImageMeta, ThumbQuery, created, receive_image, thumb_size, thumbnail_bytes, thumbnail_of};
 use super::{ApiQuery, hashed_image_response};
 use crate::auth::Caller;
 use crate::db::{self, ImageRow};
 use crate::error::{ApiError, ApiResult};
-use crate::models::{StyleInfo, is_style_model, sample_scene, search_score};
+use crate::models::{StyleInfo, is_style_model, painting_sha256, sample_scene, search_score};
 use crate::state::AppState;
 
 /// Multipart custom style upload.
@@ -42,14 +44,15 @@ pub struct StyleQuery {
     /// Keywords searched in tags, titles and descriptions (e.g. `stormy sea`); results are
     /// ranked by relevance.
     pub q: Option<String>,
-    /// Only styles for this method (`fast`, `adain`, `vgg`, `image`).
+    /// Only styles with this `method` (`fast`, `cyclegan`, `microast`, `adain`, `vgg`, `image`).
     pub method: Option<String>,
 }
 
 /// The gallery.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StyleList {
-    /// Styles: by name, or by relevance when searching.
+    /// Styles: the models by name, the built-in paintings, then your custom styles (newest
+    /// first); by relevance when searching.
     pub styles: Vec<StyleInfo>,
 }
 
@@ -99,14 +102,19 @@ impl StyleMeta {
 }
 
 async fn all_styles(state: &AppState, caller: &Caller) -> ApiResult<Vec<StyleInfo>> {
-    let mut out: Vec<StyleInfo> = state
-        .models
-        .list()
-        .await?
+    let models = state.models.list().await?;
+    let mut out: Vec<StyleInfo> = models
         .iter()
         .filter(|m| crate::jobs::training::visible_to(m, &caller.owner))
         .map(StyleInfo::from_model)
         .collect();
+    // A library model of a painting's name hides the painting.
+    out.extend(
+        builtin::PAINTINGS
+            .iter()
+            .filter(|p| !models.iter().any(|m| m.name == p.name))
+            .map(StyleInfo::from_painting),
+    );
     let mut cursor = None;
     loop {
         let rows = db::list_images(&state.db, &caller.owner, "style", cursor.clone(), 500).await?;
@@ -128,7 +136,7 @@ async fn all_styles(state: &AppState, caller: &Caller) -> ApiResult<Vec<StyleInf
     tag = "styles",
     params(StyleQuery),
     responses(
-        (status = 200, description = "Every model in the library and your custom styles", body = StyleList),
+        (status = 200, description = "Every model, the built-in paintings and your custom styles", body = StyleList),
         (status = 400, description = "Bad query", body = crate::error::ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = crate::error::ErrorBody),
     ),
@@ -172,7 +180,7 @@ async fn custom_style(state: &AppState, caller: &Caller, id: &str) -> ApiResult<
         .filter(|row| row.kind == "style"))
 }
 
-/// The library model `name`, when the caller may see it (404 otherwise).
+/// The model `name` (library or built in), when the caller may see it (404 otherwise).
 async fn visible_model(state: &AppState, caller: &Caller, name: &str) -> ApiResult<ModelInfo> {
     let info = state.models.info(name).await?;
     if !crate::jobs::training::visible_to(&info, &caller.owner) {
@@ -181,13 +189,29 @@ async fn visible_model(state: &AppState, caller: &Caller, name: &str) -> ApiResu
     Ok(info)
 }
 
-async fn find_style(state: &AppState, caller: &Caller, name: &str) -> ApiResult<StyleInfo> {
+/// A style by name: the caller's custom style, a model, or a built-in painting.
+enum Found {
+    Custom(ImageRow),
+    Model(ModelInfo),
+    Painting(&'static Painting),
+}
+
+async fn lookup(state: &AppState, caller: &Caller, name: &str) -> ApiResult<Found> {
     if let Some(row) = custom_style(state, caller, name).await? {
-        return Ok(StyleInfo::from_image(&row));
+        return Ok(Found::Custom(row));
     }
-    Ok(StyleInfo::from_model(
-        &visible_model(state, caller, name).await?,
-    ))
+    if let Some(p) = state.models.painting(name) {
+        return Ok(Found::Painting(p));
+    }
+    Ok(Found::Model(visible_model(state, caller, name).await?))
+}
+
+async fn find_style(state: &AppState, caller: &Caller, name: &str) -> ApiResult<StyleInfo> {
+    Ok(match lookup(state, caller, name).await? {
+        Found::Custom(row) => StyleInfo::from_image(&row),
+        Found::Model(info) => StyleInfo::from_model(&info),
+        Found::Painting(p) => StyleInfo::from_painting(p),
+    })
 }
 
 /// One style.
@@ -196,7 +220,7 @@ async fn find_style(state: &AppState, caller: &Caller, name: &str) -> ApiResult<
     path = "/v1/styles/{name}",
     operation_id = "get_style",
     tag = "styles",
-    params(("name" = String, Path, description = "Model name or custom style id")),
+    params(("name" = String, Path, description = "Model or built-in painting name, or custom style id")),
     responses(
         (status = 200, description = "The style", body = StyleInfo),
         (status = 401, description = "Missing or invalid API key", body = crate::error::ErrorBody),
@@ -212,7 +236,7 @@ pub async fn get_one(
     Ok(axum::Json(find_style(&state, &caller, &name).await?))
 }
 
-/// Upload a custom style image (for the adain and gatys methods).
+/// Upload a custom style image (for the microast, adain and gatys methods).
 #[utoipa::path(
     post,
     path = "/v1/styles",
@@ -271,7 +295,7 @@ pub async fn upload(
     responses(
         (status = 204, description = "Deleted"),
         (status = 401, description = "Missing or invalid API key", body = crate::error::ErrorBody),
-        (status = 403, description = "A library model (managed with `styleforge models`)", body = crate::error::ErrorBody),
+        (status = 403, description = "A model (managed with `styleforge models`) or a built-in painting", body = crate::error::ErrorBody),
         (status = 404, description = "No such style", body = crate::error::ErrorBody),
     ),
     security(("api_key" = []), ())
@@ -289,11 +313,17 @@ pub async fn delete(
             Ok(StatusCode::NO_CONTENT)
         }
         None => {
-            if state.models.info(&name).await.is_ok() {
+            if state.models.painting(&name).is_some() {
                 Err(ApiError::new(
                     StatusCode::FORBIDDEN,
                     "read_only",
-                    "library models are managed with `styleforge models`, not over the API",
+                    format!("`{name}` is a painting built into styleforge: it cannot be deleted"),
+                ))
+            } else if state.models.info(&name).await.is_ok() {
+                Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "read_only",
+                    "models are managed with `styleforge models`, not over the API",
                 ))
             } else {
                 Err(ApiError::not_found("style", &name))
@@ -302,14 +332,15 @@ pub async fn delete(
     }
 }
 
-/// A preview of a style: the custom image itself, a preview file beside the model
-/// (`<name>.jpg`, `.png` or `.webp`), or a synthetic scene restyled by the model.
+/// A preview of a style: the custom image or the built-in painting itself (scaled), a preview
+/// file beside the model (`<name>.jpg`, `.png` or `.webp`), or a synthetic scene restyled by
+/// the model.
 #[utoipa::path(
     get,
     path = "/v1/styles/{name}/thumbnail",
     operation_id = "get_style_thumbnail",
     tag = "styles",
-    params(("name" = String, Path, description = "Model name or custom style id"), ThumbQuery),
+    params(("name" = String, Path, description = "Model or built-in painting name, or custom style id"), ThumbQuery),
     responses(
         (status = 200, description = "Preview image", content(("image/jpeg"), ("image/png"), ("image/webp"))),
         (status = 400, description = "Bad size", body = crate::error::ErrorBody),
@@ -325,11 +356,17 @@ pub async fn thumbnail(
     ApiQuery(q): ApiQuery<ThumbQuery>,
 ) -> ApiResult<Response> {
     let size = thumb_size(&q)?;
-    if let Some(row) = custom_style(&state, &caller, &name).await? {
-        let b = thumbnail_bytes(&state, &row.sha256, size).await?;
-        return Ok(hashed_image_response(b));
-    }
-    let info = visible_model(&state, &caller, &name).await?;
+    let info = match lookup(&state, &caller, &name).await? {
+        Found::Custom(row) => {
+            let b = thumbnail_bytes(&state, &row.sha256, size).await?;
+            return Ok(hashed_image_response(b));
+        }
+        Found::Painting(p) => {
+            let b = thumbnail_of(&state, painting_sha256(p), size, Some(Bytes::from_static(p.jpeg))).await?;
+            return Ok(hashed_image_response(b));
+        }
+        Found::Model(info) => info,
+    };
     let lib = state.models.library();
     for ext in ["jpg", "jpeg", "png", "webp"] {
         let p = lib.models_dir().join(format!("{name}.{ext}"));

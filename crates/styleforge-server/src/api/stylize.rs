@@ -44,7 +44,8 @@ pub struct JobAccepted {
     pub state: String,
 }
 
-/// Stylise an image: at once (200) for fast and adain within the pixel budget, else as a job (202).
+/// Stylise an image: at once (200) for the methods answered synchronously (fast, microast, adain,
+/// cyclegan) within the pixel budget, else as a job (202).
 #[utoipa::path(
     post,
     path = "/v1/stylize",

@@ -16,6 +16,7 @@ pub mod worker;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use styleforge_core::image_io::Format;
+use styleforge_core::library::builtin::{self, Painting};
 use utoipa::ToSchema;
 
 pub use error::{ErrorKind, JobError, JobResult};
@@ -23,13 +24,27 @@ pub use error::{ErrorKind, JobError, JobResult};
 use crate::db::{self, JobRow};
 use crate::state::{AppState, new_id};
 
-/// A stored blob an image row points at.
+/// An input image: a stored blob an image row points at, or a built-in painting, whose bytes
+/// every process has in its binary (id `builtin:NAME`, see [`BlobRef::painting`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BlobRef {
-    /// The image id.
+    /// The image id, or `builtin:` and the painting's name.
     pub id: String,
     /// sha256 of its bytes.
     pub sha256: String,
+}
+
+/// The prefix of the [`BlobRef::id`] of a built-in painting.
+pub const BUILTIN_PREFIX: &str = "builtin:";
+
+impl BlobRef {
+    /// A built-in painting: read from the binary, never stored in the blob store.
+    pub fn painting(p: &Painting) -> Self {
+        BlobRef {
+            id: format!("{BUILTIN_PREFIX}{}", p.name),
+            sha256: crate::models::painting_sha256(p).to_string(),
+        }
+    }
 }
 
 /// A style image with its blend weight.
@@ -148,11 +163,18 @@ pub struct Inputs {
     pub mask: Option<Bytes>,
 }
 
-/// Fetches a spec's input blobs. Errors: `input_missing` when an image was deleted meanwhile.
+/// Fetches a spec's input blobs, built-in paintings from the binary (by name: a build whose
+/// painting of that name differs runs its own). Errors: `input_missing` when an image was
+/// deleted meanwhile, or a painting is not in this build.
 pub async fn fetch_inputs(state: &AppState, spec: &JobSpec) -> JobResult<Inputs> {
     let get = |r: &BlobRef| {
         let (sha, id) = (r.sha256.clone(), r.id.clone());
         async move {
+            if let Some(name) = id.strip_prefix(BUILTIN_PREFIX) {
+                return builtin::painting(name).map(|p| Bytes::from_static(p.jpeg)).ok_or_else(|| {
+                    JobError::invalid("input_missing", format!("this build has no built-in painting `{name}`"))
+                });
+            }
             state.blobs.get(&sha).await.map_err(|e| match e {
                 object_store::Error::NotFound { .. } => {
                     JobError::invalid("input_missing", format!("image `{id}` was deleted"))

@@ -1,12 +1,17 @@
 //! A stylisation request: what clients send, how it resolves into a [`JobSpec`] with the
 //! engine's method registry (which model kinds a method runs, where its style comes from, its
 //! options), and how it is answered: at once within the pixel budget, or queued as a job.
+//!
+//! A style name is, in this order, one of the caller's images (custom styles included), a model
+//! (from the library, or built in), or a built-in painting (which a library model of the same
+//! name hides). A request that names no method gets the one its style calls for.
 
 use std::time::Instant;
 
 use serde::{Deserialize, Deserializer, Serialize};
+use styleforge_core::library::builtin::Painting;
 use styleforge_core::library::{ModelInfo, ModelKind};
-use styleforge_core::methods::{self, Execution, Method, StyleSource};
+use styleforge_core::methods::{self, Execution, Method, MethodInfo, StyleSource};
 use utoipa::ToSchema;
 
 use crate::db::{self, JobRow};
@@ -29,12 +34,6 @@ impl MethodName {
     /// Its name.
     pub fn name(self) -> &'static str {
         self.0.info().name
-    }
-}
-
-impl Default for MethodName {
-    fn default() -> Self {
-        MethodName(methods::default_method())
     }
 }
 
@@ -76,7 +75,8 @@ pub const REQUEST_OPTIONS: [&str; 4] = ["strength", "preserve_color", "max_size"
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WeightedStyle {
-    /// A custom style id (from `POST /v1/styles`) or one of your image ids.
+    /// A built-in painting (`starry-night`, see `GET /v1/styles`), a custom style id (from
+    /// `POST /v1/styles`) or one of your image ids.
     pub style: String,
     /// Blend weight (non-negative; weights are normalised). Default 1.
     #[serde(default = "one")]
@@ -95,16 +95,19 @@ pub struct StylizeRequest {
     /// The content image id (from `POST /v1/images`).
     pub image: String,
     /// The style: a library model name for methods whose style is a model (`fast`, `cyclegan`;
-    /// see `GET /v1/styles`); a custom style id or image id for the others (`adain`, `gatys`).
+    /// see `GET /v1/styles`); a built-in painting (`starry-night`), custom style id or image id
+    /// for the others (`microast`, `adain`, `gatys`).
     #[serde(default)]
     pub style: Option<String>,
     /// Several style images with blend weights (methods whose style is images), instead of `style`.
     #[serde(default)]
     pub styles: Option<Vec<WeightedStyle>>,
-    /// A method from `GET /v1/methods` (default `fast`).
+    /// A method from `GET /v1/methods` (default: chosen from the style: the method that runs a
+    /// library model's kind, `fast` or `cyclegan`; for a built-in painting or a style image, the
+    /// method that runs `model` when given, else `microast`).
     #[serde(default)]
-    #[schema(value_type = String, example = "fast")]
-    pub method: MethodName,
+    #[schema(value_type = Option<String>, example = "microast")]
+    pub method: Option<MethodName>,
     /// 0 keeps the content, 1 (default) the full style.
     #[serde(default)]
     #[schema(minimum = 0.0, maximum = 1.0)]
@@ -127,8 +130,8 @@ pub struct StylizeRequest {
     #[serde(default, deserialize_with = "crate::jobs::lenient::opt_u32")]
     #[schema(minimum = 1, maximum = 2000)]
     pub iterations: Option<u32>,
-    /// The library model for methods whose style is images (default: the method's default
-    /// model, `adain` or `vgg19`).
+    /// The model for methods whose style is images (default: the method's default model: the
+    /// built-in `microast`, `adain` or `vgg19`).
     #[serde(default)]
     pub model: Option<String>,
     /// Always answer with a job, even within the synchronous budget.
@@ -191,6 +194,7 @@ pub enum Submitted {
 
 /// What a checked request resolved to.
 struct Resolved {
+    method: &'static MethodInfo,
     spec: JobSpec,
     model: ModelInfo,
     out_pixels: u64,
@@ -202,7 +206,7 @@ struct Resolved {
 pub async fn submit(state: &AppState, owner: &str, req: &StylizeRequest) -> JobResult<Submitted> {
     let t0 = db::now_ms();
     let r = resolve(state, owner, req).await?;
-    let method = req.method.method().info();
+    let method = r.method;
     let sync = method.execution == Execution::Sync
         && !req.prefer_async
         && r.out_pixels <= state.config.sync_pixel_budget
@@ -255,10 +259,75 @@ fn invalid(message: impl Into<String>) -> JobError {
     JobError::invalid("invalid_parameter", message)
 }
 
+/// What a style name refers to.
+enum Named {
+    /// One of the caller's images (a custom style or an uploaded image).
+    Image(db::ImageRow),
+    /// A model the caller may use.
+    Model(ModelInfo),
+    /// A built-in painting.
+    Painting(&'static Painting),
+}
+
+/// Looks a style name up: the caller's images, then the models (library files, built-in models;
+/// those the caller may not see are not found), then the built-in paintings.
+async fn named_style(state: &AppState, owner: &str, name: &str) -> JobResult<Option<Named>> {
+    if let Some(row) = db::get_image(&state.db, name, owner).await? {
+        return Ok(Some(Named::Image(row)));
+    }
+    match state.models.info(name).await {
+        Ok(info) => return Ok(visible_to(&info, owner).then_some(Named::Model(info))),
+        Err(e) if e.kind != crate::jobs::ErrorKind::NotFound => return Err(e),
+        Err(_) => {}
+    }
+    Ok(state.models.painting(name).map(Named::Painting))
+}
+
+/// The method of a request: its `method`; else the one its (first) style calls for: the method
+/// that runs a model's kind when that method's style is the model (`fast`, `cyclegan`), or for
+/// a painting or an image, the method that runs the request's `model` (`adain` for an AdaIN
+/// model), else [`methods::default_style_method`]. Otherwise the registry's
+/// default, whose checks then say what is wrong (a missing or unknown style, a network that is
+/// no style).
+async fn choose_method(state: &AppState, owner: &str, req: &StylizeRequest) -> JobResult<&'static MethodInfo> {
+    if let Some(m) = req.method {
+        return Ok(m.method().info());
+    }
+    let first = match (&req.style, &req.styles) {
+        (Some(s), _) => Some(s.as_str()),
+        (None, Some(v)) => v.first().map(|w| w.style.as_str()),
+        (None, None) => None,
+    };
+    let chosen = match first {
+        Some(name) => match named_style(state, owner, name).await? {
+            Some(Named::Model(info)) => ModelKind::of(&info).and_then(|k| {
+                methods::all().find(|m| m.info().style == StyleSource::Model && m.info().accepts(k))
+            }),
+            Some(Named::Image(_) | Named::Painting(_)) => Some(image_method(state, req).await),
+            None => None,
+        },
+        None => None,
+    };
+    Ok(chosen.unwrap_or_else(methods::default_method).info())
+}
+
+/// The method for style images: the one whose style is images that runs the request's `model`,
+/// else [`methods::default_style_method`].
+async fn image_method(state: &AppState, req: &StylizeRequest) -> &'static dyn Method {
+    if let Some(name) = &req.model
+        && let Ok(info) = state.models.info(name).await
+        && let Some(kind) = ModelKind::of(&info)
+        && let Some(m) = methods::all().find(|m| matches!(m.info().style, StyleSource::Images { .. }) && m.info().accepts(kind))
+    {
+        return m;
+    }
+    methods::default_style_method()
+}
+
 async fn resolve(state: &AppState, owner: &str, req: &StylizeRequest) -> JobResult<Resolved> {
     let cfg = &state.config;
-    let method = req.method.method().info();
     let image = owned_image(state, owner, &req.image).await?;
+    let method = choose_method(state, owner, req).await?;
     if req.style.is_some() && req.styles.is_some() {
         return Err(invalid("give `style` or `styles`, not both"));
     }
@@ -308,7 +377,7 @@ async fn resolve(state: &AppState, owner: &str, req: &StylizeRequest) -> JobResu
             method.name, method.min_side
         )));
     }
-    Ok(Resolved { spec, model, out_pixels: ow as u64 * oh as u64 })
+    Ok(Resolved { method, spec, model, out_pixels: ow as u64 * oh as u64 })
 }
 
 /// The model named by a request for a method whose style is the model.
@@ -333,13 +402,17 @@ async fn model_style(
     let info = match state.models.info(&name).await {
         Ok(i) => i,
         Err(e) => {
-            if db::get_image(&state.db, &name, owner).await?.is_some() {
-                return Err(JobError::invalid(
-                    "wrong_method",
-                    format!("`{name}` is a style image: use method {} with it", methods::image_style_methods()),
-                ));
-            }
-            return Err(e);
+            let what = if db::get_image(&state.db, &name, owner).await?.is_some() {
+                "a style image"
+            } else if state.models.painting(&name).is_some() {
+                "a built-in painting"
+            } else {
+                return Err(e);
+            };
+            return Err(JobError::invalid(
+                "wrong_method",
+                format!("`{name}` is {what}: use method {} with it", methods::image_style_methods()),
+            ));
         }
     };
     if !visible_to(&info, owner) {
@@ -386,21 +459,21 @@ async fn image_styles(
     }
     let mut styles = Vec::with_capacity(list.len());
     for w in &list {
-        match db::get_image(&state.db, &w.style, owner).await? {
-            Some(row) => styles.push(StyleRef { image: BlobRef { id: row.id, sha256: row.sha256 }, weight: w.weight }),
-            None => {
-                if state.models.info(&w.style).await.is_ok() {
-                    return Err(JobError::invalid(
-                        "wrong_method",
-                        format!(
-                            "method {} needs style images, and `{}` is a library model: upload a style image with POST /v1/styles",
-                            method.name, w.style
-                        ),
-                    ));
-                }
-                return Err(JobError::not_found("style", &w.style));
+        let image = match named_style(state, owner, &w.style).await? {
+            Some(Named::Image(row)) => BlobRef { id: row.id, sha256: row.sha256 },
+            Some(Named::Painting(p)) => BlobRef::painting(p),
+            Some(Named::Model(_)) => {
+                return Err(JobError::invalid(
+                    "wrong_method",
+                    format!(
+                        "method {} needs style images, and `{}` is a model: pick a built-in painting or upload a style image with POST /v1/styles",
+                        method.name, w.style
+                    ),
+                ));
             }
-        }
+            None => return Err(JobError::not_found("style", &w.style)),
+        };
+        styles.push(StyleRef { image, weight: w.weight });
     }
     let wanted = req.model.as_deref().or(method.default_model).unwrap_or_default();
     if let Some(name) = &req.model
