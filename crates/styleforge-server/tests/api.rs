@@ -223,7 +223,7 @@ fn style_gallery_lists_the_library_and_searches_keywords() {
             .map(|s| s["name"].as_str().unwrap().to_string())
             .collect()
     };
-    // The library's models (and the built-in one), then the built-in paintings.
+    // The library's models (and the built-in ones), then the built-in paintings.
     let models = |v: &Value| -> Vec<String> {
         v["styles"]
             .as_array()
@@ -234,8 +234,8 @@ fn style_gallery_lists_the_library_and_searches_keywords() {
             .collect()
     };
     let all = get(&s.url("/v1/styles"), None).ok_json(200);
-    assert_eq!(models(&all), ["candy", "microast", "seascape"]);
-    assert_eq!(names(&all).len(), 3 + builtin::PAINTINGS.len());
+    assert_eq!(models(&all), ["candy", "cartoon-paprika", "cartoon-shinkai", "microast", "seascape"]);
+    assert_eq!(names(&all).len(), 5 + builtin::PAINTINGS.len());
     let candy = &all["styles"][0];
     assert_eq!(candy["title"], "Candy");
     assert_eq!(candy["method"], "fast");
@@ -258,7 +258,7 @@ fn style_gallery_lists_the_library_and_searches_keywords() {
     )
     .unwrap();
     let all = get(&s.url("/v1/styles"), None).ok_json(200);
-    assert_eq!(models(&all), ["candy", "candy-large", "microast", "seascape"]);
+    assert_eq!(models(&all), ["candy", "candy-large", "cartoon-paprika", "cartoon-shinkai", "microast", "seascape"]);
 
     // Keyword search over tags and descriptions, with simple stemming.
     let found = get(&s.url("/v1/styles?q=stormy+sea"), None).ok_json(200);
@@ -1286,15 +1286,16 @@ fn an_empty_library_stylises_with_the_built_in_paintings_and_microast() {
     let data = tempfile::tempdir().unwrap();
     let s = TestServer::start(config(home.path(), data.path()));
 
-    // The gallery: the built-in MicroAST model and the eleven paintings, in gallery order.
+    // The gallery: the built-in models (MicroAST, the cartoon filters) and the eleven paintings,
+    // in gallery order.
     let all = get(&s.url("/v1/styles"), None).ok_json(200);
     let styles = all["styles"].as_array().unwrap();
     let of_kind = |k: &str| -> Vec<&str> {
         styles.iter().filter(|v| v["kind"] == k).map(|v| v["name"].as_str().unwrap()).collect()
     };
-    assert_eq!(of_kind("model"), ["microast"]);
+    assert_eq!(of_kind("model"), ["cartoon-paprika", "cartoon-shinkai", "microast"]);
     assert_eq!(of_kind("builtin"), builtin::PAINTINGS.iter().map(|p| p.name).collect::<Vec<_>>());
-    assert_eq!(styles.len(), 1 + builtin::PAINTINGS.len());
+    assert_eq!(styles.len(), builtin::MODELS.len() + builtin::PAINTINGS.len());
     let starry = styles.iter().find(|v| v["name"] == "starry-night").unwrap();
     assert_eq!(starry["title"], "The Starry Night");
     assert_eq!(starry["method"], "image");
