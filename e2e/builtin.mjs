@@ -16,6 +16,9 @@ const STYLE1 = env("STYLEFORGE_STYLE1");
 const AVATAR_PHOTO = env("STYLEFORGE_AVATAR_PHOTO");
 
 const PAINTINGS = 11;
+// The built-in cartoon filters are styles of their own (models), listed with the paintings.
+const FILTERS = ["cartoon-paprika", "cartoon-shinkai"];
+const STYLES = PAINTINGS + FILTERS.length;
 const IMG = "styleforge-widget[data-mode=image]";
 const AV = "styleforge-widget[data-mode=avatar]";
 
@@ -54,9 +57,11 @@ await run("builtin", 300, async (browser) => {
   await page.waitForFunction((n) => document.querySelectorAll(".style-card img.thumb").length >= n, PAINTINGS, { timeout: 60_000 });
   const names = await page.$$eval(".style-card", (cs) => cs.map((c) => c.dataset.name));
   log(`gallery: ${names.join(", ")}`);
-  check(names.length === PAINTINGS && names[0] === "starry-night", `the gallery shows the ${PAINTINGS} paintings: ${names}`);
+  const paintings = names.filter((n) => !FILTERS.includes(n));
+  check(names.length === STYLES && FILTERS.every((f) => names.includes(f)), `the gallery shows the filters and the ${PAINTINGS} paintings: ${names}`);
+  check(paintings.length === PAINTINGS && paintings[0] === "starry-night", `the paintings in gallery order: ${paintings}`);
   check(!names.includes("microast"), "the MicroAST network is not offered as a style");
-  const badges = await page.$$eval(".style-card .badge", (bs) => [...new Set(bs.map((b) => b.textContent))]);
+  const badges = await page.$$eval(".style-card", (cs, filters) => [...new Set(cs.filter((c) => !filters.includes(c.dataset.name)).map((c) => c.querySelector(".badge")?.textContent))], FILTERS);
   check(badges.length === 1 && badges[0] === "Painting", `the paintings are badged as such: ${badges}`);
   const widths = await page.$$eval(".style-card img.thumb", (imgs) =>
     Promise.all(imgs.map((i) => i.decode().then(() => i.naturalWidth, () => 0))),
@@ -69,7 +74,7 @@ await run("builtin", 300, async (browser) => {
   await page.waitForFunction(() => document.querySelector(".style-card")?.dataset.name === "great-wave");
   log("search: `hokusai` finds the Great Wave first");
   await page.fill("#search", "");
-  await page.waitForFunction((n) => document.querySelectorAll(".style-card").length === n, PAINTINGS);
+  await page.waitForFunction((n) => document.querySelectorAll(".style-card").length === n, STYLES);
 
   // A photo, a painting: MicroAST, answered at once.
   await page.setInputFiles("#file-input", fileArg(PHOTO));
@@ -117,11 +122,12 @@ await run("builtin", 300, async (browser) => {
   await w.locator(`${IMG} button.toggle`).click();
   await w.waitForFunction(
     ([sel, n]) => document.querySelector(sel)?.shadowRoot.querySelectorAll(".card img").length >= n,
-    [IMG, PAINTINGS],
+    [IMG, STYLES],
     { timeout: 60_000 },
   );
   const offered = await w.$$eval(`${IMG} .card`, (cs) => cs.map((c) => c.dataset.style));
-  check(offered.length === PAINTINGS + 1 && offered[0] === "" && offered[1] === "starry-night", `the strip: Original and the paintings (${offered})`);
+  const strip = offered.filter((n) => !FILTERS.includes(n));
+  check(offered.length === STYLES + 1 && offered[0] === "" && strip[1] === "starry-night", `the strip: Original, the filters and the paintings (${offered})`);
   await w.locator(`${IMG} .card[data-style="great-wave"]`).click();
   const r = (await widgetResults(w, 1)).at(-1);
   check(r.mode === "image" && r.style === "great-wave" && r.type === "image/png", `event detail: ${JSON.stringify(r)}`);
