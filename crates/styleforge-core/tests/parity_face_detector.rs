@@ -7,6 +7,7 @@ mod common;
 
 use common::{assert_close, device, reference, rel_l2};
 use styleforge_core::image_io;
+use styleforge_core::library::builtin;
 use styleforge_core::networks::face_detector::{self, FaceDetector};
 use styleforge_core::shared;
 use styleforge_core::weights::{HostTensor, Weights};
@@ -95,4 +96,16 @@ fn from_the_photos() {
             assert!(worst < 4.0, "{case}: {f:?} vs {d:?}");
         }
     }
+}
+
+/// The weights compiled into the binary are the published file, byte for byte, and build the
+/// same detector.
+#[test]
+fn the_shipped_weights_are_the_published_file() {
+    let published = std::fs::read(shared::path("models/face_detector/version-RFB-320.pth")).unwrap();
+    assert!(builtin::FACE_DETECTOR_FILE.bytes == published.as_slice());
+    let r = reference("models/face_detector/reference/face_ref.safetensors");
+    let input = r.get("astronaut_skimage.input").unwrap().to_tensor::<4>(&device()).unwrap();
+    let raw = builtin::face_detector(&device()).unwrap().forward(input);
+    assert_close("built-in logits", raw.logits, r.get("astronaut_skimage.logits").unwrap(), TOL);
 }
