@@ -1,5 +1,6 @@
 //! `styleforge`: restyle photos from the command line, manage the model library, benchmark.
 
+mod avatar;
 mod bench;
 mod models;
 mod serve;
@@ -29,6 +30,9 @@ enum Command {
     /// Restyle one image, several, or a folder, with any method (see below).
     #[command(after_help = stylize::methods_overview())]
     Stylize(stylize::Args),
+    /// Make a square avatar: crop the photo around its face (the built-in detector, or --box)
+    /// and stylise it with a filter, a model, a painting or an image.
+    Avatar(avatar::Args),
     /// List, import, download and remove models.
     Models {
         #[command(subcommand)]
@@ -61,9 +65,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let compute = matches!(cli.command, Command::Stylize(_) | Command::Train { .. } | Command::Generate(_) | Command::Bench(_));
+    let compute = matches!(cli.command, Command::Stylize(_) | Command::Avatar(_) | Command::Train { .. } | Command::Generate(_) | Command::Bench(_));
     let run = move || match cli.command {
         Command::Stylize(a) => stylize::run(a),
+        Command::Avatar(a) => avatar::run(a),
         Command::Models { command } => models::run(command),
         Command::Train { command } => train::run(command),
         Command::Generate(a) => train::generate(a),

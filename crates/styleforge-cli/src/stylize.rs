@@ -352,7 +352,7 @@ fn choose_method(a: &Args, lib: &Library) -> Result<(&'static dyn Method, Option
 
 /// Builds the weights as the kind of model the method runs: the kind they are recognised as,
 /// or the method's first kind when they are not recognised (so the network's own error explains).
-fn load_model(info: &MethodInfo, w: &Weights, device: &Device) -> Result<Loaded> {
+pub(crate) fn load_model(info: &MethodInfo, w: &Weights, device: &Device) -> Result<Loaded> {
     let kind = match kind::detect(w) {
         Ok(d) if info.accepts(d.kind) => d.kind,
         Ok(d) => bail!(

@@ -1,8 +1,9 @@
 //! styleforge engine: the CPU kernels (`kernels`), the style-transfer networks generic over burn's
 //! backends (`networks`), the stylisation methods built on them and their registry (`methods`),
-//! the trainers (`train`), the model library and downloader (`library`), and image I/O, tiling
-//! and colour operations.
+//! the trainers (`train`), the model library and downloader (`library`), face-aware avatars
+//! (`avatar`), and image I/O, tiling and colour operations.
 
+pub mod avatar;
 pub mod color;
 pub mod device;
 pub mod error;

@@ -9,6 +9,10 @@
 //!   checkpoints of mnicnc404/CartoonGan-tensorflow (`light_{paprika,shinkai}_ckpt`, commit
 //!   2f26a525f8b6, Apache-2.0, copyright 2019 Meng Lee and Ching Ning Chen;
 //!   `assets/cartoongan/LICENSE`), byte for byte, sha256 checked on load.
+//! - **Face detector** (not a stylisation model; used by [`crate::avatar`]): the published
+//!   `version-RFB-320.pth` of Linzaer/Ultra-Light-Fast-Generic-Face-Detector-1MB (commit
+//!   dffdddda9794, MIT licence, copyright (c) 2019 linzai; `assets/face_detector/LICENSE`), byte
+//!   for byte, sha256 checked on load ([`face_detector`]).
 //! - **Paintings**: faithful reproductions of public-domain paintings, scaled so the long side is
 //!   at most 768 px and stored as JPEG (`assets/paintings/README.md` gives the sources).
 //!
@@ -18,11 +22,13 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use burn::tensor::Device;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::image_io::Picture;
 use crate::library::{ModelInfo, kind};
+use crate::networks::face_detector::FaceDetector;
 use crate::weights::Weights;
 
 /// One published weight file shipped in the binary.
@@ -58,6 +64,13 @@ pub static CARTOON_FILES: [BuiltinFile; 4] = [
     published!("cartoongan/shinkai", "generator.index", "11e76dda7659b0155edbc923cf22101d35b54ca762ead7e98cb98acfba291e04"),
     published!("cartoongan/shinkai", "generator.data-00000-of-00001", "ea917f4e868555e4d74d3cae56403bc8ce95acb71497727717ab7569099934ed"),
 ];
+
+/// The face detector's published weights (`models/pretrained/version-RFB-320.pth`).
+pub static FACE_DETECTOR_FILE: BuiltinFile =
+    published!("face_detector", "version-RFB-320.pth", "c722b4427cc71642768baef6e15c659931b56f07425e5d2b0ec033ad41b145b3");
+
+/// The MIT licence text (with its copyright line) of the face detector's weights.
+pub const FACE_DETECTOR_LICENSE: &str = include_str!("../../assets/face_detector/LICENSE");
 
 /// The MIT licence text of the MicroAST weights.
 pub const MICROAST_LICENSE: &str = include_str!("../../assets/microast/LICENSE");
@@ -187,20 +200,47 @@ pub fn weights(name: &str) -> Result<Weights> {
     Ok(w)
 }
 
-/// Reads the four embedded MicroAST files (through temporary files: the PyTorch reader reads
-/// tensor data from files) and combines them.
+/// Reads the four embedded MicroAST files and combines them.
 fn microast_weights(files: &[BuiltinFile]) -> Result<Weights> {
-    let mut parts = Vec::with_capacity(4);
-    for f in files {
-        let mut tmp = tempfile::Builder::new()
-            .prefix("styleforge-microast-")
-            .suffix(".pth")
-            .tempfile()
-            .map_err(|e| Error::Backend(format!("a temporary file for the built-in weights: {e}")))?;
-        std::io::Write::write_all(&mut tmp, f.bytes).map_err(|e| Error::io(tmp.path(), e))?;
-        parts.push((f.name.to_string(), Weights::load(tmp.path())?));
-    }
+    let parts = files.iter().map(|f| Ok((f.name.to_string(), pth_weights(f)?))).collect::<Result<Vec<_>>>()?;
     kind::combine_microast(parts)
+}
+
+/// Reads an embedded PyTorch file (through a temporary file: the PyTorch reader reads tensor
+/// data from files).
+fn pth_weights(f: &BuiltinFile) -> Result<Weights> {
+    let mut tmp = tempfile::Builder::new()
+        .prefix("styleforge-builtin-")
+        .suffix(".pth")
+        .tempfile()
+        .map_err(|e| Error::Backend(format!("a temporary file for the built-in weights: {e}")))?;
+    std::io::Write::write_all(&mut tmp, f.bytes).map_err(|e| Error::io(tmp.path(), e))?;
+    Weights::load(tmp.path())
+}
+
+/// The face detector's weights: the embedded `version-RFB-320.pth` after checking its sha256,
+/// read once per process. Errors: [`Error::Weights`] when the bytes do not match.
+pub fn face_detector_weights() -> Result<Weights> {
+    static CACHE: Mutex<Option<Weights>> = Mutex::new(None);
+    if let Some(w) = CACHE.lock().ok().and_then(|c| c.clone()) {
+        return Ok(w);
+    }
+    let f = &FACE_DETECTOR_FILE;
+    let got = hex::encode(Sha256::digest(f.bytes));
+    if got != f.sha256 {
+        return Err(Error::Weights(format!("built-in {}: sha256 {got}, expected {}", f.name, f.sha256)));
+    }
+    let w = pth_weights(f)?;
+    if let Ok(mut c) = CACHE.lock() {
+        *c = Some(w.clone());
+    }
+    Ok(w)
+}
+
+/// The built-in face detector (RFB-320, [`crate::networks::face_detector`]) on `device`.
+/// Errors: as [`face_detector_weights`], and backend errors.
+pub fn face_detector(device: &Device) -> Result<FaceDetector> {
+    FaceDetector::from_weights(&face_detector_weights()?, device)
 }
 
 /// A built-in public-domain painting.
@@ -274,11 +314,21 @@ mod tests {
 
     #[test]
     fn the_shipped_weights_are_the_published_files() {
-        for f in MICROAST_FILES.iter().chain(&CARTOON_FILES) {
+        for f in MICROAST_FILES.iter().chain(&CARTOON_FILES).chain([&FACE_DETECTOR_FILE]) {
             assert_eq!(hex::encode(Sha256::digest(f.bytes)), f.sha256, "{}", f.name);
         }
         assert!(MICROAST_LICENSE.contains("MIT License") && MICROAST_LICENSE.contains("Zhizhong Wang"));
         assert!(CARTOON_LICENSE.contains("Apache License") && CARTOON_LICENSE.contains("Meng Lee and Ching Ning Chen"));
+        assert!(FACE_DETECTOR_LICENSE.starts_with("MIT License") && FACE_DETECTOR_LICENSE.contains("Copyright (c) 2019 linzai"));
+    }
+
+    #[test]
+    fn the_face_detector_is_not_a_stylisation_model() {
+        assert!(MODELS.iter().all(|m| !m.files.iter().any(|f| f.name == FACE_DETECTOR_FILE.name)));
+        assert!(model_info("face-detector").is_none());
+        let w = face_detector_weights().unwrap();
+        assert!(FaceDetector::detect(&w));
+        assert!(face_detector(&Device::flex()).is_ok());
     }
 
     #[test]

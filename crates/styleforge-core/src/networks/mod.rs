@@ -5,6 +5,7 @@ pub mod animegan;
 pub mod cartoongan;
 pub mod cyclegan;
 pub mod dcgan;
+pub mod face_detector;
 pub mod engstrom;
 pub mod layers;
 pub mod microast;
