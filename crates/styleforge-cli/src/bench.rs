@@ -1,5 +1,5 @@
 //! `styleforge bench`: times the networks at several sizes and prints a table
-//! (median milliseconds, megapixels per second, peak resident memory).
+//! (median milliseconds, megapixels per second, peak resident memory during the row).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -10,8 +10,9 @@ use styleforge_core::methods::adain;
 use styleforge_core::methods::gatys;
 use styleforge_core::networks::vgg::Vgg;
 use styleforge_core::methods::fast::FastStyleNet;
+use styleforge_core::networks::microast::MicroAst;
 use styleforge_core::networks::layers::NormContext;
-use styleforge_core::library::Library;
+use styleforge_core::library::{Library, builtin};
 use styleforge_core::shared;
 
 /// Options of `styleforge bench`.
@@ -26,7 +27,7 @@ pub struct Args {
     /// Timed runs per row (after one warm-up run); the median is reported.
     #[arg(long, default_value_t = 5)]
     runs: usize,
-    /// Workloads to run (fast, vgg, adain, gatys, gan-train); default all.
+    /// Workloads to run (fast, vgg, adain, gatys, gan-train, microast); default all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Compute device.
@@ -37,7 +38,8 @@ pub struct Args {
 /// One row of the table.
 struct Row {
     workload: String,
-    size: usize,
+    /// Image width and height.
+    size: [usize; 2],
     median_ms: f64,
     peak_mib: Option<f64>,
 }
@@ -56,7 +58,7 @@ pub fn run(a: Args) -> Result<()> {
         for (label, path) in &models {
             let net = FastStyleNet::load(path, &device)?;
             for &size in &a.sizes {
-                rows.push(time_row(label, size, a.runs, &device, |x| {
+                rows.push(time_row(label, [size; 2], a.runs, &device, |x| {
                     let _ = net.forward(x, &mut NormContext::Local).into_data();
                 }));
             }
@@ -65,7 +67,7 @@ pub fn run(a: Args) -> Result<()> {
     if wants("vgg") {
         if let Some(path) = shared_file("parity/vgg19_features_f16.pth") {
             let vgg = Vgg::load(&path, &device)?;
-            rows.push(time_row("VGG19 to relu4_1", 512, a.runs, &device, |x| {
+            rows.push(time_row("VGG19 to relu4_1", [512; 2], a.runs, &device, |x| {
                 let _ = vgg.forward(x / 255.0, &["relu4_1"]).expect("layer").remove(0).into_data();
             }));
         }
@@ -79,7 +81,7 @@ pub fn run(a: Args) -> Result<()> {
             let style = model.encoder.forward(Tensor::random([1, 3, 256, 256], Distribution::Uniform(0.0, 1.0), &device));
             let stats = adain::StyleStats::from_features(style)?;
             for size in [512, 1024] {
-                rows.push(time_row("AdaIN encoder + AdaIN + decoder", size, a.runs, &device, |x| {
+                rows.push(time_row("AdaIN encoder + AdaIN + decoder", [size; 2], a.runs, &device, |x| {
                     let t = adain::adain(model.encoder.forward(x / 255.0), &stats).expect("adain");
                     let _ = model.decoder.forward(t).into_data();
                 }));
@@ -94,7 +96,7 @@ pub fn run(a: Args) -> Result<()> {
                 let t = gatys::time_step(&vgg, &device, size, size, a.runs)?;
                 rows.push(Row {
                     workload: "Gatys step (VGG19 to relu5_1 + gradient)".into(),
-                    size: size as usize,
+                    size: [size as usize; 2],
                     median_ms: t.mean.as_secs_f64() * 1e3,
                     peak_mib: peak_rss_mib(),
                 });
@@ -104,6 +106,17 @@ pub fn run(a: Args) -> Result<()> {
     if wants("gan-train") {
         if let Some(path) = shared_file("parity/cyclegan_G_ngf32_6blocks.pth") {
             rows.push(gan_train_row(&path, 128, a.runs, &device)?);
+        }
+    }
+    if wants("microast") {
+        // A full stylisation as the reference's `TestNet.forward(content, style, 1.0)`: style
+        // encoder and modulator on the 512² style, content encoder, decoder.
+        let model = MicroAst::from_weights(&builtin::weights("microast")?, &device)?;
+        let style = Tensor::<4>::random([1, 3, 512, 512], Distribution::Uniform(0.0, 1.0), &device);
+        for size in [[512, 512], [1024, 1024], [3840, 2160]] {
+            rows.push(time_row("MicroAST stylisation (512² style, alpha 1)", size, a.runs, &device, |x| {
+                let _ = model.forward_traced(x / 255.0, style.clone(), 1.0).output.into_data();
+            }));
         }
     }
     if rows.is_empty() {
@@ -142,7 +155,7 @@ fn gan_train_row(path: &std::path::Path, size: usize, runs: usize, device: &Devi
     times.sort_by(|a, b| a.total_cmp(b));
     Ok(Row {
         workload: "CycleGAN generator training step (ngf 32, 6 blocks)".into(),
-        size,
+        size: [size; 2],
         median_ms: times[times.len() / 2],
         peak_mib: peak_rss_mib(),
     })
@@ -151,11 +164,11 @@ fn gan_train_row(path: &std::path::Path, size: usize, runs: usize, device: &Devi
 /// PyTorch 2.15 on the benchmark machine of the README (2 threads, float32), from
 /// `scripts/pytorch-bench.py`, median of three runs interleaved with `styleforge bench`:
 /// (workload prefix, size, milliseconds).
-const PYTORCH_MS: [(&str, usize, f64); 4] = [
-    ("TransformerNet stock", 512, 777.0),
-    ("VGG19 to relu4_1", 512, 845.0),
-    ("Gatys step", 384, 1429.0),
-    ("CycleGAN generator training step", 128, 113.0),
+const PYTORCH_MS: [(&str, [usize; 2], f64); 4] = [
+    ("TransformerNet stock", [512; 2], 777.0),
+    ("VGG19 to relu4_1", [512; 2], 845.0),
+    ("Gatys step", [384; 2], 1429.0),
+    ("CycleGAN generator training step", [128; 2], 113.0),
 ];
 
 fn pytorch_ms(r: &Row) -> Option<f64> {
@@ -167,8 +180,10 @@ fn shared_file(rel: &str) -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
-fn time_row(label: &str, size: usize, runs: usize, device: &Device, mut f: impl FnMut(Tensor<4>)) -> Row {
-    let input = || Tensor::<4>::random([1, 3, size, size], Distribution::Uniform(0.0, 255.0), device);
+/// Times `f` on random RGB images in 0..255 of `size` (width, height).
+fn time_row(label: &str, size: [usize; 2], runs: usize, device: &Device, mut f: impl FnMut(Tensor<4>)) -> Row {
+    let [w, h] = size;
+    let input = || Tensor::<4>::random([1, 3, h, w], Distribution::Uniform(0.0, 255.0), device);
     reset_peak_rss();
     f(input());
     let mut times: Vec<f64> = (0..runs)
@@ -187,16 +202,17 @@ fn print_table(rows: &[Row]) {
     println!("| workload | size | ms | MP/s | peak RSS MiB | PyTorch ms | × PyTorch time |");
     println!("|---|---|---|---|---|---|---|");
     for r in rows {
-        let mp = (r.size * r.size) as f64 / 1e6;
+        let [w, h] = r.size;
+        let mp = (w * h) as f64 / 1e6;
+        let size = if w == h { format!("{w}²") } else { format!("{w}×{h}") };
         let peak = r.peak_mib.map(|m| format!("{m:.0}")).unwrap_or_else(|| "-".into());
         let (torch, ratio) = match pytorch_ms(r) {
             Some(t) => (format!("{t:.0}"), format!("{:.2}", r.median_ms / t)),
             None => ("-".into(), "-".into()),
         };
         println!(
-            "| {} | {}² | {:.1} | {:.2} | {} | {torch} | {ratio} |",
+            "| {} | {size} | {:.1} | {:.2} | {} | {torch} | {ratio} |",
             r.workload,
-            r.size,
             r.median_ms,
             mp / (r.median_ms / 1e3),
             peak

@@ -11,6 +11,11 @@
 //! product per kernel row and column phase. burn's generic route instead writes `k²` copies of
 //! the input (im2col) before its product.
 //!
+//! For inference, [`conv2d`] hands most layers with kernels larger than 1×1 to
+//! [`crate::kernels::cpu_direct`] (computed directly, without products) and 1×1 layers to one
+//! product on the NCHW values; the products here serve the wider layers, the nearest-upsampled
+//! 3×3 layers and the autodiff operations (`cpu_conv_grad`).
+//!
 //! Used only on plain flex `f32` tensors (no autodiff); [`conv2d`] returns `None` elsewhere
 //! and the caller falls back to burn's convolution.
 
@@ -19,6 +24,7 @@ use burn::tensor::{DType, Tensor, TensorData};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
+use crate::kernels::cpu_direct;
 use crate::kernels::cpu_simd::vectorized;
 
 /// The geometry of a convolution: stride, padding and an optional upsampling of the input.
@@ -45,6 +51,13 @@ impl Geometry {
 
 /// A convolution of `x` `[N, C, H, W]` with `weight` `[O, C, k, k]` and an optional bias, with the
 /// given geometry; `None` unless the tensors are plain flex `f32` tensors.
+///
+/// Kernels larger than 1×1 with at most [`cpu_direct::MAX_INPUTS`] input channels or at most 4
+/// outputs (except the nearest-upsampled 3×3 layers, see [`upsampled_3x3`]) are computed by
+/// [`cpu_direct`], and unpadded 1×1 layers as one product on the NCHW values ([`pointwise`]);
+/// the rest as [`conv2d_flex`]. The autodiff operations of `cpu_conv_grad` call
+/// [`conv2d_flex`] and [`conv2d_slices`] directly, so their rounding (which decides which
+/// near-zero ReLU inputs pass a gradient) does not depend on these inference routes.
 pub fn conv2d(x: &Tensor<4>, weight: &Tensor<4>, bias: Option<&Tensor<1>>, g: Geometry) -> Option<Tensor<4>> {
     let xs = flex_f32(x)?;
     let ws = flex_f32(weight)?;
@@ -52,8 +65,55 @@ pub fn conv2d(x: &Tensor<4>, weight: &Tensor<4>, bias: Option<&Tensor<1>>, g: Ge
         Some(b) => Some(flex_f32(b)?),
         None => None,
     };
+    let dims: [usize; 4] = xs.layout().shape().dims();
+    let [co, ci, k, k2]: [usize; 4] = ws.layout().shape().dims();
+    let nearest_3x3 = g.upsample && g.stride == 1 && k == 3 && g.pad == [1; 4];
+    if ci == dims[1] && k == k2 {
+        let (x_data, w_data) = (xs.as_slice::<f32>()?, ws.as_slice::<f32>()?);
+        let b_data = match &bs {
+            Some(b) => Some(b.as_slice::<f32>()?),
+            None => None,
+        };
+        let out = if k > 1 && !nearest_3x3 && (ci <= cpu_direct::MAX_INPUTS || co <= 4) {
+            cpu_direct::direct(x_data, dims, w_data, [co, ci, k], b_data, g)
+        } else if k == 1 && g.stride == 1 && g.pad == [0; 4] && !g.upsample {
+            let [n, _, h, w] = dims;
+            Some((pointwise(x_data, [n, ci, h * w], w_data, co, b_data, g.relu), [n, co, h, w]))
+        } else {
+            None
+        };
+        if let Some((out, dims)) = out {
+            return Some(Tensor::from_primitive::<Flex>(FlexTensor::from_data(TensorData::new(out, dims))));
+        }
+    }
     let out = conv2d_flex(&xs, &ws, bs.as_ref(), g)?;
     Some(Tensor::from_primitive::<Flex>(out))
+}
+
+/// A 1×1 convolution without padding of `[n, ci, hw]` data: per sample, one product
+/// `[co, ci] × [ci, hw]` on the NCHW values in place, then the bias and ReLU.
+fn pointwise(x: &[f32], [n, ci, hw]: [usize; 3], weight: &[f32], co: usize, bias: Option<&[f32]>, relu: bool) -> Vec<f32> {
+    let mut out = vec![0f32; n * co * hw];
+    if hw == 0 {
+        return out;
+    }
+    for (dst, src) in out.chunks_exact_mut(co * hw).zip(x.chunks_exact(ci * hw)) {
+        matmul([co, hw, ci], (dst, 1, hw), (weight, 1, ci), (src, 1, hw), false);
+        if bias.is_some() || relu {
+            dst.par_chunks_mut(hw).enumerate().for_each(|(o, plane)| {
+                let b = bias.map_or(0.0, |b| b[o]);
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        for v in plane.iter_mut() {
+                            *v = epilogue(*v + b, relu);
+                        }
+                    },
+                )
+            });
+        }
+    }
+    out
 }
 
 /// [`conv2d`] on contiguous flex `f32` primitives; `None` if one is not.
@@ -384,7 +444,7 @@ fn epilogue(v: f32, relu: bool) -> f32 {
 pub const SHIFT_SUM_VALUES: usize = 4 << 20;
 
 /// The tensor's flex primitive in contiguous form, if it is a plain flex `f32` tensor.
-fn flex_f32<const D: usize>(t: &Tensor<D>) -> Option<FlexTensor> {
+pub(crate) fn flex_f32<const D: usize>(t: &Tensor<D>) -> Option<FlexTensor> {
     if t.dtype() != DType::F32 {
         return None;
     }
@@ -537,11 +597,17 @@ mod tests {
             let b = with_bias.then(|| Tensor::<1>::random([co], Distribution::Normal(0.0, 1.0), &device));
             let got = conv2d(&x, &wt, b.as_ref(), g).expect("a flex f32 tensor");
             let want = reference(x.clone(), wt.clone(), b.clone(), g);
+            // The product routes, which the autodiff operations take for every layer.
+            let bf = b.as_ref().map(|b| flex_f32(b).unwrap());
+            let products = conv2d_flex(&flex_f32(&x).unwrap(), &flex_f32(&wt).unwrap(), bf.as_ref(), g).unwrap();
+            let products = Tensor::<4>::from_primitive::<Flex>(products);
             let relu = conv2d(&x, &wt, b.as_ref(), Geometry { relu: true, ..g }).expect("a flex f32 tensor");
             let relu_err = (relu - burn::tensor::activation::relu(want.clone())).abs().max().into_scalar::<f32>();
             assert_eq!(got.dims(), want.dims(), "case {n} {ci} {h} {w} {co} {k} {g:?}");
             let err = (got - want.clone()).abs().max().into_scalar::<f32>();
+            let products_err = (products - want.clone()).abs().max().into_scalar::<f32>();
             let scale = want.abs().max().into_scalar::<f32>();
+            assert!(products_err <= 1e-5 * scale, "case {ci}/{co} k{k} {g:?} as products: error {products_err} of {scale}");
             assert!(err <= 1e-5 * scale, "case {ci}/{co} k{k} {g:?}: error {err} of {scale}");
             assert!(relu_err <= 1e-5 * scale, "case {ci}/{co} k{k} {g:?} with ReLU: error {relu_err}");
         }

@@ -1,11 +1,13 @@
 //! The kernels, and the one place that chooses between them.
 //!
-//! The networks compute every convolution, transposed convolution, instance norm and max pool
-//! through the four functions here: [`conv2d`], [`conv_transpose2d`], [`instance_norm`] and
-//! [`max_pool2x2`]. Each first tries the CPU kernels, which take flex `f32` tensors only: plain
-//! ones (`cpu_conv`, `cpu_norm`, `cpu_pool`) and autodiff ones, as custom operations on burn's
-//! autodiff graph (`cpu_conv_grad`, `cpu_norm_grad`, `cpu_pool`), with their memory-bound loops
-//! vectorised in `cpu_simd`. A kernel answers `None` (or gives its input back) for any other
+//! The networks compute every convolution, transposed convolution, instance norm, max pool and
+//! bilinear upsampling through the functions here: [`conv2d`], [`conv_transpose2d`],
+//! [`instance_norm`], [`max_pool2x2`], [`upsample_bilinear2x`] and the fused
+//! [`upsample_bilinear2x_conv2d`]. Each first tries the CPU kernels, which take flex `f32`
+//! tensors only: plain ones (`cpu_conv`, `cpu_direct`, `cpu_group`, `cpu_norm`, `cpu_pool`,
+//! `cpu_upsample`) and autodiff ones, as custom operations on burn's autodiff graph
+//! (`cpu_conv_grad`, `cpu_norm_grad`, `cpu_pool`), with their memory-bound loops vectorised in
+//! `cpu_simd`. A kernel answers `None` (or gives its input back) for any other
 //! tensor, and the function then runs burn's generic operations ([`generic`]), which every
 //! backend has. Both routes follow the same PyTorch semantics; they differ only in float
 //! rounding.
@@ -13,6 +15,7 @@
 pub(crate) mod cpu_autodiff;
 pub mod cpu_conv;
 pub mod cpu_conv_grad;
+pub mod cpu_direct;
 pub mod cpu_group;
 pub mod cpu_norm;
 pub mod cpu_norm_grad;
@@ -33,8 +36,10 @@ pub use cpu_conv::Geometry;
 /// (PyTorch's `groups`; `C_w = 1` is a depthwise convolution): channel group `i` of the input
 /// feeds output group `i` only.
 ///
-/// Routes: grouped convolutions go to [`cpu_group::conv2d`] for plain flex `f32` tensors,
-/// otherwise to [`generic::conv2d`]. Dense ones: [`cpu_conv::conv2d`] when every tensor is a plain flex `f32` tensor;
+/// Routes: grouped convolutions go to [`cpu_group::conv2d`] (computed by [`cpu_direct`]) for
+/// plain flex `f32` tensors, otherwise to [`generic::conv2d`]. Dense ones: [`cpu_conv::conv2d`]
+/// when every tensor is a plain flex `f32` tensor (which hands kernels larger than 1×1 with at
+/// most [`cpu_direct::MAX_INPUTS`] inputs or at most 4 outputs to [`cpu_direct`]);
 /// [`cpu_conv_grad::conv2d`] when they are flex `f32` tensors and one is an autodiff tensor
 /// (without upsampling); otherwise [`generic::conv2d`].
 pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, g: Geometry) -> Tensor<4> {
@@ -158,6 +163,18 @@ pub fn resize_bilinear_aligned(x: Tensor<4>, size: [usize; 2]) -> Tensor<4> {
     generic::resize_bilinear_aligned(x, size)
 }
 
+/// [`conv2d`] of [`upsample_bilinear2x`]`(x)`: `g` is the convolution's geometry on the
+/// upsampled image `[N, C, 2H, 2W]` (without nearest upsampling).
+///
+/// Routes: [`cpu_direct`], which blends the upsampled rows as each band of the convolution
+/// needs them (no upsampled tensor), for plain flex `f32` tensors with at most
+/// [`cpu_direct::MAX_INPUTS`] input channels per group; otherwise the two functions.
+pub fn upsample_bilinear2x_conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, g: Geometry) -> Tensor<4> {
+    assert!(!g.upsample, "upsample_bilinear2x_conv2d: a nearest upsampling after the bilinear one");
+    cpu_direct::conv2d(&x, cpu_direct::Source::Bilinear2x, &weight, bias.as_ref(), g)
+        .unwrap_or_else(|| conv2d(upsample_bilinear2x(x), weight, bias, g))
+}
+
 #[cfg(test)]
 mod tests {
     use burn::tensor::{Device, Distribution};
@@ -197,6 +214,38 @@ mod tests {
             let xa = Tensor::<4>::from_data(x.into_data(), &ad).require_grad();
             let got = conv2d(xa, w, Some(b), g).without_autodiff();
             assert!(max_err(got, want) < 1e-4, "autodiff {g:?}");
+        }
+    }
+
+    /// The fused bilinear upsampling and convolution equals the two generic operations, for
+    /// MicroAST's grouped decoder layers, dense layers, stride 2, zero padding, odd sizes and a
+    /// one-pixel input; an autodiff input takes the unfused route.
+    #[test]
+    fn fused_bilinear_upsampling_and_convolution() {
+        let device = Device::flex();
+        let cases = [
+            // (n, c, h, w, [o, c/groups, k], stride, reflect, relu)
+            (1, 64, 9, 11, [32, 2, 3], 1, true, true),
+            (1, 32, 11, 9, [16, 2, 3], 1, true, true),
+            (2, 6, 5, 7, [4, 6, 3], 1, true, false),
+            (1, 8, 7, 6, [8, 1, 3], 2, true, false),
+            (1, 4, 6, 5, [6, 4, 5], 1, false, true),
+            (1, 4, 1, 1, [4, 2, 3], 1, true, false),
+            (1, 3, 40, 70, [3, 3, 9], 1, true, false),
+        ];
+        for (n, c, h, w, [o, cg, k], stride, reflect, relu) in cases {
+            let g = Geometry { stride, pad: [k / 2; 4], reflect, upsample: false, relu };
+            let x = Tensor::<4>::random([n, c, h, w], Distribution::Normal(0.0, 1.0), &device);
+            let wt = Tensor::<4>::random([o, cg, k, k], Distribution::Normal(0.0, 0.3), &device);
+            let b = Tensor::<1>::random([o], Distribution::Normal(0.0, 0.3), &device);
+            let want = generic::conv2d(generic::upsample_bilinear2x(x.clone()), wt.clone(), Some(b.clone()), g);
+            let got = upsample_bilinear2x_conv2d(x.clone(), wt.clone(), Some(b.clone()), g);
+            let scale = want.clone().abs().max().into_scalar::<f32>();
+            let e = max_err(got, want.clone()) / scale;
+            assert!(e < 1e-5, "{n}×{c}×{h}×{w} with [{o}, {cg}, {k}, {k}] {g:?}: relative error {e:e}");
+            let xa = Tensor::<4>::from_data(x.into_data(), &device.clone().autodiff()).require_grad();
+            let got = upsample_bilinear2x_conv2d(xa, wt, Some(b), g).without_autodiff();
+            assert!(max_err(got, want) / scale < 1e-5, "autodiff {g:?}");
         }
     }
 

@@ -83,6 +83,14 @@ impl Conv {
         self.apply(x, true, false)
     }
 
+    /// Bilinear ×2 upsampling (`align_corners = False`) followed by [`Conv::forward_relu`], fused
+    /// where the CPU kernels run ([`kernels::upsample_bilinear2x_conv2d`]).
+    pub fn forward_bilinear_relu(&self, x: Tensor<4>) -> Tensor<4> {
+        let [_, _, h, w] = x.dims();
+        let g = self.geometry([2 * h, 2 * w], false, true);
+        kernels::upsample_bilinear2x_conv2d(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()), g)
+    }
+
     /// The convolution's geometry for an input of `h × w` (before the upsampling, if any).
     pub fn geometry(&self, [h, w]: [usize; 2], upsample: bool, relu: bool) -> Geometry {
         let (k, s) = (self.kernel(), self.stride);

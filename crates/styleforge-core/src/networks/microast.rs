@@ -28,7 +28,6 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::error::{Error, Result};
-use crate::kernels;
 use crate::networks::layers::{Conv, Padding};
 use crate::weights::Weights;
 
@@ -237,11 +236,10 @@ impl MicroDecoder {
     /// `[N, 3, 4h, 4w]` in about 0..1, unclamped.
     pub fn stage2(&self, x: Tensor<4>, stats: &(Tensor<4>, Tensor<4>), target: &LevelTarget, alpha: f32) -> Tensor<4> {
         let y = blend(adain(x.clone(), stats, target), x, alpha);
-        let y = self.dec2.forward_modulated(y, &target.weight, &target.bias);
-        let mut y = kernels::upsample_bilinear2x(y);
+        let mut y = self.dec2.forward_modulated(y, &target.weight, &target.bias);
         for (i, conv) in self.head.iter().enumerate() {
             y = match i {
-                2 => conv.forward_relu(kernels::upsample_bilinear2x(y)),
+                0 | 2 => conv.forward_bilinear_relu(y),
                 4 => conv.forward(y),
                 _ => conv.forward_relu(y),
             };
