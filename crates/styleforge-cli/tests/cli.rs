@@ -320,7 +320,10 @@ fn adain_and_gatys_from_the_command_line() {
 
     assert_clean_error(&cmd(&["stylize", &input, "-o", &out("x.png"), "--method", "adain"]), "--style");
     assert_clean_error(&cmd(&["stylize", &input, "-o", &out("x.png"), "--method", "adain", "--style", &format!("{s1}:-1")]), "non-negative");
-    assert_clean_error(&cmd(&["stylize", &input, "-o", &out("x.png"), "--model", "adain", "--style", &s1]), "--style applies");
+    assert_clean_error(&cmd(&["stylize", &input, "-o", &out("x.png"), "--method", "fast", "--style", &s1]), "--style applies");
+    // Without --method, the model's kind picks the method: the AdaIN model runs adain.
+    let o = cmd(&["stylize", &input, "-o", &out("by_model.png"), "--model", "adain", "--style", &s1]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_clean_error(&cmd(&["stylize", &input, "-o", &out("x.png"), "--method", "adain", "--style", &s1, "--alpha", "1.5"]), "alpha");
     assert_clean_error(&cmd(&["stylize", &input, "-o", &out("x.png"), "--method", "gatys", "--style", &s1, "--model", &p("parity/adain_decoder.pth")]), "vgg");
 }
