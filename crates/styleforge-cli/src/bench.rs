@@ -162,13 +162,16 @@ fn gan_train_row(path: &std::path::Path, size: usize, runs: usize, device: &Devi
 }
 
 /// PyTorch 2.15 on the benchmark machine of the README (2 threads, float32), from
-/// `scripts/pytorch-bench.py`, median of three runs interleaved with `styleforge bench`:
-/// (workload prefix, size, milliseconds).
-const PYTORCH_MS: [(&str, [usize; 2], f64); 4] = [
+/// `scripts/pytorch-bench.py`, median of three runs interleaved with `styleforge bench` (the
+/// MicroAST rows on 2026-11-30, the others on 2026-11-21): (workload prefix, size, milliseconds).
+const PYTORCH_MS: [(&str, [usize; 2], f64); 7] = [
     ("TransformerNet stock", [512; 2], 777.0),
     ("VGG19 to relu4_1", [512; 2], 845.0),
     ("Gatys step", [384; 2], 1429.0),
     ("CycleGAN generator training step", [128; 2], 113.0),
+    ("MicroAST stylisation", [512; 2], 558.0),
+    ("MicroAST stylisation", [1024; 2], 2712.0),
+    ("MicroAST stylisation", [3840, 2160], 18184.0),
 ];
 
 fn pytorch_ms(r: &Row) -> Option<f64> {

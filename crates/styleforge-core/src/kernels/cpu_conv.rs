@@ -53,11 +53,11 @@ impl Geometry {
 /// given geometry; `None` unless the tensors are plain flex `f32` tensors.
 ///
 /// Kernels larger than 1×1 with at most [`cpu_direct::MAX_INPUTS`] input channels or at most 4
-/// outputs (except the nearest-upsampled 3×3 layers, see [`upsampled_3x3`]) are computed by
-/// [`cpu_direct`], and unpadded 1×1 layers as one product on the NCHW values ([`pointwise`]);
-/// the rest as [`conv2d_flex`]. The autodiff operations of `cpu_conv_grad` call
-/// [`conv2d_flex`] and [`conv2d_slices`] directly, so their rounding (which decides which
-/// near-zero ReLU inputs pass a gradient) does not depend on these inference routes.
+/// outputs (except the nearest-upsampled 3×3 layers, folded into 2×2 kernels) are computed by
+/// [`cpu_direct`], and unpadded 1×1 layers as one product on the NCHW values; the rest as the
+/// products of this module. The autodiff operations of `cpu_conv_grad` call those products
+/// directly, so their rounding (which decides which near-zero ReLU inputs pass a gradient) does
+/// not depend on these inference routes.
 pub fn conv2d(x: &Tensor<4>, weight: &Tensor<4>, bias: Option<&Tensor<1>>, g: Geometry) -> Option<Tensor<4>> {
     let xs = flex_f32(x)?;
     let ws = flex_f32(weight)?;

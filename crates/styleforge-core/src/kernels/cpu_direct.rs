@@ -17,8 +17,8 @@
 //! output pixel first (memory-bound for the shallow RGB layers and thin grouped products) and
 //! the products' output tiles are narrow for few output channels.
 //!
-//! The source may also be the input upsampled ×2 bilinearly ([`Source::Bilinear2x`], MicroAST's
-//! decoder): a task then interpolates the input rows its band needs horizontally and blends
+//! The source may also be the input upsampled ×2 bilinearly (MicroAST's decoder, through
+//! [`crate::kernels::upsample_bilinear2x_conv2d`]): a task then interpolates the input rows its band needs horizontally and blends
 //! pairs of them into the upsampled rows as it pads them, so the upsampled tensor (four times
 //! the input) is never stored.
 //!
