@@ -7,7 +7,7 @@
 // the widget), STYLEFORGE_PHOTO, STYLEFORGE_STYLE1, STYLEFORGE_AVATAR_PHOTO, STYLEFORGE_CHROMIUM,
 // STYLEFORGE_E2E_SHOTS.
 
-import { assertClean, assertLabelled, check, env, fileArg, log, meanDiff, open, run, shot } from "./lib.mjs";
+import { assertClean, assertLabelled, check, env, fileArg, log, meanDiff, open, run, shot, waitResult } from "./lib.mjs";
 
 const URL = env("STYLEFORGE_URL");
 const HOST_OK = env("STYLEFORGE_HOST_OK");
@@ -21,21 +21,6 @@ const FILTERS = ["cartoon-paprika", "cartoon-shinkai"];
 const STYLES = PAINTINGS + FILTERS.length;
 const IMG = "styleforge-widget[data-mode=image]";
 const AV = "styleforge-widget[data-mode=avatar]";
-
-async function waitResult(page, metaContains) {
-  await page.waitForFunction(
-    (text) => {
-      const meta = document.getElementById("result-meta");
-      const after = document.getElementById("after");
-      return !document.getElementById("compare").hidden && after.naturalWidth > 0 && meta.textContent.includes(text);
-    },
-    metaContains,
-    { timeout: 120_000 },
-  );
-  const error = await page.locator("#status.error").count();
-  check(error === 0, `no error shown: ${await page.locator("#status").textContent()}`);
-  return page.textContent("#result-meta");
-}
 
 async function resultDiff(page) {
   const [before, after] = await page.evaluate(() => [document.getElementById("before").src, document.getElementById("after").src]);
@@ -83,7 +68,7 @@ await run("builtin", 300, async (browser) => {
   check(await page.isChecked("#method-microast"), "a painting is stylised with MicroAST");
   const t0 = Date.now();
   await page.click("#go");
-  const meta = await waitResult(page, "The Starry Night");
+  const meta = await waitResult(page, "The Starry Night", 120_000);
   log(`painting result in ${Date.now() - t0} ms: ${meta}`);
   check(meta.includes("MicroAST"), `the result names the method: ${meta}`);
   const diff = await resultDiff(page);
@@ -99,13 +84,13 @@ await run("builtin", 300, async (browser) => {
   check((await page.locator("#method-adain, #method-gatys").count()) === 0, "no method without a network is offered");
   await page.selectOption("#size", "512");
   await page.click("#go");
-  await waitResult(page, "MicroAST");
+  await waitResult(page, "MicroAST", 120_000);
   check((await resultDiff(page)) > 12, "the custom-style result differs from the photo");
   await page.check("#blend-on");
   await page.selectOption("#blend-style", "great-wave");
   await page.fill("#blend-mix", "40");
   await page.click("#go");
-  const blendMeta = await waitResult(page, "The Great Wave off Kanagawa");
+  const blendMeta = await waitResult(page, "The Great Wave off Kanagawa", 120_000);
   log(`blend: ${blendMeta}`);
   check(blendMeta.includes("+"), "the blend names both styles");
   check((await resultDiff(page)) > 12, "the blended result differs from the photo");

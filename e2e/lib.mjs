@@ -178,3 +178,20 @@ export async function assertNoSideScroll(page) {
   const [sw, w] = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
   check(sw <= w + 1, `no horizontal scrolling (content ${sw}px wide in a ${w}px window)`);
 }
+
+/** Waits until the page shows a result whose caption contains `metaContains`, and no error;
+ * returns the caption. */
+export async function waitResult(page, metaContains, timeout = 180_000) {
+  await page.waitForFunction(
+    (text) => {
+      const meta = document.getElementById("result-meta");
+      const after = document.getElementById("after");
+      return !document.getElementById("compare").hidden && after.naturalWidth > 0 && meta.textContent.includes(text);
+    },
+    metaContains,
+    { timeout },
+  );
+  const error = await page.locator("#status.error").count();
+  check(error === 0, `no error shown: ${await page.locator("#status").textContent()}`);
+  return page.textContent("#result-meta");
+}

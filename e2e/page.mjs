@@ -20,6 +20,7 @@ import {
   pasteFile,
   run,
   shot,
+  waitResult,
 } from "./lib.mjs";
 
 const URL = env("STYLEFORGE_URL");
@@ -30,20 +31,6 @@ const KEYED_URL = env("STYLEFORGE_KEYED_URL", "");
 const KEY = env("STYLEFORGE_KEY", "");
 
 const cards = (page) => page.locator(".style-card");
-
-async function waitResult(page, metaContains) {
-  await page.waitForFunction(
-    (text) => {
-      const meta = document.getElementById("result-meta");
-      const after = document.getElementById("after");
-      return !document.getElementById("compare").hidden && after.naturalWidth > 0 && meta.textContent.includes(text);
-    },
-    metaContains,
-    { timeout: 180_000 },
-  );
-  const error = await page.locator("#status.error").count();
-  check(error === 0, `no error shown: ${await page.locator("#status").textContent()}`);
-}
 
 async function resultDiff(page) {
   const [before, after] = await page.evaluate(() => [document.getElementById("before").src, document.getElementById("after").src]);
