@@ -59,12 +59,7 @@ impl Geometry {
 /// directly, so their rounding (which decides which near-zero ReLU inputs pass a gradient) does
 /// not depend on these inference routes.
 pub fn conv2d(x: &Tensor<4>, weight: &Tensor<4>, bias: Option<&Tensor<1>>, g: Geometry) -> Option<Tensor<4>> {
-    let xs = flex_f32(x)?;
-    let ws = flex_f32(weight)?;
-    let bs = match bias {
-        Some(b) => Some(flex_f32(b)?),
-        None => None,
-    };
+    let (xs, ws, bs) = flex_operands(x, weight, bias)?;
     let dims: [usize; 4] = xs.layout().shape().dims();
     let [co, ci, k, k2]: [usize; 4] = ws.layout().shape().dims();
     let nearest_3x3 = g.upsample && g.stride == 1 && k == 3 && g.pad == [1; 4];
@@ -450,6 +445,20 @@ pub(crate) fn flex_f32<const D: usize>(t: &Tensor<D>) -> Option<FlexTensor> {
     }
     let prim = t.clone().try_into_primitive::<Flex>().ok()?;
     Some(if prim.is_contiguous() { prim } else { prim.to_contiguous() })
+}
+
+/// A convolution's input, kernel and optional bias as contiguous flex `f32` primitives; `None`
+/// if one is not a plain flex `f32` tensor.
+pub(crate) fn flex_operands(
+    x: &Tensor<4>,
+    weight: &Tensor<4>,
+    bias: Option<&Tensor<1>>,
+) -> Option<(FlexTensor, FlexTensor, Option<FlexTensor>)> {
+    let bias = match bias {
+        Some(b) => Some(flex_f32(b)?),
+        None => None,
+    };
+    Some((flex_f32(x)?, flex_f32(weight)?, bias))
 }
 
 /// For each padded coordinate, the source coordinate in the unpadded (pre-upsampling) input, or

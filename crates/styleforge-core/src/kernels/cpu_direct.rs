@@ -32,7 +32,7 @@ use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use crate::kernels::Geometry;
-use crate::kernels::cpu_conv::{flex_f32, source_index};
+use crate::kernels::cpu_conv::{flex_operands, source_index};
 use crate::kernels::cpu_upsample as upsample;
 
 /// Most input channels per group taken by the dense route (wider layers run as products).
@@ -58,12 +58,7 @@ pub(crate) fn conv2d(
     bias: Option<&Tensor<1>>,
     g: Geometry,
 ) -> Option<Tensor<4>> {
-    let xs = flex_f32(x)?;
-    let ws = flex_f32(weight)?;
-    let bs = match bias {
-        Some(b) => Some(flex_f32(b)?),
-        None => None,
-    };
+    let (xs, ws, bs) = flex_operands(x, weight, bias)?;
     let dims: [usize; 4] = xs.layout().shape().dims();
     let [co, cg, k, k2]: [usize; 4] = ws.layout().shape().dims();
     if k != k2 || k == 0 || cg == 0 || cg > MAX_INPUTS || !dims[1].is_multiple_of(cg) || !co.is_multiple_of(dims[1] / cg) {
