@@ -70,9 +70,25 @@ fn raw_outputs_scores_boxes_and_detections() {
     }
 }
 
-/// The whole pipeline from the JPEG: our resize differs from OpenCV's fixed-point one by a
-/// grey level here and there, and JPEG decoders may differ by a level, so
-/// the boxes agree within a few pixels, not bit for bit.
+/// The resize reproduces OpenCV's `INTER_LINEAR` on 8-bit images bit for bit: down, up, exactly
+/// half and one side only, on an image of smooth ramps and noise (fixtures made by
+/// `scripts/opencv-resize-fixture.py` with OpenCV 5.0).
+#[test]
+fn the_resize_is_opencvs_bit_for_bit() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/opencv_resize");
+    let input = image_io::read(&dir.join("input_194x122.png"), u64::MAX).unwrap();
+    for (w, h) in [(211, 131), (41, 29), (97, 61), (194, 61), (7, 5)] {
+        let want = image_io::read(&dir.join(format!("cv2_{w}x{h}.png")), u64::MAX).unwrap();
+        let ours = face_detector::resize_like_opencv(&input, w, h);
+        let differ = ours.iter().zip(&want.rgb).filter(|(a, b)| a != b).count();
+        assert_eq!(differ, 0, "{w}×{h}: {differ} of {} values differ from OpenCV", ours.len());
+    }
+}
+
+/// The whole pipeline from the JPEG. The resize is OpenCV's (above), but the JPEG decoders
+/// differ: ours (zune-jpeg, through `image`) and libjpeg-turbo (OpenCV's and Pillow's) disagree
+/// by up to 4 levels on about an eighth of the values of these photos, so the 320×240 inputs
+/// differ by that much and the boxes by up to about 1.3 px.
 #[test]
 fn from_the_photos() {
     let r = reference("models/face_detector/reference/face_ref.safetensors");
@@ -85,7 +101,7 @@ fn from_the_photos() {
         let theirs = face_detector::input_tensor(&png.rgb, &device());
         let d = HostTensor::from_tensor((ours - theirs).abs().max()).unwrap().data[0] * 128.0;
         eprintln!("{case}: largest input difference {d} grey levels");
-        assert!(d <= 4.0, "{case}: {d}");
+        assert!(d <= 5.0, "{case}: {d}");
         let faces = net.detect_faces(&pic, &device()).unwrap();
         let want = r.get(&format!("{case}.detections")).unwrap();
         let n = if want.shape[0] == 0 { 0 } else { want.data.len() / 5 };
@@ -93,7 +109,7 @@ fn from_the_photos() {
         for (f, d) in faces.iter().zip(want.data.chunks(5)) {
             let worst = [f.x1 - d[0], f.y1 - d[1], f.x2 - d[2], f.y2 - d[3]].map(f32::abs).into_iter().fold(0f32, f32::max);
             eprintln!("{case} from the photo: largest corner difference {worst:.2} px");
-            assert!(worst < 4.0, "{case}: {f:?} vs {d:?}");
+            assert!(worst < 2.0, "{case}: {f:?} vs {d:?}");
         }
     }
 }

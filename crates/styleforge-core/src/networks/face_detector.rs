@@ -355,11 +355,11 @@ pub fn priors() -> Vec<[f32; 4]> {
     out
 }
 
-/// The network input for a photo: resized to 320×240 without keeping the aspect (bilinear with
-/// half-pixel centres, rounded to 8 bits, like OpenCV's `INTER_LINEAR` on `uint8`), then
+/// The network input for a photo: resized to 320×240 without keeping the aspect (OpenCV's
+/// fixed-point `INTER_LINEAR` on `uint8`, as the reference does), then
 /// `(v - 127) / 128`; `[1, 3, 240, 320]` on `device`.
 pub fn preprocess(picture: &Picture, device: &Device) -> Tensor<4> {
-    let small = resize_bilinear_u8(picture, INPUT_W, INPUT_H);
+    let small = resize_like_opencv(picture, INPUT_W, INPUT_H);
     input_tensor(&small, device)
 }
 
@@ -369,31 +369,52 @@ pub fn input_tensor(rgb: &[f32], device: &Device) -> Tensor<4> {
     Tensor::from_data(TensorData::new(data, [1, 3, INPUT_H, INPUT_W]), device)
 }
 
-/// Bilinear resampling with half-pixel centres and no antialiasing, rounded to whole values;
-/// planar RGB 0..255 out.
-fn resize_bilinear_u8(p: &Picture, w: usize, h: usize) -> Vec<f32> {
-    let (sw, sh) = (p.width as usize, p.height as usize);
-    let taps = |dst: usize, src: usize| -> Vec<(usize, usize, f32)> {
-        let scale = src as f32 / dst as f32;
+/// OpenCV's `resize(…, INTER_LINEAR)` on 8-bit images, bit for bit: half-pixel centres, taps
+/// clamped at the borders (keeping their weights), 11-bit fixed-point weights (`INTER_RESIZE_COEF_BITS`), the horizontal
+/// pass in integers and the vertical pass with OpenCV's rounding shifts. Values of `p` are taken
+/// as whole grey levels (as decoded from an 8-bit file); planar RGB 0..255 out, `3·w·h` values;
+/// `w`, `h` ≥ 1 and a non-empty `p`.
+/// Source: OpenCV `modules/imgproc/src/resize.cpp` (`resizeGeneric_`, `HResizeLinear`,
+/// `VResizeLinear<uchar, int, short, FixedPtCast<…, 22>>`), the resize the reference's
+/// `detect_imgs.py` uses.
+pub fn resize_like_opencv(p: &Picture, w: usize, h: usize) -> Vec<f32> {
+    const ONE: f32 = 2048.0;
+    // Per output coordinate: the two source taps and their 11-bit weights.
+    let taps = |dst: usize, src: usize| -> Vec<(usize, usize, i32, i32)> {
+        let scale = 1.0 / (dst as f64 / src as f64);
         (0..dst)
             .map(|d| {
-                let s = ((d as f32 + 0.5) * scale - 0.5).max(0.0);
-                let i = (s.floor() as usize).min(src - 1);
-                let f = if i + 1 < src { s - i as f32 } else { 0.0 };
-                (i, (i + 1).min(src - 1), f)
+                let f = ((d as f64 + 0.5) * scale - 0.5) as f32;
+                let i = f.floor();
+                let f = f - i;
+                // Out-of-range taps are clamped to the border but keep their weights, as
+                // OpenCV does for rows (both taps are then the same source line; the split
+                // weights change the fixed-point rounding).
+                let at = |k: f32| (k.max(0.0) as usize).min(src - 1);
+                let (i, next) = (at(i), at(i + 1.0));
+                let round = |v: f32| v.round_ties_even() as i32;
+                (i, next, round((1.0 - f) * ONE), round(f * ONE))
             })
             .collect()
     };
+    let (sw, sh) = (p.width as usize, p.height as usize);
     let (tx, ty) = (taps(w, sw), taps(h, sh));
     let n = sw * sh;
     let mut out = vec![0f32; 3 * w * h];
+    let mut rows = vec![0i32; 2 * w];
     for c in 0..3 {
         let plane = &p.rgb[c * n..(c + 1) * n];
-        for (y, &(y0, y1, fy)) in ty.iter().enumerate() {
-            for (x, &(x0, x1, fx)) in tx.iter().enumerate() {
-                let top = plane[y0 * sw + x0] * (1.0 - fx) + plane[y0 * sw + x1] * fx;
-                let bottom = plane[y1 * sw + x0] * (1.0 - fx) + plane[y1 * sw + x1] * fx;
-                out[c * w * h + y * w + x] = (top * (1.0 - fy) + bottom * fy).round().clamp(0.0, 255.0);
+        let level = |v: f32| v.round().clamp(0.0, 255.0) as i32;
+        for (y, &(y0, y1, b0, b1)) in ty.iter().enumerate() {
+            for (r, sy) in [y0, y1].into_iter().enumerate() {
+                let line = &plane[sy * sw..(sy + 1) * sw];
+                for (x, &(x0, x1, a0, a1)) in tx.iter().enumerate() {
+                    rows[r * w + x] = level(line[x0]) * a0 + level(line[x1]) * a1;
+                }
+            }
+            for x in 0..w {
+                let v = (((b0 * (rows[x] >> 4)) >> 16) + ((b1 * (rows[w + x] >> 4)) >> 16) + 2) >> 2;
+                out[c * w * h + y * w + x] = v.clamp(0, 255) as f32;
             }
         }
     }
