@@ -27,7 +27,8 @@ pub struct Args {
     /// Timed runs per row (after one warm-up run); the median is reported.
     #[arg(long, default_value_t = 5)]
     runs: usize,
-    /// Workloads to run (fast, vgg, adain, gatys, gan-train, microast); default all.
+    /// Workloads to run (fast, vgg, adain, gatys, gan-train, microast, cartoon, face, anime);
+    /// default all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Compute device.
@@ -119,6 +120,34 @@ pub fn run(a: Args) -> Result<()> {
             }));
         }
     }
+    if wants("cartoon") {
+        // The built-in filter's generator on an image in -1..1, as the reference's
+        // `inference_with_ckpt.py` feeds it (its own size, no resizing).
+        use styleforge_core::networks::cartoongan::CartoonGan;
+        let net = CartoonGan::from_weights(&builtin::weights("cartoon-paprika")?, &device)?;
+        for size in [512, 1024] {
+            rows.push(time_row("CartoonGAN-light filter (cartoon-paprika)", [size; 2], a.runs, &device, |x| {
+                let _ = net.forward_any_size(x / 127.5 - 1.0, &mut NormContext::Local).into_data();
+            }));
+        }
+    }
+    if wants("face") {
+        // The network only (raw logits and offsets), as the reference's `net(x)`.
+        let net = builtin::face_detector(&device)?;
+        rows.push(time_row("Face detector RFB-320 (network)", [320, 240], a.runs, &device, |x| {
+            let raw = net.forward(x / 128.0 - 1.0);
+            let _ = (raw.logits.into_data(), raw.locations.into_data());
+        }));
+    }
+    if wants("anime") {
+        if let Some(path) = shared_file("parity/animegan2_generator.pth") {
+            use styleforge_core::networks::animegan::{AnimeGan, Upsampling};
+            let net = AnimeGan::from_weights(&styleforge_core::weights::Weights::load(&path)?, &device)?;
+            rows.push(time_row("AnimeGANv2 generator", [512; 2], a.runs, &device, |x| {
+                let _ = net.forward_traced(x / 127.5 - 1.0, Upsampling::AlignCorners, &mut NormContext::Local).0.into_data();
+            }));
+        }
+    }
     if rows.is_empty() {
         bail!("nothing to time: pass --model NAME_OR_FILE (the shared reference models were not found)");
     }
@@ -161,21 +190,22 @@ fn gan_train_row(path: &std::path::Path, size: usize, runs: usize, device: &Devi
     })
 }
 
-/// PyTorch 2.15 on the benchmark machine of the README (2 threads, float32), from
-/// `scripts/pytorch-bench.py`, median of three runs interleaved with `styleforge bench` (the
-/// MicroAST rows on 2026-11-30, the others on 2026-11-21): (workload prefix, size, milliseconds).
-const PYTORCH_MS: [(&str, [usize; 2], f64); 7] = [
-    ("TransformerNet stock", [512; 2], 777.0),
-    ("VGG19 to relu4_1", [512; 2], 845.0),
-    ("Gatys step", [384; 2], 1429.0),
-    ("CycleGAN generator training step", [128; 2], 113.0),
-    ("MicroAST stylisation", [512; 2], 558.0),
-    ("MicroAST stylisation", [1024; 2], 2712.0),
-    ("MicroAST stylisation", [3840, 2160], 18184.0),
+/// The reference framework's time on the benchmark machine of the README (2 threads, float32),
+/// the median of three runs interleaved with `styleforge bench`: PyTorch from
+/// `scripts/pytorch-bench.py` (the MicroAST rows on 2026-11-30, the classic ones on 2026-11-21),
+/// TensorFlow from `scripts/tensorflow-bench.py`: (workload prefix, size, framework, milliseconds).
+const REFERENCE_MS: [(&str, [usize; 2], &str, f64); 7] = [
+    ("TransformerNet stock", [512; 2], "PyTorch", 777.0),
+    ("VGG19 to relu4_1", [512; 2], "PyTorch", 845.0),
+    ("Gatys step", [384; 2], "PyTorch", 1429.0),
+    ("CycleGAN generator training step", [128; 2], "PyTorch", 113.0),
+    ("MicroAST stylisation", [512; 2], "PyTorch", 558.0),
+    ("MicroAST stylisation", [1024; 2], "PyTorch", 2712.0),
+    ("MicroAST stylisation", [3840, 2160], "PyTorch", 18184.0),
 ];
 
-fn pytorch_ms(r: &Row) -> Option<f64> {
-    PYTORCH_MS.iter().find(|(w, s, _)| r.workload.starts_with(w) && *s == r.size).map(|(_, _, ms)| *ms)
+fn reference_ms(r: &Row) -> Option<(&'static str, f64)> {
+    REFERENCE_MS.iter().find(|(w, s, _, _)| r.workload.starts_with(w) && *s == r.size).map(|(_, _, f, ms)| (*f, *ms))
 }
 
 fn shared_file(rel: &str) -> Option<PathBuf> {
@@ -202,19 +232,19 @@ fn time_row(label: &str, size: [usize; 2], runs: usize, device: &Device, mut f: 
 }
 
 fn print_table(rows: &[Row]) {
-    println!("| workload | size | ms | MP/s | peak RSS MiB | PyTorch ms | × PyTorch time |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| workload | size | ms | MP/s | peak RSS MiB | reference | reference ms | × reference time |");
+    println!("|---|---|---|---|---|---|---|---|");
     for r in rows {
         let [w, h] = r.size;
         let mp = (w * h) as f64 / 1e6;
         let size = if w == h { format!("{w}²") } else { format!("{w}×{h}") };
         let peak = r.peak_mib.map(|m| format!("{m:.0}")).unwrap_or_else(|| "-".into());
-        let (torch, ratio) = match pytorch_ms(r) {
-            Some(t) => (format!("{t:.0}"), format!("{:.2}", r.median_ms / t)),
-            None => ("-".into(), "-".into()),
+        let (framework, reference, ratio) = match reference_ms(r) {
+            Some((f, t)) => (f, format!("{t:.0}"), format!("{:.2}", r.median_ms / t)),
+            None => ("-", "-".into(), "-".into()),
         };
         println!(
-            "| {} | {size} | {:.1} | {:.2} | {} | {torch} | {ratio} |",
+            "| {} | {size} | {:.1} | {:.2} | {} | {framework} | {reference} | {ratio} |",
             r.workload,
             r.median_ms,
             mp / (r.median_ms / 1e3),

@@ -119,6 +119,9 @@ pub(crate) fn convolve(
     assert_eq!(x.len(), n * c * h * w, "direct conv2d: input length");
     assert_eq!(weight.len(), co * cg * k * k, "direct conv2d: kernel length");
     assert!(cg > 0 && c % cg == 0 && co % (c / cg) == 0, "direct conv2d: groups of {cg} in {c} channels, {co} outputs");
+    if let Some(chunked) = by_input_chunks(x, dims, source, weight, kernel, bias, g) {
+        return chunked;
+    }
     // Enough independent sums to hide the multiply-add latency where the layer is compute-bound.
     match co / (c / cg) {
         1 => direct_blocked::<1, 4>(x, dims, source, weight, kernel, bias, g),
@@ -127,6 +130,61 @@ pub(crate) fn convolve(
         4 => direct_blocked::<4, 2>(x, dims, source, weight, kernel, bias, g),
         _ => direct_blocked::<8, 2>(x, dims, source, weight, kernel, bias, g),
     }
+}
+
+/// A dense layer with at most four outputs whose padded rows for one output row would not fit
+/// in [`PADDED_VALUES`] (CartoonGAN's 5×5 96→3 output layer at 512 px: 96 channels of five
+/// 516-value rows) is computed over chunks of input channels that do, each chunk's sums added to
+/// the output, then the bias and ReLU: a band would otherwise be one output row that copies `k`
+/// padded rows of every channel, `k` times the input and out of the cache. `None` for the layers
+/// that fit (and grouped ones), which take the bands directly.
+fn by_input_chunks(
+    x: &[f32],
+    [n, c, h, w]: [usize; 4],
+    source: Source,
+    weight: &[f32],
+    [co, cg, k]: [usize; 3],
+    bias: Option<&[f32]>,
+    g: Geometry,
+) -> Option<Option<(Vec<f32>, [usize; 4])>> {
+    let s = g.stride.max(1);
+    let wide = if g.upsample || source == Source::Bilinear2x { 2 * w } else { w };
+    let stride_q = (wide + g.pad[2] + g.pad[3]).div_ceil(s) + SLACK;
+    // Input channels whose padded rows for a band of 32 output rows fit.
+    let chunk = (PADDED_VALUES / ((31 * s + k) * s * stride_q)).max(1);
+    if cg != c || co > 4 || cg <= chunk {
+        return None;
+    }
+    let plain = Geometry { relu: false, ..g };
+    let mut out: Vec<f32> = Vec::new();
+    let mut out_dims = [n, co, 0, 0];
+    for sample in 0..n {
+        let mut sum: Vec<f32> = Vec::new();
+        for c0 in (0..c).step_by(chunk) {
+            let cc = chunk.min(c - c0);
+            let part = &x[(sample * c + c0) * h * w..(sample * c + c0 + cc) * h * w];
+            let kernel: Vec<f32> =
+                (0..co).flat_map(|o| weight[(o * c + c0) * k * k..(o * c + c0 + cc) * k * k].iter().copied()).collect();
+            let Some((y, dims)) = convolve(part, [1, cc, h, w], source, &kernel, [co, cc, k], None, plain) else {
+                return Some(None);
+            };
+            out_dims = [n, co, dims[2], dims[3]];
+            if sum.is_empty() {
+                sum = y;
+            } else {
+                sum.par_iter_mut().zip(y.par_iter()).for_each(|(a, b)| *a += b);
+            }
+        }
+        out.extend(sum);
+    }
+    let plane = out_dims[2] * out_dims[3];
+    if plane > 0 && (bias.is_some() || g.relu) {
+        out.par_chunks_mut(plane).enumerate().for_each(|(i, p)| {
+            let b = bias.map_or(0.0, |b| b[i % co]);
+            p.iter_mut().for_each(|v| *v = if g.relu { (*v + b).max(0.0) } else { *v + b });
+        });
+    }
+    Some(Some((out, out_dims)))
 }
 
 /// Spare values after each padded row phase, so that a row's last stretch (at most 4 vectors
@@ -400,7 +458,7 @@ mod tests {
 
     /// burn's convolution is the reference for dense layers of every block shape, strides 1 to
     /// 3, both paddings, asymmetric padding, upsampling, a batch of two, planes narrower than a
-    /// stretch and wider than several, bands of several rows.
+    /// stretch and wider than several, bands of several rows, chunks of input channels.
     #[test]
     fn dense_layers_match_burn_convolution() {
         let device = Device::flex();
@@ -417,6 +475,9 @@ mod tests {
             (1, 4, 6, 5, 12, 3, geometry(1, [1; 4], true, true, false)),
             (1, 3, 40, 150, 8, 7, geometry(1, [3; 4], true, false, true)),
             (1, 8, 1, 1, 5, 3, geometry(1, [1; 4], false, false, false)),
+            // Wide rows of many channels into few outputs: summed over chunks of input channels.
+            (2, 96, 7, 520, 3, 5, geometry(1, [2; 4], false, false, true)),
+            (1, 40, 9, 1100, 1, 3, geometry(2, [0, 1, 0, 1], false, false, false)),
         ];
         for (n, c, h, w, o, k, g) in cases {
             let x = Tensor::<4>::random([n, c, h, w], Distribution::Normal(0.0, 1.0), &device);

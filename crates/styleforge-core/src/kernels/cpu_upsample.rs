@@ -1,4 +1,5 @@
-//! Bilinear ×2 upsampling (MicroAST's decoder) for inference on the flex CPU backend.
+//! Bilinear ×2 upsampling (MicroAST's decoder; TensorFlow's legacy resize in CartoonGAN-light)
+//! for inference on the flex CPU backend.
 //!
 //! PyTorch's `interpolate(scale_factor=2, mode='bilinear', align_corners=False)` samples the
 //! input at `(i + 0.5) / 2 - 0.5` for output pixel `i`, clamped to `[0, n - 1]`: output `2j`
@@ -73,6 +74,52 @@ pub(crate) fn upsample(x: &[f32], [n, c, h, w]: [usize; 4]) -> Vec<f32> {
     out
 }
 
+/// TensorFlow's legacy bilinear ×2 resize (see [`crate::kernels::resize_legacy2x`]) of `x`
+/// `[N, C, H, W]` to `[N, C, 2H, 2W]`; `None` unless `x` is a plain flex `f32` tensor. Each
+/// output row pair is the input row widened (`x[j]`, then the mean with `x[j+1]`) and its mean
+/// with the next widened row; the last row and column repeat.
+pub fn legacy2x(x: &Tensor<4>) -> Option<Tensor<4>> {
+    let xs = flex_f32(x)?;
+    let [n, c, h, w]: [usize; 4] = xs.layout().shape().dims();
+    let src = xs.as_slice::<f32>()?;
+    let mut out = vec![0f32; 4 * src.len()];
+    if !out.is_empty() {
+        let band = (TASK_VALUES / (4 * w)).clamp(1, h);
+        out.par_chunks_mut(4 * h * w).zip(src.par_chunks(h * w)).for_each(|(dst, plane)| {
+            dst.par_chunks_mut(band * 4 * w).enumerate().for_each_init(Vec::new, |next: &mut Vec<f32>, (b, dst)| {
+                next.resize(2 * w, 0.0);
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        for (i, pair) in (b * band..).zip(dst.chunks_exact_mut(4 * w)) {
+                            let (even, odd) = pair.split_at_mut(2 * w);
+                            widen_legacy(even, &plane[i * w..(i + 1) * w]);
+                            let j = (i + 1).min(h - 1);
+                            widen_legacy(next, &plane[j * w..(j + 1) * w]);
+                            for ((o, &a), &b) in odd.iter_mut().zip(even.iter()).zip(next.iter()) {
+                                *o = (a + b) * 0.5;
+                            }
+                        }
+                    },
+                );
+            });
+        });
+    }
+    Some(Tensor::from_primitive::<Flex>(FlexTensor::from_data(TensorData::new(out, [n, c, 2 * h, 2 * w]))))
+}
+
+/// One input row `src` (`w` values) resized to `2w` the legacy TensorFlow way.
+#[inline(always)]
+fn widen_legacy(dst: &mut [f32], src: &[f32]) {
+    let w = src.len();
+    for (d, s) in dst[..2 * w - 2].chunks_exact_mut(2).zip(src.windows(2)) {
+        d[0] = s[0];
+        d[1] = (s[0] + s[1]) * 0.5;
+    }
+    dst[2 * w - 2] = src[w - 1];
+    dst[2 * w - 1] = src[w - 1];
+}
+
 /// One input row `src` (`w` values) interpolated to `2w` values.
 #[inline(always)]
 pub(crate) fn widen(dst: &mut [f32], src: &[f32]) {
@@ -99,6 +146,21 @@ mod tests {
 
     use super::*;
     use crate::kernels::generic;
+
+    /// The generic route (burn's operations) is the reference for the legacy resize (it averages
+    /// the rows first, so the diagonal means round differently in the last bit).
+    #[test]
+    fn legacy_matches_the_generic_route() {
+        let device = Device::flex();
+        for dims in [[1, 3, 9, 11], [2, 2, 1, 7], [1, 2, 6, 1], [1, 1, 1, 1], [1, 2, 77, 300]] {
+            let x = Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device);
+            let got = legacy2x(&x).expect("a flex f32 tensor");
+            let want = generic::resize_legacy2x(x);
+            assert_eq!(got.dims(), want.dims());
+            let d = (got - want).abs().max().into_scalar::<f32>();
+            assert!(d <= 1e-6, "{dims:?}: {d}");
+        }
+    }
 
     /// burn's interpolation is the reference, at odd sizes, single rows and columns, one pixel,
     /// and planes of several bands.

@@ -176,3 +176,45 @@ pub fn max_pool2x2(x: Tensor<4>, ceil: bool) -> Tensor<4> {
     let options = MaxPoolOptions::new([2, 2]).with_stride([2, 2]);
     max_pool2d(x, if ceil { options.with_ceil_mode(true) } else { options })
 }
+
+/// [`super::resize_legacy2x`] with burn's operations: each dimension doubled by interleaving the
+/// values with the means of neighbours (the last neighbour repeated).
+pub fn resize_legacy2x(x: Tensor<4>) -> Tensor<4> {
+    let along = |x: Tensor<4>, dim: usize| {
+        let dims = x.dims();
+        let len = dims[dim];
+        let next = if len > 1 { Tensor::cat(vec![x.clone().narrow(dim, 1, len - 1), x.clone().narrow(dim, len - 1, 1)], dim) } else { x.clone() };
+        let odd = (x.clone() + next) * 0.5;
+        let mut out = dims;
+        out[dim] *= 2;
+        Tensor::stack::<5>(vec![x, odd], dim + 1).reshape(out)
+    };
+    along(along(x, 2), 3)
+}
+
+/// [`super::global_norm`] with burn's operations.
+pub fn global_norm(
+    x: Tensor<4>,
+    given: Option<(&Tensor<4>, &Tensor<4>)>,
+    eps: super::GlobalEps,
+    (gamma, beta): (&Tensor<1>, &Tensor<1>),
+    relu: bool,
+) -> (Tensor<4>, (Tensor<4>, Tensor<4>)) {
+    let [n, c, h, w] = x.dims();
+    let (mean, var) = match given {
+        Some((m, v)) => (m.clone(), v.clone()),
+        None => {
+            let flat = x.clone().reshape([n, c * h * w]);
+            let mean = flat.clone().mean_dim(1);
+            let var = (flat - mean.clone()).powi_scalar(2).mean_dim(1);
+            (mean.reshape([n, 1, 1, 1]), var.reshape([n, 1, 1, 1]))
+        }
+    };
+    let x_hat = match eps {
+        super::GlobalEps::Sigma(e) => (x - mean.clone()) / (var.clone().sqrt() + e),
+        super::GlobalEps::Variance(e) => (x - mean.clone()) / (var.clone() + e).sqrt(),
+    };
+    let k = gamma.dims()[0];
+    let y = x_hat * gamma.clone().reshape([1, k, 1, 1]) + beta.clone().reshape([1, k, 1, 1]);
+    (if relu { burn::tensor::activation::relu(y) } else { y }, (mean, var))
+}

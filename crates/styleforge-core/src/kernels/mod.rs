@@ -18,6 +18,7 @@ pub mod cpu_conv_grad;
 pub mod cpu_direct;
 pub mod cpu_group;
 pub mod cpu_norm;
+pub mod cpu_global_norm;
 pub mod cpu_norm_grad;
 pub mod cpu_pool;
 pub(crate) mod cpu_simd;
@@ -154,6 +155,47 @@ pub fn max_pool2x2(x: Tensor<4>, ceil: bool) -> Tensor<4> {
 /// [`generic::upsample_bilinear2x`].
 pub fn upsample_bilinear2x(x: Tensor<4>) -> Tensor<4> {
     cpu_upsample::bilinear2x(&x).unwrap_or_else(|| generic::upsample_bilinear2x(x))
+}
+
+/// TensorFlow's legacy bilinear ×2 resize (`tf.image.resize_bilinear` / `UpSampling2D(
+/// interpolation='bilinear')` with `align_corners = False` and no half-pixel centres) of `x`
+/// `[N, C, H, W]` to `[N, C, 2H, 2W]`: output `2j` is `x[j]`, output `2j + 1` is
+/// `(x[j] + x[j+1]) / 2`, and the last one repeats `x[n-1]`; rows, then columns.
+///
+/// Routes: [`cpu_upsample::legacy2x`] for plain flex `f32` tensors, otherwise
+/// [`generic::resize_legacy2x`].
+pub fn resize_legacy2x(x: Tensor<4>) -> Tensor<4> {
+    cpu_upsample::legacy2x(&x).unwrap_or_else(|| generic::resize_legacy2x(x))
+}
+
+/// Where a whole-sample normalisation adds its offset.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum GlobalEps {
+    /// To the standard deviation: `(x - μ) / (σ + eps)` (keras-contrib's
+    /// `InstanceNormalization(axis=None)`).
+    Sigma(f64),
+    /// To the variance: `(x - μ) / sqrt(σ² + eps)` (PyTorch's `GroupNorm(1, C)`).
+    Variance(f64),
+}
+
+/// Whole-sample normalisation of `x` `[N, C, H, W]`: per sample, the mean μ and the biased
+/// variance σ² over C·H·W (or the `given` ones, `[N, 1, 1, 1]` each), the offset of `eps`, then
+/// the affine map `γ·x̂ + β` with `affine` = `(γ, β)`, each `[1]` (scalars) or `[C]` (per channel),
+/// and a ReLU when `relu`. Returns the output and the statistics used (`[N, 1, 1, 1]` each).
+///
+/// Routes: [`cpu_global_norm::global_norm`] (statistics in `f64`, one output pass) for plain flex
+/// `f32` tensors; otherwise [`generic::global_norm`].
+pub fn global_norm(
+    x: Tensor<4>,
+    given: Option<(&Tensor<4>, &Tensor<4>)>,
+    eps: GlobalEps,
+    affine: (&Tensor<1>, &Tensor<1>),
+    relu: bool,
+) -> (Tensor<4>, (Tensor<4>, Tensor<4>)) {
+    match cpu_global_norm::global_norm(x, given, eps, affine, relu) {
+        Ok(done) => done,
+        Err(x) => generic::global_norm(x, given, eps, affine, relu),
+    }
 }
 
 /// PyTorch's bilinear resize with `align_corners = True` of `x` `[N, C, H, W]` to `size`

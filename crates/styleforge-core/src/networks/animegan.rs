@@ -78,8 +78,7 @@ impl ConvNormLReLU {
 
 /// `GroupNorm(1, C)` with per-channel γ, β.
 fn group_norm(x: Tensor<4>, gamma: &Param<Tensor<1>>, beta: &Param<Tensor<1>>, ctx: &mut NormContext) -> Tensor<4> {
-    let c = x.dims()[1];
-    ctx.normalize_global(x, GlobalEps::Variance(EPS)) * gamma.val().reshape([1, c, 1, 1]) + beta.val().reshape([1, c, 1, 1])
+    ctx.normalize_global(x, GlobalEps::Variance(EPS), (&gamma.val(), &beta.val()), false)
 }
 
 /// An inverted residual block.

@@ -7,7 +7,8 @@
 //! - `residual_blocks`: eight ShuffleNet-V2 basic units on 384 channels (split, a 1×1 → depthwise
 //!   3×3 → 1×1 branch on the second half, channel shuffle; no residual addition).
 //! - `up_conv1`, `up_conv2`: TensorFlow's legacy bilinear ×2 resize (no half-pixel centres),
-//!   a 1×1 convolution with bias (384→192, 192→96) and a basic unit.
+//!   a 1×1 convolution with bias (384→192, 192→96) and a basic unit. The convolution runs
+//!   before the resize here (the two commute), on a quarter of the pixels.
 //! - `final_conv`: zero padding 2, 5×5 convolution 96→3 with bias; tanh.
 //!
 //! Every norm is keras-contrib's `InstanceNormalization(axis=None)`: per sample over H, W and C
@@ -18,10 +19,10 @@
 //! layouts (kernels HWIO `[kh, kw, in, out]`, depthwise `[kh, kw, C, 1]`), converted on load.
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::error::{Error, Result};
+use crate::kernels;
 use crate::networks::layers::{Conv, GlobalEps, NormContext, Padding};
 use crate::weights::{HostTensor, Weights};
 
@@ -82,8 +83,7 @@ impl GlobalNorm {
 
     /// Normalises each sample over C, H and W, then `γ·x̂ + β` and a ReLU when `relu`.
     pub fn forward(&self, x: Tensor<4>, ctx: &mut NormContext, relu_after: bool) -> Tensor<4> {
-        let y = ctx.normalize_global(x, GlobalEps::Sigma(EPS)) * self.gamma.val().reshape([1, 1, 1, 1]) + self.beta.val().reshape([1, 1, 1, 1]);
-        if relu_after { relu(y) } else { y }
+        ctx.normalize_global(x, GlobalEps::Sigma(EPS), (&self.gamma.val(), &self.beta.val()), relu_after)
     }
 }
 
@@ -91,21 +91,6 @@ impl GlobalNorm {
 pub fn channel_shuffle(a: Tensor<4>, b: Tensor<4>) -> Tensor<4> {
     let [n, c, h, w] = a.dims();
     Tensor::stack::<5>(vec![a, b], 2).reshape([n, 2 * c, h, w])
-}
-
-/// TensorFlow's legacy bilinear ×2 resize (`align_corners=False, half_pixel_centers=False`):
-/// even outputs copy `in[o/2]`, odd ones average `in[o/2]` and the next (the last repeats).
-pub fn resize_legacy2x(x: Tensor<4>) -> Tensor<4> {
-    let along = |x: Tensor<4>, dim: usize| {
-        let dims = x.dims();
-        let len = dims[dim];
-        let next = if len > 1 { Tensor::cat(vec![x.clone().narrow(dim, 1, len - 1), x.clone().narrow(dim, len - 1, 1)], dim) } else { x.clone() };
-        let odd = (x.clone() + next) * 0.5;
-        let mut out = dims;
-        out[dim] *= 2;
-        Tensor::stack::<5>(vec![x, odd], dim + 1).reshape(out)
-    };
-    along(along(x, 2), 3)
 }
 
 /// A ShuffleNet-V2 basic unit on `c` channels.
@@ -201,7 +186,9 @@ impl UpBlock {
     }
 
     fn forward(&self, x: Tensor<4>, ctx: &mut NormContext) -> Tensor<4> {
-        self.unit.forward(self.pw.forward(resize_legacy2x(x)), ctx)
+        // The resize interpolates with weights that sum to one and the 1×1 convolution maps each
+        // pixel on its own, so they commute: convolving first costs a quarter of the products.
+        self.unit.forward(kernels::resize_legacy2x(self.pw.forward(x)), ctx)
     }
 }
 

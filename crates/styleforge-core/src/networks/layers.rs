@@ -327,14 +327,7 @@ impl ResidualIn {
     }
 }
 
-/// Where a whole-sample normalisation adds its offset.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum GlobalEps {
-    /// To the standard deviation (keras-contrib).
-    Sigma(f64),
-    /// To the variance (PyTorch).
-    Variance(f64),
-}
+pub use crate::kernels::GlobalEps;
 
 /// Per-layer instance-norm statistics: mean and biased variance, each `[N, C, 1, 1]`.
 pub type NormStats = Vec<(Tensor<4>, Tensor<4>)>;
@@ -367,31 +360,26 @@ impl NormContext {
     /// `(x - μ) / (σ + eps)` (keras-contrib's `InstanceNormalization(axis=None)`) or
     /// `(x - μ) / sqrt(σ² + eps)` (PyTorch's `GroupNorm(1, C)`). Recorded and replayed like the
     /// per-channel statistics, as `[N, 1, 1, 1]`.
-    pub fn normalize_global(&mut self, x: Tensor<4>, eps: GlobalEps) -> Tensor<4> {
-        let [n, c, h, w] = x.dims();
-        let own = |x: &Tensor<4>| {
-            let flat = x.clone().reshape([n, c * h * w]);
-            let mean = flat.clone().mean_dim(1);
-            let var = (flat - mean.clone()).powi_scalar(2).mean_dim(1);
-            (mean.reshape([n, 1, 1, 1]), var.reshape([n, 1, 1, 1]))
-        };
-        let (mean, var) = match self {
-            NormContext::Local => own(&x),
-            NormContext::Record(list) => {
-                let s = own(&x);
-                list.push(s.clone());
-                s
-            }
+    pub fn normalize_global(
+        &mut self,
+        x: Tensor<4>,
+        eps: GlobalEps,
+        affine: (&Tensor<1>, &Tensor<1>),
+        relu: bool,
+    ) -> Tensor<4> {
+        let given = match self {
             NormContext::Replay { stats, cursor } => {
                 let s = stats.get(*cursor).expect("replayed statistics come from the same network").clone();
                 *cursor += 1;
-                s
+                Some(s)
             }
+            _ => None,
         };
-        match eps {
-            GlobalEps::Sigma(e) => (x - mean) / (var.sqrt() + e),
-            GlobalEps::Variance(e) => (x - mean) / (var + e).sqrt(),
+        let (y, used) = kernels::global_norm(x, given.as_ref().map(|(m, v)| (m, v)), eps, affine, relu);
+        if let NormContext::Record(list) = self {
+            list.push(used);
         }
+        y
     }
 
     /// [`NormContext::normalize`], then the `affine` map and a ReLU if asked, through
