@@ -44,7 +44,7 @@ prints the worst relative L2 error (||out - ref|| / ||ref||) and stops if it is 
   `align_corners=True` resizing at an even and an odd size, and the x2 `align_corners=False`
   variant, against `parity/animegan2.safetensors`. Timed: one forward pass at 512x512 with
   `align_corners=True`.
-Timed inputs are random: the detector's in [-1, 1] ((u8 - 127) / 128), AnimeGANv2's in [-1, 1].
+Timed inputs are random values in [-1, 1], the range both networks take.
 The peak RSS read after the filter rows is printed when MicroAST did not run before them.
 
 `--only classic|microast|filters` runs one group. The reference files are read from `../shared`
