@@ -76,6 +76,7 @@ pub async fn store_result(
         content_loss: out.content_loss,
         style_loss: out.style_loss,
         created_at: now,
+        avatar: out.avatar.as_ref().and_then(|a| serde_json::to_string(a).ok()),
     };
     let committed = match commit {
         Commit::Sync => {

@@ -122,5 +122,6 @@ pub fn run(
         },
         content_loss: None,
         style_loss: None,
+        avatar: None,
     }))
 }
