@@ -158,7 +158,7 @@ pub struct Output {
 #[derive(Debug)]
 pub enum RunEnd {
     /// Finished.
-    Done(Output),
+    Done(Box<Output>),
     /// Stopped by the cancel flag.
     Cancelled,
 }

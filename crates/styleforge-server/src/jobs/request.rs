@@ -196,7 +196,7 @@ pub struct StylizeResult {
 #[derive(Debug)]
 pub enum Submitted {
     /// Run at once.
-    Done(StylizeResult),
+    Done(Box<StylizeResult>),
     /// Queued as this job.
     Queued(String),
 }
@@ -246,10 +246,10 @@ pub async fn submit(state: &AppState, owner: &str, req: &StylizeRequest) -> JobR
     let mut job = JobRow::queued(new_id("job"), owner, method.name, &r.spec.style_label, &r.spec.image.id, spec_json, 1);
     job.created_at = t0;
     let (width, height, avatar) = (out.width, out.height, out.avatar.clone());
-    let Stored::Done { result, timings } = store_result(state, &job, &r.spec.format, out, timings, Commit::Sync).await? else {
+    let Stored::Done { result, timings } = store_result(state, &job, &r.spec.format, *out, timings, Commit::Sync).await? else {
         return Err(JobError::internal("a synchronous result was not recorded"));
     };
-    Ok(Submitted::Done(StylizeResult {
+    Ok(Submitted::Done(Box::new(StylizeResult {
         url: format!("/v1/results/{}", result.id),
         result: result.id,
         job: job.id,
@@ -258,7 +258,7 @@ pub async fn submit(state: &AppState, owner: &str, req: &StylizeRequest) -> JobR
         format: r.spec.format.clone(),
         timings,
         avatar,
-    }))
+    })))
 }
 
 async fn owned_image(state: &AppState, owner: &str, id: &str) -> JobResult<db::ImageRow> {

@@ -115,7 +115,7 @@ pub fn execute(
     let bytes = picture.encode(format)?;
     timings.encode_ms = ms(t);
     let (content_loss, style_loss) = outcome.losses.unzip();
-    Ok(RunEnd::Done(Output {
+    Ok(RunEnd::Done(Box::new(Output {
         bytes,
         format,
         width: picture.width,
@@ -124,7 +124,7 @@ pub fn execute(
         content_loss,
         style_loss,
         avatar: framing.as_ref().map(AvatarFraming::from),
-    }))
+    })))
 }
 
 /// Runs `method` on the avatar square of `input`'s content ([`styleforge_core::avatar::make`]):

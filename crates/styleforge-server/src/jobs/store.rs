@@ -29,7 +29,7 @@ pub enum Stored {
     /// The result row, committed, and the run's timings with the store and total times.
     Done {
         /// The row.
-        result: ResultRow,
+        result: Box<ResultRow>,
         /// The timings recorded in it.
         timings: Timings,
     },
@@ -108,5 +108,5 @@ pub async fn store_result(
     if let Err(e) = state.blobs.ensure(&sha, bytes).await {
         tracing::error!(job = %job.id, error = %e, "re-storing a result blob");
     }
-    Ok(Stored::Done { result, timings })
+    Ok(Stored::Done { result: Box::new(result), timings })
 }
