@@ -152,6 +152,19 @@ impl Framing {
         self.source != FaceSource::NotFound
     }
 
+    /// The framing of a `width`×`height` photo whose detected faces are `faces`: the largest
+    /// face by the crop rule, or the centre square when there is none.
+    pub fn of_faces(faces: &[Face], width: u32, height: u32, margin: f32) -> Self {
+        let largest = faces.iter().filter(|f| f.area() > 0.0).max_by(|a, b| a.area().total_cmp(&b.area()));
+        match largest {
+            Some(f) => {
+                let b = FaceBox::from_face(f);
+                Framing { face: Some(b), source: FaceSource::Detected(f.score), crop: Crop::around(&b, width, height, margin) }
+            }
+            None => Framing { face: None, source: FaceSource::NotFound, crop: Crop::centre(width, height) },
+        }
+    }
+
     /// One line for people: the face box and its source, or that none was found.
     pub fn describe(&self) -> String {
         let c = self.crop;
@@ -192,15 +205,7 @@ pub fn frame(picture: &Picture, given: Option<FaceBox>, margin: f32, detector: &
         }
         return Ok(Framing { face: Some(b), source: FaceSource::Given, crop: Crop::around(&b, w, h, margin) });
     }
-    let faces = detector.detect_faces(picture, device)?;
-    let largest = faces.iter().filter(|f| f.area() > 0.0).max_by(|a, b| a.area().total_cmp(&b.area()));
-    Ok(match largest {
-        Some(f) => {
-            let b = FaceBox::from_face(f);
-            Framing { face: Some(b), source: FaceSource::Detected(f.score), crop: Crop::around(&b, w, h, margin) }
-        }
-        None => Framing { face: None, source: FaceSource::NotFound, crop: Crop::centre(w, h) },
-    })
+    Ok(Framing::of_faces(&detector.detect_faces(picture, device)?, w, h, margin))
 }
 
 /// Makes an avatar: frames the face ([`frame`]), cuts the square, resizes it to

@@ -13,6 +13,7 @@ use styleforge_core::image_io::Picture;
 use styleforge_core::library::builtin::{self, Painting};
 use styleforge_core::library::{Library, Loaded, ModelInfo, ModelKind};
 use styleforge_core::methods::{self, StyleSource};
+use styleforge_core::networks::face_detector::FaceDetector;
 use tokio::sync::OnceCell;
 use utoipa::ToSchema;
 
@@ -33,6 +34,7 @@ pub struct Models {
     device: Device,
     cache: Mutex<HashMap<String, Entry>>,
     load_seconds: prometheus::HistogramVec,
+    face_detector: OnceCell<Arc<FaceDetector>>,
 }
 
 impl std::fmt::Debug for Models {
@@ -51,6 +53,7 @@ impl Models {
             device,
             cache: Mutex::new(HashMap::new()),
             load_seconds,
+            face_detector: OnceCell::new(),
         }
     }
 
@@ -86,6 +89,28 @@ impl Models {
             return Ok(Some(m.clone()));
         }
         Ok(all.into_iter().find(|m| fits(m)))
+    }
+
+    /// The built-in face detector (RFB-320), loaded on first use.
+    pub async fn face_detector(&self) -> JobResult<Arc<FaceDetector>> {
+        let device = self.device.clone();
+        let hist = self.load_seconds.clone();
+        self.face_detector
+            .get_or_try_init(|| async move {
+                let loaded = tokio::task::spawn_blocking(move || {
+                    let t = Instant::now();
+                    let r = builtin::face_detector(&device);
+                    hist.with_label_values(&["face-detector"]).observe(t.elapsed().as_secs_f64());
+                    r
+                })
+                .await
+                .map_err(JobError::internal)?;
+                loaded
+                    .map(Arc::new)
+                    .map_err(|e| JobError::internal(format!("loading the face detector: {e}")))
+            })
+            .await
+            .cloned()
     }
 
     /// The built-in painting `name`, unless a library model of that name overrides it.

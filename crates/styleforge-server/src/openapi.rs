@@ -32,6 +32,7 @@ at once (fast methods within the pixel budget) or as a job with live progress. E
         api::trainings::create,
         api::methods::list,
         api::stylize::stylize,
+        api::faces::detect,
         api::jobs::status,
         api::jobs::cancel,
         api::jobs::events,

@@ -1423,3 +1423,176 @@ fn an_empty_library_stylises_with_the_built_in_paintings_and_microast() {
     assert!(m.contains("styleforge_model_load_seconds_count{model=\"microast\"} 2"), "loaded built in, then from the file");
     s.shutdown();
 }
+
+/// The reference detections (the original PyTorch code) of a photo in the shared data:
+/// `[x1, y1, x2, y2, score]` per face, and the photo's size.
+fn reference_faces(case: &str) -> (Vec<[f64; 5]>, (u32, u32)) {
+    let text = std::fs::read_to_string(shared::path("models/face_detector/reference/detections.json")).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    let c = &v["cases"][case];
+    let faces = c["detections_xyxy_pixels_score"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| std::array::from_fn(|i| f[i].as_f64().unwrap()))
+        .collect();
+    (faces, (c["image_WH"][0].as_u64().unwrap() as u32, c["image_WH"][1].as_u64().unwrap() as u32))
+}
+
+/// A shared photo resized by `scale`, as JPEG.
+fn scaled_jpeg(rel: &str, scale: f64) -> Vec<u8> {
+    let img = image::open(shared::path(rel)).unwrap();
+    let (w, h) = ((img.width() as f64 * scale).round() as u32, (img.height() as f64 * scale).round() as u32);
+    let img = img.resize_exact(w, h, image::imageops::FilterType::Triangle).to_rgb8();
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+    out.into_inner()
+}
+
+/// Asserts that the square `crop` ({x, y, side}) contains the box `[x1, y1, x2, y2]` (within a pixel).
+fn assert_crop_contains(crop: &Value, b: [f64; 4]) {
+    let (x, y, side) = (crop["x"].as_f64().unwrap(), crop["y"].as_f64().unwrap(), crop["side"].as_f64().unwrap());
+    assert!(
+        x <= b[0] + 1.0 && y <= b[1] + 1.0 && x + side >= b[2] - 1.0 && y + side >= b[3] - 1.0,
+        "the crop {crop} contains the reference box {b:?}"
+    );
+}
+
+/// Intersection over union of two `[x1, y1, x2, y2]` boxes.
+fn iou(a: [f64; 4], b: [f64; 4]) -> f64 {
+    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = w * h;
+    inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+}
+
+fn face_box(f: &Value) -> [f64; 4] {
+    ["x1", "y1", "x2", "y2"].map(|k| f[k].as_f64().unwrap())
+}
+
+#[test]
+fn faces_are_found_and_avatars_are_framed_on_them() {
+    let data = tempfile::tempdir().unwrap();
+    let s = TestServer::start(config(models_home(), data.path()));
+    let faces = |id: &str| post_json(&s.url("/v1/faces"), &json!({"image": id}), None).ok_json(200);
+
+    // A portrait: the reference's face, and the crop around it.
+    let (want, (w, h)) = reference_faces("portrait_woman_kodim04");
+    let woman = upload(&s, &std::fs::read(shared::path("data/content/portrait_woman_kodim04.jpg")).unwrap(), None);
+    let v = faces(&woman);
+    assert_eq!((v["width"].as_u64(), v["height"].as_u64(), v["found"].as_bool()), (Some(w as u64), Some(h as u64), Some(true)), "{v}");
+    let got = face_box(&v["faces"][0]);
+    let reference = [want[0][0], want[0][1], want[0][2], want[0][3]];
+    for (g, r) in got.iter().zip(reference) {
+        assert!((g - r).abs() <= 2.0, "the face {got:?} is the reference's {reference:?} within 2 pixels");
+    }
+    assert!(v["faces"][0]["score"].as_f64().unwrap() > 0.9, "{v}");
+    assert_crop_contains(&v["crop"], reference);
+    let side = v["crop"]["side"].as_f64().unwrap();
+    let enlarged = (1.8 * (reference[2] - reference[0]).max(reference[3] - reference[1])).min(w.min(h) as f64);
+    assert!((side - enlarged).abs() <= 2.0, "the crop is the face enlarged 1.8x, within the photo: {v}");
+    assert!(v["note"].as_str().unwrap().starts_with("face at"), "{v}");
+
+    // The same photo at 0.4 of its size: the reference box scaled to it.
+    let small = upload(&s, &scaled_jpeg("data/content/portrait_woman_kodim04.jpg", 0.4), None);
+    let v = faces(&small);
+    assert_eq!((v["width"].as_u64(), v["height"].as_u64()), (Some(205), Some(307)));
+    let scaled = reference.map(|c| c * 0.4);
+    assert_crop_contains(&v["crop"], scaled);
+    assert!(iou(face_box(&v["faces"][0]), scaled) > 0.85, "{v} against {scaled:?}");
+
+    // Two faces: both listed, largest first; the crop frames the largest.
+    let (want, _) = reference_faces("portrait_child_kodim15");
+    let child = upload(&s, &std::fs::read(shared::path("data/content/portrait_child_kodim15.jpg")).unwrap(), None);
+    let v = faces(&child);
+    assert_eq!(v["faces"].as_array().unwrap().len(), want.len(), "{v}");
+    let largest = [want[0][0], want[0][1], want[0][2], want[0][3]];
+    assert!(iou(face_box(&v["faces"][0]), largest) > 0.95, "{v}");
+    assert_crop_contains(&v["crop"], largest);
+
+    // No face: the centre square, and a note that says so.
+    let town = upload(&s, &std::fs::read(shared::path("data/content/chicago.jpg")).unwrap(), None);
+    let v = faces(&town);
+    assert_eq!(v["found"], false, "{v}");
+    assert_eq!(v["faces"], json!([]));
+    assert_eq!(v["crop"], json!({"x": 119, "y": 0, "side": 474}));
+    assert!(v["note"].as_str().unwrap().contains("no face"), "{v}");
+
+    // A stylised avatar with a built-in filter, at once: N×N, framed on the face found above.
+    let crop = faces(&woman)["crop"].clone();
+    let r = post_json(&s.url("/v1/stylize"), &json!({"image": woman, "style": "cartoon-paprika", "avatar": {"size": 128}}), None).ok_json(200);
+    assert_eq!((r["width"].as_u64(), r["height"].as_u64()), (Some(128), Some(128)), "{r}");
+    let a = &r["avatar"];
+    assert_eq!((a["found"].as_bool(), a["source"].as_str()), (Some(true), Some("detected")), "{r}");
+    assert_eq!(a["crop"], crop);
+    assert!(iou(face_box(&a["face"]), reference) > 0.95, "{r}");
+    let img = decode_rgb(&get(&s.url(r["url"].as_str().unwrap()), None).body);
+    assert_eq!(img.dimensions(), (128, 128));
+    let info = get(&s.url(&format!("/v1/results/{}/info", r["result"].as_str().unwrap())), None).ok_json(200);
+    assert_eq!(&info["avatar"], a, "the result's info says how it was framed");
+    assert_eq!((info["method"].as_str(), info["style"].as_str()), (Some("cartoon"), Some("cartoon-paprika")));
+
+    // A painting (MicroAST) with a face box given: the box, not a detection.
+    let r = post_json(
+        &s.url("/v1/stylize"),
+        &json!({"image": woman, "style": "starry-night", "avatar": {"size": 96, "box": [100, 120, 200, 200]}}),
+        None,
+    )
+    .ok_json(200);
+    assert_eq!((r["width"].as_u64(), r["height"].as_u64()), (Some(96), Some(96)));
+    assert_eq!(r["avatar"]["source"], "given");
+    assert_eq!(r["avatar"]["crop"], json!({"x": 20, "y": 40, "side": 360}));
+    assert!(r["avatar"]["face"].get("score").is_none(), "{r}");
+
+    // A library model as a job, on a photo without a face: the centre square, said so.
+    let job = post_json(&s.url("/v1/stylize"), &json!({"image": town, "style": "candy", "async": true, "avatar": {"size": 64}}), None)
+        .ok_json(202)["job"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let done = wait_job(&s, &job, None, Duration::from_secs(120), |j| j["state"] == "succeeded" || j["state"] == "failed");
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let info = get(&s.url(&format!("/v1/results/{}/info", done["result"].as_str().unwrap())), None).ok_json(200);
+    assert_eq!((info["width"].as_u64(), info["height"].as_u64()), (Some(64), Some(64)));
+    assert_eq!((info["avatar"]["found"].as_bool(), info["avatar"]["source"].as_str()), (Some(false), Some("none")), "{info}");
+    assert_eq!(info["avatar"]["crop"], json!({"x": 119, "y": 0, "side": 474}));
+    assert!(info["avatar"]["note"].as_str().unwrap().contains("no face"), "{info}");
+    assert!(info["avatar"].get("face").is_none(), "{info}");
+
+    // A filter previewed on the photo (not recorded in the history), and what has no such preview.
+    let before = get(&s.url("/v1/history?limit=100"), None).ok_json(200)["items"].as_array().unwrap().len();
+    let p = get(&s.url(&format!("/v1/styles/cartoon-shinkai/thumbnail?size=64&image={woman}")), None);
+    assert_eq!((p.status, p.content_type.as_str()), (200, "image/jpeg"), "{}", String::from_utf8_lossy(&p.body));
+    let preview = decode_rgb(&p.body);
+    assert_eq!(preview.height(), 64);
+    let plain = decode_rgb(&get(&s.url(&format!("/v1/images/{woman}/thumbnail?size=64")), None).body);
+    assert_eq!(plain.dimensions(), preview.dimensions());
+    assert!(mean_diff(&plain, &preview) > 5.0, "the preview is the filter on the photo, not the photo");
+    let again = get(&s.url(&format!("/v1/styles/cartoon-shinkai/thumbnail?size=64&image={woman}")), None);
+    assert_eq!(again.body, p.body, "cached");
+    let scene = get(&s.url("/v1/styles/cartoon-shinkai/thumbnail?size=64"), None);
+    assert_ne!(scene.body, p.body, "without an image, the sample scene");
+    let after = get(&s.url("/v1/history?limit=100"), None).ok_json(200)["items"].as_array().unwrap().len();
+    assert_eq!(after, before, "previews are not in the history");
+    get(&s.url("/v1/styles/cartoon-shinkai/thumbnail?image=img_nope"), None).assert_error(404, "image_not_found");
+    get(&s.url(&format!("/v1/styles/starry-night/thumbnail?image={woman}")), None).assert_error(404, "no_thumbnail");
+
+    // Bad input: 4xx with a JSON error.
+    let bad = |body: Value, status: u16, code: &str| post_json(&s.url("/v1/stylize"), &body, None).assert_error(status, code);
+    let base = |avatar: Value| json!({"image": woman, "style": "cartoon-paprika", "avatar": avatar});
+    bad(base(json!({"size": 0})), 422, "invalid_parameter");
+    bad(base(json!({"size": 5000})), 422, "invalid_parameter");
+    bad(base(json!({"box": [1, 2, 3]})), 422, "invalid_parameter");
+    bad(base(json!({"box": [10, 10, 0, 20]})), 422, "invalid_parameter");
+    bad(base(json!({"box": [9000, 10, 20, 20]})), 422, "invalid_parameter");
+    bad(base(json!({"sise": 64})), 422, "invalid_body");
+    bad(base(json!("square")), 422, "invalid_body");
+    let mut with_size = base(json!({}));
+    with_size["max_size"] = json!(256);
+    bad(with_size, 422, "invalid_parameter");
+    post_json(&s.url("/v1/faces"), &json!({"image": "img_nope"}), None).assert_error(404, "image_not_found");
+    post_json(&s.url("/v1/faces"), &json!({}), None).assert_error(422, "invalid_body");
+    post_json(&s.url("/v1/faces"), &json!({"image": woman, "size": 3}), None).assert_error(422, "invalid_body");
+    post_bytes(&s.url("/v1/faces"), "text/plain", b"{}", None).assert_error(415, "unsupported_media_type");
+    s.shutdown();
+}

@@ -291,51 +291,89 @@ fn widget_in_chromium_on_another_origin() {
     s.shutdown();
 }
 
+/// Two servers with empty libraries (the built-in models and paintings only): an anonymous one
+/// for the page, and one with a publishable key for the widget, embedded by a page on another
+/// origin.
+struct EmptyLibrary {
+    page: TestServer,
+    widget: TestServer,
+    host: HostPage,
+    page_home: tempfile::TempDir,
+    widget_home: tempfile::TempDir,
+    _data: [tempfile::TempDir; 2],
+}
+
+impl EmptyLibrary {
+    fn start() -> Self {
+        let (page_home, page_data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let page = TestServer::start(config(page_home.path(), page_data.path()));
+        let (widget_home, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut cfg = config(widget_home.path(), data.path());
+        cfg.anonymous = false;
+        let widget = TestServer::start(cfg.clone());
+        let (listener, origin) = HostPage::bind();
+        let key = widget
+            .block_on(styleforge_server::create_publishable_key(
+                &cfg,
+                "example site",
+                KeyLimits::default(),
+                std::slice::from_ref(&origin),
+            ))
+            .unwrap();
+        let photo = std::fs::read(shared::path("data/content/small/parrots_kodim23_256.jpg")).unwrap();
+        let host = HostPage::serve(listener, origin, host_html(&widget.base, &key.key), photo);
+        Self { page, widget, host, page_home, widget_home, _data: [page_data, data] }
+    }
+
+    /// Checks that nothing was added to the libraries, and stops the servers.
+    fn finish(self) {
+        for home in [self.page_home.path(), self.widget_home.path()] {
+            assert!(!home.join("models").exists(), "{}", home.display());
+        }
+        self.page.shutdown();
+        self.widget.shutdown();
+    }
+}
+
+fn shared_file(rel: &str) -> String {
+    shared::path(rel).display().to_string()
+}
+
 #[test]
 fn built_in_paintings_in_chromium_with_an_empty_library() {
-    // The page on an anonymous server, the widget on one with a publishable key: no models.
-    let (page_home, page_data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let s = TestServer::start(config(page_home.path(), page_data.path()));
-    let (home, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let mut cfg = config(home.path(), data.path());
-    cfg.anonymous = false;
-    let w = TestServer::start(cfg.clone());
-    let (listener, origin) = HostPage::bind();
-    let key = w
-        .block_on(styleforge_server::create_publishable_key(
-            &cfg,
-            "example site",
-            KeyLimits::default(),
-            std::slice::from_ref(&origin),
-        ))
-        .unwrap();
-    let photo = std::fs::read(shared::path("data/content/small/parrots_kodim23_256.jpg")).unwrap();
-    let host = HostPage::serve(listener, origin, host_html(&w.base, &key.key), photo);
-
+    let e = EmptyLibrary::start();
     node(
         "builtin.mjs",
         &[
-            ("STYLEFORGE_URL", format!("{}/", s.base)),
-            ("STYLEFORGE_HOST_OK", format!("{}/", host.origin)),
-            (
-                "STYLEFORGE_PHOTO",
-                shared::path("data/content/parrots_kodim23.jpg").display().to_string(),
-            ),
-            (
-                "STYLEFORGE_STYLE1",
-                shared::path("data/styles/starry_night_van_gogh.jpg").display().to_string(),
-            ),
-            (
-                "STYLEFORGE_AVATAR_PHOTO",
-                shared::path("data/content/portrait_woman_kodim04.jpg").display().to_string(),
-            ),
+            ("STYLEFORGE_URL", format!("{}/", e.page.base)),
+            ("STYLEFORGE_HOST_OK", format!("{}/", e.host.origin)),
+            ("STYLEFORGE_PHOTO", shared_file("data/content/parrots_kodim23.jpg")),
+            ("STYLEFORGE_STYLE1", shared_file("data/styles/starry_night_van_gogh.jpg")),
+            ("STYLEFORGE_AVATAR_PHOTO", shared_file("data/content/portrait_woman_kodim04.jpg")),
         ],
     );
+    e.finish();
+}
 
-    // Nothing was added to the libraries.
-    for home in [page_home.path(), home.path()] {
-        assert!(!home.join("models").exists(), "{}", home.display());
-    }
-    s.shutdown();
-    w.shutdown();
+#[test]
+fn avatar_crops_start_on_the_face_and_filters_preview_on_the_photo_in_chromium() {
+    let e = EmptyLibrary::start();
+    node(
+        "avatar.mjs",
+        &[
+            ("STYLEFORGE_URL", format!("{}/", e.page.base)),
+            ("STYLEFORGE_HOST_OK", format!("{}/", e.host.origin)),
+            ("STYLEFORGE_PORTRAIT", shared_file("data/content/portrait_woman_kodim04.jpg")),
+            ("STYLEFORGE_FACE_PHOTO", shared_file("data/content/astronaut_skimage.jpg")),
+            ("STYLEFORGE_NOFACE_PHOTO", shared_file("data/content/chicago.jpg")),
+            ("STYLEFORGE_FACES", shared_file("models/face_detector/reference/detections.json")),
+        ],
+    );
+    // The previews on the user's photo are not stylisations: the page's history has only the one
+    // the script ran.
+    let history = get(&e.page.url("/v1/history?limit=100"), None).ok_json(200);
+    let items = history["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{history}");
+    assert_eq!((items[0]["method"].as_str(), items[0]["state"].as_str()), (Some("cartoon"), Some("succeeded")));
+    e.finish();
 }

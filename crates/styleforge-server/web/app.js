@@ -38,6 +38,7 @@ const state = {
   job: null,
   current: null,
   thumbs: new Map(),
+  previews: new Map(),
   blendPick: null,
   history: { cursor: null, urls: [] },
   searchSeq: 0,
@@ -170,6 +171,7 @@ function keyChanged() {
   updateKeyButton();
   clearNotice();
   state.thumbs.clear();
+  state.previews.clear();
   loadStyles().then(() => loadHistory(true));
 }
 
@@ -184,6 +186,7 @@ async function loadStyles() {
     METHODS = methods;
     state.styles = styles;
     clearNotice();
+    renderFilters();
     await search($("search").value);
   } catch (e) {
     g.replaceChildren();
@@ -252,25 +255,157 @@ function styleCard(s) {
   return card;
 }
 
-async function loadThumb(s, placeholder) {
+// The style's own preview (an object URL), fetched once.
+function thumbUrl(s) {
   let url = state.thumbs.get(s.name);
   if (!url) {
-    const p = fetchBlob(`${s.thumbnail_url}?size=320`).then((b) => URL.createObjectURL(b));
-    state.thumbs.set(s.name, p);
-    url = p;
+    url = fetchBlob(`${s.thumbnail_url}?size=320`).then((b) => URL.createObjectURL(b));
+    state.thumbs.set(s.name, url);
+    url.catch(() => state.thumbs.delete(s.name));
   }
+  return url;
+}
+
+async function loadThumb(s, placeholder) {
   try {
-    const src = await url;
+    const src = await thumbUrl(s);
     const img = el("img", { class: "thumb", alt: "", src, loading: "lazy", decoding: "async" });
     placeholder.replaceWith(img);
   } catch {
-    state.thumbs.delete(s.name);
+    // No preview: the placeholder stays.
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Filters: the model styles the cartoon method runs (the built-in cartoon filters, installed
+// anime generators), in a row of their own; once there is a photo, each card shows the filter
+// applied to it (a small preview, fetched when the card comes into view, kept per photo).
+
+const PREVIEW_SIZE = 256;
+let filterObserver = null;
+
+function isFilter(s) {
+  const cartoon = methodInfo("cartoon");
+  return s.kind === "model" && !!cartoon && cartoon.model_kinds.includes(s.method);
+}
+
+function renderFilters() {
+  const filters = state.styles.filter(isFilter);
+  $("filters-block").hidden = filters.length === 0;
+  $("filters").replaceChildren(...filters.map(filterCard));
+  refreshFilters();
+}
+
+function filterCard(s) {
+  return el(
+    "button",
+    {
+      type: "button",
+      class: "filter-card",
+      "data-name": s.name,
+      "aria-pressed": s.name === state.selected ? "true" : "false",
+      "aria-label": `${s.title}, filter`,
+      title: s.description || s.title,
+      onclick: () => selectStyle(s.name),
+    },
+    el("span", { class: "thumb none", "aria-hidden": "true", text: s.title.slice(0, 1).toUpperCase() }),
+    el("span", { class: "style-title", text: s.title }),
+  );
+}
+
+// Shows `src` on a filter card: the filter on the user's photo, or its usual thumbnail.
+function setFilterImage(card, s, src, onPhoto) {
+  card.querySelector(".thumb").replaceWith(el("img", { class: "thumb", alt: "", src, decoding: "async" }));
+  card.querySelector(".on-photo")?.remove();
+  if (onPhoto) card.append(el("span", { class: "on-photo", "aria-hidden": "true", text: "Your photo" }));
+  card.dataset.preview = onPhoto ? "photo" : "style";
+  card.setAttribute("aria-label", `${s.title}, filter${onPhoto ? ", previewed on your photo" : ""}`);
+}
+
+// The filter `s` on the photo `photoId` (an object URL, or null when it failed), fetched once.
+function previewUrl(s, photoId) {
+  let byStyle = state.previews.get(photoId);
+  if (!byStyle) {
+    byStyle = new Map();
+    state.previews.set(photoId, byStyle);
+  }
+  let url = byStyle.get(s.name);
+  if (!url) {
+    const q = `size=${PREVIEW_SIZE}&image=${encodeURIComponent(photoId)}`;
+    url = fetchBlob(`${s.thumbnail_url}?${q}`).then(
+      (b) => URL.createObjectURL(b),
+      () => {
+        byStyle.delete(s.name);
+        return null;
+      },
+    );
+    byStyle.set(s.name, url);
+  }
+  return url;
+}
+
+async function showFilterImage(card) {
+  const s = styleByName(card.dataset.name);
+  if (!s || !s.thumbnail_url) return;
+  const photoId = state.photo && state.photo.id;
+  if (photoId) {
+    card.classList.add("loading");
+    const url = await previewUrl(s, photoId);
+    card.classList.remove("loading");
+    if (!state.photo || state.photo.id !== photoId) return;
+    if (url) {
+      setFilterImage(card, s, url, true);
+      updateFilterHint();
+      return;
+    }
+  }
+  if (card.dataset.preview === "style") return;
+  try {
+    const url = await thumbUrl(s);
+    if ((state.photo && state.photo.id) === photoId) setFilterImage(card, s, url, false);
+  } catch {
+    // No thumbnail: the letter stays.
+  }
+}
+
+// (Re)loads every filter card's picture for the current photo, as the cards come into view.
+function refreshFilters() {
+  const cards = Array.from($("filters").children);
+  updateFilterHint();
+  if (!("IntersectionObserver" in window)) {
+    for (const c of cards) showFilterImage(c);
+    return;
+  }
+  if (!filterObserver) {
+    filterObserver = new IntersectionObserver(
+      (entries) => {
+        for (const e of entries) {
+          if (!e.isIntersecting) continue;
+          filterObserver.unobserve(e.target);
+          showFilterImage(e.target);
+        }
+      },
+      { rootMargin: "120px" },
+    );
+  }
+  for (const c of cards) {
+    filterObserver.unobserve(c);
+    filterObserver.observe(c);
+  }
+}
+
+function updateFilterHint() {
+  const shown = document.querySelectorAll('.filter-card[data-preview="photo"]').length;
+  let hint;
+  if (state.photo && state.photo.id) hint = shown ? "Previewed on your photo" : "Previewing on your photo…";
+  else if (state.photo) hint = "Previewing on your photo…";
+  else hint = "Add a photo to preview them on it";
+  $("filters-hint").textContent = hint;
 }
 
 function selectStyle(name) {
   state.selected = name;
-  for (const c of document.querySelectorAll(".style-card")) {
+  for (const c of document.querySelectorAll(".style-card, .filter-card")) {
     c.setAttribute("aria-pressed", c.dataset.name === name ? "true" : "false");
   }
   renderMethods();
@@ -386,6 +521,7 @@ async function usePhoto(file) {
   $("drop").classList.add("has-photo");
   $("photo-change").hidden = false;
   state.photo = { id: null, local: url };
+  refreshFilters();
   state.uploading = true;
   $("photo-meta").textContent = "Uploading…";
   updateGo();
@@ -399,6 +535,7 @@ async function usePhoto(file) {
     if (state.photo && state.photo.local === url) {
       state.photo.id = info.id;
       $("photo-meta").textContent = `${info.width} × ${info.height} · ${info.format.toUpperCase()} · ${formatBytes(info.bytes)}`;
+      refreshFilters();
     }
   } catch (e) {
     state.photo = null;
@@ -406,6 +543,7 @@ async function usePhoto(file) {
     $("drop").classList.remove("has-photo");
     $("photo-change").hidden = true;
     $("photo-meta").textContent = "JPEG, PNG or WebP.";
+    refreshFilters();
     handleError(e, "The photo could not be uploaded");
   } finally {
     state.uploading = false;

@@ -36,18 +36,24 @@
     }
   })();
   var AVATAR_SIZE = 512;
+  // The longest side of the copy of a chosen photo sent to find its face and preview filters.
+  var FACE_SIDE = 1024;
+  // The side of a filter's preview on the user's photo.
+  var PREVIEW_SIZE = 176;
   // What needs nothing but a style name (GET /v1/methods): the model kinds of methods whose
   // style is the model, and, when a method for style images can run, the built-in paintings.
-  // The widget offers those styles.
+  // The widget offers those styles. Filters are the kinds of the cartoon method (cartoon
+  // filters, anime generators): their cards preview them on the user's photo.
   var selfContained = null;
   function offered() {
     if (!selfContained) {
       selfContained = json("/v1/methods").then(function (methods) {
-        var offer = { kinds: {}, paintings: false };
+        var offer = { kinds: {}, filters: {}, paintings: false };
         methods.forEach(function (m) {
           if (m.style === "model") {
             m.model_kinds.forEach(function (k) {
               offer.kinds[k] = true;
+              if (m.name === "cartoon") offer.filters[k] = true;
             });
           } else if (m.style === "images" && m.available) {
             offer.paintings = true;
@@ -224,6 +230,26 @@
     return allStyles;
   }
 
+  // The filter `s` applied to the uploaded photo `imageId` (an object URL, or null), fetched once.
+  var previews = {};
+  function preview(s, imageId) {
+    var key = imageId + "\n" + s.name;
+    if (!previews[key]) {
+      previews[key] = call(s.thumbnail_url + "?size=" + PREVIEW_SIZE + "&image=" + encodeURIComponent(imageId))
+        .then(function (r) {
+          return r.blob();
+        })
+        .then(function (b) {
+          return URL.createObjectURL(b);
+        })
+        .catch(function () {
+          delete previews[key];
+          return null;
+        });
+    }
+    return previews[key];
+  }
+
   var thumbs = {};
   function thumb(s) {
     if (!s.thumbnail_url) return Promise.resolve(null);
@@ -366,6 +392,8 @@
     var status = h("p", { class: "status", role: "status", "aria-live": "polite" });
     var seq = 0;
     var selected = "";
+    var photoId = null; // the user's uploaded photo: filter cards preview on it
+    var filterKinds = {};
 
     // Marks the card of `name` ("" for the no-style card, null for none) as chosen.
     function mark(name) {
@@ -387,19 +415,49 @@
         if (b.classList.contains("busy")) return;
         apply(style, b);
       });
-      if (style)
+      if (style && style.kind === "model" && filterKinds[style.method]) {
+        b.setAttribute("data-filter", "");
+        b._style = style;
+        picture(b);
+      } else if (style)
         thumb(style).then(function (url) {
           if (url) ph.replaceWith(h("img", { src: url, alt: "" }));
         });
       return b;
     }
 
+    // Shows a filter card's picture: the filter on the user's photo when there is one (its usual
+    // thumbnail before, or when the preview fails).
+    function picture(b) {
+      var style = b._style;
+      var id = photoId;
+      var set = function (url, onPhoto) {
+        if (!url || id !== photoId) return;
+        b.replaceChild(h("img", { src: url, alt: "" }), b.firstChild);
+        b.setAttribute("data-preview", onPhoto ? "photo" : "style");
+        b.setAttribute("aria-label", style.title + (onPhoto ? ", filter, previewed on your photo" : ", filter"));
+      };
+      var plain = function () {
+        if (b.getAttribute("data-preview") === "style") return;
+        thumb(style).then(function (url) {
+          set(url, false);
+        });
+      };
+      if (!id) return plain();
+      preview(style, id).then(function (url) {
+        if (url) set(url, true);
+        else plain();
+      });
+    }
+
     function load() {
       var mine = ++seq;
       status.className = "status";
       status.textContent = "Loading styles…";
-      return styles(input.value).then(
-        function (list) {
+      return Promise.all([styles(input.value), offered()]).then(
+        function (both) {
+          var list = both[0];
+          filterKinds = both[1].filters;
           if (mine !== seq) return;
           strip.innerHTML = "";
           strip.appendChild(card(null));
@@ -441,6 +499,11 @@
       el: el,
       load: load,
       mark: mark,
+      // Previews the filters on the uploaded photo `id` (null: back to their thumbnails).
+      photo: function (id) {
+        photoId = id;
+        Array.prototype.forEach.call(strip.querySelectorAll(".card[data-filter]"), picture);
+      },
       say: function (text, error) {
         status.className = error ? "status error" : "status";
         status.textContent = text;
@@ -580,6 +643,8 @@
     var photo = null; // { bitmap, w, h }
     var view = { z: 1, x: 0, y: 0 }; // zoom, and the crop centre in image pixels
     var crops = {};
+    var photoSeq = 0;
+    var moved = false; // the user moved or zoomed the crop since the photo was chosen
     var box = null;
     var ui = picker(target.getAttribute("data-styleforge-theme"), apply, "No style", function (e) {
       refuse(box, e);
@@ -639,6 +704,7 @@
     function draw() {
       if (!photo) return;
       var r = cropRect();
+      crop.setAttribute("data-crop", [Math.round(r.x), Math.round(r.y), Math.round(r.side)].join(","));
       var ctx = canvas.getContext("2d");
       ctx.imageSmoothingQuality = "high";
       ctx.clearRect(0, 0, canvas.width, canvas.height);
@@ -659,12 +725,63 @@
         intro.hidden = true;
         unstyle();
         ui.mark(null);
-        ui.say("Drag the photo to frame it, then pick a style.");
+        ui.photo(null);
+        moved = false;
         draw();
+        findFace(++photoSeq);
       };
       createImageBitmap(file).then(done, function () {
         ui.say("That file is not an image this browser can open.", true);
       });
+    }
+
+    // Sends a copy of the photo (at most FACE_SIDE pixels on its longer side) to find the face:
+    // the crop starts on it (unless the user already moved it), and the filters preview on it.
+    function findFace(mine) {
+      var k = Math.min(1, FACE_SIDE / Math.max(photo.w, photo.h));
+      var c = document.createElement("canvas");
+      c.width = Math.max(1, Math.round(photo.w * k));
+      c.height = Math.max(1, Math.round(photo.h * k));
+      var ctx = c.getContext("2d");
+      ctx.imageSmoothingQuality = "high";
+      ctx.drawImage(photo.bitmap, 0, 0, c.width, c.height);
+      crop.setAttribute("data-face", "looking");
+      ui.say("Looking for a face…");
+      new Promise(function (res) {
+        c.toBlob(res, "image/jpeg", 0.9);
+      })
+        .then(upload)
+        .then(function (imageId) {
+          if (mine !== photoSeq) return;
+          ui.photo(imageId);
+          return json("/v1/faces", { method: "POST", json: { image: imageId } });
+        })
+        .then(function (f) {
+          if (!f || mine !== photoSeq) return;
+          var sx = photo.w / f.width;
+          var sy = photo.h / f.height;
+          crop.setAttribute("data-face", f.found ? "found" : "none");
+          if (!moved && f.found) {
+            var side = f.crop.side * sx;
+            zoom.value = String(Math.min(400, Math.max(100, (100 * Math.min(photo.w, photo.h)) / side)));
+            view.z = Number(zoom.value) / 100;
+            view.x = (f.crop.x + f.crop.side / 2) * sx;
+            view.y = (f.crop.y + f.crop.side / 2) * sy;
+            draw();
+          }
+          ui.say(
+            f.found
+              ? moved
+                ? "Found a face. Pick a style when the crop suits you."
+                : "Found your face: the crop starts on it. Drag or zoom to adjust, then pick a style."
+              : "No face found: the crop starts at the centre. Drag or zoom to frame it, then pick a style."
+          );
+        })
+        .catch(function (e) {
+          if (mine !== photoSeq) return;
+          crop.setAttribute("data-face", "error");
+          ui.say("Drag the photo to frame it, then pick a style. (" + ((e && e.message) || "The face could not be looked for.") + ")");
+        });
     }
 
     function cropped() {
@@ -713,6 +830,7 @@
     }
 
     function edited() {
+      moved = true;
       if (unstyle()) ui.say("Crop changed: pick a style to apply it again.");
     }
 

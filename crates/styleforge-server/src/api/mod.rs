@@ -1,6 +1,7 @@
 //! The HTTP API: routes, middleware (errors as JSON, metrics, CORS, limits, timeouts) and the
 //! extractors that turn framework rejections into `{code, message}` errors.
 
+pub mod faces;
 pub mod generate;
 pub mod images;
 pub mod jobs;
@@ -47,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .route("/generators/{name}/samples", get(generate::samples))
         .route("/methods", get(methods::list))
         .route("/stylize", post(stylize::stylize))
+        .route("/faces", post(faces::detect))
         .route("/trainings", post(trainings::create))
         .route("/jobs/{id}", get(jobs::status))
         .route("/jobs/{id}/cancel", post(jobs::cancel))

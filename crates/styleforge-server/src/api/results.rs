@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{ApiJson, ApiQuery, blob_response};
 use crate::auth::Caller;
 use crate::db::{self, ResultRow};
-use crate::jobs::Timings;
+use crate::jobs::{AvatarFraming, Timings};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::state::AppState;
 
@@ -47,6 +47,9 @@ pub struct ResultInfo {
     pub rating: Option<i64>,
     /// Creation time (ms since the epoch).
     pub created_at: i64,
+    /// How the photo was framed, for avatars: the face box used, the crop, whether a face was found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar: Option<AvatarFraming>,
 }
 
 fn info_of(r: &ResultRow, rating: Option<i64>) -> ResultInfo {
@@ -67,6 +70,7 @@ fn info_of(r: &ResultRow, rating: Option<i64>) -> ResultInfo {
         style_loss: r.style_loss,
         rating,
         created_at: r.created_at,
+        avatar: r.avatar.as_deref().and_then(|a| serde_json::from_str(a).ok()),
     }
 }
 

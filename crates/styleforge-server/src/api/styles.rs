@@ -7,10 +7,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use styleforge_core::image_io::Format;
 use styleforge_core::library::ModelInfo;
 use styleforge_core::library::builtin::{self, Painting};
-use styleforge_core::methods;
 use utoipa::{IntoParams, ToSchema};
 
 use super::images::{ImageMeta, ThumbQuery, created, receive_image, thumb_size, thumbnail_bytes, thumbnail_of};
@@ -18,7 +16,7 @@ use super::{ApiQuery, hashed_image_response};
 use crate::auth::Caller;
 use crate::db::{self, ImageRow};
 use crate::error::{ApiError, ApiResult};
-use crate::models::{StyleInfo, is_style_model, painting_sha256, sample_scene, search_score};
+use crate::models::{StyleInfo, is_style_model, painting_sha256, search_score};
 use crate::state::AppState;
 
 /// Multipart custom style upload.
@@ -332,20 +330,35 @@ pub async fn delete(
     }
 }
 
+/// Query parameters of a style's thumbnail.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StyleThumbQuery {
+    /// Longer side in pixels, 16-1024 (default 256).
+    #[param(minimum = 16, maximum = 1024)]
+    #[serde(default, deserialize_with = "crate::jobs::lenient::opt_u32")]
+    pub size: Option<u32>,
+    /// One of your image ids: preview the style on that photo instead (model styles: filters,
+    /// fast styles, CycleGAN generators). Nothing is recorded in the history.
+    pub image: Option<String>,
+}
+
 /// A preview of a style: the custom image or the built-in painting itself (scaled), a preview
 /// file beside the model (`<name>.jpg`, `.png` or `.webp`), or a synthetic scene restyled by
-/// the model.
+/// the model; with `image`, the model style applied to that photo.
 #[utoipa::path(
     get,
     path = "/v1/styles/{name}/thumbnail",
     operation_id = "get_style_thumbnail",
     tag = "styles",
-    params(("name" = String, Path, description = "Model or built-in painting name, or custom style id"), ThumbQuery),
+    params(("name" = String, Path, description = "Model or built-in painting name, or custom style id"), StyleThumbQuery),
     responses(
         (status = 200, description = "Preview image", content(("image/jpeg"), ("image/png"), ("image/webp"))),
         (status = 400, description = "Bad size", body = crate::error::ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = crate::error::ErrorBody),
-        (status = 404, description = "No such style, or no preview for it", body = crate::error::ErrorBody),
+        (status = 404, description = "No such style or image, or no preview for it", body = crate::error::ErrorBody),
+        (status = 413, description = "The image has too many pixels", body = crate::error::ErrorBody),
+        (status = 422, description = "The image no longer decodes", body = crate::error::ErrorBody),
     ),
     security(("api_key" = []), ())
 )]
@@ -353,10 +366,17 @@ pub async fn thumbnail(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-    ApiQuery(q): ApiQuery<ThumbQuery>,
+    ApiQuery(q): ApiQuery<StyleThumbQuery>,
 ) -> ApiResult<Response> {
-    let size = thumb_size(&q)?;
+    let size = thumb_size(&ThumbQuery { size: q.size })?;
+    let photo = match &q.image {
+        Some(id) => Some(db::get_image(&state.db, id, &caller.owner).await?.ok_or_else(|| ApiError::not_found("image", id))?),
+        None => None,
+    };
     let info = match lookup(&state, &caller, &name).await? {
+        Found::Custom(_) | Found::Painting(_) if photo.is_some() => {
+            return Err(no_preview(format!("`{name}` is a style image: previews on a photo are made for model styles")));
+        }
         Found::Custom(row) => {
             let b = thumbnail_bytes(&state, &row.sha256, size).await?;
             return Ok(hashed_image_response(b));
@@ -367,47 +387,22 @@ pub async fn thumbnail(
         }
         Found::Model(info) => info,
     };
-    let lib = state.models.library();
-    for ext in ["jpg", "jpeg", "png", "webp"] {
-        let p = lib.models_dir().join(format!("{name}.{ext}"));
-        if let Ok(b) = tokio::fs::read(&p).await {
-            return Ok(hashed_image_response(Bytes::from(b)));
+    if photo.is_none() {
+        let lib = state.models.library();
+        for ext in ["jpg", "jpeg", "png", "webp"] {
+            let p = lib.models_dir().join(format!("{name}.{ext}"));
+            if let Ok(b) = tokio::fs::read(&p).await {
+                return Ok(hashed_image_response(Bytes::from(b)));
+            }
         }
     }
     if !is_style_model(&info) {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "no_thumbnail",
-            format!("`{name}` is a {} model with no preview", info.method),
-        ));
+        return Err(no_preview(format!("`{name}` is a {} model with no preview", info.method)));
     }
-    let stamp = std::fs::metadata(lib.model_path(&name))
-        .ok()
-        .and_then(|m| m.modified().ok())
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
-    let key = format!("style-thumbs/{name}-{stamp}-{size}");
-    if let Some(b) = state.blobs.cached(&key).await {
-        return Ok(hashed_image_response(b));
-    }
-    let model = state.models.get(&info).await?;
-    let device = state.device.clone();
-    let (w, h) = (size, (size * 3 / 4).max(16));
-    let (out, _) = state
-        .run_inference(move || {
-            let input = methods::Input::content(sample_scene(w, h));
-            let kind = model.kind();
-            let method = methods::all()
-                .find(|m| m.info().style == methods::StyleSource::Model && m.info().accepts(kind))
-                .ok_or_else(|| styleforge_core::Error::Param(format!("no method runs {kind} models on their own")))?;
-            let outcome = method.run(&model, &input, &methods::Params::new(), &device, &mut methods::Control::new(None, &mut |_| {}))?;
-            outcome.picture.encode(Format::Jpeg)
-        })
-        .await?;
-    let b = Bytes::from(out.map_err(ApiError::from_core)?);
-    if let Err(e) = state.blobs.put_cached(&key, b.clone()).await {
-        tracing::warn!(error = %e, "could not cache a style preview");
-    }
+    let b = crate::jobs::preview::model_preview(&state, &info, photo.as_ref(), size).await?;
     Ok(hashed_image_response(b))
+}
+
+fn no_preview(message: String) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no_thumbnail", message)
 }

@@ -11,6 +11,7 @@ use super::ApiJson;
 use crate::auth::Caller;
 use crate::db::state as job_state;
 use crate::error::ApiResult;
+pub use crate::jobs::avatar::{AvatarFraming, AvatarRequest};
 pub use crate::jobs::request::{OutputFormat, StylizeRequest, StylizeResult, WeightedStyle};
 use crate::jobs::request::{self, Submitted};
 use crate::state::AppState;
@@ -45,7 +46,9 @@ pub struct JobAccepted {
 }
 
 /// Stylise an image: at once (200) for the methods answered synchronously (fast, microast, adain,
-/// cyclegan) within the pixel budget, else as a job (202).
+/// cyclegan, cartoon) within the pixel budget, else as a job (202). With `avatar`, the photo is
+/// first cut to a square around its face and the result is `size`×`size`; the answer (and the
+/// result's info) says how it was framed.
 #[utoipa::path(
     post,
     path = "/v1/stylize",

@@ -136,6 +136,7 @@ pub async fn create(
             crop: cfg.training_crop,
             batch: 4,
         }),
+        avatar: None,
     };
     let job = enqueue(&state, &caller.owner, "train", &spec).await?;
     Ok(accepted(&job))

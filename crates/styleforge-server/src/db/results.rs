@@ -26,6 +26,8 @@ pub struct ResultRow {
     pub content_loss: Option<f64>,
     pub style_loss: Option<f64>,
     pub created_at: i64,
+    /// JSON of [`crate::jobs::AvatarFraming`], for avatars.
+    pub avatar: Option<String>,
 }
 
 /// The INSERT of a result row, for any executor.
@@ -34,7 +36,7 @@ macro_rules! insert_result_query {
         let r: &ResultRow = $r;
         sqlx::query(
         "INSERT INTO results (id, owner, job_id, image_id, style, method, sha256, format, width, height, bytes, timings, \
-         content_loss, style_loss, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+         content_loss, style_loss, created_at, avatar) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
     )
     .bind(&r.id)
     .bind(&r.owner)
@@ -51,6 +53,7 @@ macro_rules! insert_result_query {
     .bind(r.content_loss)
     .bind(r.style_loss)
     .bind(r.created_at)
+    .bind(&r.avatar)
     }};
 }
 

@@ -5,20 +5,26 @@
 //! through the same queue. Everything here returns [`JobError`]; only the HTTP layer turns it
 //! into a status code.
 
+pub mod avatar;
 pub mod error;
 pub mod lenient;
+pub mod preview;
 pub mod request;
 pub mod run;
 pub mod store;
 pub mod training;
 pub mod worker;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use styleforge_core::image_io::Format;
 use styleforge_core::library::builtin::{self, Painting};
+use styleforge_core::networks::face_detector::FaceDetector;
 use utoipa::ToSchema;
 
+pub use avatar::{AvatarFraming, AvatarSpec};
 pub use error::{ErrorKind, JobError, JobResult};
 
 use crate::db::{self, JobRow};
@@ -86,6 +92,9 @@ pub struct JobSpec {
     /// result is a preview of the new fast style, which joins the library.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<TrainingSpec>,
+    /// An avatar: the photo is cut to a square around its face and stylised at N×N.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar: Option<AvatarSpec>,
 }
 
 /// What a training job trains.
@@ -141,13 +150,15 @@ pub struct Output {
     pub content_loss: Option<f64>,
     /// Style loss at the end (optimisation methods).
     pub style_loss: Option<f64>,
+    /// How an avatar was framed (avatar runs).
+    pub avatar: Option<AvatarFraming>,
 }
 
 /// How a run ended.
 #[derive(Debug)]
 pub enum RunEnd {
     /// Finished.
-    Done(Output),
+    Done(Box<Output>),
     /// Stopped by the cancel flag.
     Cancelled,
 }
@@ -161,11 +172,13 @@ pub struct Inputs {
     pub styles: Vec<(Bytes, f32)>,
     /// Mask bytes.
     pub mask: Option<Bytes>,
+    /// The face detector, for avatars.
+    pub detector: Option<Arc<FaceDetector>>,
 }
 
 /// Fetches a spec's input blobs, built-in paintings from the binary (by name: a build whose
-/// painting of that name differs runs its own). Errors: `input_missing` when an image was
-/// deleted meanwhile, or a painting is not in this build.
+/// painting of that name differs runs its own), and the face detector for an avatar. Errors: `input_missing` when an image was deleted meanwhile, or a painting
+/// is not in this build.
 pub async fn fetch_inputs(state: &AppState, spec: &JobSpec) -> JobResult<Inputs> {
     let get = |r: &BlobRef| {
         let (sha, id) = (r.sha256.clone(), r.id.clone());
@@ -192,7 +205,11 @@ pub async fn fetch_inputs(state: &AppState, spec: &JobSpec) -> JobResult<Inputs>
         Some(m) => Some(get(m).await?),
         None => None,
     };
-    Ok(Inputs { content, styles, mask })
+    let detector = match spec.avatar {
+        Some(_) => Some(state.models.face_detector().await?),
+        None => None,
+    };
+    Ok(Inputs { content, styles, mask, detector })
 }
 
 /// Queues a job for `spec` under `owner` (`label`: the job's method column, e.g. the method's

@@ -15,6 +15,7 @@ use styleforge_core::methods::{self, Execution, Method, MethodInfo, StyleSource}
 use utoipa::ToSchema;
 
 use crate::db::{self, JobRow};
+use crate::jobs::avatar::{self, AvatarFraming, AvatarRequest};
 use crate::jobs::run::{self, Limits};
 use crate::jobs::store::{Commit, Stored, store_result};
 use crate::jobs::training::visible_to;
@@ -137,6 +138,11 @@ pub struct StylizeRequest {
     /// Always answer with a job, even within the synchronous budget.
     #[serde(default, rename = "async")]
     pub prefer_async: bool,
+    /// Make a square avatar: the photo is cut to a square around its largest face (enlarged
+    /// 1.8×; or around `box`; the centre square when no face is found) and stylised at
+    /// `size`×`size`. The answer's `avatar` says how it was framed. Not with `max_size` or `mask`.
+    #[serde(default)]
+    pub avatar: Option<AvatarRequest>,
 }
 
 /// Output formats.
@@ -181,13 +187,16 @@ pub struct StylizeResult {
     pub format: String,
     /// Where the time went.
     pub timings: Timings,
+    /// How the photo was framed (avatar requests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar: Option<AvatarFraming>,
 }
 
 /// How a request was answered.
 #[derive(Debug)]
 pub enum Submitted {
     /// Run at once.
-    Done(StylizeResult),
+    Done(Box<StylizeResult>),
     /// Queued as this job.
     Queued(String),
 }
@@ -236,11 +245,11 @@ pub async fn submit(state: &AppState, owner: &str, req: &StylizeRequest) -> JobR
     let spec_json = serde_json::to_string(&r.spec).map_err(JobError::internal)?;
     let mut job = JobRow::queued(new_id("job"), owner, method.name, &r.spec.style_label, &r.spec.image.id, spec_json, 1);
     job.created_at = t0;
-    let (width, height) = (out.width, out.height);
-    let Stored::Done { result, timings } = store_result(state, &job, &r.spec.format, out, timings, Commit::Sync).await? else {
+    let (width, height, avatar) = (out.width, out.height, out.avatar.clone());
+    let Stored::Done { result, timings } = store_result(state, &job, &r.spec.format, *out, timings, Commit::Sync).await? else {
         return Err(JobError::internal("a synchronous result was not recorded"));
     };
-    Ok(Submitted::Done(StylizeResult {
+    Ok(Submitted::Done(Box::new(StylizeResult {
         url: format!("/v1/results/{}", result.id),
         result: result.id,
         job: job.id,
@@ -248,7 +257,8 @@ pub async fn submit(state: &AppState, owner: &str, req: &StylizeRequest) -> JobR
         height,
         format: r.spec.format.clone(),
         timings,
-    }))
+        avatar,
+    })))
 }
 
 async fn owned_image(state: &AppState, owner: &str, id: &str) -> JobResult<db::ImageRow> {
@@ -348,6 +358,16 @@ async fn resolve(state: &AppState, owner: &str, req: &StylizeRequest) -> JobResu
         }
         StyleSource::Images { max } => image_styles(state, owner, req, method, max).await?,
     };
+    let avatar = match &req.avatar {
+        Some(_) if req.max_size.is_some() => {
+            return Err(invalid("an avatar takes no `max_size`: its side is `avatar.size`"));
+        }
+        Some(_) if req.mask.is_some() => {
+            return Err(invalid("an avatar takes no `mask`: the mask would not match the square cut from the photo"));
+        }
+        Some(a) => Some(avatar::check(a, image.width as u32, image.height as u32, method)?),
+        None => None,
+    };
     let mask = match &req.mask {
         Some(id) => {
             let row = owned_image(state, owner, id).await?;
@@ -368,9 +388,13 @@ async fn resolve(state: &AppState, owner: &str, req: &StylizeRequest) -> JobResu
         format: req.format.unwrap_or_default().name().to_string(),
         iterations: req.iterations,
         training: None,
+        avatar,
     };
     let params = run::params(&spec, Limits::of(cfg))?;
-    let (ow, oh) = methods::output_size(image.width as u32, image.height as u32, params.max_size());
+    let (ow, oh) = match avatar {
+        Some(a) => (a.size, a.size),
+        None => methods::output_size(image.width as u32, image.height as u32, params.max_size()),
+    };
     if ow.min(oh) < method.min_side {
         return Err(invalid(format!(
             "{} needs at least {} pixels on each side; the output would be {ow}x{oh}",

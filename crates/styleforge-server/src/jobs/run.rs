@@ -7,10 +7,11 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 use styleforge_core::image_io::{self, Format, Picture};
+use styleforge_core::avatar::{self, Framing};
 use styleforge_core::library::Loaded;
-use styleforge_core::methods::{self, Control, Input, Params, Progress};
+use styleforge_core::methods::{self, Control, Input, Method, Outcome, Params, Progress};
 
-use crate::jobs::{Inputs, JobError, JobResult, JobSpec, Output, RunEnd, Timings};
+use crate::jobs::{AvatarFraming, AvatarSpec, Inputs, JobError, JobResult, JobSpec, Output, RunEnd, Timings};
 
 /// Limits and defaults from the configuration.
 #[derive(Debug, Clone, Copy)]
@@ -99,7 +100,11 @@ pub fn execute(
     };
     timings.decode_ms = ms(t);
     let t = Instant::now();
-    let outcome = method.run(model, &input, &params, device, &mut Control::new(cancel.clone(), &mut *progress))?;
+    let mut control = Control::new(cancel.clone(), &mut *progress);
+    let (outcome, framing) = match &spec.avatar {
+        None => (method.run(model, &input, &params, device, &mut control)?, None),
+        Some(a) => run_avatar(a, inputs, method, model, &input, &params, device, &mut control)?,
+    };
     timings.inference_ms = ms(t);
     if outcome.cancelled || cancelled(&cancel) {
         return Ok(RunEnd::Cancelled);
@@ -110,7 +115,7 @@ pub fn execute(
     let bytes = picture.encode(format)?;
     timings.encode_ms = ms(t);
     let (content_loss, style_loss) = outcome.losses.unzip();
-    Ok(RunEnd::Done(Output {
+    Ok(RunEnd::Done(Box::new(Output {
         bytes,
         format,
         width: picture.width,
@@ -118,7 +123,35 @@ pub fn execute(
         timings,
         content_loss,
         style_loss,
-    }))
+        avatar: framing.as_ref().map(AvatarFraming::from),
+    })))
+}
+
+/// Runs `method` on the avatar square of `input`'s content ([`styleforge_core::avatar::make`]):
+/// the outcome (its picture N×N) and how the photo was framed. Errors: a face box outside the
+/// photo, the method's.
+#[allow(clippy::too_many_arguments)]
+fn run_avatar(
+    spec: &AvatarSpec,
+    inputs: &Inputs,
+    method: &dyn Method,
+    model: &Loaded,
+    input: &Input,
+    params: &Params,
+    device: &Device,
+    control: &mut Control<'_>,
+) -> JobResult<(Outcome, Option<Framing>)> {
+    let detector = inputs.detector.as_ref().ok_or_else(|| JobError::internal("an avatar run without the face detector"))?;
+    let mut rest = None;
+    let made = avatar::make(&input.content, &spec.options(), detector, device, |square| {
+        let Outcome { picture, cancelled, losses, summary } =
+            method.run(model, &Input { content: square, ..input.clone() }, params, device, control)?;
+        rest = Some((cancelled, losses, summary));
+        Ok(picture)
+    })?;
+    let (cancelled, losses, summary) = rest.ok_or_else(|| JobError::internal("the avatar was not stylised"))?;
+    let outcome = Outcome { picture: made.picture, cancelled, losses, summary };
+    Ok((outcome, Some(made.framing)))
 }
 
 fn ms(t: Instant) -> f64 {

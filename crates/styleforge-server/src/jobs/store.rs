@@ -29,7 +29,7 @@ pub enum Stored {
     /// The result row, committed, and the run's timings with the store and total times.
     Done {
         /// The row.
-        result: ResultRow,
+        result: Box<ResultRow>,
         /// The timings recorded in it.
         timings: Timings,
     },
@@ -76,6 +76,7 @@ pub async fn store_result(
         content_loss: out.content_loss,
         style_loss: out.style_loss,
         created_at: now,
+        avatar: out.avatar.as_ref().and_then(|a| serde_json::to_string(a).ok()),
     };
     let committed = match commit {
         Commit::Sync => {
@@ -107,5 +108,5 @@ pub async fn store_result(
     if let Err(e) = state.blobs.ensure(&sha, bytes).await {
         tracing::error!(job = %job.id, error = %e, "re-storing a result blob");
     }
-    Ok(Stored::Done { result, timings })
+    Ok(Stored::Done { result: Box::new(result), timings })
 }

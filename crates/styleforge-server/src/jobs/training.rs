@@ -110,7 +110,7 @@ pub fn run(
     let shown = trainer.stylize(&preview.fit_within(512))?;
     let bytes = shown.encode(Format::Png)?;
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(RunEnd::Done(Output {
+    Ok(RunEnd::Done(Box::new(Output {
         bytes,
         format: Format::Png,
         width: shown.width,
@@ -122,5 +122,6 @@ pub fn run(
         },
         content_loss: None,
         style_loss: None,
-    }))
+        avatar: None,
+    })))
 }

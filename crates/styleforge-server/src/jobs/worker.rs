@@ -228,7 +228,7 @@ async fn settle(
         Ok((RunEnd::Done(out), timings)) => {
             let spec: Option<JobSpec> = serde_json::from_str(&job.spec).ok();
             let format = spec.map(|s| s.format).unwrap_or_else(|| "png".into());
-            match store_result(state, job, &format, out, timings, Commit::Lease { worker }).await {
+            match store_result(state, job, &format, *out, timings, Commit::Lease { worker }).await {
                 Ok(Stored::Done { .. }) => job_state::SUCCEEDED,
                 Ok(Stored::Lost) => "lost",
                 Err(e) => retry_or_fail(state, worker, job, e).await,
