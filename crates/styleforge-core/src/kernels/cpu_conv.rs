@@ -52,7 +52,7 @@ impl Geometry {
 /// A convolution of `x` `[N, C, H, W]` with `weight` `[O, C, k, k]` and an optional bias, with the
 /// given geometry; `None` unless the tensors are plain flex `f32` tensors.
 ///
-/// Kernels larger than 1×1 with at most [`cpu_direct::MAX_INPUTS`] input channels or at most 4
+/// Kernels larger than 1×1 with at most [`cpu_direct::dense_inputs`] input channels or at most 4
 /// outputs (except the nearest-upsampled 3×3 layers, folded into 2×2 kernels) are computed by
 /// [`cpu_direct`], and unpadded 1×1 layers as one product on the NCHW values; the rest as the
 /// products of this module. The autodiff operations of `cpu_conv_grad` call those products
@@ -69,7 +69,7 @@ pub fn conv2d(x: &Tensor<4>, weight: &Tensor<4>, bias: Option<&Tensor<1>>, g: Ge
             Some(b) => Some(b.as_slice::<f32>()?),
             None => None,
         };
-        let out = if k > 1 && !nearest_3x3 && (ci <= cpu_direct::MAX_INPUTS || co <= 4) {
+        let out = if k > 1 && !nearest_3x3 && (ci <= cpu_direct::dense_inputs() || co <= 4) {
             cpu_direct::direct(x_data, dims, w_data, [co, ci, k], b_data, g)
         } else if k == 1 && g.stride == 1 && g.pad == [0; 4] && !g.upsample {
             let [n, _, h, w] = dims;

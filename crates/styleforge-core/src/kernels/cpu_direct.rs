@@ -1,6 +1,6 @@
 //! Convolutions computed directly, without im2col or matrix products, for inference on the
 //! flex CPU backend: grouped and depthwise layers (through [`crate::kernels::cpu_group`]) and
-//! dense layers with at most [`MAX_INPUTS`] input channels (per group) or at most four outputs
+//! dense layers with at most [`dense_inputs`] input channels or at most four outputs
 //! and a kernel larger than 1×1 (through [`crate::kernels::cpu_conv`]): MicroAST's layers, the
 //! RGB input and output layers of the style and CycleGAN generators, 3×3 layers of up to 128
 //! channels.
@@ -35,8 +35,25 @@ use crate::kernels::Geometry;
 use crate::kernels::cpu_conv::{flex_operands, source_index};
 use crate::kernels::cpu_upsample as upsample;
 
-/// Most input channels per group taken by the dense route (wider layers run as products).
+/// Most input channels per group taken by the direct route (wider layers run as products).
 pub const MAX_INPUTS: usize = 128;
+
+/// Most input channels of a dense (one-group) layer with more than four outputs that
+/// [`crate::kernels::cpu_conv`] sends here rather than to its matrix products: [`MAX_INPUTS`]
+/// where the CPU has AVX-512 (16 lanes, where the direct sums were measured faster up to 128
+/// channels), 32 elsewhere. With AVX2's 8 lanes the products win from 64 channels on: a 3×3
+/// 64→64 layer at 256² took 524 ms direct and 137 ms as products, and the 512² rows of
+/// TransformerNet (stock), MicroAST and AnimeGANv2 took 1.7–2.7× longer with the 128 bound.
+pub fn dense_inputs() -> usize {
+    static BOUND: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *BOUND.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return MAX_INPUTS;
+        }
+        32
+    })
+}
 
 /// About how many output values one task computes (a band of whole rows, at least one).
 const TASK_VALUES: usize = 16 << 10;

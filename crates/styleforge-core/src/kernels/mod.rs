@@ -40,7 +40,7 @@ pub use cpu_conv::Geometry;
 /// Routes: grouped convolutions go to [`cpu_group::conv2d`] (computed by [`cpu_direct`]) for
 /// plain flex `f32` tensors, otherwise to [`generic::conv2d`]. Dense ones: [`cpu_conv::conv2d`]
 /// when every tensor is a plain flex `f32` tensor (which hands kernels larger than 1×1 with at
-/// most [`cpu_direct::MAX_INPUTS`] inputs or at most 4 outputs to [`cpu_direct`]);
+/// most [`cpu_direct::dense_inputs`] inputs or at most 4 outputs to [`cpu_direct`]);
 /// [`cpu_conv_grad::conv2d`] when they are flex `f32` tensors and one is an autodiff tensor
 /// (without upsampling); otherwise [`generic::conv2d`].
 pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, g: Geometry) -> Tensor<4> {
