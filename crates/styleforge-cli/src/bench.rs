@@ -193,8 +193,9 @@ fn gan_train_row(path: &std::path::Path, size: usize, runs: usize, device: &Devi
 /// The reference framework's time on the benchmark machine of the README (2 threads, float32),
 /// the median of three runs interleaved with `styleforge bench`: PyTorch from
 /// `scripts/pytorch-bench.py` (the MicroAST rows on 2026-11-30, the classic ones on 2026-11-21),
-/// TensorFlow from `scripts/tensorflow-bench.py`: (workload prefix, size, framework, milliseconds).
-const REFERENCE_MS: [(&str, [usize; 2], &str, f64); 7] = [
+/// TensorFlow from `scripts/tensorflow-bench.py`; the filter rows (2026-11-30) are one round
+/// under a load average of 3–4, see the README: (workload prefix, size, framework, milliseconds).
+const REFERENCE_MS: [(&str, [usize; 2], &str, f64); 11] = [
     ("TransformerNet stock", [512; 2], "PyTorch", 777.0),
     ("VGG19 to relu4_1", [512; 2], "PyTorch", 845.0),
     ("Gatys step", [384; 2], "PyTorch", 1429.0),
@@ -202,6 +203,10 @@ const REFERENCE_MS: [(&str, [usize; 2], &str, f64); 7] = [
     ("MicroAST stylisation", [512; 2], "PyTorch", 558.0),
     ("MicroAST stylisation", [1024; 2], "PyTorch", 2712.0),
     ("MicroAST stylisation", [3840, 2160], "PyTorch", 18184.0),
+    ("CartoonGAN-light filter", [512; 2], "TensorFlow", 4172.0),
+    ("CartoonGAN-light filter", [1024; 2], "TensorFlow", 21609.0),
+    ("Face detector RFB-320", [320, 240], "PyTorch", 21.0),
+    ("AnimeGANv2 generator", [512; 2], "PyTorch", 6518.0),
 ];
 
 fn reference_ms(r: &Row) -> Option<(&'static str, f64)> {
