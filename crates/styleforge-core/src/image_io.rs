@@ -278,6 +278,50 @@ impl Picture {
         }
     }
 
+    /// This picture placed at (`x`, `y`) in a `width`×`height` canvas whose other pixels repeat
+    /// the nearest edge pixel (alpha included). The canvas must hold the picture.
+    pub fn pad_edges(&self, width: u32, height: u32, x: u32, y: u32) -> Self {
+        assert!(x + self.width <= width && y + self.height <= height, "the canvas holds the picture");
+        let (sw, sh) = (self.width as usize, self.height as usize);
+        let (w, h) = (width as usize, height as usize);
+        let src = |cx: usize, cy: usize| {
+            let sx = cx.saturating_sub(x as usize).min(sw - 1);
+            let sy = cy.saturating_sub(y as usize).min(sh - 1);
+            sy * sw + sx
+        };
+        let (n, sn) = (w * h, sw * sh);
+        let mut rgb = vec![0f32; 3 * n];
+        for c in 0..3 {
+            for cy in 0..h {
+                for cx in 0..w {
+                    rgb[c * n + cy * w + cx] = self.rgb[c * sn + src(cx, cy)];
+                }
+            }
+        }
+        let alpha = self
+            .alpha
+            .as_ref()
+            .map(|a| (0..h).flat_map(|cy| (0..w).map(move |cx| (cx, cy))).map(|(cx, cy)| a[src(cx, cy)]).collect());
+        Self { width, height, rgb, alpha }
+    }
+
+    /// The `width`×`height` region whose top-left corner is (`x`, `y`), alpha included. The
+    /// region must lie inside the picture.
+    pub fn crop(&self, x: u32, y: u32, width: u32, height: u32) -> Self {
+        assert!(x + width <= self.width && y + height <= self.height, "the region lies inside the picture");
+        let (sw, n) = (self.width as usize, self.pixels());
+        let (x, y, w, h) = (x as usize, y as usize, width as usize, height as usize);
+        let rows = |plane: usize| (y..y + h).map(move |r| plane * n + r * sw + x);
+        let mut rgb = Vec::with_capacity(3 * w * h);
+        for c in 0..3 {
+            for start in rows(c) {
+                rgb.extend_from_slice(&self.rgb[start..start + w]);
+            }
+        }
+        let alpha = self.alpha.as_ref().map(|a| rows(0).flat_map(|start| a[start..start + w].iter().copied()).collect());
+        Self { width, height, rgb, alpha }
+    }
+
     /// Scales down so the longer side is at most `max_side` (never up), keeping the aspect ratio.
     pub fn fit_within(&self, max_side: u32) -> Self {
         let long = self.width.max(self.height);

@@ -890,7 +890,7 @@ impl Method for Adain {
         &ADAIN
     }
 
-    fn run(&self, model: &Loaded, input: &Input, params: &Params, device: &Device, control: &mut Control<'_>) -> Result<Outcome> {
+    fn compute(&self, model: &Loaded, input: &Input, params: &Params, device: &Device, control: &mut Control<'_>) -> Result<Outcome> {
         let Loaded::Adain(m) = model else {
             return Err(wrong_model(&ADAIN, model));
         };

@@ -980,7 +980,8 @@ static GATYS: MethodInfo = MethodInfo {
     mask: false,
     execution: Execution::Job,
     tiles: false,
-    min_side: 1,
+    // The smallest size of its coarse-to-fine pyramid; VGG-19's loss layers need 16.
+    min_side: 32,
     options: &[
         "strength",
         "preserve_color",
@@ -1035,7 +1036,7 @@ impl Method for Gatys {
         &GATYS
     }
 
-    fn run(&self, model: &Loaded, input: &Input, params: &Params, device: &Device, control: &mut registry::Control<'_>) -> Result<registry::Outcome> {
+    fn compute(&self, model: &Loaded, input: &Input, params: &Params, device: &Device, control: &mut registry::Control<'_>) -> Result<registry::Outcome> {
         let Loaded::Vgg(vgg) = model else {
             return Err(wrong_model(&GATYS, model));
         };
