@@ -66,6 +66,10 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let compute = matches!(cli.command, Command::Stylize(_) | Command::Avatar(_) | Command::Train { .. } | Command::Generate(_) | Command::Bench(_));
+    let service = matches!(cli.command, Command::Serve(_) | Command::Worker(_));
+    if !service {
+        quiet_panics();
+    }
     let run = move || match cli.command {
         Command::Stylize(a) => stylize::run(a),
         Command::Avatar(a) => avatar::run(a),
@@ -77,10 +81,6 @@ fn main() -> ExitCode {
         Command::Worker(a) => serve::worker(a),
         Command::Keys { command } => serve::keys(command),
     };
-    let service = matches!(cli.command, Command::Serve(_) | Command::Worker(_));
-    if !service {
-        quiet_panics();
-    }
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
         if compute {
             keep_freed_memory();

@@ -196,7 +196,7 @@ pub fn run(a: Args) -> Result<()> {
     }
     let outputs = out_paths(&jobs, &a.output, format_for_dir);
     for (input, out) in jobs.iter().map(|(i, _)| i).zip(&outputs) {
-        if out.file_name() != Some(out_name(input, format_for_dir).as_ref()) {
+        if out.file_name().and_then(|n| n.to_str()) != Some(out_name(input, format_for_dir).as_str()) {
             eprintln!(
                 "note: {} would share its output name with another input; writing {}",
                 input.display(),
