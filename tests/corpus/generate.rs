@@ -61,7 +61,8 @@ pub fn files() -> Vec<(String, Vec<u8>)> {
     add("images/png_bomb_100000x100000.png", png_header_only(100_000, 100_000));
     add("images/png_zero_width.png", png_header_only(0, 10));
     add("images/jpeg_no_scan.jpg", vec![0xFF, 0xD8, 0xFF, 0xD9]);
-    add("images/webp_bad_riff_size.webp", {
+    // A RIFF size beyond the end of the file, every chunk whole: nothing is missing, so it is read.
+    add("images/ok_webp_riff_size_too_large.webp", {
         let mut b = encode(&seed, ImageFormat::WebP);
         b[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
         b
@@ -152,7 +153,9 @@ pub fn files() -> Vec<(String, Vec<u8>)> {
         ("upload_empty", "POST /v1/images HTTP/1.1\nhost: corpus\ncontent-type: image/png\ncontent-length: 0\n\n".into()),
         ("header_oversized", "GET /v1/styles HTTP/1.1\nhost: corpus\nx-filler: {LONG:70000}\n\n".into()),
         ("header_many", format!("GET /v1/styles HTTP/1.1\nhost: corpus\n{}\n", (0..200).map(|i| format!("x-h{i}: v\n")).collect::<String>())),
-        ("query_absurd", "GET /v1/styles?limit=-1&offset=99999999999999999999 HTTP/1.1\nhost: corpus\n\n".into()),
+        // (`/v1/styles` takes no paging, so its unknown parameters are ignored; the image list pages.)
+        ("query_absurd", "GET /v1/images?limit=-1&cursor=99999999999999999999 HTTP/1.1\nhost: corpus\n\n".into()),
+        ("query_limit_huge", "GET /v1/images?limit=99999999999 HTTP/1.1\nhost: corpus\n\n".into()),
         ("unknown_result", "GET /v1/results/res_..%2F..%2Fetc%2Fpasswd HTTP/1.1\nhost: corpus\n\n".into()),
     ] {
         add(&format!("requests/{name}.http"), text.into_bytes());
@@ -178,7 +181,13 @@ fn encode(img: &(impl Into<DynamicImage> + Clone), format: ImageFormat) -> Vec<u
 
 /// A PNG carrying `profile` in `iCCP`, its pixels the numbers given (in that profile's space).
 pub fn tagged_png(img: &RgbImage, profile: &moxcms::ColorProfile) -> Vec<u8> {
-    png_with_icc(img, profile.encode().unwrap())
+    let mut icc = profile.encode().unwrap();
+    // `encode` stamps the current time into the header (bytes 24..36, six big-endian u16s);
+    // a fixed date keeps the corpus identical from run to run.
+    for (i, v) in [2025u16, 1, 1, 0, 0, 0].into_iter().enumerate() {
+        icc[24 + 2 * i..26 + 2 * i].copy_from_slice(&v.to_be_bytes());
+    }
+    png_with_icc(img, icc)
 }
 
 fn png_with_icc(img: &RgbImage, icc: Vec<u8>) -> Vec<u8> {
