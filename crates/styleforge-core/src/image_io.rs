@@ -179,10 +179,20 @@ fn refuse_animation(bytes: &[u8], format: Format) -> Result<()> {
     Ok(())
 }
 
-/// The sRGB profile embedded in every output, encoded once.
+/// The sRGB profile embedded in every output, encoded once. `moxcms` stamps the current time
+/// into the header's creation date (bytes 24..36, six big-endian `u16`s); a fixed date keeps
+/// outputs the same bytes from run to run.
 fn srgb_icc() -> &'static [u8] {
     static ICC: OnceLock<Vec<u8>> = OnceLock::new();
-    ICC.get_or_init(|| ColorProfile::new_srgb().encode().unwrap_or_default())
+    ICC.get_or_init(|| {
+        let mut icc = ColorProfile::new_srgb().encode().unwrap_or_default();
+        if icc.len() >= 36 {
+            for (i, v) in [2025u16, 1, 1, 0, 0, 0].into_iter().enumerate() {
+                icc[24 + 2 * i..26 + 2 * i].copy_from_slice(&v.to_be_bytes());
+            }
+        }
+        icc
+    })
 }
 
 /// Converts `img` from the colour space of its ICC profile to sRGB (8 bits per channel, alpha
@@ -420,6 +430,15 @@ impl Picture {
         let w = ((self.width as f64 * s).round() as u32).max(1);
         let h = ((self.height as f64 * s).round() as u32).max(1);
         self.resize(w, h)
+    }
+
+    /// Like [`Picture::fit_within`], but never scales the short side below `min_short` (or the
+    /// picture's own short side, when smaller): thin pictures keep enough pixels across for a
+    /// network's statistics pass, at the price of a long side over `max_side`.
+    pub fn fit_within_keeping(&self, max_side: u32, min_short: u32) -> Self {
+        let (short, long) = (self.width.min(self.height).max(1), self.width.max(self.height));
+        let keep = (min_short.min(short) as u64 * long as u64).div_ceil(short as u64) as u32;
+        self.fit_within(max_side.max(keep))
     }
 
     /// Encodes in `format` (JPEG quality 92; alpha dropped for JPEG).
