@@ -143,9 +143,7 @@ pub const STATS_MIN_SIDE: u32 = 32;
 /// Instance-norm statistics of every layer of `net`, measured on `pic` scaled to `size` (long
 /// side; larger for thin pictures, see [`STATS_MIN_SIDE`]).
 pub fn norm_stats(pic: &Picture, size: u32, device: &Device, net: NormalizedNet<'_>) -> NormStats {
-    let (short, long) = (pic.width.min(pic.height), pic.width.max(pic.height));
-    let keep_short = (STATS_MIN_SIDE.min(short) as u64 * long as u64).div_ceil(short as u64) as u32;
-    let small = pic.fit_within(size.max(keep_short));
+    let small = pic.fit_within_keeping(size, STATS_MIN_SIDE);
     let x = planes_to_tensor(&small.rgb, small.width, small.height, device);
     let mut ctx = NormContext::Record(Vec::new());
     let _ = net(x, &mut ctx);
