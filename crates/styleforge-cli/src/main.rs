@@ -92,7 +92,7 @@ fn main() -> ExitCode {
     match result {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(e)) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", format!("{e:#}").trim_end());
             ExitCode::FAILURE
         }
         Err(payload) => {

@@ -209,7 +209,7 @@ pub fn run(a: Args) -> Result<()> {
         bar.set_message(input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
         if let Err(e) = engine.one(input, out, &a, &device) {
             failed += 1;
-            bar.suspend(|| eprintln!("error: {e:#}"));
+            bar.suspend(|| eprintln!("error: {}", format!("{e:#}").trim_end()));
         }
         bar.inc(1);
     }
