@@ -197,9 +197,16 @@ pub fn run(a: Args) -> Result<()> {
     let outputs = out_paths(&jobs, &a.output, format_for_dir);
     for (input, out) in jobs.iter().map(|(i, _)| i).zip(&outputs) {
         if out.file_name().and_then(|n| n.to_str()) != Some(out_name(input, format_for_dir).as_str()) {
+            let plain = a.output.join(out_name(input, format_for_dir));
+            let why = if jobs.iter().any(|(i, _)| same_file(i, &plain)) {
+                "would overwrite an input"
+            } else {
+                "would have the same name as another input's"
+            };
             eprintln!(
-                "note: {} would share its output name with another input; writing {}",
+                "note: the output for {} {why} ({}); writing {}",
                 input.display(),
+                plain.display(),
                 out.display()
             );
         }
@@ -451,7 +458,7 @@ fn is_image_name(p: &Path) -> bool {
 /// (`holiday.jpg.png`), numbered further if that is taken too; an input whose extension is
 /// the output's keeps the plain name when it is free.
 fn out_paths(jobs: &[(PathBuf, Option<PathBuf>)], dir: &Path, format: Format) -> Vec<PathBuf> {
-    let same = |a: &Path, b: &Path| a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y);
+    let same = same_file;
     let inputs: Vec<&Path> = jobs.iter().map(|(i, _)| i.as_path()).collect();
     let plain: Vec<Option<PathBuf>> = jobs
         .iter()
@@ -487,6 +494,11 @@ fn out_paths(jobs: &[(PathBuf, Option<PathBuf>)], dir: &Path, format: Format) ->
         out.push(path);
     }
     out
+}
+
+/// Whether two paths name the same file (as written, or once resolved).
+fn same_file(a: &Path, b: &Path) -> bool {
+    a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
 }
 
 fn ext(format: Format) -> &'static str {
