@@ -66,6 +66,10 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let compute = matches!(cli.command, Command::Stylize(_) | Command::Avatar(_) | Command::Train { .. } | Command::Generate(_) | Command::Bench(_));
+    let service = matches!(cli.command, Command::Serve(_) | Command::Worker(_));
+    if !service {
+        quiet_panics();
+    }
     let run = move || match cli.command {
         Command::Stylize(a) => stylize::run(a),
         Command::Avatar(a) => avatar::run(a),
@@ -77,19 +81,60 @@ fn main() -> ExitCode {
         Command::Worker(a) => serve::worker(a),
         Command::Keys { command } => serve::keys(command),
     };
-    let result = if compute {
-        keep_freed_memory();
-        styleforge_core::device::on_compute_threads(run)
-    } else {
-        run()
-    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        if compute {
+            keep_freed_memory();
+            styleforge_core::device::on_compute_threads(run)
+        } else {
+            run()
+        }
+    }));
     match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("error: {}", format!("{e:#}").trim_end());
             ExitCode::FAILURE
         }
+        Err(payload) => {
+            let what = PANIC.lock().ok().and_then(|mut m| m.take()).unwrap_or_else(|| panic_text(payload.as_ref()));
+            eprintln!("error: internal error: {what} (a bug in styleforge: please report it with the command that caused it)");
+            ExitCode::from(EXIT_BUG)
+        }
     }
+}
+
+/// The exit code for a bug caught as a panic (`EX_SOFTWARE`); wrong input exits with 1.
+const EXIT_BUG: u8 = 70;
+
+/// The last panic's message and place, kept by the hook [`quiet_panics`] installs.
+static PANIC: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Keeps panic messages for `main`'s one error line instead of printing them with a backtrace
+/// hint; with `RUST_BACKTRACE` set, the default report is printed as well (for debugging).
+fn quiet_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+            default(info);
+        }
+        let message = panic_text(info.payload());
+        let mut text = message.lines().next().unwrap_or_default().to_string();
+        if let Some(at) = info.location() {
+            text = format!("{text} (at {}:{})", at.file(), at.line());
+        }
+        if let Ok(mut slot) = PANIC.lock() {
+            slot.get_or_insert(text);
+        }
+    }));
+}
+
+/// A panic payload's message.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
 }
 
 /// mimalloc's `mi_option_purge_delay` (`mimalloc.h`: the 16th option, v2 and v3 alike).

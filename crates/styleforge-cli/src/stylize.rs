@@ -194,13 +194,29 @@ pub fn run(a: Args) -> Result<()> {
     if let [(input, Some(output))] = jobs.as_slice() {
         return engine.one(input, output, &a, &device);
     }
+    let outputs = out_paths(&jobs, &a.output, format_for_dir);
+    for (input, out) in jobs.iter().map(|(i, _)| i).zip(&outputs) {
+        if out.file_name().and_then(|n| n.to_str()) != Some(out_name(input, format_for_dir).as_str()) {
+            let plain = a.output.join(out_name(input, format_for_dir));
+            let why = if jobs.iter().any(|(i, _)| same_file(i, &plain)) {
+                "would overwrite an input"
+            } else {
+                "would have the same name as another input's"
+            };
+            eprintln!(
+                "note: the output for {} {why} ({}); writing {}",
+                input.display(),
+                plain.display(),
+                out.display()
+            );
+        }
+    }
     let mut failed = 0;
-    for (input, output) in &jobs {
+    for (input, out) in jobs.iter().map(|(i, _)| i).zip(&outputs) {
         bar.set_message(input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
-        let out = output.clone().unwrap_or_else(|| a.output.join(out_name(input, format_for_dir)));
-        if let Err(e) = engine.one(input, &out, &a, &device) {
+        if let Err(e) = engine.one(input, out, &a, &device) {
             failed += 1;
-            bar.suspend(|| eprintln!("error: {e:#}"));
+            bar.suspend(|| eprintln!("error: {}", format!("{e:#}").trim_end()));
         }
         bar.inc(1);
     }
@@ -434,6 +450,63 @@ fn is_image_name(p: &Path) -> bool {
     p.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| Format::from_name(e).is_some())
+}
+
+/// The output file of every job: its own when given, else `STEM.EXT` in `dir`. Outputs never
+/// overwrite each other or an input: where two inputs share a stem (`holiday.jpg`,
+/// `holiday.png`), or an output would land on an input, the input's whole file name is kept
+/// (`holiday.jpg.png`), numbered further if that is taken too; an input whose extension is
+/// the output's keeps the plain name when it is free.
+fn out_paths(jobs: &[(PathBuf, Option<PathBuf>)], dir: &Path, format: Format) -> Vec<PathBuf> {
+    let same = same_file;
+    let inputs: Vec<&Path> = jobs.iter().map(|(i, _)| i.as_path()).collect();
+    let plain: Vec<Option<PathBuf>> = jobs
+        .iter()
+        .map(|(input, given)| match given {
+            Some(_) => None,
+            None => Some(dir.join(out_name(input, format))),
+        })
+        .collect();
+    let mut taken: Vec<PathBuf> = jobs.iter().filter_map(|(_, given)| given.clone()).collect();
+    let mut out = Vec::with_capacity(jobs.len());
+    for (k, (input, given)) in jobs.iter().enumerate() {
+        if let Some(g) = given {
+            out.push(g.clone());
+            continue;
+        }
+        let name = plain[k].clone().expect("no output given");
+        let shared = plain.iter().enumerate().any(|(j, p)| j != k && p.as_deref() == Some(name.as_path()));
+        let own_ext = input.extension().and_then(|e| e.to_str()).and_then(Format::from_name) == Some(format);
+        let on_input = inputs.iter().any(|i| same(i, &name));
+        let mut path = if (shared && !own_ext) || on_input || taken.contains(&name) {
+            let file = input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+            dir.join(format!("{file}.{}", ext(format)))
+        } else {
+            name
+        };
+        let mut n = 2;
+        while taken.contains(&path) || inputs.iter().any(|i| same(i, &path)) {
+            let stem = input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+            path = dir.join(format!("{stem}.{n}.{}", ext(format)));
+            n += 1;
+        }
+        taken.push(path.clone());
+        out.push(path);
+    }
+    out
+}
+
+/// Whether two paths name the same file (as written, or once resolved).
+fn same_file(a: &Path, b: &Path) -> bool {
+    a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+}
+
+fn ext(format: Format) -> &'static str {
+    match format {
+        Format::Jpeg => "jpg",
+        Format::Png => "png",
+        Format::WebP => "webp",
+    }
 }
 
 fn out_name(input: &Path, format: Format) -> String {

@@ -6,12 +6,13 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{}: {}", .path.display(), plain(.error))]
     Io {
         /// The file concerned.
         path: PathBuf,
-        /// The operating system's error.
-        source: std::io::Error,
+        /// The operating system's error (in the message, not a separate cause, so that a chain
+        /// of causes says it once).
+        error: std::io::Error,
     },
     /// An image could not be decoded or encoded.
     #[error("image: {0}")]
@@ -53,7 +54,16 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            error: source,
         }
+    }
+}
+
+/// An I/O error's message without the `(os error N)` suffix.
+fn plain(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" (os error ") {
+        Some(i) if s.ends_with(')') => s[..i].to_string(),
+        _ => s,
     }
 }

@@ -3,11 +3,20 @@
 //! A [`Picture`] holds 8-bit sRGB as planar float RGB in 0..255 (the layout the networks take)
 //! plus an optional alpha plane that is re-attached on output. The pixel limit is checked from
 //! the header, before any pixel is decoded, so a decompression bomb costs nothing.
+//!
+//! Colour: an embedded ICC profile (JPEG `APP2`, PNG `iCCP`, WebP `ICCP`) is converted to sRGB
+//! on decode with `moxcms` (relative colorimetric, out-of-gamut colours clipped), and every
+//! output carries an sRGB profile, so wide-gamut photos keep their look instead of having their
+//! numbers read as sRGB. Animated images (APNG, animated WebP) are refused: styleforge stylises
+//! still images, and silently keeping one frame would lose the rest.
 
 use std::io::Cursor;
 use std::path::Path;
 
-use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
+use std::sync::OnceLock;
+
+use image::{DynamicImage, ImageDecoder, ImageEncoder, ImageFormat, ImageReader, Limits};
+use moxcms::{ColorProfile, DataColorSpace, Layout, TransformOptions};
 
 use crate::error::{Error, Result};
 
@@ -127,6 +136,7 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Picture> {
     if format == Format::Jpeg && !jpeg_is_complete(bytes) {
         return Err(Error::Image("corrupt or truncated Jpeg image: no end-of-image marker after the last scan".into()));
     }
+    refuse_animation(bytes, format)?;
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format.image_format());
     let mut limits = Limits::default();
     limits.max_image_width = Some(w);
@@ -137,12 +147,100 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Picture> {
         .into_decoder()
         .map_err(|e| Error::Image(format!("corrupt {format:?} image: {e}")))?;
     let orientation = decoder.orientation().ok();
+    let icc = decoder.icc_profile().ok().flatten();
     let mut img = DynamicImage::from_decoder(decoder)
         .map_err(|e| Error::Image(format!("corrupt or truncated {format:?} image: {e}")))?;
     if let Some(o) = orientation {
         img.apply_orientation(o);
     }
+    if let Some(icc) = icc {
+        img = to_srgb(img, &icc);
+    }
     Ok(Picture::from_dynamic(&img))
+}
+
+/// Refuses animated PNG (APNG) and animated WebP, naming the kind; GIF is not read at all.
+fn refuse_animation(bytes: &[u8], format: Format) -> Result<()> {
+    let animated = match format {
+        Format::Png => image::codecs::png::PngDecoder::new(Cursor::new(bytes))
+            .and_then(|d| d.is_apng())
+            .map_err(|e| Error::Image(format!("corrupt Png image: {e}")))?,
+        Format::WebP => image::codecs::webp::WebPDecoder::new(Cursor::new(bytes))
+            .map_err(|e| Error::Image(format!("corrupt WebP image: {e}")))?
+            .has_animation(),
+        Format::Jpeg => false,
+    };
+    if animated {
+        let kind = if format == Format::Png { "an animated PNG (APNG)" } else { "an animated WebP" };
+        return Err(Error::Image(format!(
+            "{kind}: animations are not supported; styleforge stylises still images (export one frame as a still image)"
+        )));
+    }
+    Ok(())
+}
+
+/// The sRGB profile embedded in every output, encoded once. `moxcms` stamps the current time
+/// into the header's creation date (bytes 24..36, six big-endian `u16`s); a fixed date keeps
+/// outputs the same bytes from run to run.
+fn srgb_icc() -> &'static [u8] {
+    static ICC: OnceLock<Vec<u8>> = OnceLock::new();
+    ICC.get_or_init(|| {
+        let mut icc = ColorProfile::new_srgb().encode().unwrap_or_default();
+        if icc.len() >= 36 {
+            for (i, v) in [2025u16, 1, 1, 0, 0, 0].into_iter().enumerate() {
+                icc[24 + 2 * i..26 + 2 * i].copy_from_slice(&v.to_be_bytes());
+            }
+        }
+        icc
+    })
+}
+
+/// Converts `img` from the colour space of its ICC profile to sRGB (8 bits per channel, alpha
+/// kept). RGB and grey profiles are converted; a profile that does not parse, or of another
+/// colour space (CMYK, which the JPEG decoder has already turned into RGB), leaves the pixels as
+/// they are, with a warning; styleforge's own sRGB profile is skipped.
+pub fn to_srgb(img: DynamicImage, icc: &[u8]) -> DynamicImage {
+    if icc == srgb_icc() {
+        return img;
+    }
+    let profile = match ColorProfile::new_from_slice(icc) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!("the image's ICC profile does not parse ({e}); its colours are read as sRGB");
+            return img;
+        }
+    };
+    let srgb = ColorProfile::new_srgb();
+    let opts = TransformOptions::default();
+    let converted = match profile.color_space {
+        DataColorSpace::Rgb => {
+            let has_alpha = img.color().has_alpha();
+            let mut rgba = img.to_rgba8();
+            let result = profile.create_transform_8bit(Layout::Rgba, &srgb, Layout::Rgba, opts).and_then(|t| {
+                let src = rgba.as_raw().clone();
+                t.transform(&src, &mut rgba)
+            });
+            result.map(|()| if has_alpha { DynamicImage::ImageRgba8(rgba) } else { DynamicImage::ImageRgb8(DynamicImage::ImageRgba8(rgba).to_rgb8()) })
+        }
+        DataColorSpace::Gray if !img.color().has_color() => {
+            let has_alpha = img.color().has_alpha();
+            let gray = img.to_luma_alpha8();
+            let mut rgba = image::RgbaImage::new(gray.width(), gray.height());
+            let result = profile.create_transform_8bit(Layout::GrayAlpha, &srgb, Layout::Rgba, opts).and_then(|t| t.transform(gray.as_raw(), &mut rgba));
+            result.map(|()| if has_alpha { DynamicImage::ImageRgba8(rgba) } else { DynamicImage::ImageRgb8(DynamicImage::ImageRgba8(rgba).to_rgb8()) })
+        }
+        other => {
+            tracing::debug!("ICC profile of colour space {other:?} left as decoded");
+            return img;
+        }
+    };
+    match converted {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("the image's ICC profile cannot be applied ({e}); its colours are read as sRGB");
+            img
+        }
+    }
 }
 
 /// Whether a JPEG stream ends its last scan with an end-of-image marker. Entropy-coded data
@@ -278,6 +376,50 @@ impl Picture {
         }
     }
 
+    /// This picture placed at (`x`, `y`) in a `width`×`height` canvas whose other pixels repeat
+    /// the nearest edge pixel (alpha included). The canvas must hold the picture.
+    pub fn pad_edges(&self, width: u32, height: u32, x: u32, y: u32) -> Self {
+        assert!(x + self.width <= width && y + self.height <= height, "the canvas holds the picture");
+        let (sw, sh) = (self.width as usize, self.height as usize);
+        let (w, h) = (width as usize, height as usize);
+        let src = |cx: usize, cy: usize| {
+            let sx = cx.saturating_sub(x as usize).min(sw - 1);
+            let sy = cy.saturating_sub(y as usize).min(sh - 1);
+            sy * sw + sx
+        };
+        let (n, sn) = (w * h, sw * sh);
+        let mut rgb = vec![0f32; 3 * n];
+        for c in 0..3 {
+            for cy in 0..h {
+                for cx in 0..w {
+                    rgb[c * n + cy * w + cx] = self.rgb[c * sn + src(cx, cy)];
+                }
+            }
+        }
+        let alpha = self
+            .alpha
+            .as_ref()
+            .map(|a| (0..h).flat_map(|cy| (0..w).map(move |cx| (cx, cy))).map(|(cx, cy)| a[src(cx, cy)]).collect());
+        Self { width, height, rgb, alpha }
+    }
+
+    /// The `width`×`height` region whose top-left corner is (`x`, `y`), alpha included. The
+    /// region must lie inside the picture.
+    pub fn crop(&self, x: u32, y: u32, width: u32, height: u32) -> Self {
+        assert!(x + width <= self.width && y + height <= self.height, "the region lies inside the picture");
+        let (sw, n) = (self.width as usize, self.pixels());
+        let (x, y, w, h) = (x as usize, y as usize, width as usize, height as usize);
+        let rows = |plane: usize| (y..y + h).map(move |r| plane * n + r * sw + x);
+        let mut rgb = Vec::with_capacity(3 * w * h);
+        for c in 0..3 {
+            for start in rows(c) {
+                rgb.extend_from_slice(&self.rgb[start..start + w]);
+            }
+        }
+        let alpha = self.alpha.as_ref().map(|a| rows(0).flat_map(|start| a[start..start + w].iter().copied()).collect());
+        Self { width, height, rgb, alpha }
+    }
+
     /// Scales down so the longer side is at most `max_side` (never up), keeping the aspect ratio.
     pub fn fit_within(&self, max_side: u32) -> Self {
         let long = self.width.max(self.height);
@@ -290,20 +432,42 @@ impl Picture {
         self.resize(w, h)
     }
 
+    /// Like [`Picture::fit_within`], but never scales the short side below `min_short` (or the
+    /// picture's own short side, when smaller): thin pictures keep enough pixels across for a
+    /// network's statistics pass, at the price of a long side over `max_side`.
+    pub fn fit_within_keeping(&self, max_side: u32, min_short: u32) -> Self {
+        let (short, long) = (self.width.min(self.height).max(1), self.width.max(self.height));
+        let keep = (min_short.min(short) as u64 * long as u64).div_ceil(short as u64) as u32;
+        self.fit_within(max_side.max(keep))
+    }
+
     /// Encodes in `format` (JPEG quality 92; alpha dropped for JPEG).
     pub fn encode(&self, format: Format) -> Result<Vec<u8>> {
         let mut out = Cursor::new(Vec::new());
         let img = self.to_dynamic();
+        let failed = |e: image::ImageError| Error::Image(e.to_string());
+        // Tagged sRGB in every format: the encoders here all take an ICC profile.
+        let tag = |enc: &mut dyn ImageEncoderTag| {
+            if let Err(e) = enc.tag(srgb_icc().to_vec()) {
+                tracing::debug!("output left untagged: {e}");
+            }
+        };
         match format {
             Format::Jpeg => {
                 let rgb = DynamicImage::ImageRgb8(img.to_rgb8());
-                let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 92);
-                rgb.write_with_encoder(enc)
-                    .map_err(|e| Error::Image(e.to_string()))?;
+                let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 92);
+                tag(&mut enc);
+                rgb.write_with_encoder(enc).map_err(failed)?;
             }
-            Format::Png | Format::WebP => {
-                img.write_to(&mut out, format.image_format())
-                    .map_err(|e| Error::Image(e.to_string()))?;
+            Format::Png => {
+                let mut enc = image::codecs::png::PngEncoder::new(&mut out);
+                tag(&mut enc);
+                img.write_with_encoder(enc).map_err(failed)?;
+            }
+            Format::WebP => {
+                let mut enc = image::codecs::webp::WebPEncoder::new_lossless(&mut out);
+                tag(&mut enc);
+                img.write_with_encoder(enc).map_err(failed)?;
             }
         }
         Ok(out.into_inner())
@@ -316,16 +480,35 @@ impl Picture {
     }
 }
 
-/// Writes `bytes` to a temporary file beside `path`, then renames it into place.
+/// An encoder that can embed an ICC profile (object-safe view of [`ImageEncoder`]).
+trait ImageEncoderTag {
+    fn tag(&mut self, icc: Vec<u8>) -> std::result::Result<(), image::error::UnsupportedError>;
+}
+
+impl<E: ImageEncoder> ImageEncoderTag for E {
+    fn tag(&mut self, icc: Vec<u8>) -> std::result::Result<(), image::error::UnsupportedError> {
+        self.set_icc_profile(icc)
+    }
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it into place, creating the
+/// parent folder when it is missing. Errors name `path` (never the temporary file, which is
+/// removed on failure), so nothing is left half-written.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::io(path, std::io::Error::other(format!("{} is a file, not a folder", dir.display()))));
+    }
+    if !dir.is_dir() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(path, e))?;
+    }
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
+    let done = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    done.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         Error::io(path, e)
     })

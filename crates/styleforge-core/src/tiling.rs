@@ -136,9 +136,14 @@ pub fn run_tiled(
 /// An image network with instance normalisation: `[1, 3, h, w]` RGB 0..255 in, same size out.
 pub type NormalizedNet<'a> = &'a dyn Fn(Tensor<4>, &mut NormContext) -> Tensor<4>;
 
-/// Instance-norm statistics of every layer of `net`, measured on `pic` scaled to `size` (long side).
+/// The statistics pass keeps at least this many pixels on the short side (or the picture's own,
+/// when smaller), so a thin picture is not scaled below what the networks run on.
+pub const STATS_MIN_SIDE: u32 = 32;
+
+/// Instance-norm statistics of every layer of `net`, measured on `pic` scaled to `size` (long
+/// side; larger for thin pictures, see [`STATS_MIN_SIDE`]).
 pub fn norm_stats(pic: &Picture, size: u32, device: &Device, net: NormalizedNet<'_>) -> NormStats {
-    let small = pic.fit_within(size);
+    let small = pic.fit_within_keeping(size, STATS_MIN_SIDE);
     let x = planes_to_tensor(&small.rgb, small.width, small.height, device);
     let mut ctx = NormContext::Record(Vec::new());
     let _ = net(x, &mut ctx);

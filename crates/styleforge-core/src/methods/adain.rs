@@ -438,7 +438,8 @@ impl AdainModel {
             }
             Some(tile) => {
                 let cfg = TileConfig::new(tile)?;
-                let small = pic.fit_within(opts.stats_size);
+                // A thin picture keeps AdaIN's smallest side across (its own, when padded).
+                let small = pic.fit_within_keeping(opts.stats_size, MIN_SIDE);
                 let cs = self.picture_stats(&small, "content statistics pass", device)?;
                 let origins = match &mask {
                     Some(_) => tile_origins(pic.width, pic.height, cfg, device)?,
@@ -890,7 +891,7 @@ impl Method for Adain {
         &ADAIN
     }
 
-    fn run(&self, model: &Loaded, input: &Input, params: &Params, device: &Device, control: &mut Control<'_>) -> Result<Outcome> {
+    fn compute(&self, model: &Loaded, input: &Input, params: &Params, device: &Device, control: &mut Control<'_>) -> Result<Outcome> {
         let Loaded::Adain(m) = model else {
             return Err(wrong_model(&ADAIN, model));
         };

@@ -212,7 +212,7 @@ impl Method for FeedForward {
         &self.info
     }
 
-    fn run(&self, model: &Loaded, input: &Input, params: &Params, device: &Device, control: &mut Control<'_>) -> Result<Outcome> {
+    fn compute(&self, model: &Loaded, input: &Input, params: &Params, device: &Device, control: &mut Control<'_>) -> Result<Outcome> {
         let net = model
             .feed_forward()
             .filter(|_| self.info.accepts(model.kind()))

@@ -588,12 +588,20 @@ fn upload(p: &Picture, device: &Device) -> Tensor<4> {
     )
 }
 
-/// Resizes a style image so its longer side is `style_scale` times the longer of `width`, `height`.
+/// Resizes a style image so its longer side is `style_scale` times the longer of `width`, `height`,
+/// but with at most [`STYLE_AREA_CAP`] times the content's pixels (times `style_scale²`): a thin
+/// content (32×4000, a 1×4000 image padded) would otherwise scale a style image to 4000×3000,
+/// a hundred times the content's cost. Content and style of similar shapes are not affected.
 fn fit_style(style: &Picture, width: u32, height: u32, style_scale: f32, min_side: u32) -> Picture {
     let long = (width.max(height) as f64 * style_scale as f64)
         .round()
         .max(1.0);
-    let s = long / style.width.max(style.height) as f64;
+    let mut s = long / style.width.max(style.height) as f64;
+    let cap = STYLE_AREA_CAP * width as f64 * height as f64 * (style_scale as f64).powi(2);
+    let area = style.width as f64 * style.height as f64 * s * s;
+    if area > cap {
+        s *= (cap / area).sqrt();
+    }
     let mut w = ((style.width as f64 * s).round() as u32).max(1);
     let mut h = ((style.height as f64 * s).round() as u32).max(1);
     // Keep enough pixels for the deepest layer.
@@ -605,6 +613,9 @@ fn fit_style(style: &Picture, width: u32, height: u32, style_scale: f32, min_sid
     }
     style.resize(w, h)
 }
+
+/// How many times the content's pixel count a style image may have (see [`fit_style`]).
+const STYLE_AREA_CAP: f64 = 4.0;
 
 /// Uniform noise in `[0, 1)` from a seed (splitmix64), the same on every platform.
 fn noise(len: usize, seed: u64) -> Vec<f32> {
@@ -980,7 +991,8 @@ static GATYS: MethodInfo = MethodInfo {
     mask: false,
     execution: Execution::Job,
     tiles: false,
-    min_side: 1,
+    // The smallest size of its coarse-to-fine pyramid; VGG-19's loss layers need 16.
+    min_side: 32,
     options: &[
         "strength",
         "preserve_color",
@@ -1035,7 +1047,7 @@ impl Method for Gatys {
         &GATYS
     }
 
-    fn run(&self, model: &Loaded, input: &Input, params: &Params, device: &Device, control: &mut registry::Control<'_>) -> Result<registry::Outcome> {
+    fn compute(&self, model: &Loaded, input: &Input, params: &Params, device: &Device, control: &mut registry::Control<'_>) -> Result<registry::Outcome> {
         let Loaded::Vgg(vgg) = model else {
             return Err(wrong_model(&GATYS, model));
         };

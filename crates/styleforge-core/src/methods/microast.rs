@@ -331,7 +331,7 @@ static MICROAST: MethodInfo = MethodInfo {
     mask: true,
     execution: Execution::Sync,
     tiles: true,
-    min_side: 1,
+    min_side: crate::methods::FEED_FORWARD_MIN_SIDE,
     options: &["strength", "preserve_color", "max_size", "tile", "color_match"],
 };
 
@@ -340,7 +340,7 @@ impl Method for MicroAstMethod {
         &MICROAST
     }
 
-    fn run(&self, model: &Loaded, input: &Input, params: &Params, device: &Device, control: &mut Control<'_>) -> Result<Outcome> {
+    fn compute(&self, model: &Loaded, input: &Input, params: &Params, device: &Device, control: &mut Control<'_>) -> Result<Outcome> {
         let Loaded::MicroAst(m) = model else {
             return Err(wrong_model(&MICROAST, model));
         };

@@ -43,12 +43,95 @@ pub trait Method: Sync {
     fn info(&self) -> &MethodInfo;
 
     /// Stylises `input` with `model` (one of [`MethodInfo::model_kinds`]). `params` have passed
-    /// [`validate`]. Returns the picture (at the content's size after `max_size`), or the state
-    /// reached when `control` cancelled it.
+    /// [`validate`]. Returns the picture at exactly the content's size after `max_size`, or the
+    /// state reached when `control` cancelled it.
+    ///
+    /// Outputs with a side below [`MethodInfo::min_side`] are planned by [`SizePlan`] before any
+    /// compute: the content (and mask) are scaled to the output size, padded up to the minimum
+    /// with their edge pixels, run through [`Method::compute`] and cropped back.
     ///
     /// Errors: [`Error::Param`] for options or inputs the method cannot use, [`Error::Weights`]
     /// when `model` is not a kind the method accepts, backend errors.
-    fn run(&self, model: &Loaded, input: &Input, params: &Params, device: &Device, control: &mut Control<'_>) -> Result<Outcome>;
+    fn run(&self, model: &Loaded, input: &Input, params: &Params, device: &Device, control: &mut Control<'_>) -> Result<Outcome> {
+        let c = &input.content;
+        let plan = SizePlan::new(self.info(), c.width, c.height, params.max_size());
+        if !plan.pads() {
+            return self.compute(model, input, params, device, control);
+        }
+        let (ow, oh) = plan.output;
+        let padded = Input {
+            content: plan.pad(&c.resize(ow, oh)),
+            styles: input.styles.clone(),
+            mask: input.mask.as_ref().map(|m| plan.pad(&m.resize(ow, oh))),
+            mask_styles: input.mask_styles.clone(),
+        };
+        let params = params.without("max_size");
+        let report = &mut *control.progress;
+        let mut crop_previews = |p: &Progress<'_>| match &p.preview {
+            Some((img, label)) => {
+                let img = plan.crop(img);
+                report(&Progress {
+                    fraction: p.fraction,
+                    stage: p.stage.clone(),
+                    step: p.step,
+                    eta: p.eta,
+                    detail: p.detail.clone(),
+                    preview: Some((&img, label.clone())),
+                });
+            }
+            None => report(p),
+        };
+        let mut inner = Control::new(control.cancel.clone(), &mut crop_previews);
+        let mut out = self.compute(model, &padded, &params, device, &mut inner)?;
+        out.picture = plan.crop(&out.picture);
+        Ok(out)
+    }
+
+    /// The method's own computation behind [`Method::run`], which calls it with outputs of at
+    /// least [`MethodInfo::min_side`] on each side; same contract otherwise.
+    fn compute(&self, model: &Loaded, input: &Input, params: &Params, device: &Device, control: &mut Control<'_>) -> Result<Outcome>;
+}
+
+/// How a run meets its method's size limit ([`MethodInfo::min_side`]), decided from the sizes
+/// alone before any compute: the output size (the content's, after `max_size`), the size the
+/// networks see (each side raised to the minimum), and where the output sits inside it (centred).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SizePlan {
+    /// The output's size: the content's after `max_size`.
+    pub output: (u32, u32),
+    /// The size the method computes at: `output` with each side at least the method's minimum.
+    pub padded: (u32, u32),
+    /// The output's top-left corner inside `padded`.
+    pub offset: (u32, u32),
+}
+
+impl SizePlan {
+    /// The plan for `method` on a `width`×`height` content with `max_size`.
+    pub fn new(method: &MethodInfo, width: u32, height: u32, max_size: Option<u32>) -> Self {
+        let output = output_size(width, height, max_size);
+        let need = method.min_side.max(1);
+        let padded = (output.0.max(need), output.1.max(need));
+        let offset = ((padded.0 - output.0) / 2, (padded.1 - output.1) / 2);
+        SizePlan { output, padded, offset }
+    }
+
+    /// Whether the output is smaller than the method's minimum, so it is computed padded.
+    pub fn pads(&self) -> bool {
+        self.padded != self.output
+    }
+
+    /// `pic` (at the output size) padded to [`SizePlan::padded`] by repeating its edge pixels.
+    pub fn pad(&self, pic: &Picture) -> Picture {
+        pic.pad_edges(self.padded.0, self.padded.1, self.offset.0, self.offset.1)
+    }
+
+    /// The output's region of a picture computed at the padded size.
+    pub fn crop(&self, pic: &Picture) -> Picture {
+        if (pic.width, pic.height) != self.padded {
+            return pic.clone();
+        }
+        pic.crop(self.offset.0, self.offset.1, self.output.0, self.output.1)
+    }
 }
 
 /// Where a method's style comes from.
@@ -96,7 +179,9 @@ pub struct MethodInfo {
     pub execution: Execution,
     /// Whether it runs tiled: by default, outputs over [`AUTO_TILE_PIXELS`] in tiles of [`AUTO_TILE`].
     pub tiles: bool,
-    /// The smallest output side it accepts, in pixels.
+    /// The smallest side, in pixels, its networks run on. Every method returns exactly the
+    /// content's size (after `max_size`): [`Method::run`] pads smaller outputs up to this with
+    /// their edge pixels and crops the result back ([`SizePlan`]), so no size is refused.
     pub min_side: u32,
     /// The names of the [`OPTIONS`] it reads.
     pub options: &'static [&'static str],
@@ -123,7 +208,7 @@ impl MethodInfo {
             mask: false,
             execution: Execution::Sync,
             tiles: true,
-            min_side: 1,
+            min_side: FEED_FORWARD_MIN_SIDE,
             options: &["strength", "preserve_color", "max_size", "tile"],
         }
     }
@@ -143,6 +228,11 @@ impl MethodInfo {
         OPTIONS.iter().filter(|o| self.takes(o.name))
     }
 }
+
+/// The smallest side the feed-forward networks run on: two stride-2 stages under reflection
+/// padding of up to 4 pixels (TransformerNet's 9×9 input convolution needs more than 4×4, the
+/// residual blocks at a quarter of the size need 2×2), with a margin for the GAN generators.
+pub const FEED_FORWARD_MIN_SIDE: u32 = 16;
 
 /// Outputs with more pixels than this run in tiles by default (methods with [`MethodInfo::tiles`]).
 pub const AUTO_TILE_PIXELS: u64 = 4_000_000;
@@ -373,6 +463,13 @@ impl Params {
             OptionKind::Choice { .. } => Value::Choice(text.trim().to_string()),
         };
         self.set(name, value)
+    }
+
+    /// These parameters without option `name` (as if it were never set).
+    pub fn without(&self, name: &str) -> Params {
+        let mut p = self.clone();
+        p.values.remove(name);
+        p
     }
 
     /// The names of the options set.

@@ -83,10 +83,29 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(crate::auth::cors_layer(state.clone()))
         .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(middleware::from_fn(limit_headers))
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::new())
         .layer(middleware::map_response(json_errors))
         .with_state(state)
+}
+
+/// The most bytes of request line and headers the service reads (names, values and the URI).
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// Refuses requests whose head is over [`MAX_HEADER_BYTES`] with 431 and a JSON error (the
+/// HTTP layer itself only refuses heads beyond its buffer, or with over 100 headers).
+async fn limit_headers(req: Request, next: Next) -> Response {
+    let size = req.uri().to_string().len() + req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>();
+    if size > MAX_HEADER_BYTES {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!("the request's headers are {size} bytes, over the limit of {MAX_HEADER_BYTES}"),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 async fn not_found() -> ApiError {

@@ -54,11 +54,12 @@ impl AvatarSpec {
 }
 
 /// Checks a request's `avatar` option against the photo (`width`×`height`) and the method.
-/// Errors (`invalid_parameter`): a size out of range or under the method's smallest side, a box
+/// Errors (`invalid_parameter`): a size out of range, a box
 /// that is not four finite numbers with a positive width and height, or one outside the photo.
 pub fn check(req: &AvatarRequest, width: u32, height: u32, method: &MethodInfo) -> JobResult<AvatarSpec> {
     let size = req.size.unwrap_or(avatar::DEFAULT_SIZE);
-    let min = MIN_SIZE.max(method.min_side);
+    // Smaller outputs than a method's smallest side are padded for it (`SizePlan`), not refused.
+    let min = MIN_SIZE;
     if !(min..=avatar::MAX_SIZE).contains(&size) {
         return Err(invalid(format!("avatar.size must be within {min}..{} for method {}, got {size}", avatar::MAX_SIZE, method.name)));
     }

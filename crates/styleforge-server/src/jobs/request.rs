@@ -391,16 +391,11 @@ async fn resolve(state: &AppState, owner: &str, req: &StylizeRequest) -> JobResu
         avatar,
     };
     let params = run::params(&spec, Limits::of(cfg))?;
+    // Every size is accepted: outputs below the method's smallest side are padded (`SizePlan`).
     let (ow, oh) = match avatar {
         Some(a) => (a.size, a.size),
         None => methods::output_size(image.width as u32, image.height as u32, params.max_size()),
     };
-    if ow.min(oh) < method.min_side {
-        return Err(invalid(format!(
-            "{} needs at least {} pixels on each side; the output would be {ow}x{oh}",
-            method.name, method.min_side
-        )));
-    }
     Ok(Resolved { method, spec, model, out_pixels: ow as u64 * oh as u64 })
 }
 
