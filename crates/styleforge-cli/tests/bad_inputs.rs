@@ -236,3 +236,105 @@ fn icc_profiles_are_converted_to_srgb_and_outputs_tagged() {
         }
     }
 }
+
+/// JSON of an HTTP answer (ureq with statuses as values).
+fn http(method: &str, url: &str, body: Option<(&str, &[u8])>) -> (u16, serde_json::Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(120)))
+        .build()
+        .into();
+    let r = match (method, body) {
+        ("GET", _) => agent.get(url).call(),
+        (_, Some((ctype, bytes))) => agent.post(url).header("content-type", ctype).send(bytes),
+        (_, None) => agent.post(url).send_empty(),
+    };
+    let mut r = r.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = r.status().as_u16();
+    let text = r.body_mut().read_to_string().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+}
+
+/// A bug in a method (a panic, injected with `STYLEFORGE_INJECT_PANIC`) reaches users as one
+/// clear error: the CLI prints one line and exits with 70, writing nothing; the service answers
+/// the synchronous request with 500 `internal`, fails the job with `internal`, and goes on
+/// serving the other methods.
+#[test]
+fn a_panic_in_compute_is_one_error_and_the_service_keeps_serving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = corpus_dir().join("images/ok_101x75.png");
+    let out_dir = tmp.path().join("out");
+    let out = bin()
+        .env("STYLEFORGE_INJECT_PANIC", "microast")
+        .args(["stylize", s(&input), "-o", s(&out_dir.join("x.png")), "--style", "starry-night"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(70), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].starts_with("error: internal error: injected panic in method microast"), "{stderr}");
+    assert!(!stderr.contains("RUST_BACKTRACE"), "{stderr}");
+    assert!(files_in(&out_dir).is_empty(), "nothing written: {:?}", files_in(&out_dir));
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let log = tmp.path().join("server.log");
+    let mut server = bin()
+        .env("STYLEFORGE_INJECT_PANIC", "microast")
+        .args(["serve", "--anonymous", "--listen", &format!("127.0.0.1:{port}"), "--workers", "1", "--poll-ms", "50"])
+        .arg("--data-dir")
+        .arg(tmp.path().join("data"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let base = format!("http://127.0.0.1:{port}");
+    let t = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(server.try_wait().unwrap().is_none(), "the server exited; see {}", log.display());
+        assert!(t.elapsed().as_secs() < 60, "the server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let server = Kill(server);
+    let (status, v) = http("POST", &format!("{base}/v1/images"), Some(("image/png", &std::fs::read(&input).unwrap())));
+    assert_eq!(status, 201, "{v}");
+    let image = v["id"].as_str().unwrap().to_string();
+    let stylize = |style: &str, run_async: bool| {
+        let body = serde_json::json!({"image": image, "style": style, "async": run_async}).to_string();
+        http("POST", &format!("{base}/v1/stylize"), Some(("application/json", body.as_bytes())))
+    };
+    let (status, v) = stylize("starry-night", false);
+    assert_eq!(status, 500, "{v}");
+    assert_eq!(v["code"], "internal", "{v}");
+    assert!(v["message"].as_str().unwrap().contains("injected panic in method microast"), "{v}");
+
+    let (status, v) = stylize("starry-night", true);
+    assert_eq!(status, 202, "{v}");
+    let job = v["job"].as_str().unwrap().to_string();
+    let t = std::time::Instant::now();
+    let v = loop {
+        let (status, v) = http("GET", &format!("{base}/v1/jobs/{job}"), None);
+        assert_eq!(status, 200, "{v}");
+        if ["succeeded", "failed", "cancelled"].contains(&v["state"].as_str().unwrap()) {
+            break v;
+        }
+        assert!(t.elapsed().as_secs() < 120, "the job did not end: {v}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(v["state"], "failed", "{v}");
+    assert_eq!(v["error"]["code"], "internal", "{v}");
+
+    let (status, v) = stylize("cartoon-paprika", false);
+    assert_eq!(status, 200, "another method still works: {v}");
+    assert_eq!((v["width"].as_u64(), v["height"].as_u64()), (Some(101), Some(75)), "{v}");
+    let (status, v) = http("GET", &format!("{base}/healthz"), None);
+    assert_eq!(status, 200, "{v}");
+    drop(server);
+}

@@ -53,6 +53,7 @@ pub trait Method: Sync {
     /// Errors: [`Error::Param`] for options or inputs the method cannot use, [`Error::Weights`]
     /// when `model` is not a kind the method accepts, backend errors.
     fn run(&self, model: &Loaded, input: &Input, params: &Params, device: &Device, control: &mut Control<'_>) -> Result<Outcome> {
+        inject_panic(self.info().name);
         let c = &input.content;
         let plan = SizePlan::new(self.info(), c.width, c.height, params.max_size());
         if !plan.pads() {
@@ -90,6 +91,21 @@ pub trait Method: Sync {
     /// The method's own computation behind [`Method::run`], which calls it with outputs of at
     /// least [`MethodInfo::min_side`] on each side; same contract otherwise.
     fn compute(&self, model: &Loaded, input: &Input, params: &Params, device: &Device, control: &mut Control<'_>) -> Result<Outcome>;
+}
+
+/// The environment variable that makes [`Method::run`] panic, for the tests that prove a bug in
+/// a method reaches users as one clear error (the CLI's one line and exit code 70, the
+/// service's 500 `internal` answer or failed job, the server still serving) rather than a crash.
+pub const INJECT_PANIC_VAR: &str = "STYLEFORGE_INJECT_PANIC";
+
+/// Panics when [`INJECT_PANIC_VAR`] names `method` (or is `*`); read at each run, unset in
+/// normal use.
+fn inject_panic(method: &str) {
+    if let Some(v) = std::env::var_os(INJECT_PANIC_VAR)
+        && (v == method || v == "*")
+    {
+        panic!("injected panic in method {method} ({INJECT_PANIC_VAR})");
+    }
 }
 
 /// How a run meets its method's size limit ([`MethodInfo::min_side`]), decided from the sizes
