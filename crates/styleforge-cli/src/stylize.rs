@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
+use styleforge_core::animation::{self, AnimationFormat, AnimationInfo};
 use styleforge_core::image_io::{self, Format, Picture};
 use styleforge_core::library::{Library, Loaded, builtin, kind};
 use styleforge_core::methods::{self, Control, Execution, Input, Method, MethodInfo, OptionKind, Params, StyleSource, adain};
@@ -17,7 +18,7 @@ use styleforge_core::weights::Weights;
 /// method options from the registry ([`MethodOptions`]).
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Input images (JPEG, PNG, WebP) or folders of them.
+    /// Input images (JPEG, PNG, WebP; animated GIF, PNG and WebP frame by frame) or folders of them.
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
     /// Output file (one input) or folder (several inputs or a folder).
@@ -55,6 +56,9 @@ pub struct Args {
     /// Refuse images with more pixels than this (checked before decoding).
     #[arg(long, default_value_t = image_io::DEFAULT_MAX_PIXELS)]
     max_pixels: u64,
+    /// Refuse animations with more frames than this.
+    #[arg(long, default_value_t = animation::Limits::default().max_frames)]
+    max_frames: u32,
 }
 
 /// The methods, one line each with the model kinds they run and where their style comes from
@@ -297,8 +301,12 @@ impl Engine {
 
     fn one(&self, input: &Path, out: &Path, a: &Args, device: &Device) -> Result<()> {
         let info = self.method.info();
+        let bytes = std::fs::read(input).map_err(|e| styleforge_core::error::Error::io(input, e))?;
+        if let Some(anim) = animation::probe(&bytes).map_err(|e| image_io::in_file(input, e))? {
+            return self.animation(input, &bytes, anim, out, a, device);
+        }
         let run_input = Input {
-            content: image_io::read(input, a.max_pixels)?,
+            content: image_io::decode(&bytes, a.max_pixels).map_err(|e| image_io::in_file(input, e))?,
             styles: self.styles.clone(),
             mask: self.mask.clone(),
             mask_styles: self.mask_styles.clone(),
@@ -335,6 +343,66 @@ impl Engine {
             eprintln!("{s}");
         }
         outcome.picture.save(out)?;
+        Ok(())
+    }
+}
+
+impl Engine {
+    /// Stylises every frame of an animated GIF, PNG or WebP and writes the same kind of
+    /// animation (the output's extension picks GIF, PNG or WebP) with the same timing and loop
+    /// count. A progress bar counts frames; Ctrl-C stops between frames and writes nothing.
+    fn animation(&self, input: &Path, bytes: &[u8], anim: AnimationInfo, out: &Path, a: &Args, device: &Device) -> Result<()> {
+        let info = self.method.info();
+        if info.execution == Execution::Job {
+            let feed_forward: Vec<&str> = methods::all().filter(|m| m.info().execution != Execution::Job).map(|m| m.info().name).collect();
+            bail!("{}: --method {} optimises one image at a time; animations use {}", input.display(), info.name, feed_forward.join(", "));
+        }
+        let ext = out.extension().and_then(|e| e.to_str()).unwrap_or_default();
+        let Some(format) = AnimationFormat::from_extension(ext) else {
+            bail!("{}: an animation is written as GIF, PNG (APNG) or WebP; `{ext}` is not one of them", out.display());
+        };
+        let template = Input {
+            content: Picture::from_planes(1, 1, vec![0.0; 3]),
+            styles: self.styles.clone(),
+            mask: self.mask.clone(),
+            mask_styles: self.mask_styles.clone(),
+        };
+        let bar = ProgressBar::new(anim.frames.unwrap_or(0) as u64);
+        bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} frames {per_sec} {elapsed_precise} eta {eta}").expect("template"));
+        let limits = animation::Limits { max_pixels: a.max_pixels, max_frames: a.max_frames };
+        let mut progress = |done: u32, total: Option<u32>| {
+            if total.is_none() {
+                bar.set_length(done as u64);
+            }
+            bar.set_position(done as u64);
+        };
+        let made = styleforge_core::sequence::stylize_animation(
+            self.method,
+            &self.model,
+            &template,
+            &self.params,
+            device,
+            bytes,
+            limits,
+            format,
+            Some(cancel_on_ctrl_c()),
+            &mut progress,
+        )
+        .map_err(|e| image_io::in_file(input, e))?;
+        bar.finish_and_clear();
+        let Some(made) = made else {
+            bail!("interrupted; {} not written", out.display());
+        };
+        image_io::write_atomic(out, &made.bytes)?;
+        eprintln!(
+            "{}: {} frames, {}×{}, {} ({})",
+            out.display(),
+            made.frames,
+            made.size.0,
+            made.size.1,
+            format.extension(),
+            if made.info.loop_count == 0 { "looping".to_string() } else { format!("plays {} times", made.info.loop_count) }
+        );
         Ok(())
     }
 }
@@ -439,7 +507,11 @@ fn plan(a: &Args) -> Result<Vec<(PathBuf, Option<PathBuf>)>> {
         }
     }
     if files.len() == 1 && !saw_dir && !a.output.is_dir() {
-        Format::from_path(&a.output)?;
+        // A GIF output is checked against the input later: only animations are written as GIF.
+        let gif = a.output.extension().is_some_and(|e| e.eq_ignore_ascii_case("gif"));
+        if !gif {
+            Format::from_path(&a.output)?;
+        }
         return Ok(vec![(files.remove(0), Some(a.output.clone()))]);
     }
     std::fs::create_dir_all(&a.output).with_context(|| format!("creating {}", a.output.display()))?;

@@ -205,7 +205,7 @@ fn bad_images_give_clear_errors() {
         ("truncated.jpg", real[..real.len() / 3].to_vec(), "corrupt"),
         ("bomb.png", png_header_only(100_000, 100_000), "over the limit"),
         ("text.png", b"hello, this is not a picture".to_vec(), "not an image"),
-        ("anim.gif", b"GIF89a\x01\x00\x01\x00\x00\x00\x00;".to_vec(), "not supported"),
+        ("anim.gif", b"GIF89a\x01\x00\x01\x00\x00\x00\x00;".to_vec(), "corrupt GIF"),
     ];
     for (name, bytes, needle) in cases {
         let p = dir.path().join(name);

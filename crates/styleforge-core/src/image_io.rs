@@ -182,7 +182,7 @@ fn refuse_animation(bytes: &[u8], format: Format) -> Result<()> {
 /// The sRGB profile embedded in every output, encoded once. `moxcms` stamps the current time
 /// into the header's creation date (bytes 24..36, six big-endian `u16`s); a fixed date keeps
 /// outputs the same bytes from run to run.
-fn srgb_icc() -> &'static [u8] {
+pub(crate) fn srgb_icc() -> &'static [u8] {
     static ICC: OnceLock<Vec<u8>> = OnceLock::new();
     ICC.get_or_init(|| {
         let mut icc = ColorProfile::new_srgb().encode().unwrap_or_default();
@@ -257,10 +257,15 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
 /// Reads and decodes an image file.
 pub fn read(path: &Path, max_pixels: u64) -> Result<Picture> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    decode(&bytes, max_pixels).map_err(|e| match e {
+    decode(&bytes, max_pixels).map_err(|e| in_file(path, e))
+}
+
+/// An image error about the file at `path`, naming it (other errors as they are).
+pub fn in_file(path: &Path, e: Error) -> Error {
+    match e {
         Error::Image(m) => Error::Image(format!("{}: {m}", path.display())),
         other => other,
-    })
+    }
 }
 
 impl Picture {

@@ -3,6 +3,7 @@
 //! the trainers (`train`), the model library and downloader (`library`), face-aware avatars
 //! (`avatar`), and image I/O, tiling and colour operations.
 
+pub mod animation;
 pub mod avatar;
 pub mod color;
 pub mod device;
@@ -12,6 +13,7 @@ pub mod kernels;
 pub mod library;
 pub mod methods;
 pub mod networks;
+pub mod sequence;
 pub mod shared;
 pub mod tiling;
 pub mod train;

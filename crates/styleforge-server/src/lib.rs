@@ -98,6 +98,22 @@ pub async fn start(config: Config) -> anyhow::Result<(SocketAddr, ServerHandle)>
     ))
 }
 
+/// The API and the page as an axum [`Router`](axum::Router), with no listener and no workers:
+/// for embedding the service in another axum application (nest it, or serve it beside other
+/// routes) or for driving it in-process (`tower::ServiceExt::oneshot`). Opens (and migrates) the
+/// database and the blob store like [`start`]; jobs it accepts wait for workers sharing the
+/// database (a [`start_workers`] handle, or `styleforge worker` processes). Handlers that read
+/// the caller's address expect the router to be served with
+/// `into_make_service_with_connect_info::<SocketAddr>()`, or a `ConnectInfo` extension on each
+/// request.
+///
+/// # Errors
+/// An invalid configuration, or a database or blob store that cannot be opened.
+pub async fn app(config: Config) -> anyhow::Result<axum::Router> {
+    let state = open_state(config).await?;
+    Ok(api::router(state))
+}
+
 /// Starts job workers only (`styleforge worker`): opens the shared database and blob store and
 /// runs `config.workers` workers that claim the jobs matching `config.capabilities()`, with no
 /// HTTP listener. The handle's address is unspecified (port 0).
