@@ -181,3 +181,16 @@ def machine():
     except (OSError, StopIteration):
         pass
     return f"{os.cpu_count()} cores, {model}"
+
+
+def rss_growth(samples, warmup_s, window_s=300):
+    """(first, last, growth %) of resident memory after `warmup_s`: the medians of the samples in
+    the first and the last `window_s` seconds after it (NaN when there are too few)."""
+    after = [(t, r) for t, r in samples if t >= warmup_s]
+    if len(after) < 6:
+        return float("nan"), float("nan"), float("nan")
+    span = min(window_s, (after[-1][0] - after[0][0]) / 3)
+    head = sorted(r for t, r in after if t <= after[0][0] + span)
+    tail = sorted(r for t, r in after if t >= after[-1][0] - span)
+    first, last = head[len(head) // 2], tail[len(tail) // 2]
+    return first, last, (last - first) / first * 100

@@ -8,8 +8,9 @@ Traffic, chosen at random by each client: uploads of generated photos (64–640 
 stylisations (MicroAST with built-in paintings, CartoonGAN filters), jobs followed to the end,
 jobs cancelled at once, the bad-input corpus (its images uploaded, its raw HTTP requests sent),
 reads (lists, history, styles, thumbnails) and deletions. Passes when no request gets a 5xx or
-loses its connection and the resident memory after the warm-up grows by under 10 % (mean of the
-last three samples against the first three after the warm-up). Needs a release build
+loses its connection and the resident memory after the warm-up grows by under 10 %: the median
+of the last 5 minutes' samples against the median of the first 5 minutes after the warm-up
+(medians, because the allocator returns freed pages in bursts and single samples swing). Needs a release build
 (`cargo build --release`); writes target/soak-report/{rss.csv,summary.md,server.log}.
 """
 import argparse
@@ -178,12 +179,7 @@ for t in threads:
     t.join(360)
 server.stop()
 
-after = [r for s, r in samples if s >= args.warmup_minutes * 60]
-if len(after) >= 6:
-    first, last = sum(after[:3]) / 3, sum(after[-3:]) / 3
-    growth = (last - first) / first * 100
-else:
-    first = last = growth = float("nan")
+first, last, growth = rel.rss_growth(samples, args.warmup_minutes * 60)
 total = sum(counts.values())
 lines = [
     f"Soak test: {args.minutes:g} min, {args.clients} clients, on {rel.machine()}; warm-up {args.warmup_minutes:g} min.",

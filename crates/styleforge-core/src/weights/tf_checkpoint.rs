@@ -107,11 +107,12 @@ fn parse(bytes: &[u8], shard: &mut dyn FnMut(u64, u64) -> Result<Vec<u8>>) -> Re
             std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::btree_map::Entry::Vacant(v) => v.insert(shard(e.shard, shards)?),
         };
-        let count: u64 = e.shape.iter().product();
-        let (start, end) = (e.offset as usize, (e.offset + e.size) as usize);
-        if e.size != count * width || end > file.len() {
+        // Every size comes from the file: checked, so a lying entry is an error, not an overflow.
+        let bytes = e.shape.iter().try_fold(width, |acc, &d| acc.checked_mul(d));
+        let range = e.offset.checked_add(e.size).and_then(|end| Some((usize::try_from(e.offset).ok()?, usize::try_from(end).ok()?)));
+        let Some((start, end)) = range.filter(|&(_, end)| bytes == Some(e.size) && end <= file.len()) else {
             return Err(bad(format!("entry `{name}`: {} bytes at {} for shape {:?} do not fit the data file", e.size, e.offset, e.shape)));
-        }
+        };
         let raw = &file[start..end];
         if let Some(want) = e.crc32c
             && unmask(want) != crc32c::crc32c(raw)
@@ -220,7 +221,7 @@ fn fields(mut b: &[u8]) -> std::result::Result<Vec<(u64, Value<'_>)>, String> {
             0 => Value::Int(varint(&mut b)?),
             1 => Value::Int(u64::from_le_bytes(take(&mut b, 8)?.try_into().expect("8 bytes"))),
             2 => {
-                let n = varint(&mut b)? as usize;
+                let n = usize::try_from(varint(&mut b)?).map_err(|_| "truncated")?;
                 Value::Bytes(take(&mut b, n)?)
             }
             5 => Value::Int(u32::from_le_bytes(take(&mut b, 4)?.try_into().expect("4 bytes")) as u64),
@@ -276,23 +277,23 @@ fn read_table(file: &[u8]) -> std::result::Result<Vec<(Vec<u8>, Vec<u8>)>, Strin
 
 /// The entries of the block at `(offset, size)` (prefix-compressed keys, restart array at the end).
 fn block(file: &[u8], (offset, size): (u64, u64)) -> std::result::Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
-    let (start, end) = (offset as usize, (offset + size) as usize);
-    if end + 5 > file.len() || size < 4 {
+    let range = offset.checked_add(size).and_then(|end| Some((usize::try_from(offset).ok()?, usize::try_from(end).ok()?)));
+    let Some((start, end)) = range.filter(|&(_, end)| end < file.len().saturating_sub(4) && size >= 4) else {
         return Err("a block lies outside the file".into());
-    }
+    };
     if file[end] != 0 {
         return Err(format!("compressed blocks (type {}) are not supported", file[end]));
     }
     let b = &file[start..end];
     let restarts = u32::from_le_bytes(b[b.len() - 4..].try_into().expect("4 bytes")) as usize;
-    let limit = b.len().checked_sub(4 + 4 * restarts).ok_or("bad restart count")?;
+    let limit = restarts.checked_mul(4).and_then(|r| b.len().checked_sub(4 + r)).ok_or("bad restart count")?;
     let mut rest = &b[..limit];
     let mut key: Vec<u8> = Vec::new();
     let mut out = Vec::new();
     while !rest.is_empty() {
-        let shared = varint(&mut rest)? as usize;
-        let unshared = varint(&mut rest)? as usize;
-        let len = varint(&mut rest)? as usize;
+        let shared = usize::try_from(varint(&mut rest)?).map_err(|_| "bad key prefix")?;
+        let unshared = usize::try_from(varint(&mut rest)?).map_err(|_| "truncated")?;
+        let len = usize::try_from(varint(&mut rest)?).map_err(|_| "truncated")?;
         if shared > key.len() {
             return Err("bad key prefix".into());
         }
@@ -319,5 +320,33 @@ mod tests {
         assert_eq!(unmask(masked), x);
         assert!(read_table(&[0u8; 10]).is_err());
         assert!(read_table(&[0u8; 60]).unwrap_err().contains("magic"));
+    }
+
+    /// The inputs `cargo fuzz` found crashing the `tf_checkpoint` target (`fuzz/`), split like
+    /// the target (index, then the data after a `FF 00 FF 00` marker): each is an error now.
+    #[test]
+    fn fuzz_regressions_are_errors() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/corpus/fuzz/tf_checkpoint");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            let mark = [0xFF, 0x00, 0xFF, 0x00];
+            let (index, data) = match bytes.windows(4).position(|w| w == mark) {
+                Some(i) => (&bytes[..i], &bytes[i + 4..]),
+                None => (&bytes[..], &[][..]),
+            };
+            let e = from_bytes(index, data).expect_err(&path.display().to_string());
+            assert!(!e.to_string().is_empty());
+            seen += 1;
+        }
+        assert!(seen >= 1, "regression inputs in {}", dir.display());
+        // The overflow the first one found: a block whose offset plus size passes u64::MAX.
+        let mut footer = vec![0u8; FOOTER];
+        footer[..2].copy_from_slice(&[0, 0]);
+        footer[2..12].copy_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+        footer[12] = 0x10;
+        footer[FOOTER - 8..].copy_from_slice(&TABLE_MAGIC.to_le_bytes());
+        assert!(read_table(&footer).unwrap_err().contains("outside the file"));
     }
 }
