@@ -59,6 +59,10 @@ pub struct Args {
     /// Refuse animations with more frames than this.
     #[arg(long, default_value_t = animation::Limits::default().max_frames)]
     max_frames: u32,
+    /// Animations: how much each stylised frame follows the previous one where the input only
+    /// moved (optical flow), 0..1; 0 stylises every frame on its own (they flicker).
+    #[arg(long, default_value_t = styleforge_core::temporal::ConsistencySettings::default().weight)]
+    temporal_weight: f32,
 }
 
 /// The methods, one line each with the model kinds they run and where their style comes from
@@ -370,6 +374,11 @@ impl Engine {
         let bar = ProgressBar::new(anim.frames.unwrap_or(0) as u64);
         bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} frames {per_sec} {elapsed_precise} eta {eta}").expect("template"));
         let limits = animation::Limits { max_pixels: a.max_pixels, max_frames: a.max_frames };
+        if !(0.0..=1.0).contains(&a.temporal_weight) {
+            bail!("--temporal-weight is a weight from 0 to 1, got {}", a.temporal_weight);
+        }
+        let consistency = (a.temporal_weight > 0.0)
+            .then(|| styleforge_core::temporal::ConsistencySettings { weight: a.temporal_weight, ..Default::default() });
         let mut progress = |done: u32, total: Option<u32>| {
             if total.is_none() {
                 bar.set_length(done as u64);
@@ -385,6 +394,7 @@ impl Engine {
             bytes,
             limits,
             format,
+            consistency,
             Some(cancel_on_ctrl_c()),
             &mut progress,
         )

@@ -15,6 +15,7 @@ pub mod methods;
 pub mod networks;
 pub mod sequence;
 pub mod shared;
+pub mod temporal;
 pub mod tiling;
 pub mod train;
 pub mod weights;
