@@ -194,3 +194,16 @@ def rss_growth(samples, warmup_s, window_s=300):
     tail = sorted(r for t, r in after if t >= after[-1][0] - span)
     first, last = head[len(head) // 2], tail[len(tail) // 2]
     return first, last, (last - first) / first * 100
+
+
+def rss_windows(samples, window_s):
+    """`"0–5 min: 494 (275–742)"`-style summaries of resident memory per window."""
+    out = []
+    end = samples[-1][0] if samples else 0
+    start = 0.0
+    while start < end:
+        w = sorted(r for t, r in samples if start <= t < start + window_s)
+        if w:
+            out.append(f"{start / 60:.0f}–{(start + window_s) / 60:.0f} min: {w[len(w) // 2]:.0f} ({w[0]:.0f}–{w[-1]:.0f})")
+        start += window_s
+    return out

@@ -186,6 +186,7 @@ lines = [
     "",
     f"- requests: {total}; 5xx or lost connections: {len(failures)}",
     f"- resident memory: {samples[0][1]:.0f} MiB at 10 s, {first:.0f} MiB after the warm-up, {last:.0f} MiB at the end (growth {growth:+.1f} %), peak {max(r for _, r in samples):.0f} MiB",
+    "- resident memory by 5-minute window (median, min–max MiB): " + "; ".join(rel.rss_windows(samples, 300)),
     "",
     "| action | " + " | ".join(["2xx", "4xx", "5xx", "lost"]) + " |",
     "|---|---|---|---|---|",

@@ -85,21 +85,28 @@ impl Plane {
         Self { w, h, v }
     }
 
-    /// Separable convolution with a symmetric kernel (clamped borders).
+    /// Separable convolution with a symmetric kernel (clamped borders): rows with a clamped
+    /// index only near the ends, then columns as weighted sums of whole rows.
     fn blur(&self, k: &[f32]) -> Self {
-        let r = (k.len() / 2) as isize;
+        let r = k.len() / 2;
         let (w, h) = (self.w, self.h);
         let mut tmp = vec![0.0; w * h];
-        tmp.par_chunks_mut(w).enumerate().for_each(|(y, row)| {
-            for (x, o) in row.iter_mut().enumerate() {
-                *o = k.iter().enumerate().map(|(i, c)| c * self.at(x as isize + i as isize - r, y as isize)).sum();
+        tmp.par_chunks_mut(w).zip(self.v.par_chunks(w)).for_each(|(out, row)| {
+            for (x, o) in out.iter_mut().enumerate() {
+                *o = if x >= r && x + r < w {
+                    k.iter().zip(&row[x - r..=x + r]).map(|(c, v)| c * v).sum()
+                } else {
+                    k.iter().enumerate().map(|(i, c)| c * row[(x + i).saturating_sub(r).min(w - 1)]).sum()
+                };
             }
         });
-        let t = Plane { w, h, v: tmp };
         let mut v = vec![0.0; w * h];
-        v.par_chunks_mut(w).enumerate().for_each(|(y, row)| {
-            for (x, o) in row.iter_mut().enumerate() {
-                *o = k.iter().enumerate().map(|(i, c)| c * t.at(x as isize, y as isize + i as isize - r)).sum();
+        v.par_chunks_mut(w).enumerate().for_each(|(y, out)| {
+            for (i, c) in k.iter().enumerate() {
+                let src = (y + i).saturating_sub(r).min(h - 1);
+                for (o, t) in out.iter_mut().zip(&tmp[src * w..(src + 1) * w]) {
+                    *o += c * t;
+                }
             }
         });
         Self { w, h, v }
