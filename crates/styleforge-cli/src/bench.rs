@@ -27,8 +27,8 @@ pub struct Args {
     /// Timed runs per row (after one warm-up run); the median is reported.
     #[arg(long, default_value_t = 5)]
     runs: usize,
-    /// Workloads to run (fast, vgg, adain, gatys, gan-train, microast, cartoon, face, anime);
-    /// default all.
+    /// Workloads to run (fast, vgg, adain, gatys, gan-train, microast, cartoon, face, anime,
+    /// video); default all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Compute device.
@@ -148,6 +148,9 @@ pub fn run(a: Args) -> Result<()> {
             }));
         }
     }
+    if wants("video") {
+        rows.extend(video_rows(a.runs, &device)?);
+    }
     if rows.is_empty() {
         bail!("nothing to time: pass --model NAME_OR_FILE (the shared reference models were not found)");
     }
@@ -256,6 +259,59 @@ fn print_table(rows: &[Row]) {
             peak
         );
     }
+}
+
+/// One frame of a clip through a method and the temporal consistency, as `styleforge stylize`
+/// runs animations (decoding and encoding aside): frames of a pan across a built-in painting at
+/// 640×360 and 1280×720, for a fast-style network (the shared nc8 mosaic, when present), the
+/// built-in cartoon filter and MicroAST. Frames per second is 1000 / ms.
+fn video_rows(runs: usize, device: &Device) -> Result<Vec<Row>> {
+    use styleforge_core::image_io::Picture;
+    use styleforge_core::library::ModelKind;
+    use styleforge_core::methods::{self, Control, Input, Params, Progress};
+    use styleforge_core::temporal::{Consistency, ConsistencySettings};
+    let painting = builtin::painting("great-wave").expect("a built-in painting").picture()?;
+    let starry = builtin::painting("starry-night").expect("a built-in painting").picture()?.fit_within(512);
+    let mut cases: Vec<(&str, &str, styleforge_core::library::Loaded, Vec<(adain::Style, f32)>)> = vec![
+        ("cartoon", "cartoon-paprika filter", ModelKind::Cartoon.load_weights(&builtin::weights("cartoon-paprika")?, device)?, vec![]),
+        ("microast", "MicroAST (starry-night)", ModelKind::MicroAst.load_weights(&builtin::weights(builtin::MICROAST)?, device)?, vec![(adain::Style::Picture(starry), 1.0)]),
+    ];
+    if let Some(path) = shared_file("models/fast_style_pytorch/mosaic_nc8.safetensors") {
+        let w = styleforge_core::weights::Weights::load(&path)?;
+        cases.insert(0, ("fast", "fast style nc8 (mosaic)", ModelKind::Fast.load_weights(&w, device)?, vec![]));
+    }
+    let mut rows = Vec::new();
+    for (method, label, model, styles) in &cases {
+        let method = methods::get(method)?;
+        for [w, h] in [[640u32, 360u32], [1280, 720]] {
+            let step = 4;
+            let frames = runs + 2;
+            let wide = painting.resize(w + step * frames as u32, h);
+            let mut consistency = Consistency::new(ConsistencySettings::default());
+            reset_peak_rss();
+            let mut times = Vec::new();
+            for t in 0..frames {
+                let frame: Picture = wide.crop(step * t as u32, 0, w, h);
+                let input = Input { content: frame.clone(), styles: styles.clone(), mask: None, mask_styles: vec![] };
+                let start = Instant::now();
+                let mut quiet = |_: &Progress<'_>| {};
+                let out = method.run(model, &input, &Params::default(), device, &mut Control::new(None, &mut quiet))?;
+                let _ = consistency.next(&frame, out.picture);
+                // The first frame has no previous one to follow, and the second warms up.
+                if t >= 2 {
+                    times.push(start.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+            times.sort_by(|a, b| a.total_cmp(b));
+            rows.push(Row {
+                workload: format!("Video frame: {label} + temporal consistency"),
+                size: [w as usize, h as usize],
+                median_ms: times[times.len() / 2],
+                peak_mib: peak_rss_mib(),
+            });
+        }
+    }
+    Ok(rows)
 }
 
 fn default_models() -> Vec<(String, PathBuf)> {
