@@ -190,6 +190,9 @@ pub fn run(a: Args) -> Result<()> {
         println!("saved style statistics to {}", path.display());
         return Ok(());
     }
+    if !(0.0..=1.0).contains(&a.temporal_weight) {
+        bail!("--temporal-weight is a weight from 0 to 1, got {}", a.temporal_weight);
+    }
     let jobs = plan(&a)?;
     let format_for_dir = Format::from_name(&a.format).with_context(|| format!("unknown format `{}`", a.format))?;
     let bar = if jobs.len() > 1 {
@@ -309,6 +312,8 @@ impl Engine {
         if let Some(anim) = animation::probe(&bytes).map_err(|e| image_io::in_file(input, e))? {
             return self.animation(input, &bytes, anim, out, a, device);
         }
+        // Checked before any work: only animations are written as GIF.
+        Format::from_path(out)?;
         let run_input = Input {
             content: image_io::decode(&bytes, a.max_pixels).map_err(|e| image_io::in_file(input, e))?,
             styles: self.styles.clone(),
@@ -374,9 +379,6 @@ impl Engine {
         let bar = ProgressBar::new(anim.frames.unwrap_or(0) as u64);
         bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} frames {per_sec} {elapsed_precise} eta {eta}").expect("template"));
         let limits = animation::Limits { max_pixels: a.max_pixels, max_frames: a.max_frames };
-        if !(0.0..=1.0).contains(&a.temporal_weight) {
-            bail!("--temporal-weight is a weight from 0 to 1, got {}", a.temporal_weight);
-        }
         let consistency = (a.temporal_weight > 0.0)
             .then(|| styleforge_core::temporal::ConsistencySettings { weight: a.temporal_weight, ..Default::default() });
         let mut progress = |done: u32, total: Option<u32>| {
@@ -411,7 +413,11 @@ impl Engine {
             made.size.0,
             made.size.1,
             format.extension(),
-            if made.info.loop_count == 0 { "looping".to_string() } else { format!("plays {} times", made.info.loop_count) }
+            match made.info.loop_count {
+                0 => "looping".to_string(),
+                1 => "plays once".to_string(),
+                n => format!("plays {n} times"),
+            }
         );
         Ok(())
     }
@@ -507,7 +513,7 @@ fn plan(a: &Args) -> Result<Vec<(PathBuf, Option<PathBuf>)>> {
                 .collect();
             found.sort();
             if found.is_empty() {
-                bail!("{}: no .jpg, .png or .webp files", input.display());
+                bail!("{}: no .jpg, .png, .webp or .gif files", input.display());
             }
             files.extend(found);
         } else if input.is_file() {
@@ -531,7 +537,7 @@ fn plan(a: &Args) -> Result<Vec<(PathBuf, Option<PathBuf>)>> {
 fn is_image_name(p: &Path) -> bool {
     p.extension()
         .and_then(|e| e.to_str())
-        .is_some_and(|e| Format::from_name(e).is_some())
+        .is_some_and(|e| Format::from_name(e).is_some() || e.eq_ignore_ascii_case("gif"))
 }
 
 /// The output file of every job: its own when given, else `STEM.EXT` in `dir`. Outputs never

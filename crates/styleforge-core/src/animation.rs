@@ -73,8 +73,8 @@ pub struct AnimationInfo {
     pub width: u32,
     /// Canvas height in pixels.
     pub height: u32,
-    /// The frame count the header declares (APNG, WebP); `None` for GIF, whose frames are only
-    /// known by reading them.
+    /// The frame count: declared by the header (APNG, WebP) or counted (GIF, without decoding
+    /// the frames).
     pub frames: Option<u32>,
     /// How many times the animation plays; 0 means forever.
     pub loop_count: u32,
@@ -104,10 +104,22 @@ impl Frame {
 pub fn probe(bytes: &[u8]) -> Result<Option<AnimationInfo>> {
     let corrupt = |kind: &str, e: &dyn std::fmt::Display| Error::Image(format!("corrupt {kind} animation: {e}"));
     if bytes.starts_with(b"GIF8") {
-        let d = GifDecoder::new(Cursor::new(bytes)).map_err(|e| corrupt("GIF", &e))?;
-        let (width, height) = d.dimensions();
-        let loop_count = loops(d.loop_count());
-        return Ok(Some(AnimationInfo { format: AnimationFormat::Gif, width, height, frames: None, loop_count }));
+        // Frames are counted (their LZW data skipped, not decoded) so limits apply before any
+        // work; the loop extension is known once the frames have been walked.
+        let mut opts = gif::DecodeOptions::new();
+        opts.skip_frame_decoding(true);
+        let mut d = opts.read_info(Cursor::new(bytes)).map_err(|e| corrupt("GIF", &e))?;
+        let (width, height) = (d.width() as u32, d.height() as u32);
+        let mut frames = 0u32;
+        while d.read_next_frame().map_err(|e| corrupt("GIF", &e))?.is_some() {
+            frames += 1;
+        }
+        // No NETSCAPE extension: the GIF plays once; a loop value of n repeats it n times more.
+        let loop_count = match d.repeat() {
+            gif::Repeat::Infinite => 0,
+            gif::Repeat::Finite(n) => n as u32 + 1,
+        };
+        return Ok(Some(AnimationInfo { format: AnimationFormat::Gif, width, height, frames: Some(frames), loop_count }));
     }
     if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
         let mut r = png::Decoder::new(Cursor::new(bytes));
@@ -135,13 +147,6 @@ pub fn probe(bytes: &[u8]) -> Result<Option<AnimationInfo>> {
         return Ok(Some(AnimationInfo { format: AnimationFormat::WebP, width, height, frames: Some(d.num_frames()), loop_count }));
     }
     Ok(None)
-}
-
-fn loops(l: image::metadata::LoopCount) -> u32 {
-    match l {
-        image::metadata::LoopCount::Infinite => 0,
-        image::metadata::LoopCount::Finite(n) => n.get(),
-    }
 }
 
 /// Limits checked before and while decoding.
@@ -336,8 +341,15 @@ impl Writer {
         let state = match (format, frames) {
             (AnimationFormat::Gif, _) => {
                 let mut enc = GifEncoder::new_with_speed(out.clone(), 10);
-                let repeat = if loop_count == 0 { Repeat::Infinite } else { Repeat::Finite(loop_count.min(u16::MAX as u32) as u16) };
-                enc.set_repeat(repeat).map_err(|e| Error::Image(format!("writing GIF: {e}")))?;
+                // Plays forever: loop value 0; once: no loop extension; n times: n - 1 repeats.
+                let repeat = match loop_count {
+                    0 => Some(Repeat::Infinite),
+                    1 => None,
+                    n => Some(Repeat::Finite((n - 1).min(u16::MAX as u32) as u16)),
+                };
+                if let Some(r) = repeat {
+                    enc.set_repeat(r).map_err(|e| Error::Image(format!("writing GIF: {e}")))?;
+                }
                 State::Gif(Box::new(enc))
             }
             (AnimationFormat::Png, Some(n)) if n > 0 => {
@@ -516,12 +528,11 @@ mod tests {
             (AnimationFormat::Png, None),
             (AnimationFormat::WebP, None),
         ] {
-            for loops in [0, 3] {
+            for loops in [0, 1, 3] {
                 let bytes = write(format, loops, declared);
                 let info = probe(&bytes).unwrap().unwrap_or_else(|| panic!("{format:?} is animated"));
                 assert_eq!((info.format, info.width, info.height, info.loop_count), (format, 20, 12, loops), "{format:?}");
-                let want_frames = if format == AnimationFormat::Gif { None } else { Some(3) };
-                assert_eq!(info.frames, want_frames, "{format:?}");
+                assert_eq!(info.frames, Some(3), "{format:?}");
                 let got: Vec<Frame> = Frames::open(&bytes, Limits::default()).unwrap().collect::<Result<_>>().unwrap();
                 assert_eq!(got.len(), 3, "{format:?}");
                 for (g, (p, (ms, _))) in got.iter().zip(frames()) {
@@ -554,8 +565,7 @@ mod tests {
         let few = Limits { max_frames: 2, ..Limits::default() };
         assert!(Frames::open(&bytes, few).unwrap_err().to_string().contains("3 frames, over the limit of 2"));
         let gif = write(AnimationFormat::Gif, 0, None);
-        let counted: Vec<Result<Frame>> = Frames::open(&gif, few).unwrap().collect();
-        assert!(counted[2].as_ref().unwrap_err().to_string().contains("over 2 frames"));
+        assert!(Frames::open(&gif, few).unwrap_err().to_string().contains("3 frames, over the limit of 2"));
         let small = Limits { max_pixels: 100, ..Limits::default() };
         assert!(matches!(Frames::open(&bytes, small), Err(Error::TooLarge { width: 20, height: 12, .. })));
         for cut in [bytes.len() / 2, bytes.len() - 7] {
