@@ -12,6 +12,7 @@ use styleforge_core::animation::{self, AnimationFormat, AnimationInfo};
 use styleforge_core::image_io::{self, Format, Picture};
 use styleforge_core::library::{Library, Loaded, builtin, kind};
 use styleforge_core::methods::{self, Control, Execution, Input, Method, MethodInfo, OptionKind, Params, StyleSource, adain};
+use styleforge_core::video;
 use styleforge_core::weights::Weights;
 
 /// Options of `styleforge stylize`: the inputs, the method and its model and styles, and the
@@ -63,6 +64,39 @@ pub struct Args {
     /// moved (optical flow), 0..1; 0 stylises every frame on its own (they flicker).
     #[arg(long, default_value_t = styleforge_core::temporal::ConsistencySettings::default().weight)]
     temporal_weight: f32,
+}
+
+/// Refuses, before any model is loaded, a video or animation input for a method that optimises
+/// one image at a time (`--method gatys`): those run on the feed-forward methods.
+fn refuse_sequences_for_optimisation(a: &Args) -> Result<()> {
+    let Some(method) = a.method.as_deref().and_then(|m| methods::get(m).ok()) else { return Ok(()) };
+    if method.info().execution != Execution::Job {
+        return Ok(());
+    }
+    for input in a.inputs.iter().filter(|p| p.is_file()) {
+        let small = std::fs::metadata(input).is_ok_and(|m| m.len() < 64 << 20);
+        let animated = small && std::fs::read(input).ok().is_some_and(|b| matches!(animation::probe(&b), Ok(Some(_))));
+        if animated || is_video(input)? {
+            let feed_forward: Vec<&str> = methods::all().filter(|m| m.info().execution != Execution::Job).map(|m| m.info().name).collect();
+            bail!(
+                "{}: --method {} optimises one image at a time; animations and videos use {}",
+                input.display(),
+                method.info().name,
+                feed_forward.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Whether `path` is a video file: its first bytes name a video container, or (for a file too
+/// short to tell) its extension is a video one.
+fn is_video(path: &Path) -> Result<bool> {
+    use std::io::Read;
+    let mut head = [0u8; 16];
+    let mut f = std::fs::File::open(path).map_err(|e| styleforge_core::error::Error::io(path, e))?;
+    let n = f.read(&mut head).map_err(|e| styleforge_core::error::Error::io(path, e))?;
+    Ok(video::sniff(&head[..n]) || (n < 12 && video::is_video_name(path)))
 }
 
 /// The methods, one line each with the model kinds they run and where their style comes from
@@ -170,6 +204,7 @@ impl clap::Args for MethodOptions {
 /// Runs the command.
 pub fn run(a: Args) -> Result<()> {
     let device = styleforge_core::device::parse(&a.device)?;
+    refuse_sequences_for_optimisation(&a)?;
     let engine = Engine::load(&a, &device)?;
     if let Some(path) = &a.save_style_stats {
         let Loaded::Adain(model) = &engine.model else {
@@ -308,6 +343,9 @@ impl Engine {
 
     fn one(&self, input: &Path, out: &Path, a: &Args, device: &Device) -> Result<()> {
         let info = self.method.info();
+        if is_video(input)? {
+            return self.video(input, out, a, device);
+        }
         let bytes = std::fs::read(input).map_err(|e| styleforge_core::error::Error::io(input, e))?;
         if let Some(anim) = animation::probe(&bytes).map_err(|e| image_io::in_file(input, e))? {
             return self.animation(input, &bytes, anim, out, a, device);
@@ -357,30 +395,74 @@ impl Engine {
 }
 
 impl Engine {
-    /// Stylises every frame of an animated GIF, PNG or WebP and writes the same kind of
-    /// animation (the output's extension picks GIF, PNG or WebP) with the same timing and loop
-    /// count. A progress bar counts frames; Ctrl-C stops between frames and writes nothing.
-    fn animation(&self, input: &Path, bytes: &[u8], anim: AnimationInfo, out: &Path, a: &Args, device: &Device) -> Result<()> {
-        let info = self.method.info();
-        if info.execution == Execution::Job {
-            let feed_forward: Vec<&str> = methods::all().filter(|m| m.info().execution != Execution::Job).map(|m| m.info().name).collect();
-            bail!("{}: --method {} optimises one image at a time; animations use {}", input.display(), info.name, feed_forward.join(", "));
-        }
-        let ext = out.extension().and_then(|e| e.to_str()).unwrap_or_default();
-        let Some(format) = AnimationFormat::from_extension(ext) else {
-            bail!("{}: an animation is written as GIF, PNG (APNG) or WebP; `{ext}` is not one of them", out.display());
-        };
-        let template = Input {
+    /// The styles and mask as a per-frame input (each frame is the content in turn).
+    fn template(&self) -> Input {
+        Input {
             content: Picture::from_planes(1, 1, vec![0.0; 3]),
             styles: self.styles.clone(),
             mask: self.mask.clone(),
             mask_styles: self.mask_styles.clone(),
+        }
+    }
+
+    /// The consistent mode's settings, `None` for `--temporal-weight 0`.
+    fn consistency(a: &Args) -> Option<styleforge_core::temporal::ConsistencySettings> {
+        (a.temporal_weight > 0.0).then(|| styleforge_core::temporal::ConsistencySettings { weight: a.temporal_weight, ..Default::default() })
+    }
+
+    /// Stylises every frame of a video file through FFmpeg and writes MP4 (H.264) or WebM (VP9)
+    /// by the output's extension, keeping audio, frame rate, duration and rotation. A progress
+    /// bar shows frames, frames/s and the time left; Ctrl-C stops between frames and leaves no
+    /// output.
+    fn video(&self, input: &Path, out: &Path, a: &Args, device: &Device) -> Result<()> {
+        let ext = out.extension().and_then(|e| e.to_str()).unwrap_or_default();
+        let Some(format) = video::VideoFormat::from_extension(ext) else {
+            bail!("{}: a video is written as MP4 (.mp4) or WebM (.webm); `{ext}` is not one of them", out.display());
         };
+        let tools = video::Tools::find()?;
+        let template = self.template();
+        let mut stylizer = styleforge_core::sequence::FrameStylizer::new(self.method, &self.model, &template, &self.params, device, Self::consistency(a))
+            .map_err(|e| image_io::in_file(input, e))?;
+        let limits = video::VideoLimits { max_pixels: a.max_pixels, max_frames: a.max_frames as u64, ..Default::default() };
+        let bar = ProgressBar::new(0);
+        bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} frames {per_sec} {elapsed_precise} eta {eta}").expect("template"));
+        let cancel = cancel_on_ctrl_c();
+        let made = video::stylize_video(&mut stylizer, &tools, input, out, format, limits, Some(&cancel), &mut |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        })
+        .map_err(|e| image_io::in_file(input, e))?;
+        bar.finish_and_clear();
+        let Some(made) = made else {
+            bail!("interrupted; {} not written", out.display());
+        };
+        eprintln!(
+            "{}: {} frames, {}×{}, {:.3} fps, {:.2} s, {}{}",
+            out.display(),
+            made.frames,
+            made.size.0,
+            made.size.1,
+            made.info.fps(),
+            made.info.duration,
+            format.extension(),
+            made.info.audio_codec.as_ref().map(|c| format!(", audio from {c}")).unwrap_or_default()
+        );
+        Ok(())
+    }
+
+    /// Stylises every frame of an animated GIF, PNG or WebP and writes the same kind of
+    /// animation (the output's extension picks GIF, PNG or WebP) with the same timing and loop
+    /// count. A progress bar counts frames; Ctrl-C stops between frames and writes nothing.
+    fn animation(&self, input: &Path, bytes: &[u8], anim: AnimationInfo, out: &Path, a: &Args, device: &Device) -> Result<()> {
+        let ext = out.extension().and_then(|e| e.to_str()).unwrap_or_default();
+        let Some(format) = AnimationFormat::from_extension(ext) else {
+            bail!("{}: an animation is written as GIF, PNG (APNG) or WebP; `{ext}` is not one of them", out.display());
+        };
+        let template = self.template();
         let bar = ProgressBar::new(anim.frames.unwrap_or(0) as u64);
         bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} frames {per_sec} {elapsed_precise} eta {eta}").expect("template"));
         let limits = animation::Limits { max_pixels: a.max_pixels, max_frames: a.max_frames };
-        let consistency = (a.temporal_weight > 0.0)
-            .then(|| styleforge_core::temporal::ConsistencySettings { weight: a.temporal_weight, ..Default::default() });
+        let consistency = Self::consistency(a);
         let mut progress = |done: u32, total: Option<u32>| {
             if total.is_none() {
                 bar.set_length(done as u64);
@@ -513,7 +595,7 @@ fn plan(a: &Args) -> Result<Vec<(PathBuf, Option<PathBuf>)>> {
                 .collect();
             found.sort();
             if found.is_empty() {
-                bail!("{}: no .jpg, .png, .webp or .gif files", input.display());
+                bail!("{}: no .jpg, .png, .webp, .gif or video (.mp4, .webm, .mov, .mkv) files", input.display());
             }
             files.extend(found);
         } else if input.is_file() {
@@ -523,9 +605,10 @@ fn plan(a: &Args) -> Result<Vec<(PathBuf, Option<PathBuf>)>> {
         }
     }
     if files.len() == 1 && !saw_dir && !a.output.is_dir() {
-        // A GIF output is checked against the input later: only animations are written as GIF.
-        let gif = a.output.extension().is_some_and(|e| e.eq_ignore_ascii_case("gif"));
-        if !gif {
+        // GIF and video outputs are checked against the input later: only animations are
+        // written as GIF, only videos as MP4 or WebM.
+        let later = a.output.extension().is_some_and(|e| e.eq_ignore_ascii_case("gif")) || video::is_video_name(&a.output);
+        if !later {
             Format::from_path(&a.output)?;
         }
         return Ok(vec![(files.remove(0), Some(a.output.clone()))]);
@@ -535,9 +618,8 @@ fn plan(a: &Args) -> Result<Vec<(PathBuf, Option<PathBuf>)>> {
 }
 
 fn is_image_name(p: &Path) -> bool {
-    p.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| Format::from_name(e).is_some() || e.eq_ignore_ascii_case("gif"))
+    video::is_video_name(p)
+        || p.extension().and_then(|e| e.to_str()).is_some_and(|e| Format::from_name(e).is_some() || e.eq_ignore_ascii_case("gif"))
 }
 
 /// The output file of every job: its own when given, else `STEM.EXT` in `dir`. Outputs never
@@ -568,14 +650,14 @@ fn out_paths(jobs: &[(PathBuf, Option<PathBuf>)], dir: &Path, format: Format) ->
         let on_input = inputs.iter().any(|i| same(i, &name));
         let mut path = if (shared && !own_ext) || on_input || taken.contains(&name) {
             let file = input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
-            dir.join(format!("{file}.{}", ext(format)))
+            dir.join(format!("{file}.{}", out_ext(input, format)))
         } else {
             name
         };
         let mut n = 2;
         while taken.contains(&path) || inputs.iter().any(|i| same(i, &path)) {
             let stem = input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
-            path = dir.join(format!("{stem}.{n}.{}", ext(format)));
+            path = dir.join(format!("{stem}.{n}.{}", out_ext(input, format)));
             n += 1;
         }
         taken.push(path.clone());
@@ -589,6 +671,15 @@ fn same_file(a: &Path, b: &Path) -> bool {
     a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
 }
 
+/// The output extension for an input in a folder run: videos stay videos (MP4 or WebM by the
+/// input's container), images take `format`.
+fn out_ext(input: &Path, format: Format) -> &'static str {
+    match input.extension().and_then(|e| e.to_str()).and_then(video::VideoFormat::from_extension) {
+        Some(v) if video::is_video_name(input) => v.extension(),
+        _ => ext(format),
+    }
+}
+
 fn ext(format: Format) -> &'static str {
     match format {
         Format::Jpeg => "jpg",
@@ -599,10 +690,5 @@ fn ext(format: Format) -> &'static str {
 
 fn out_name(input: &Path, format: Format) -> String {
     let stem = input.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
-    let ext = match format {
-        Format::Jpeg => "jpg",
-        Format::Png => "png",
-        Format::WebP => "webp",
-    };
-    format!("{stem}.{ext}")
+    format!("{stem}.{}", out_ext(input, format))
 }

@@ -41,6 +41,12 @@ pub enum Error {
     /// A download failed or did not verify.
     #[error("download: {0}")]
     Download(String),
+    /// A video file cannot be read, breaks a limit, or could not be encoded.
+    #[error("video: {0}")]
+    Video(String),
+    /// An external program styleforge drives (FFmpeg) is missing or failed to start.
+    #[error("{0}")]
+    Tool(String),
     /// The tensor backend failed.
     #[error("backend: {0}")]
     Backend(String),

@@ -18,6 +18,7 @@ pub mod shared;
 pub mod temporal;
 pub mod tiling;
 pub mod train;
+pub mod video;
 pub mod weights;
 
 pub use error::{Error, Result};

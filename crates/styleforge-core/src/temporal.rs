@@ -289,6 +289,11 @@ impl Consistency {
         Self { settings, previous: None }
     }
 
+    /// The settings it was made with.
+    pub fn settings(&self) -> ConsistencySettings {
+        self.settings
+    }
+
     /// The consistent version of `stylised`, the stylisation of `input` (both of one size; a
     /// frame of another size than the previous one starts afresh). The first frame passes
     /// through unchanged.
