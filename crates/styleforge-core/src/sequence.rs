@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::library::Loaded;
 use crate::image_io::Picture;
 use crate::methods::{Control, Execution, Input, Method, Params, Progress};
+use crate::networks::layers::FrameNorm;
 use crate::temporal::{Consistency, ConsistencySettings};
 
 /// What [`stylize_animation`] made.
@@ -39,6 +40,8 @@ pub struct FrameStylizer<'a> {
     params: &'a Params,
     device: &'a Device,
     temporal: Option<Consistency>,
+    /// Shared normalisation statistics and the previous input (for cuts), in consistent mode.
+    norm: Option<(FrameNorm, Option<Picture>)>,
 }
 
 impl std::fmt::Debug for FrameStylizer<'_> {
@@ -71,7 +74,8 @@ impl<'a> FrameStylizer<'a> {
                 feed_forward.join(", ")
             )));
         }
-        Ok(Self { method, model, template: template.clone(), params, device, temporal: consistency.map(Consistency::new) })
+        let norm = consistency.filter(|c| c.shared_statistics > 0.0).map(|c| (FrameNorm::new(c.shared_statistics), None));
+        Ok(Self { method, model, template: template.clone(), params, device, temporal: consistency.map(Consistency::new), norm })
     }
 
     /// The method in use.
@@ -86,9 +90,17 @@ impl<'a> FrameStylizer<'a> {
     /// # Errors
     /// The method's errors.
     pub fn next(&mut self, frame: Picture) -> Result<Picture> {
+        if let (Some((norm, previous)), Some(t)) = (&mut self.norm, &self.temporal) {
+            if previous.as_ref().is_some_and(|p| mean_abs_difference(p, &frame).is_none_or(|d| d > t.settings().cut)) {
+                norm.reset();
+            }
+            *previous = Some(frame.clone());
+        }
         let input = Input { content: frame, ..self.template.clone() };
         let mut quiet = |_: &Progress<'_>| {};
-        let out = self.method.run(self.model, &input, self.params, self.device, &mut Control::new(None, &mut quiet))?;
+        let frame_norm = self.norm.as_mut().map(|(n, _)| n);
+        let mut control = Control::new(None, &mut quiet).with_frame_norm(frame_norm);
+        let out = self.method.run(self.model, &input, self.params, self.device, &mut control)?;
         Ok(match &mut self.temporal {
             // The flow is measured on the input at the output's size (`max_size` may shrink it).
             Some(t) if (out.picture.width, out.picture.height) == (input.content.width, input.content.height) => t.next(&input.content, out.picture),
@@ -102,7 +114,20 @@ impl<'a> FrameStylizer<'a> {
         if let Some(t) = &mut self.temporal {
             *t = Consistency::new(t.settings());
         }
+        if let Some((norm, previous)) = &mut self.norm {
+            norm.reset();
+            *previous = None;
+        }
     }
+}
+
+/// Mean absolute RGB difference (0..255) of two pictures of one size; `None` for other sizes.
+fn mean_abs_difference(a: &Picture, b: &Picture) -> Option<f32> {
+    if (a.width, a.height) != (b.width, b.height) {
+        return None;
+    }
+    let sum: f64 = a.rgb.iter().zip(&b.rgb).map(|(x, y)| (x - y).abs() as f64).sum();
+    Some((sum / a.rgb.len().max(1) as f64) as f32)
 }
 
 /// Stylises every frame of the animation in `bytes` with `method` and writes the result as

@@ -266,12 +266,18 @@ pub struct ConsistencySettings {
     pub tolerance: f32,
     /// The flow estimator's settings.
     pub flow: FlowSettings,
+    /// Weight of the running instance-norm statistics at each frame, 0..1, in networks with
+    /// instance normalisation ([`crate::networks::layers::FrameNorm`]); 0: each frame its own.
+    pub shared_statistics: f32,
+    /// Mean absolute RGB difference between consecutive input frames (0..255) taken for a cut:
+    /// the shared statistics start afresh.
+    pub cut: f32,
 }
 
 impl Default for ConsistencySettings {
-    /// Weight 0.7, tolerance 24/255.
+    /// Weight 0.7, tolerance 24/255, shared statistics 0.8, cut at 40/255.
     fn default() -> Self {
-        Self { weight: 0.7, tolerance: 24.0, flow: FlowSettings::default() }
+        Self { weight: 0.7, tolerance: 24.0, flow: FlowSettings::default(), shared_statistics: 0.8, cut: 40.0 }
     }
 }
 

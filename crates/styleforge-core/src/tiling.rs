@@ -11,7 +11,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::error::{Error, Result};
 use crate::image_io::Picture;
-use crate::networks::layers::{NormContext, NormStats};
+use crate::networks::layers::{FrameNorm, NormContext, NormStats};
 use crate::weights::HostTensor;
 
 /// How to split an image into tiles.
@@ -160,13 +160,37 @@ pub fn run_normalized(
     device: &Device,
     net: NormalizedNet<'_>,
 ) -> Result<Vec<f32>> {
-    match tile.filter(|&t| pic.width > t || pic.height > t) {
-        None => {
+    run_normalized_in(pic, tile, stats_size, device, None, net)
+}
+
+/// [`run_normalized`] for a frame of a sequence: with `frame`, the statistics are shared with
+/// the frames before ([`FrameNorm`]), in one pass or, tiled, blended from the statistics pass.
+pub fn run_normalized_in(
+    pic: &Picture,
+    tile: Option<u32>,
+    stats_size: u32,
+    device: &Device,
+    frame: Option<&mut FrameNorm>,
+    net: NormalizedNet<'_>,
+) -> Result<Vec<f32>> {
+    match (tile.filter(|&t| pic.width > t || pic.height > t), frame) {
+        (None, None) => {
             let x = planes_to_tensor(&pic.rgb, pic.width, pic.height, device);
             tensor_to_planes(net(x, &mut NormContext::Local))
         }
-        Some(tile) => {
-            let stats = norm_stats(pic, stats_size, device, net);
+        (None, Some(frame)) => {
+            let x = planes_to_tensor(&pic.rgb, pic.width, pic.height, device);
+            let mut ctx = frame.context();
+            let y = net(x, &mut ctx);
+            frame.finish(ctx);
+            tensor_to_planes(y)
+        }
+        (Some(tile), frame) => {
+            let own = norm_stats(pic, stats_size, device, net);
+            let stats = match frame {
+                Some(f) => f.blend(own),
+                None => own,
+            };
             run_tiled(&pic.rgb, pic.width, pic.height, TileConfig::new(tile)?, device, &mut |t| {
                 Ok(net(t, &mut NormContext::Replay { stats: stats.clone(), cursor: 0 }))
             })

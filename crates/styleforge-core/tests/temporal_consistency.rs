@@ -133,7 +133,7 @@ fn the_consistent_mode_halves_the_warping_error_and_keeps_the_look() {
         ("cartoon", ModelKind::Cartoon, "cartoon-paprika", vec![]),
     ];
     let clips = clips();
-    eprintln!("| method | clip | warping error, frames on their own | consistent | ratio | mean change of a frame |\n|---|---|---|---|---|---|");
+    eprintln!("| method | clip | warping error, frames on their own | shared statistics only | flow only | consistent (both) | ratio | mean change of a frame |\n|---|---|---|---|---|---|---|---|");
     for (method_name, kind, model_name, styles) in cases {
         let method = methods::get(method_name).unwrap();
         let model = kind.load_weights(&builtin::weights(model_name).unwrap(), &dev).unwrap();
@@ -148,10 +148,15 @@ fn the_consistent_mode_halves_the_warping_error_and_keeps_the_look() {
                 decode(&out.bytes)
             };
             let alone = run(None);
+            let stats_only = run(Some(ConsistencySettings { weight: 0.0, ..Default::default() }));
+            let flow_only = run(Some(ConsistencySettings { shared_statistics: 0.0, ..Default::default() }));
             let consistent = run(Some(ConsistencySettings::default()));
             let (e0, e1) = (mean_warping_error(&alone, &clip.flow), mean_warping_error(&consistent, &clip.flow));
+            let (es, ef) = (mean_warping_error(&stats_only, &clip.flow), mean_warping_error(&flow_only, &clip.flow));
             let change = mean_abs(&consistent, &alone);
-            eprintln!("| {method_name} | {} | {e0:.2} | {e1:.2} | {:.2} | {change:.2} |", clip.name, e1 / e0);
+            eprintln!("| {method_name} | {} | {e0:.2} | {es:.2} | {ef:.2} | {e1:.2} | {:.2} | {change:.2} |", clip.name, e1 / e0);
+            // Shared statistics never make it worse than frames on their own.
+            assert!(es <= e0 * 1.02, "{method_name}, {}: shared statistics {es:.2} against {e0:.2}", clip.name);
             assert!(e1 <= 0.5 * e0, "{method_name}, {}: warping error {e1:.2} against {e0:.2} for frames on their own", clip.name);
             assert!(change < 0.6 * e0 + 2.0, "{method_name}, {}: frames moved {change:.2} from their own stylisation", clip.name);
         }

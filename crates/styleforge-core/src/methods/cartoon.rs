@@ -14,19 +14,20 @@ use crate::error::Result;
 use crate::image_io::Picture;
 use crate::library::ModelKind;
 use crate::methods::MethodInfo;
-use crate::methods::fast::{FeedForward, FeedForwardNet, StylizeOptions, run_one_pass};
+use crate::methods::fast::{FeedForward, FeedForwardNet, StylizeOptions, run_one_pass_in};
+use crate::networks::layers::FrameNorm;
 use crate::networks::animegan::AnimeGan;
 use crate::networks::cartoongan::CartoonGan;
 
 impl FeedForwardNet for AnimeGan {
-    fn stylize_with(&self, pic: &Picture, opts: &StylizeOptions, device: &Device) -> Result<Picture> {
-        run_one_pass(pic, opts, device, &|x, ctx| self.forward_any_size(x, ctx))
+    fn stylize_frame(&self, pic: &Picture, opts: &StylizeOptions, device: &Device, frame: Option<&mut FrameNorm>) -> Result<Picture> {
+        run_one_pass_in(pic, opts, device, frame, &|x, ctx| self.forward_any_size(x, ctx))
     }
 }
 
 impl FeedForwardNet for CartoonGan {
-    fn stylize_with(&self, pic: &Picture, opts: &StylizeOptions, device: &Device) -> Result<Picture> {
-        run_one_pass(pic, opts, device, &|x, ctx| self.forward_any_size(x, ctx))
+    fn stylize_frame(&self, pic: &Picture, opts: &StylizeOptions, device: &Device, frame: Option<&mut FrameNorm>) -> Result<Picture> {
+        run_one_pass_in(pic, opts, device, frame, &|x, ctx| self.forward_any_size(x, ctx))
     }
 }
 

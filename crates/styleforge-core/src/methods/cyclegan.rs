@@ -16,7 +16,7 @@ use crate::methods::fast::{self, FeedForward, FeedForwardNet, StylizeOptions};
 use crate::image_io::Picture;
 use crate::library::ModelKind;
 use crate::methods::MethodInfo;
-use crate::networks::layers::{NormContext, NormStats};
+use crate::networks::layers::{FrameNorm, NormContext, NormStats};
 use crate::networks::cyclegan::{GeneratorConfig, ResnetGenerator};
 use crate::tiling::norm_stats;
 use crate::weights::Weights;
@@ -149,14 +149,14 @@ impl CycleGan {
 }
 
 impl FeedForwardNet for CycleGan {
-    fn stylize_with(&self, pic: &Picture, opts: &StylizeOptions, device: &Device) -> Result<Picture> {
+    fn stylize_frame(&self, pic: &Picture, opts: &StylizeOptions, device: &Device, frame: Option<&mut FrameNorm>) -> Result<Picture> {
         let opts = CycleGanOptions {
             max_size: opts.max_size,
             tile: opts.tile,
             strength: opts.strength,
             preserve_color: opts.preserve_color,
         };
-        self.stylize(pic, &opts, device)
+        fast::run_one_pass_in(pic, &opts.as_stylize(), device, frame, &|x, ctx| self.forward_any_size(x, ctx))
     }
 }
 

@@ -13,7 +13,8 @@ use crate::methods::{Control, Input, Method, MethodInfo, Outcome, Params, tile_f
 use crate::networks::layers::NormContext;
 use crate::networks::engstrom::EngstromNet;
 use crate::networks::transformer_net::TransformerNet;
-use crate::tiling::{NormalizedNet, TileConfig, norm_stats, run_normalized, run_padded};
+use crate::networks::layers::FrameNorm;
+use crate::tiling::{NormalizedNet, TileConfig, norm_stats, run_normalized_in, run_padded};
 use crate::weights::Weights;
 
 /// The fast-style network families styleforge reads.
@@ -144,12 +145,18 @@ impl FastStyleNet {
 /// `opts.stats_size`), colour preservation and strength applied; alpha carried through.
 /// Errors: options [`validate`] refuses, backend errors.
 pub fn run_one_pass(input: &Picture, opts: &StylizeOptions, device: &Device, net: NormalizedNet<'_>) -> Result<Picture> {
+    run_one_pass_in(input, opts, device, None, net)
+}
+
+/// [`run_one_pass`] for a frame of a sequence: with `frame`, instance-norm statistics are
+/// shared with the frames before ([`FrameNorm`]).
+pub fn run_one_pass_in(input: &Picture, opts: &StylizeOptions, device: &Device, frame: Option<&mut FrameNorm>, net: NormalizedNet<'_>) -> Result<Picture> {
     validate(opts)?;
     let pic = match opts.max_size {
         Some(m) => input.fit_within(m),
         None => input.clone(),
     };
-    let mut out = run_normalized(&pic, opts.tile, opts.stats_size, device, net)?;
+    let mut out = run_normalized_in(&pic, opts.tile, opts.stats_size, device, frame, net)?;
     finish(&pic, &mut out, opts)?;
     Ok(Picture { width: pic.width, height: pic.height, rgb: out, alpha: pic.alpha.clone() })
 }
@@ -187,13 +194,20 @@ pub fn finish(content: &Picture, out: &mut [f32], opts: &StylizeOptions) -> Resu
 /// A network that stylises a picture in one pass with the feed-forward options (strength,
 /// colour preservation, size limit, tiles): fast-style networks, CycleGAN generators.
 pub trait FeedForwardNet {
-    /// Stylises `pic` (RGB 0..255, alpha carried through) at its size after `opts.max_size`.
-    fn stylize_with(&self, pic: &Picture, opts: &StylizeOptions, device: &Device) -> Result<Picture>;
+    /// Stylises `pic` (RGB 0..255, alpha carried through) at its size after `opts.max_size`;
+    /// with `frame`, as a frame of a sequence whose instance-norm statistics are shared
+    /// ([`FrameNorm`]).
+    fn stylize_frame(&self, pic: &Picture, opts: &StylizeOptions, device: &Device, frame: Option<&mut FrameNorm>) -> Result<Picture>;
+
+    /// Stylises `pic` on its own.
+    fn stylize_with(&self, pic: &Picture, opts: &StylizeOptions, device: &Device) -> Result<Picture> {
+        self.stylize_frame(pic, opts, device, None)
+    }
 }
 
 impl FeedForwardNet for FastStyleNet {
-    fn stylize_with(&self, pic: &Picture, opts: &StylizeOptions, device: &Device) -> Result<Picture> {
-        self.stylize(pic, opts, device)
+    fn stylize_frame(&self, pic: &Picture, opts: &StylizeOptions, device: &Device, frame: Option<&mut FrameNorm>) -> Result<Picture> {
+        run_one_pass_in(pic, opts, device, frame, &|x, ctx| self.forward_any_size(x, ctx))
     }
 }
 
@@ -219,7 +233,7 @@ impl Method for FeedForward {
             .ok_or_else(|| wrong_model(&self.info, model))?;
         control.stage(0.1, self.stage);
         let opts = StylizeOptions::from_params(&self.info, params, &input.content);
-        Ok(Outcome::done(net.stylize_with(&input.content, &opts, device)?))
+        Ok(Outcome::done(net.stylize_frame(&input.content, &opts, device, control.frame_norm.as_deref_mut())?))
     }
 }
 

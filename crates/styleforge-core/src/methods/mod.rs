@@ -21,6 +21,7 @@ pub mod gatys;
 pub mod microast;
 pub mod generate;
 
+use crate::networks::layers::FrameNorm;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -652,12 +653,21 @@ pub struct Control<'a> {
     pub cancel: Option<Arc<AtomicBool>>,
     /// Receives progress.
     pub progress: &'a mut dyn FnMut(&Progress<'_>),
+    /// A frame of a sequence: networks with instance normalisation share their statistics with
+    /// the frames before ([`FrameNorm`]); `None` for a picture on its own.
+    pub frame_norm: Option<&'a mut FrameNorm>,
 }
 
 impl<'a> Control<'a> {
     /// A control with a cancel flag and a progress callback.
     pub fn new(cancel: Option<Arc<AtomicBool>>, progress: &'a mut dyn FnMut(&Progress<'_>)) -> Self {
-        Self { cancel, progress }
+        Self { cancel, progress, frame_norm: None }
+    }
+
+    /// The same, for a frame of a sequence sharing normalisation statistics through `frame`.
+    pub fn with_frame_norm(mut self, frame: Option<&'a mut FrameNorm>) -> Self {
+        self.frame_norm = frame;
+        self
     }
 
     /// Reports a stage.

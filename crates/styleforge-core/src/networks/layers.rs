@@ -347,13 +347,104 @@ pub enum NormContext {
         /// Next layer's index.
         cursor: usize,
     },
+    /// Each layer's own statistics blended with the previous frame's, `keep · previous +
+    /// (1 - keep) · own`, and kept in `used` for the next frame: consecutive video frames
+    /// normalise alike ([`FrameNorm`]).
+    Shared {
+        /// The statistics the previous frame used, in order of use (`None`: the first frame).
+        previous: Option<NormStats>,
+        /// Weight of the previous frame's statistics, 0..1.
+        keep: f32,
+        /// The statistics used so far in this pass.
+        used: NormStats,
+    },
+}
+
+/// Instance-norm statistics shared across the frames of a sequence. Frame by frame, each layer's
+/// statistics (mean and biased variance) are an exponential moving average of the frames' own,
+/// so a frame does not change its normalisation, and with it its colours and texture, only
+/// because its content moved a little: the main cause of flicker in networks with instance
+/// normalisation (Ruder et al., Artistic Style Transfer for Videos, 2016; Huang et al., Real-Time
+/// Neural Style Transfer for Videos, CVPR 2017). A cut starts afresh ([`FrameNorm::reset`]).
+#[derive(Debug, Clone)]
+pub struct FrameNorm {
+    keep: f32,
+    previous: Option<NormStats>,
+}
+
+impl FrameNorm {
+    /// A new sequence; `keep` (0..1) is the weight of the running statistics at each frame
+    /// (0: every frame its own).
+    pub fn new(keep: f32) -> Self {
+        Self { keep: keep.clamp(0.0, 1.0), previous: None }
+    }
+
+    /// The context for the next frame's pass; hand it back with [`FrameNorm::finish`].
+    pub fn context(&mut self) -> NormContext {
+        NormContext::Shared { previous: self.previous.take(), keep: self.keep, used: Vec::new() }
+    }
+
+    /// Keeps the statistics a pass used for the next frame.
+    pub fn finish(&mut self, ctx: NormContext) {
+        self.previous = Some(ctx.into_stats());
+    }
+
+    /// Blends a whole pass's own statistics (a tiled frame's statistics pass) with the running
+    /// ones, keeps and returns the result.
+    pub fn blend(&mut self, own: NormStats) -> NormStats {
+        let previous = self.previous.take();
+        let used: NormStats = own
+            .into_iter()
+            .enumerate()
+            .map(|(i, (m, v))| blend_stats(previous.as_ref().and_then(|p| p.get(i)), m, v, self.keep))
+            .collect();
+        self.previous = Some(used.clone());
+        used
+    }
+
+    /// Forgets the running statistics (a cut): the next frame uses its own.
+    pub fn reset(&mut self) {
+        self.previous = None;
+    }
+}
+
+/// `keep · previous + (1 - keep) · own` for a layer's mean and variance (own alone without a
+/// previous of the same shape).
+fn blend_stats(previous: Option<&(Tensor<4>, Tensor<4>)>, mean: Tensor<4>, var: Tensor<4>, keep: f32) -> (Tensor<4>, Tensor<4>) {
+    match previous {
+        Some((pm, pv)) if pm.dims() == mean.dims() => {
+            (pm.clone() * keep + mean * (1.0 - keep), pv.clone() * keep + var * (1.0 - keep))
+        }
+        _ => (mean, var),
+    }
 }
 
 impl NormContext {
     /// Normalises `x` per sample and channel over H×W: `(x - mean) / sqrt(var + eps)`, biased
     /// variance, with burn's operations ([`generic::instance_norm`]) on every backend.
     pub fn normalize(&mut self, x: Tensor<4>, eps: f64) -> Tensor<4> {
+        if let Some((m, v)) = self.shared(&x, &[2, 3]) {
+            return generic::instance_norm(x, Statistics::Given(&m, &v), None, false, eps, false).0;
+        }
         self.with_statistics(|stats| generic::instance_norm(x, stats, None, false, eps, false))
+    }
+
+    /// In [`NormContext::Shared`]: `x`'s own mean and biased variance over `dims`, blended with
+    /// the previous frame's for this layer and kept; `None` in the other contexts.
+    fn shared(&mut self, x: &Tensor<4>, dims: &[usize]) -> Option<(Tensor<4>, Tensor<4>)> {
+        let NormContext::Shared { previous, keep, used } = self else { return None };
+        let mut mean = x.clone();
+        for &d in dims {
+            mean = mean.mean_dim(d);
+        }
+        let centred = x.clone() - mean.clone();
+        let mut var = centred.clone() * centred;
+        for &d in dims {
+            var = var.mean_dim(d);
+        }
+        let (m, v) = blend_stats(previous.as_ref().and_then(|p| p.get(used.len())), mean, var, *keep);
+        used.push((m.clone(), v.clone()));
+        Some((m, v))
     }
 
     /// Normalises each sample over C, H and W together with the population variance:
@@ -367,6 +458,9 @@ impl NormContext {
         affine: (&Tensor<1>, &Tensor<1>),
         relu: bool,
     ) -> Tensor<4> {
+        if let Some((m, v)) = self.shared(&x, &[1, 2, 3]) {
+            return kernels::global_norm(x, Some((&m, &v)), eps, affine, relu).0;
+        }
         let given = match self {
             NormContext::Replay { stats, cursor } => {
                 let s = stats.get(*cursor).expect("replayed statistics come from the same network").clone();
@@ -406,6 +500,9 @@ impl NormContext {
     ) -> Tensor<4> {
         let params = affine.map(|a| (a.gamma.val(), a.beta.val()));
         let params = params.as_ref().map(|(g, b)| (g, b));
+        if let Some((m, v)) = self.shared(&x, &[2, 3]) {
+            return kernels::instance_norm(x, Statistics::Given(&m, &v), params, relu, eps, exact_gradients).0;
+        }
         self.with_statistics(|stats| kernels::instance_norm(x, stats, params, relu, eps, exact_gradients))
     }
 
@@ -416,7 +513,7 @@ impl NormContext {
         norm: impl FnOnce(Statistics<'_>) -> (Tensor<4>, Option<(Tensor<4>, Tensor<4>)>),
     ) -> Tensor<4> {
         match self {
-            NormContext::Local => norm(Statistics::Own).0,
+            NormContext::Local | NormContext::Shared { .. } => norm(Statistics::Own).0,
             NormContext::Record(list) => {
                 let (y, kept) = norm(Statistics::OwnKept);
                 list.extend(kept);
@@ -435,7 +532,7 @@ impl NormContext {
     /// The recorded statistics (empty unless recording).
     pub fn into_stats(self) -> NormStats {
         match self {
-            NormContext::Record(s) | NormContext::Replay { stats: s, .. } => s,
+            NormContext::Record(s) | NormContext::Replay { stats: s, .. } | NormContext::Shared { used: s, .. } => s,
             NormContext::Local => Vec::new(),
         }
     }
@@ -511,4 +608,50 @@ pub(crate) fn collect_grads(
         Err(e) => err = Some(e),
     });
     err.map_or(Ok(w), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Distribution, Tensor};
+
+    use super::*;
+
+    fn close(a: Tensor<4>, b: Tensor<4>) -> f32 {
+        (a - b).abs().max().into_scalar()
+    }
+
+    #[test]
+    fn shared_statistics_blend_frames() {
+        let dev = Default::default();
+        let a = Tensor::<4>::random([1, 3, 6, 5], Distribution::Normal(2.0, 3.0), &dev);
+        let b = Tensor::<4>::random([1, 3, 6, 5], Distribution::Normal(-1.0, 0.5), &dev);
+        // The first frame normalises with its own statistics, as a picture on its own.
+        let mut frames = FrameNorm::new(0.75);
+        let mut ctx = frames.context();
+        let first = ctx.normalize(a.clone(), 1e-5);
+        frames.finish(ctx);
+        assert!(close(first, NormContext::Local.normalize(a.clone(), 1e-5)) < 1e-5);
+        // The second with 0.75 of the first frame's statistics and 0.25 of its own.
+        let mut ctx = frames.context();
+        let second = ctx.normalize(b.clone(), 1e-5);
+        let mut rec_a = NormContext::Record(Vec::new());
+        let _ = rec_a.normalize(a.clone(), 1e-5);
+        let mut rec_b = NormContext::Record(Vec::new());
+        let _ = rec_b.normalize(b.clone(), 1e-5);
+        let ((ma, va), (mb, vb)) = (rec_a.into_stats().remove(0), rec_b.into_stats().remove(0));
+        let blended = vec![(ma * 0.75 + mb * 0.25, va * 0.75 + vb * 0.25)];
+        let want = NormContext::Replay { stats: blended.clone(), cursor: 0 }.normalize(b.clone(), 1e-5);
+        assert!(close(second, want) < 1e-4);
+        frames.finish(ctx);
+        // A cut: the next frame is on its own again.
+        frames.reset();
+        let mut ctx = frames.context();
+        assert!(close(ctx.normalize(b.clone(), 1e-5), NormContext::Local.normalize(b, 1e-5)) < 1e-5);
+        // A tiled frame's statistics pass blends the same way.
+        let mut tiled = FrameNorm::new(0.75);
+        let mut rec = NormContext::Record(Vec::new());
+        let _ = rec.normalize(a, 1e-5);
+        let own = tiled.blend(rec.into_stats());
+        assert_eq!(own.len(), 1);
+    }
 }
