@@ -215,3 +215,29 @@ fn ctrl_c_and_bad_input_leave_no_output() {
     assert!(!out.exists());
     assert!(leftovers(dir.path()).is_empty(), "no temporary files: {:?}", leftovers(dir.path()));
 }
+
+#[test]
+fn an_animated_webp_keeps_its_frames_timing_loop_count_and_size() {
+    use styleforge_core::animation::{AnimationFormat, Frames, Writer, probe};
+    let dir = tempfile::tempdir().unwrap();
+    let photo = styleforge_core::image_io::read(&styleforge_core::shared::path("data/content/small/cat_chelsea_256.jpg"), 1 << 24).unwrap();
+    let delays = [(80, 1), (120, 1), (200, 1), (40, 1)];
+    let mut w = Writer::new(AnimationFormat::WebP, 96, 72, 3, None).unwrap();
+    for (k, d) in delays.iter().enumerate() {
+        w.push(&photo.crop(20 + 4 * k as u32, 30, 96, 72), *d).unwrap();
+    }
+    let input = dir.path().join("sticker.webp");
+    std::fs::write(&input, w.finish().unwrap()).unwrap();
+    let out = dir.path().join("sticker_out.webp");
+    ok(&stylize(&[s(&input), "-o", s(&out), "--style", "great-wave"]));
+    let bytes = std::fs::read(&out).unwrap();
+    let info = probe(&bytes).unwrap().expect("an animation");
+    assert_eq!((info.format, info.width, info.height, info.frames, info.loop_count), (AnimationFormat::WebP, 96, 72, Some(4), 3));
+    let frames: Vec<_> = Frames::open(&bytes, Default::default()).unwrap().map(|f| f.unwrap()).collect();
+    let got: Vec<u32> = frames.iter().map(|f| f.delay_ms()).collect();
+    assert_eq!(got, vec![80, 120, 200, 40], "frame delays");
+    // Stylised: far from the input frames.
+    let first = Frames::open(&std::fs::read(&input).unwrap(), Default::default()).unwrap().next().unwrap().unwrap().picture;
+    let diff: f32 = first.rgb.iter().zip(&frames[0].picture.rgb).map(|(a, b)| (a - b).abs()).sum::<f32>() / first.rgb.len() as f32;
+    assert!(diff > 15.0, "the frames are stylised: {diff:.1}");
+}
