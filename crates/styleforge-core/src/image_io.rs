@@ -264,6 +264,7 @@ pub fn read(path: &Path, max_pixels: u64) -> Result<Picture> {
 pub fn in_file(path: &Path, e: Error) -> Error {
     match e {
         Error::Image(m) => Error::Image(format!("{}: {m}", path.display())),
+        Error::Video(m) => Error::Video(format!("{}: {m}", path.display())),
         other => other,
     }
 }

@@ -226,8 +226,7 @@ impl Running {
     }
 
     fn failure(&self, log: &str) -> Error {
-        let line = log.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or("no message");
-        Error::Video(format!("{} failed: {line}", self.what))
+        Error::Video(format!("{} failed: {}", self.what, last_line(log)))
     }
 
     /// The error to report after a pipe broke: the program's own message when it has exited.
@@ -245,6 +244,16 @@ impl Drop for Running {
             let _ = self.child.kill();
         }
         let _ = self.child.wait();
+    }
+}
+
+/// The last non-empty line of a program's error output, without the `file:PATH: ` FFmpeg puts
+/// before messages about an input (the caller names the file).
+fn last_line(log: &str) -> &str {
+    let line = log.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or("no message");
+    match line.strip_prefix("file:").and_then(|rest| rest.split_once(": ")) {
+        Some((_, message)) => message,
+        None => line,
     }
 }
 
@@ -279,8 +288,7 @@ pub fn probe(tools: &Tools, path: &Path) -> Result<VideoInfo> {
         .map_err(|e| Error::Tool(format!("starting ffprobe: {e}")))?;
     if !out.status.success() {
         let msg = String::from_utf8_lossy(&out.stderr);
-        let line = msg.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or("unreadable");
-        return Err(Error::Video(format!("not a video FFmpeg can read: {line}")));
+        return Err(Error::Video(format!("not a video FFmpeg can read ({})", last_line(&msg))));
     }
     parse_probe(&out.stdout)
 }
@@ -527,8 +535,10 @@ pub fn stylize_video(
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    // Missing folders are created, as for images; errors name the output, never a temporary file.
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(output, e))?;
     let temp = |suffix: &str| {
-        tempfile::Builder::new().prefix(".styleforge-").suffix(suffix).tempfile_in(&dir).map_err(|e| Error::io(&dir, e))
+        tempfile::Builder::new().prefix(".styleforge-").suffix(suffix).tempfile_in(&dir).map_err(|e| Error::io(output, e))
     };
     let video_only = temp(&format!(".video.{}", format.extension()))?;
     let (w, h) = info.display_size();
@@ -576,7 +586,7 @@ pub fn stylize_video(
     }
     cmd.args(["-f", format.muxer()]).arg(file_arg(muxed.path())).stdin(Stdio::null()).stdout(Stdio::null());
     Running::spawn(cmd, "the FFmpeg muxer")?.finish()?;
-    let bytes = std::fs::metadata(muxed.path()).map_err(|e| Error::io(muxed.path(), e))?.len();
+    let bytes = std::fs::metadata(muxed.path()).map_err(|e| Error::io(output, e))?.len();
     muxed.persist(output).map_err(|e| Error::io(output, e.error))?;
     Ok(Some(VideoOutcome { info, frames: done, size, bytes }))
 }
@@ -610,6 +620,13 @@ mod tests {
         let audio_only = br#"{"streams":[{"codec_type":"audio","codec_name":"mp3"}],"format":{"duration":"2.0"}}"#;
         assert!(matches!(parse_probe(audio_only), Err(Error::Video(m)) if m.contains("no video stream")));
         assert!(matches!(parse_probe(b"not json"), Err(Error::Video(_))));
+    }
+
+    #[test]
+    fn ffmpeg_messages_lose_the_file_url() {
+        assert_eq!(last_line("x\nfile:/tmp/a b.mp4: Invalid data found when processing input\n\n"), "Invalid data found when processing input");
+        assert_eq!(last_line("Conversion failed!"), "Conversion failed!");
+        assert_eq!(last_line(""), "no message");
     }
 
     #[test]
