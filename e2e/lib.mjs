@@ -27,7 +27,8 @@ export function check(cond, message) {
 }
 
 // Runs `body(browser)` in headless Chromium with an overall time limit; exits non-zero on failure.
-export async function run(name, limitSeconds, body) {
+// `args` adds command-line switches (a fake camera, for instance).
+export async function run(name, limitSeconds, body, args = []) {
   const timer = setTimeout(() => {
     console.error(`${name}: timed out after ${limitSeconds} s`);
     process.exit(2);
@@ -44,6 +45,7 @@ export async function run(name, limitSeconds, body) {
       "--disable-component-update",
       "--disable-sync",
       "--disable-dev-shm-usage",
+      ...args,
     ],
   });
   let failed = false;

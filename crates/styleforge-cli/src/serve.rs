@@ -159,7 +159,16 @@ config_flags! {
         /// Largest image in pixels (checked from the header). Default 40000000.
         #[arg(long, env = "STYLEFORGE_MAX_PIXELS", value_name = "PIXELS")]
         max_pixels: Option<u64> => max_pixels,
-        /// Accepted upload formats, comma-separated (jpeg, png, webp).
+        /// Most frames of an uploaded video or animation (0 refuses them). Default 1800.
+        #[arg(long, env = "STYLEFORGE_MAX_VIDEO_FRAMES", value_name = "N")]
+        max_video_frames: Option<u64> => max_video_frames,
+        /// Longest uploaded video in seconds. Default 60.
+        #[arg(long, env = "STYLEFORGE_MAX_VIDEO_SECONDS", value_name = "SECONDS")]
+        max_video_seconds: Option<f64> => max_video_seconds,
+        /// Largest video or animation frame in pixels. Default 2073600.
+        #[arg(long, env = "STYLEFORGE_MAX_VIDEO_PIXELS", value_name = "PIXELS")]
+        max_video_pixels: Option<u64> => max_video_pixels,
+        /// Accepted upload formats, comma-separated (jpeg, png, webp, gif; animations included).
         #[arg(
             long,
             env = "STYLEFORGE_FORMATS",

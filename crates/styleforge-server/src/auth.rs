@@ -303,8 +303,9 @@ fn request_origin(parts: &Parts) -> Option<String> {
     normalise_origin(&format!("{scheme}://{host}")).ok()
 }
 
-/// The routes a publishable key may call: the style gallery, image upload, stylisation (and
-/// finding the face for an avatar), and reading (or cancelling) what it made.
+/// The routes a publishable key may call: the style gallery, image upload, stylisation (of
+/// photos and of live camera streams; and finding the face for an avatar), and reading (or
+/// cancelling) what it made.
 const PUBLISHABLE_ROUTES: &[(Method, &str)] = &[
     (Method::GET, "/v1/styles"),
     (Method::GET, "/v1/methods"),
@@ -315,6 +316,7 @@ const PUBLISHABLE_ROUTES: &[(Method, &str)] = &[
     (Method::GET, "/v1/images/{id}/info"),
     (Method::GET, "/v1/images/{id}/thumbnail"),
     (Method::POST, "/v1/stylize"),
+    (Method::GET, "/v1/live"),
     (Method::POST, "/v1/faces"),
     (Method::GET, "/v1/jobs/{id}"),
     (Method::POST, "/v1/jobs/{id}/cancel"),

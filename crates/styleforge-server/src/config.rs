@@ -49,8 +49,18 @@ pub struct Config {
     pub max_upload_bytes: usize,
     /// Largest image in pixels, checked from the header before decoding. Default 40 megapixels.
     pub max_pixels: u64,
-    /// Accepted upload formats (`jpeg`, `png`, `webp`). Default all three.
+    /// Accepted upload formats (`jpeg`, `png`, `webp`, `gif`), stills and animations alike (an
+    /// APNG is a `png`, an animated WebP a `webp`). Videos are governed by `max_video_frames`.
+    /// Default all four.
     pub formats: Vec<String>,
+    /// Most frames of an uploaded video or animation (GIF, APNG, animated WebP; MP4, WebM,
+    /// MOV), read from the container before decoding; 0 refuses videos and animations.
+    /// Default 1800 (a minute at 30 frames/s).
+    pub max_video_frames: u64,
+    /// Longest uploaded video in seconds. Default 60.
+    pub max_video_seconds: f64,
+    /// Largest video or animation frame in pixels. Default 2 073 600 (1920×1080).
+    pub max_video_pixels: u64,
     /// In-process job workers (tasks claiming jobs from the database); 0 runs none, so jobs wait
     /// for another server sharing the database. Default 1.
     pub workers: usize,
@@ -139,7 +149,10 @@ impl Default for Config {
             sync_pixel_budget: 1 << 20,
             max_upload_bytes: 32 << 20,
             max_pixels: 40_000_000,
-            formats: vec!["jpeg".into(), "png".into(), "webp".into()],
+            formats: vec!["jpeg".into(), "png".into(), "webp".into(), "gif".into()],
+            max_video_frames: 1800,
+            max_video_seconds: 60.0,
+            max_video_pixels: 1920 * 1080,
             workers: 1,
             inference_slots: 0,
             cors_origins: Vec::new(),
@@ -267,6 +280,10 @@ impl Config {
             "max_upload_bytes must be positive"
         );
         anyhow::ensure!(self.max_pixels >= 1, "max_pixels must be positive");
+        anyhow::ensure!(
+            self.max_video_seconds.is_finite() && self.max_video_seconds >= 0.0,
+            "max_video_seconds must be a number of seconds"
+        );
         anyhow::ensure!(self.poll_ms >= 10, "poll_ms must be at least 10");
         anyhow::ensure!(
             self.heartbeat() < std::time::Duration::from_secs(self.lease_secs),
@@ -274,8 +291,8 @@ impl Config {
         );
         for f in &self.formats {
             anyhow::ensure!(
-                styleforge_core::image_io::Format::from_name(f).is_some(),
-                "unknown format `{f}` in formats (use jpeg, png, webp)"
+                styleforge_core::image_io::Format::from_name(f).is_some() || f.eq_ignore_ascii_case("gif"),
+                "unknown format `{f}` in formats (use jpeg, png, webp, gif)"
             );
         }
         styleforge_core::device::parse(&self.device)?;

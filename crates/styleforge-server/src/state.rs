@@ -97,6 +97,9 @@ pub struct Inner {
     pub inference: Arc<Semaphore>,
     /// Decoding slots (uploads, thumbnails).
     pub decode: Arc<Semaphore>,
+    /// Live camera streams (`GET /v1/live`): [`crate::jobs::live::SESSIONS_PER_SLOT`] per
+    /// inference slot.
+    pub live: Arc<Semaphore>,
     /// Metrics.
     pub metrics: Metrics,
     /// Rate limiter.
@@ -154,6 +157,7 @@ impl AppState {
             device,
             inference: Arc::new(Semaphore::new(slots)),
             decode: Arc::new(Semaphore::new(cores)),
+            live: Arc::new(Semaphore::new(slots * crate::jobs::live::SESSIONS_PER_SLOT)),
             metrics,
             limiter: RateLimiter::default(),
             hub: JobHub::new(),
@@ -197,6 +201,34 @@ impl AppState {
         .await
         .map_err(|e| JobError::internal(format!("stylisation failed: {e}")))?;
         Ok((r, waited))
+    }
+
+    /// [`AppState::run_inference`] for work already on a blocking thread that stays there (a live
+    /// stream's stylizer, which keeps its state from frame to frame): waits on this thread for an
+    /// inference slot, runs `f` on the compute threads, and returns the value and the time spent
+    /// waiting. Call it from a blocking thread (`spawn_blocking`) of the runtime `handle`, never
+    /// from async code. Errors: `unavailable` when the server is shutting down.
+    pub fn run_inference_blocking<T, F>(&self, handle: &tokio::runtime::Handle, f: F) -> Result<(T, Duration), JobError>
+    where
+        T: Send,
+        F: FnOnce() -> T + Send,
+    {
+        let m = &self.metrics;
+        m.inference_waiting.inc();
+        let t = Instant::now();
+        let permit = handle.block_on(self.inference.clone().acquire_owned());
+        m.inference_waiting.dec();
+        let _permit = permit.map_err(|_| JobError::unavailable("the server is shutting down"))?;
+        let waited = t.elapsed();
+        struct Running<'a>(&'a prometheus::IntGauge);
+        impl Drop for Running<'_> {
+            fn drop(&mut self) {
+                self.0.dec();
+            }
+        }
+        m.inference_running.inc();
+        let _running = Running(&m.inference_running);
+        Ok((styleforge_core::device::on_compute_threads(f), waited))
     }
 
     /// Runs blocking decoding work under a decode slot.

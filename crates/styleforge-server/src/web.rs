@@ -18,9 +18,9 @@ use axum::routing::get;
 
 use crate::store::sha256_hex;
 
-/// The page's content security policy: everything from this origin, images also from `blob:`
-/// URLs (results are fetched with the API key and shown as blobs).
-const PAGE_CSP: &str = "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; \
+/// The page's content security policy: everything from this origin, images and videos also from
+/// `blob:` URLs (results are fetched with the API key and shown as blobs).
+const PAGE_CSP: &str = "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; style-src 'self'; \
      script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; \
      form-action 'none'; frame-ancestors 'none'";
 
@@ -66,6 +66,12 @@ static ASSETS: &[Asset] = &[
         content_type: "text/javascript; charset=utf-8",
         cache: NO_CACHE,
         bytes: include_bytes!("../web/api.js"),
+    },
+    Asset {
+        path: "/app/live.js",
+        content_type: "text/javascript; charset=utf-8",
+        cache: NO_CACHE,
+        bytes: include_bytes!("../web/live.js"),
     },
     Asset {
         path: "/app/icon.svg",

@@ -1596,3 +1596,122 @@ fn faces_are_found_and_avatars_are_framed_on_them() {
     post_bytes(&s.url("/v1/faces"), "text/plain", b"{}", None).assert_error(415, "unsupported_media_type");
     s.shutdown();
 }
+
+/// A clip made with FFmpeg: a pan over a shared photo, `frames` frames of 96×64 at 25 fps with a
+/// sine AAC track, H.264 in MP4.
+fn pan_clip_mp4(dir: &Path, frames: u32) -> Vec<u8> {
+    let photo = shared::path("data/content/lighthouse_kodim21.jpg");
+    let out = dir.join(format!("pan{frames}.mp4"));
+    let secs = format!("{}", frames as f64 / 25.0);
+    let tools = styleforge_core::video::Tools::find().expect("FFmpeg is installed (scripts/install-ffmpeg.sh)");
+    let status = std::process::Command::new(&tools.ffmpeg)
+        .args(["-v", "error", "-nostdin", "-y", "-loop", "1", "-framerate", "25", "-i"])
+        .arg(&photo)
+        .args(["-f", "lavfi", "-i", &format!("sine=frequency=330:duration={secs}")])
+        .args(["-vf", "crop=96:64:x='3*n':y=80,format=yuv420p", "-frames:v", &frames.to_string()])
+        .args(["-c:v", "libx264", "-crf", "14", "-c:a", "aac", "-t", &secs])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::read(out).unwrap()
+}
+
+/// Reads a job's events to the end, checking the per-frame progress: stages count the frames,
+/// `iteration` / `iterations` give frames done and frames in all, fractions never go back.
+/// Progress is written at most a few times a second, so a job of a fraction of a second may
+/// show none (`some`: at least one is required).
+fn frame_progress(s: &TestServer, job: &str, frames: u64, some: bool) -> String {
+    let events = follow_events(&s.url(&format!("/v1/jobs/{job}/events")), None);
+    let last = events.last().expect("events");
+    assert_eq!((last.event.as_str(), last.data["state"].as_str()), ("done", Some("succeeded")), "{events:?}");
+    let running = events.iter().filter(|e| e.data["state"] == "running");
+    let per_frame: Vec<&Value> = running.map(|e| &e.data["progress"]).filter(|p| p["iterations"].as_u64() == Some(frames)).collect();
+    assert!(!some || !per_frame.is_empty(), "per-frame progress: {events:?}");
+    for p in &per_frame {
+        let (done, stage) = (p["iteration"].as_u64().unwrap(), p["stage"].as_str().unwrap());
+        assert_eq!(stage, format!("stylizing frame {done} of {frames}"));
+    }
+    let fractions: Vec<f64> = events.iter().map(|e| e.data["progress"]["fraction"].as_f64().unwrap()).collect();
+    assert!(fractions.windows(2).all(|w| w[0] <= w[1]), "{fractions:?}");
+    last.data["result"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn videos_and_animations_are_uploaded_checked_and_stylised_as_jobs() {
+    let data = tempfile::tempdir().unwrap();
+    let s = TestServer::start(config(models_home(), data.path()));
+    let clip = pan_clip_mp4(data.path(), 10);
+
+    // Upload: the container is read before decoding.
+    let v = post_bytes(&s.url("/v1/images"), "video/mp4", &clip, None).ok_json(201);
+    assert_eq!((v["media"].as_str(), v["format"].as_str(), v["frames"].as_u64()), (Some("video"), Some("mp4"), Some(10)));
+    assert_eq!((v["width"].as_u64(), v["height"].as_u64()), (Some(96), Some(64)));
+    assert!((v["duration_ms"].as_i64().unwrap() - 400).abs() <= 30, "{v}");
+    let vid = v["id"].as_str().unwrap().to_string();
+    let thumb = get(&s.url(&format!("/v1/images/{vid}/thumbnail?size=64")), None);
+    assert_eq!(thumb.status, 200);
+    assert_eq!(decode_rgb(&thumb.body).width(), 64, "the first frame, fitted");
+    let original = get(&s.url(&format!("/v1/images/{vid}")), None);
+    assert_eq!(original.header("content-type"), Some("video/mp4"));
+
+    // Stylised as a job even though it is small, with per-frame progress; MP4 by default.
+    let r = post_json(&s.url("/v1/stylize"), &json!({"image": vid, "style": "cartoon-paprika"}), None).ok_json(202);
+    let rid = frame_progress(&s, r["job"].as_str().unwrap(), 10, true);
+    let out = get(&s.url(&format!("/v1/results/{rid}")), None);
+    assert_eq!(out.header("content-type"), Some("video/mp4"));
+    let info = get(&s.url(&format!("/v1/results/{rid}/info")), None).ok_json(200);
+    assert_eq!((info["format"].as_str(), info["width"].as_u64(), info["height"].as_u64()), (Some("mp4"), Some(96), Some(64)));
+    let tools = styleforge_core::video::Tools::find().unwrap();
+    let saved = data.path().join("result.mp4");
+    std::fs::write(&saved, &out.body).unwrap();
+    let made = styleforge_core::video::probe(&tools, &saved).unwrap();
+    assert_eq!((made.frames, made.frame_rate, made.audio_codec.as_deref()), (10, (25, 1), Some("aac")));
+
+    // WebM on request, independent frames on request.
+    let r = post_json(&s.url("/v1/stylize"), &json!({"image": vid, "style": "cartoon-paprika", "format": "webm", "temporal_weight": 0}), None).ok_json(202);
+    let rid = frame_progress(&s, r["job"].as_str().unwrap(), 10, true);
+    let out = get(&s.url(&format!("/v1/results/{rid}")), None);
+    assert_eq!(out.header("content-type"), Some("video/webm"));
+
+    // An animated GIF comes back as a GIF with its frames.
+    let mut w = styleforge_core::animation::Writer::new(styleforge_core::animation::AnimationFormat::Gif, 40, 30, 0, None).unwrap();
+    let base = image_io::decode(&small_png("data/content/small/cat_chelsea_256.jpg", 60), 1 << 20).unwrap();
+    for k in 0..3 {
+        w.push(&base.crop(k * 5, 0, 40, 30), (100, 1)).unwrap();
+    }
+    let gif = w.finish().unwrap();
+    let v = post_bytes(&s.url("/v1/images"), "image/gif", &gif, None).ok_json(201);
+    assert_eq!((v["media"].as_str(), v["format"].as_str(), v["frames"].as_u64()), (Some("animation"), Some("gif"), Some(3)));
+    let gid = v["id"].as_str().unwrap().to_string();
+    let r = post_json(&s.url("/v1/stylize"), &json!({"image": gid, "style": "starry-night", "method": "microast"}), None).ok_json(202);
+    let rid = frame_progress(&s, r["job"].as_str().unwrap(), 3, false);
+    let out = get(&s.url(&format!("/v1/results/{rid}")), None);
+    assert_eq!(out.header("content-type"), Some("image/gif"));
+    let anim = styleforge_core::animation::probe(&out.body).unwrap().expect("an animation");
+    assert_eq!((anim.frames, anim.width, anim.height, anim.loop_count), (Some(3), 40, 30, 0));
+
+    // Refusals, each with its reason.
+    let refuse = |body: Value, code: &str| post_json(&s.url("/v1/stylize"), &body, None).assert_error(422, code);
+    refuse(json!({"image": vid, "style": "cartoon-paprika", "format": "gif"}), "invalid_parameter");
+    refuse(json!({"image": gid, "style": "cartoon-paprika", "format": "mp4"}), "invalid_parameter");
+    refuse(json!({"image": vid, "style": "starry-night", "method": "gatys"}), "invalid_parameter");
+    refuse(json!({"image": vid, "style": "cartoon-paprika", "temporal_weight": 2}), "invalid_parameter");
+    let still = upload(&s, &content_jpeg(), None);
+    refuse(json!({"image": still, "style": "cartoon-paprika", "format": "mp4"}), "invalid_parameter");
+    let mut corrupt = clip.clone();
+    corrupt.truncate(clip.len() / 4);
+    corrupt[48..160].fill(0x5A);
+    post_bytes(&s.url("/v1/images"), "video/mp4", &corrupt, None).assert_error(422, "invalid_video");
+    s.shutdown();
+
+    // Limits from the configuration, checked from the container.
+    let data = tempfile::tempdir().unwrap();
+    let s = TestServer::start(styleforge_server::Config { max_video_frames: 8, ..config(models_home(), data.path()) });
+    post_bytes(&s.url("/v1/images"), "video/mp4", &clip, None).assert_error(413, "video_too_long");
+    post_bytes(&s.url("/v1/images"), "image/gif", &gif, None).ok_json(201);
+    s.shutdown();
+    let s = TestServer::start(styleforge_server::Config { max_video_frames: 0, ..config(models_home(), data.path()) });
+    post_bytes(&s.url("/v1/images"), "video/mp4", &clip, None).assert_error(415, "unsupported_format");
+    s.shutdown();
+}

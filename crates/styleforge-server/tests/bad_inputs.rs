@@ -98,6 +98,20 @@ fn no_corpus_request_gets_a_5xx() {
     for (name, bytes) in files.iter().filter(|(n, _)| n.starts_with("images/")) {
         let r = post_bytes(&server.url("/v1/images"), mime(name), bytes, None);
         let file = Path::new(name).file_name().unwrap().to_str().unwrap();
+        if file.starts_with("animated") || file.ends_with(".gif") {
+            // Animations (and GIF stills) are accepted and stylised frame by frame as jobs.
+            let v = r.ok_json(201);
+            assert_eq!(v["media"], "animation", "{name}: {v}");
+            let want = styleforge_core::animation::probe(bytes).unwrap().unwrap();
+            let job = post_json(&server.url("/v1/stylize"), &json!({"image": v["id"], "style": "candy"}), None).ok_json(202);
+            let done = wait_job(&server, job["job"].as_str().unwrap(), None, Duration::from_secs(120), |j| j["state"] != "queued" && j["state"] != "running");
+            assert_eq!(done["state"], "succeeded", "{name}: {done}");
+            let out = get(&server.url(done["result_url"].as_str().unwrap()), None);
+            let got = styleforge_core::animation::probe(&out.body).unwrap().unwrap_or_else(|| panic!("{name}: an animation back"));
+            assert_eq!((got.format, got.frames, got.width, got.height), (want.format, want.frames, want.width, want.height), "{name}");
+            stylised += 1;
+            continue;
+        }
         if !file.starts_with("ok_") {
             assert_4xx_json(&r, name);
             refused += 1;

@@ -377,3 +377,104 @@ fn avatar_crops_start_on_the_face_and_filters_preview_on_the_photo_in_chromium()
     assert_eq!((items[0]["method"].as_str(), items[0]["state"].as_str()), (Some("cartoon"), Some("succeeded")));
     e.finish();
 }
+
+#[test]
+fn videos_and_animations_upload_stylise_and_play_in_the_page_in_chromium() {
+    let e = EmptyLibrary::start();
+    let dir = tempfile::tempdir().unwrap();
+    let tools = styleforge_core::video::Tools::find().expect("FFmpeg is installed (scripts/install-ffmpeg.sh)");
+    let ffmpeg = |args: &[&str], out: &Path| {
+        let ok = Command::new(&tools.ffmpeg).args(["-v", "error", "-nostdin", "-y"]).args(args).arg(out).status().unwrap();
+        assert!(ok.success(), "ffmpeg {args:?}");
+    };
+    let photo = shared_file("data/content/lighthouse_kodim21.jpg");
+    let clip = dir.path().join("pan.mp4");
+    ffmpeg(
+        &["-loop", "1", "-framerate", "25", "-i", &photo, "-f", "lavfi", "-i", "sine=frequency=440:duration=0.96",
+          "-vf", "crop=160:96:x='2*n':y=60,format=yuv420p", "-frames:v", "24", "-c:v", "libx264", "-c:a", "aac", "-t", "0.96"],
+        &clip,
+    );
+    let gif = dir.path().join("pan.gif");
+    ffmpeg(&["-loop", "1", "-framerate", "10", "-i", &photo, "-vf", "crop=120:80:x='3*n':y=60", "-frames:v", "6"], &gif);
+    node(
+        "video.mjs",
+        &[
+            ("STYLEFORGE_URL", format!("{}/", e.page.base)),
+            ("STYLEFORGE_VIDEO", clip.display().to_string()),
+            ("STYLEFORGE_GIF", gif.display().to_string()),
+        ],
+    );
+    e.finish();
+}
+
+/// A page on another origin with a live camera widget that starts at once with `style`.
+fn live_host_html(api: &str, key: &str, style: &str) -> String {
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Example video chat</title>
+<style>
+  body {{ margin: 0; background: #10131a; color: #e8eaf2; font-family: Georgia, serif; }}
+  * {{ letter-spacing: 0.1em; }}
+  .wrap {{ max-width: 720px; margin: 0 auto; padding: 20px 16px 40px; }}
+</style></head>
+<body>
+<div class="wrap">
+  <h1>Your camera, restyled</h1>
+  <div id="live" data-styleforge-live data-styleforge-style="{style}" data-styleforge-autostart></div>
+</div>
+<script>
+  window.__live = [];
+  window.__errors = [];
+  document.addEventListener("styleforge:live", (e) => window.__live.push(e.detail));
+  document.addEventListener("styleforge:error", (e) => window.__errors.push(e.detail));
+</script>
+<script src="{api}/widget.js" data-key="{key}" async></script>
+</body></html>
+"#
+    )
+}
+
+/// The live camera: Chromium's fake camera plays a clip made here with FFmpeg (60 frames of a
+/// slow pan over a shared photo, 320×240); the page streams it with the fastest built-in filter,
+/// then with MicroAST and a painting, and the widget on another origin with a publishable key
+/// (`e2e/live.mjs`, which prints the frames per second of each).
+#[test]
+fn live_camera_in_chromium() {
+    let clips = tempfile::tempdir().unwrap();
+    let clip = clips.path().join("camera.y4m");
+    let made = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-loop", "1", "-i"])
+        .arg(shared::path("data/content/lighthouse_kodim21.jpg"))
+        .args(["-vf", "crop=320:240:x='2*n':y=60", "-frames:v", "60", "-pix_fmt", "yuv420p"])
+        .arg(&clip)
+        .status()
+        .expect("running ffmpeg (scripts/install-ffmpeg.sh installs it)");
+    assert!(made.success() && clip.is_file(), "ffmpeg made the camera clip");
+
+    let e = EmptyLibrary::start();
+    let (listener, origin) = HostPage::bind();
+    let key = e
+        .widget
+        .block_on(styleforge_server::create_publishable_key(
+            &e.widget.config,
+            "video chat",
+            KeyLimits::default(),
+            std::slice::from_ref(&origin),
+        ))
+        .unwrap();
+    let host = HostPage::serve(listener, origin, live_host_html(&e.widget.base, &key.key, "starry-night"), Vec::new());
+    node(
+        "live.mjs",
+        &[
+            ("STYLEFORGE_URL", format!("{}/", e.page.base)),
+            ("STYLEFORGE_HOST_LIVE", format!("{}/", host.origin)),
+            ("STYLEFORGE_CAMERA_Y4M", clip.display().to_string()),
+        ],
+    );
+    // Live streams are not stylisation jobs: nothing in the history.
+    let history = get(&e.page.url("/v1/history"), None).ok_json(200);
+    assert_eq!(history["items"].as_array().unwrap().len(), 0, "{history}");
+    e.finish();
+}

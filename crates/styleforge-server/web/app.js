@@ -507,17 +507,30 @@ async function uploadStyle(file) {
 // ---------------------------------------------------------------------------------------------
 // Photo
 
+function isMediaFile(f) {
+  return !f.type || f.type.startsWith("image/") || f.type.startsWith("video/");
+}
+
 async function usePhoto(file) {
   if (!file) return;
-  if (file.type && !file.type.startsWith("image/")) {
-    setStatus("That is not an image: choose a JPEG, PNG or WebP photo.", "error");
+  if (!isMediaFile(file)) {
+    setStatus("That is not an image or a video: choose a JPEG, PNG, WebP or GIF, or an MP4 or WebM video.", "error");
     return;
   }
   const url = URL.createObjectURL(file);
+  const isVideo = (file.type || "").startsWith("video/");
   const preview = $("photo-preview");
+  const video = $("photo-video");
   if (state.photo && state.photo.local) URL.revokeObjectURL(state.photo.local);
-  preview.src = url;
-  preview.hidden = false;
+  preview.hidden = isVideo;
+  video.hidden = !isVideo;
+  if (isVideo) {
+    preview.removeAttribute("src");
+    video.src = url;
+  } else {
+    video.removeAttribute("src");
+    preview.src = url;
+  }
   $("drop").classList.add("has-photo");
   $("photo-change").hidden = false;
   state.photo = { id: null, local: url };
@@ -534,15 +547,20 @@ async function usePhoto(file) {
     const info = await r.json();
     if (state.photo && state.photo.local === url) {
       state.photo.id = info.id;
-      $("photo-meta").textContent = `${info.width} × ${info.height} · ${info.format.toUpperCase()} · ${formatBytes(info.bytes)}`;
+      state.photo.media = info.media || "image";
+      const frames = info.frames ? ` · ${info.frames} frames` : "";
+      const secs = info.duration_ms ? ` · ${formatSeconds(info.duration_ms / 1000)}` : "";
+      $("photo-meta").textContent = `${info.width} × ${info.height} · ${info.format.toUpperCase()}${frames}${secs} · ${formatBytes(info.bytes)}`;
       refreshFilters();
     }
   } catch (e) {
     state.photo = null;
     preview.hidden = true;
+    video.hidden = true;
+    video.removeAttribute("src");
     $("drop").classList.remove("has-photo");
     $("photo-change").hidden = true;
-    $("photo-meta").textContent = "JPEG, PNG or WebP.";
+    $("photo-meta").textContent = "JPEG, PNG or WebP; GIF or a video (MP4, WebM).";
     refreshFilters();
     handleError(e, "The photo could not be uploaded");
   } finally {
@@ -552,7 +570,7 @@ async function usePhoto(file) {
 }
 
 function imageFrom(list) {
-  for (const f of list || []) if (f && (!f.type || f.type.startsWith("image/"))) return f;
+  for (const f of list || []) if (f && isMediaFile(f)) return f;
   return null;
 }
 
@@ -585,8 +603,9 @@ function request() {
     method: state.method,
     strength: Number($("strength").value) / 100,
     preserve_color: $("preserve").checked,
-    format: "png",
   };
+  // Videos and animations keep their kind (the server's default); stills come back as PNG.
+  if (!state.photo.media || state.photo.media === "image") body.format = "png";
   const size = $("size").value;
   if (size) body.max_size = Number(size);
   if (takesOption(state.method, "iterations")) body.iterations = Number($("iterations").value);
@@ -728,16 +747,30 @@ async function showResult(resultId, beforeUrl, imageId) {
     }
   }
   state.current = { id: resultId, url: afterUrl, info };
-  const after = $("after");
-  await new Promise((resolve) => {
-    after.onload = resolve;
-    after.onerror = resolve;
-    after.src = afterUrl;
-  });
-  $("before").src = before;
-  $("compare-range").value = 50;
-  $("compare").style.setProperty("--pos", "50%");
-  $("compare").hidden = false;
+  const video = $("result-video");
+  const isVideo = info.format === "mp4" || info.format === "webm";
+  video.hidden = !isVideo;
+  if (isVideo) {
+    // A stylised video plays in place; there is no before/after slider for it.
+    $("compare").hidden = true;
+    await new Promise((resolve) => {
+      video.onloadeddata = resolve;
+      video.onerror = resolve;
+      video.src = afterUrl;
+    });
+  } else {
+    video.removeAttribute("src");
+    const after = $("after");
+    await new Promise((resolve) => {
+      after.onload = resolve;
+      after.onerror = resolve;
+      after.src = afterUrl;
+    });
+    $("before").src = before;
+    $("compare-range").value = 50;
+    $("compare").style.setProperty("--pos", "50%");
+    $("compare").hidden = false;
+  }
   $("placeholder").hidden = true;
   const ext = info.format === "jpeg" ? "jpg" : info.format;
   const name = styleTitle(info.style).toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "");
@@ -814,7 +847,8 @@ function historyItem(job) {
       .then((b) => {
         const url = URL.createObjectURL(b);
         state.history.urls.push(url);
-        img.replaceWith(el("img", { class: "h-img", alt: "", src: url }));
+        const video = (b.type || "").startsWith("video/");
+        img.replaceWith(video ? el("video", { class: "h-img", src: url, muted: "", preload: "metadata" }) : el("img", { class: "h-img", alt: "", src: url }));
       })
       .catch(() => {});
   }

@@ -11,11 +11,19 @@
  *                                                   keeps it)
  *   <div data-styleforge-avatar></div>             an avatar picker: choose a photo, adjust the
  *                                                   square crop, pick a style; 512x512 output
- *   data-styleforge-theme="stormy sea"             on either: start with styles matching these
+ *   <div data-styleforge-live></div>               a live camera: the camera restyled as it
+ *                                                   moves (frames stylised by the server over a
+ *                                                   WebSocket), a strip of styles and an fps
+ *                                                   counter; data-styleforge-style="cartoon-paprika"
+ *                                                   picks the first style, and
+ *                                                   data-styleforge-autostart starts the camera
+ *                                                   at once (the browser asks for it)
+ *   data-styleforge-theme="stormy sea"             on any: start with styles matching these
  *                                                   keywords (users can type their own)
  *
  * Results arrive as a `styleforge:result` DOM event on the marked element (it bubbles):
  * event.detail = { blob, url, style: {name, title, method} | null, result, width, height, mode }.
+ * A live camera sends `styleforge:live` with { state: "started" | "stopped", style: name | null }.
  * Failures arrive as `styleforge:error` with { code, message }. The UI lives in shadow roots, so
  * the page's CSS does not reach it. StyleForge.scan(root) mounts elements added later (new
  * elements are also picked up automatically).
@@ -125,7 +133,12 @@
     ".note{font-size:13px;color:var(--sf-muted)}",
     ".refused{display:grid;gap:4px}",
     ".link{color:var(--sf-accent);font-weight:600;font-size:13px;min-height:32px;padding:4px 2px;justify-self:start}",
-    "@media (max-width:520px){.avatar-row{justify-content:center}.side{flex-basis:100%}}",
+    ".live-row{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}",
+    ".live{position:relative;width:min(320px,100%);aspect-ratio:4/3;border-radius:12px;overflow:hidden;background:var(--sf-soft);flex:none}",
+    ".live video,.live canvas{position:absolute;inset:0;width:100%;height:100%;object-fit:cover}",
+    ".fps{font-weight:650;color:var(--sf-accent);font-variant-numeric:tabular-nums}",
+    ".live-row .btn{justify-self:start}",
+    "@media (max-width:520px){.avatar-row,.live-row{justify-content:center}.side{flex-basis:100%}}",
     "@media (prefers-reduced-motion:reduce){.card.busy::after{animation:none}}",
   ].join("");
 
@@ -415,9 +428,9 @@
         if (b.classList.contains("busy")) return;
         apply(style, b);
       });
+      b._style = style;
       if (style && style.kind === "model" && filterKinds[style.method]) {
         b.setAttribute("data-filter", "");
-        b._style = style;
         picture(b);
       } else if (style)
         thumb(style).then(function (url) {
@@ -499,6 +512,13 @@
       el: el,
       load: load,
       mark: mark,
+      // The style a card offers, by name (null when the strip has no such card).
+      find: function (name) {
+        var c = Array.prototype.find.call(strip.children, function (x) {
+          return x.getAttribute("data-style") === name;
+        });
+        return c ? c._style : null;
+      },
       // Previews the filters on the uploaded photo `id` (null: back to their thumbnails).
       photo: function (id) {
         photoId = id;
@@ -945,6 +965,237 @@
     });
   }
 
+
+  // ------------------------------------------------------------------------------------------
+  // Live cameras marked with data-styleforge-live: camera frames (320×240 JPEG) go to the server
+  // over a WebSocket (GET /v1/live), at most two in flight; the stylised frames come back and are
+  // drawn over the camera's picture.
+
+  var LIVE_W = 320;
+  var LIVE_H = 240;
+
+  function mountLive(target) {
+    var s = shell(target, "live");
+    var style = null;
+    var camera = null;
+    var ws = null;
+    var seq = 0;
+    var running = false;
+    var encoding = false;
+    var failed = false;
+    var inFlight = 0;
+    var sent = 0;
+    var received = 0;
+    var lastReply = 0;
+    var arrivals = [];
+    var startedAt = 0;
+    var timer = 0;
+    var box = null;
+    var ui = picker(target.getAttribute("data-styleforge-theme"), apply, "Camera", function (e) {
+      refuse(box, e);
+    });
+    var video = h("video", { muted: true, playsinline: true, "aria-label": "Camera" });
+    video.muted = true;
+    var out = h("canvas", { width: String(LIVE_W), height: String(LIVE_H), role: "img", "aria-label": "The camera, stylised", hidden: true });
+    var src = document.createElement("canvas");
+    src.width = LIVE_W;
+    src.height = LIVE_H;
+    var startBtn = h("button", { type: "button", class: "btn primary", "aria-pressed": "false", text: "Start camera" });
+    var fpsEl = h("span", { class: "fps", "data-fps": "0", text: "– fps" });
+    var note = h("p", { class: "note", text: "Pick a style, then start the camera: you see yourself restyled as you move." });
+    box = h("div", { class: "box" }, [
+      h("div", { class: "head" }, [h("span", { text: "Live camera" }), h("span", { class: "brand", text: "styleforge" })]),
+      h("div", { class: "live-row" }, [h("div", { class: "live" }, [video, out]), h("div", { class: "side" }, [note, startBtn, fpsEl])]),
+      ui.el,
+    ]);
+    s.root.appendChild(box);
+    target.appendChild(s.host);
+    ui.mark("");
+    ui.load().then(function () {
+      var wanted = target.getAttribute("data-styleforge-style");
+      var found = wanted ? ui.find(wanted) : null;
+      if (found) {
+        style = found;
+        ui.mark(found.name);
+      }
+      if (target.hasAttribute("data-styleforge-autostart")) start();
+    });
+
+    function showFps() {
+      var now = performance.now();
+      while (arrivals.length && now - arrivals[0] > 2000) arrivals.shift();
+      var span = Math.max(500, Math.min(2000, now - startedAt));
+      var fps = running && style ? (arrivals.length * 1000) / span : 0;
+      fpsEl.textContent = running && style ? fps.toFixed(1) + " fps" : "– fps";
+      fpsEl.setAttribute("data-fps", fps.toFixed(2));
+    }
+
+    function pump() {
+      var sock = ws;
+      if (!running || !sock || sock.readyState !== 1 || encoding) return;
+      if (inFlight > 0 && performance.now() - lastReply > 4000) inFlight = 0;
+      if (inFlight >= 2 || video.readyState < 2 || !video.videoWidth) return;
+      var k = Math.max(LIVE_W / video.videoWidth, LIVE_H / video.videoHeight);
+      var w = video.videoWidth * k;
+      var hh = video.videoHeight * k;
+      src.getContext("2d").drawImage(video, (LIVE_W - w) / 2, (LIVE_H - hh) / 2, w, hh);
+      encoding = true;
+      var mine = seq;
+      src.toBlob(
+        function (blob) {
+          encoding = false;
+          if (!blob || mine !== seq || ws !== sock || sock.readyState !== 1) return;
+          sock.send(blob);
+          sent++;
+          inFlight++;
+          if (inFlight === 1) lastReply = performance.now();
+          pump();
+        },
+        "image/jpeg",
+        0.7
+      );
+    }
+
+    function connect() {
+      var mine = ++seq;
+      if (ws) ws.close(1000, "style changed");
+      ws = null;
+      inFlight = 0;
+      sent = 0;
+      received = 0;
+      arrivals = [];
+      startedAt = performance.now();
+      failed = false;
+      out.hidden = true;
+      if (!running) return;
+      if (!style) {
+        ui.say("Your camera, as it is.");
+        return;
+      }
+      var chosen = style;
+      ui.say("Connecting: " + chosen.title + "…");
+      var sock = new WebSocket(BASE.replace(/^http/, "ws") + "/v1/live?style=" + encodeURIComponent(chosen.name));
+      sock.binaryType = "arraybuffer";
+      ws = sock;
+      sock.onopen = function () {
+        // A WebSocket cannot carry headers: the key is the first message (the server checks it
+        // against this page's origin).
+        sock.send(JSON.stringify({ type: "auth", key: KEY || null }));
+        pump();
+      };
+      sock.onmessage = function (e) {
+        if (mine !== seq) return;
+        if (typeof e.data === "string") {
+          var m;
+          try {
+            m = JSON.parse(e.data);
+          } catch (x) {
+            return;
+          }
+          if (m.type === "ready") {
+            startedAt = performance.now();
+            ui.say(chosen.title + ", live.");
+          } else if (m.type === "stats") {
+            // Frames the server dropped are never answered.
+            inFlight = Math.max(0, Math.min(inFlight, sent - received - m.dropped));
+          } else if (m.type === "error") {
+            failed = true;
+            fail(target, ui, new WidgetError(m.code, friendly(m.code, m.message)));
+          }
+          return;
+        }
+        received++;
+        inFlight = Math.max(0, inFlight - 1);
+        lastReply = performance.now();
+        arrivals.push(lastReply);
+        createImageBitmap(new Blob([e.data], { type: "image/jpeg" })).then(
+          function (b) {
+            if (mine === seq) {
+              out.getContext("2d").drawImage(b, 0, 0, out.width, out.height);
+              out.hidden = false;
+            }
+            if (b.close) b.close();
+          },
+          function () {}
+        );
+        showFps();
+        pump();
+      };
+      sock.onclose = function (e) {
+        if (mine !== seq) return;
+        ws = null;
+        out.hidden = true;
+        if (running && !failed) {
+          diagnose().then(function (d) {
+            if (mine === seq) fail(target, ui, e.code === 1006 && d.code === "unreachable" ? d : new WidgetError("closed", "The live stream closed (" + (e.reason || e.code) + ")."));
+          });
+        }
+      };
+    }
+
+    function start() {
+      if (running) return;
+      if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+        ui.say("This browser cannot share a camera.", true);
+        return;
+      }
+      ui.say("Asking for the camera…");
+      navigator.mediaDevices
+        .getUserMedia({ video: { width: { ideal: LIVE_W }, height: { ideal: LIVE_H }, frameRate: { ideal: 30 } }, audio: false })
+        .then(function (stream) {
+          camera = stream;
+          video.srcObject = stream;
+          var p = video.play();
+          if (p && p.catch) p.catch(function () {});
+          running = true;
+          startBtn.textContent = "Stop camera";
+          startBtn.setAttribute("aria-pressed", "true");
+          note.hidden = true;
+          timer = setInterval(function () {
+            pump();
+            showFps();
+          }, 40);
+          connect();
+          emit(target, "styleforge:live", { state: "started", style: style ? style.name : null });
+        })
+        .catch(function (e) {
+          fail(target, ui, new WidgetError("camera", e && e.name === "NotAllowedError" ? "The camera was not allowed." : "No camera could be opened."));
+        });
+    }
+
+    function stop() {
+      running = false;
+      seq++;
+      clearInterval(timer);
+      if (ws) ws.close(1000, "stopped");
+      ws = null;
+      if (camera)
+        camera.getTracks().forEach(function (t) {
+          t.stop();
+        });
+      camera = null;
+      video.srcObject = null;
+      out.hidden = true;
+      startBtn.textContent = "Start camera";
+      startBtn.setAttribute("aria-pressed", "false");
+      showFps();
+      ui.say("Stopped.");
+      emit(target, "styleforge:live", { state: "stopped", style: style ? style.name : null });
+    }
+
+    function apply(chosen) {
+      style = chosen;
+      ui.mark(chosen ? chosen.name : "");
+      if (running) connect();
+      else start();
+    }
+
+    startBtn.addEventListener("click", function () {
+      if (running) stop();
+      else start();
+    });
+  }
+
   // ------------------------------------------------------------------------------------------
 
   var mounted = new WeakSet();
@@ -953,12 +1204,14 @@
     root = root || document;
     if (!root.querySelectorAll) return;
     var found = [];
-    if (root.matches && (root.matches("img[data-styleforge]") || root.matches("[data-styleforge-avatar]"))) found.push(root);
-    Array.prototype.push.apply(found, root.querySelectorAll("img[data-styleforge], [data-styleforge-avatar]"));
+    var marked = "img[data-styleforge], [data-styleforge-avatar], [data-styleforge-live]";
+    if (root.matches && root.matches(marked)) found.push(root);
+    Array.prototype.push.apply(found, root.querySelectorAll(marked));
     found.forEach(function (e) {
       if (mounted.has(e)) return;
       mounted.add(e);
       if (e.hasAttribute("data-styleforge-avatar")) mountAvatar(e);
+      else if (e.hasAttribute("data-styleforge-live")) mountLive(e);
       else mountImage(e);
     });
   }

@@ -12,6 +12,7 @@ use super::{ApiQuery, PageQuery, blob_response, encode_cursor, hashed_image_resp
 use crate::auth::Caller;
 use crate::db::{self, ImageRow, now_ms};
 use crate::error::{ApiError, ApiResult, code_for_status};
+use crate::jobs::sequence;
 use crate::state::{AppState, new_id};
 
 /// A stored image.
@@ -25,8 +26,17 @@ pub struct ImageInfo {
     pub url: String,
     /// A small preview.
     pub thumbnail_url: String,
-    /// `jpeg`, `png` or `webp`.
+    /// `jpeg`, `png` or `webp`; for an animation `gif`, `png` (APNG) or `webp`; for a video
+    /// its container: `mp4`, `mov`, `webm` or `avi`.
     pub format: String,
+    /// `image`, `animation` or `video`.
+    pub media: String,
+    /// Frames of an animation or a video.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frames: Option<u64>,
+    /// Duration of a video in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
     /// Width in pixels (after EXIF orientation).
     pub width: u32,
     /// Height in pixels (after EXIF orientation).
@@ -47,6 +57,9 @@ impl From<&ImageRow> for ImageInfo {
             url: format!("/v1/images/{}", r.id),
             thumbnail_url: format!("/v1/images/{}/thumbnail", r.id),
             format: r.format.clone(),
+            media: r.media.clone(),
+            frames: r.frames.map(|f| f as u64),
+            duration_ms: r.duration_ms.map(|d| d as u64),
             width: r.width as u32,
             height: r.height as u32,
             bytes: r.bytes as u64,
@@ -242,21 +255,38 @@ pub async fn receive_image(
 ) -> ApiResult<ImageRow> {
     let up = read_upload(req, state, text_fields).await?;
     let (title, tags, description) = meta(&up.fields)?;
-    let checked = check_image(state, &up.bytes).await?;
+    // Content uploads may be videos and animations; styles and masks are still images.
+    let sequence = match kind {
+        "content" if !up.bytes.is_empty() => {
+            let (config, b) = (state.config.clone(), up.bytes.clone());
+            state.run_decode(move || sequence::check_upload(&config, &b)).await??
+        }
+        _ => None,
+    };
+    let (format, width, height, media, frames, duration_ms) = match sequence {
+        Some(c) => (c.format, c.width, c.height, c.media, Some(c.frames as i64), c.duration_ms),
+        None => {
+            let checked = check_image(state, &up.bytes).await?;
+            (format_name(checked.format), checked.width, checked.height, sequence::media::IMAGE, None, None)
+        }
+    };
     caller.check_quota(state, up.bytes.len() as u64).await?;
     let row = ImageRow {
         id: new_id("img"),
         owner: caller.owner.clone(),
         kind: kind.into(),
         sha256: crate::store::sha256_hex(&up.bytes),
-        format: format_name(checked.format).into(),
-        width: checked.width as i64,
-        height: checked.height as i64,
+        format: format.into(),
+        width: width as i64,
+        height: height as i64,
         bytes: up.bytes.len() as i64,
         title,
         tags,
         description,
         created_at: now_ms(),
+        media: media.into(),
+        frames,
+        duration_ms,
     };
     crate::store::put_image::<ApiError>(&state.db, &state.blobs, &up.bytes, &row).await?;
     Ok(row)
@@ -278,7 +308,9 @@ async fn owned_image(state: &AppState, caller: &Caller, id: &str) -> ApiResult<I
         .ok_or_else(|| ApiError::not_found("image", id))
 }
 
-/// Upload an image to stylise.
+/// Upload an image, an animation (GIF, APNG, animated WebP) or a video (MP4, MOV, WebM) to
+/// stylise. Animations and videos are checked from the container before any frame is decoded:
+/// frames, duration and frame size against the server's limits.
 #[utoipa::path(
     post,
     path = "/v1/images",
@@ -290,6 +322,9 @@ async fn owned_image(state: &AppState, caller: &Caller, id: &str) -> ApiResult<I
             ("image/jpeg"),
             ("image/png"),
             ("image/webp"),
+            ("image/gif"),
+            ("video/mp4"),
+            ("video/webm"),
             ("application/octet-stream"),
             (ImageUpload = "multipart/form-data"),
         ),
@@ -299,9 +334,9 @@ async fn owned_image(state: &AppState, caller: &Caller, id: &str) -> ApiResult<I
         (status = 400, description = "Empty body or bad form", body = crate::error::ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = crate::error::ErrorBody),
         (status = 403, description = "Storage quota exceeded", body = crate::error::ErrorBody),
-        (status = 413, description = "Body over the upload limit, or too many pixels", body = crate::error::ErrorBody),
+        (status = 413, description = "Body over the upload limit, too many pixels, or a video or animation over the frame or duration limit", body = crate::error::ErrorBody),
         (status = 415, description = "Not an accepted image format", body = crate::error::ErrorBody),
-        (status = 422, description = "Corrupt image", body = crate::error::ErrorBody),
+        (status = 422, description = "Corrupt image, animation or video", body = crate::error::ErrorBody),
         (status = 429, description = "Rate limited", body = crate::error::ErrorBody),
     ),
     security(("api_key" = []), ())
@@ -359,7 +394,7 @@ pub async fn list(
     tag = "images",
     params(("id" = String, Path, description = "Image id")),
     responses(
-        (status = 200, description = "The image", content(("image/jpeg"), ("image/png"), ("image/webp"))),
+        (status = 200, description = "The image, animation or video", content(("image/jpeg"), ("image/png"), ("image/webp"), ("image/gif"), ("video/mp4"), ("video/webm"), ("video/quicktime"), ("video/x-msvideo"))),
         (status = 401, description = "Missing or invalid API key", body = crate::error::ErrorBody),
         (status = 404, description = "No such image (or not yours)", body = crate::error::ErrorBody),
     ),
@@ -442,7 +477,7 @@ pub async fn thumbnail_of(state: &AppState, sha: &str, size: u32, src: Option<By
     let max = state.config.max_pixels;
     let out = state
         .run_decode(move || {
-            let pic = image_io::decode(&src, max)?.fit_within(size);
+            let pic = sequence::first_frame(&src, max)?.fit_within(size);
             let f = if pic.alpha.is_some() {
                 Format::Png
             } else {

@@ -5,6 +5,7 @@ pub mod faces;
 pub mod generate;
 pub mod images;
 pub mod jobs;
+pub mod live;
 pub mod methods;
 pub mod ops;
 pub mod results;
@@ -48,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .route("/generators/{name}/samples", get(generate::samples))
         .route("/methods", get(methods::list))
         .route("/stylize", post(stylize::stylize))
+        .route("/live", get(live::live))
         .route("/faces", post(faces::detect))
         .route("/trainings", post(trainings::create))
         .route("/jobs/{id}", get(jobs::status))
@@ -315,11 +317,28 @@ pub fn hashed_image_response(bytes: bytes::Bytes) -> Response {
     image_response(bytes, &sha)
 }
 
-/// A response carrying image bytes.
+/// The MIME type of stored bytes: images by their header, GIF, and video containers.
+fn media_mime(bytes: &[u8]) -> &'static str {
+    if let Ok((f, _, _)) = styleforge_core::image_io::probe(bytes) {
+        return f.mime();
+    }
+    if bytes.starts_with(b"GIF8") {
+        return "image/gif";
+    }
+    if styleforge_core::video::sniff(bytes) {
+        return match bytes {
+            [0x1A, 0x45, 0xDF, 0xA3, ..] => "video/webm",
+            [_, _, _, _, _, _, _, _, b'q', b't', b' ', b' ', ..] => "video/quicktime",
+            [b'R', b'I', b'F', b'F', ..] => "video/x-msvideo",
+            _ => "video/mp4",
+        };
+    }
+    "application/octet-stream"
+}
+
+/// A response carrying image, animation or video bytes.
 pub fn image_response(bytes: bytes::Bytes, sha: &str) -> Response {
-    let mime = styleforge_core::image_io::probe(&bytes)
-        .map(|(f, _, _)| f.mime())
-        .unwrap_or("application/octet-stream");
+    let mime = media_mime(&bytes);
     let mut resp = (StatusCode::OK, bytes).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));

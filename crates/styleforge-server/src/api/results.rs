@@ -93,7 +93,7 @@ pub(super) async fn owned_result(
     tag = "results",
     params(("id" = String, Path, description = "Result id")),
     responses(
-        (status = 200, description = "The stylised image", content(("image/png"), ("image/jpeg"), ("image/webp"))),
+        (status = 200, description = "The stylised image, animation or video", content(("image/png"), ("image/jpeg"), ("image/webp"), ("image/gif"), ("video/mp4"), ("video/webm"))),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "No such result (or not yours)", body = ErrorBody),
     ),

@@ -137,6 +137,7 @@ pub async fn create(
             batch: 4,
         }),
         avatar: None,
+        sequence: None,
     };
     let job = enqueue(&state, &caller.owner, "train", &spec).await?;
     Ok(accepted(&job))

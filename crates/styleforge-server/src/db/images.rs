@@ -20,13 +20,19 @@ pub struct ImageRow {
     pub tags: String,
     pub description: String,
     pub created_at: i64,
+    /// `image`, `animation` or `video` (`crate::jobs::sequence::media`).
+    pub media: String,
+    /// Frames of an animation or a video.
+    pub frames: Option<i64>,
+    /// Duration of a video in milliseconds.
+    pub duration_ms: Option<i64>,
 }
 
 /// Inserts an image.
 pub async fn insert_image(db: &Db, r: &ImageRow) -> sqlx::Result<()> {
     execute!(db, sqlx::query(
-        "INSERT INTO images (id, owner, kind, sha256, format, width, height, bytes, title, tags, description, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        "INSERT INTO images (id, owner, kind, sha256, format, width, height, bytes, title, tags, description, created_at, \
+         media, frames, duration_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
     .bind(&r.id)
     .bind(&r.owner)
@@ -39,7 +45,10 @@ pub async fn insert_image(db: &Db, r: &ImageRow) -> sqlx::Result<()> {
     .bind(&r.title)
     .bind(&r.tags)
     .bind(&r.description)
-    .bind(r.created_at))?;
+    .bind(r.created_at)
+    .bind(&r.media)
+    .bind(r.frames)
+    .bind(r.duration_ms))?;
     Ok(())
 }
 

@@ -95,6 +95,8 @@ impl From<CoreError> for JobError {
             }
             CoreError::Image(m) => Self::invalid("invalid_image", m),
             CoreError::Param(m) => Self::invalid("invalid_parameter", m),
+            CoreError::Video(m) if m.contains("over the limit") => Self::new(ErrorKind::TooLarge, "video_too_long", m),
+            CoreError::Video(m) => Self::invalid("invalid_video", m),
             CoreError::ModelNotFound(m) => Self::new(ErrorKind::NotFound, "style_not_found", m),
             other => Self::internal(other),
         }

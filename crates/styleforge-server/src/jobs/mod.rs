@@ -8,9 +8,11 @@
 pub mod avatar;
 pub mod error;
 pub mod lenient;
+pub mod live;
 pub mod preview;
 pub mod request;
 pub mod run;
+pub mod sequence;
 pub mod store;
 pub mod training;
 pub mod worker;
@@ -19,7 +21,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use styleforge_core::image_io::Format;
 use styleforge_core::library::builtin::{self, Painting};
 use styleforge_core::networks::face_detector::FaceDetector;
 use utoipa::ToSchema;
@@ -95,6 +96,10 @@ pub struct JobSpec {
     /// An avatar: the photo is cut to a square around its face and stylised at N×N.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub avatar: Option<AvatarSpec>,
+    /// A video or an animation: every frame is stylised, and `format` is a video or animation
+    /// format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<sequence::SequenceSpec>,
 }
 
 /// What a training job trains.
@@ -136,10 +141,8 @@ pub struct Timings {
 /// The encoded result of a run.
 #[derive(Debug, Clone)]
 pub struct Output {
-    /// Encoded image.
+    /// Encoded image, animation or video (its format is the spec's).
     pub bytes: Vec<u8>,
-    /// Its format.
-    pub format: Format,
     /// Width.
     pub width: u32,
     /// Height.

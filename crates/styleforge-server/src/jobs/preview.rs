@@ -4,7 +4,7 @@
 //! and cached in the blob store, so that nothing is recorded in the history.
 
 use bytes::Bytes;
-use styleforge_core::image_io::{self, Format};
+use styleforge_core::image_io::Format;
 use styleforge_core::library::ModelInfo;
 use styleforge_core::methods::{self, Control, Input, Params, StyleSource};
 
@@ -45,7 +45,7 @@ pub async fn model_preview(state: &AppState, info: &ModelInfo, photo: Option<&Im
     let (out, _) = state
         .run_inference(move || {
             let picture = match source {
-                Some(b) => image_io::decode(&b, max_pixels)?.fit_within(size),
+                Some(b) => crate::jobs::sequence::first_frame(&b, max_pixels)?.fit_within(size),
                 None => sample_scene(size, (size * 3 / 4).max(16)),
             };
             let kind = model.kind();

@@ -17,6 +17,7 @@ use utoipa::ToSchema;
 use crate::db::{self, JobRow};
 use crate::jobs::avatar::{self, AvatarFraming, AvatarRequest};
 use crate::jobs::run::{self, Limits};
+use crate::jobs::sequence::{self, SequenceSpec, media};
 use crate::jobs::store::{Commit, Stored, store_result};
 use crate::jobs::training::visible_to;
 use crate::jobs::{BlobRef, JobError, JobResult, JobSpec, RunEnd, StyleRef, Timings, enqueue, fetch_inputs};
@@ -123,7 +124,7 @@ pub struct StylizeRequest {
     /// A mask image id (methods that take one, `adain`): white areas take the style, black keep the content.
     #[serde(default)]
     pub mask: Option<String>,
-    /// Output format (default `png`).
+    /// Output format (default `png`; for an animation its own format, for a video `mp4`).
     #[serde(default)]
     pub format: Option<OutputFormat>,
     /// Iterations (methods that iterate, `gatys`; default from the server's configuration; at
@@ -135,9 +136,16 @@ pub struct StylizeRequest {
     /// built-in `microast`, `adain` or `vgg19`).
     #[serde(default)]
     pub model: Option<String>,
-    /// Always answer with a job, even within the synchronous budget.
+    /// Always answer with a job, even within the synchronous budget. Videos and animations are
+    /// always jobs.
     #[serde(default, rename = "async")]
     pub prefer_async: bool,
+    /// Videos and animations: how much each stylised frame follows the previous output where
+    /// the input only moved (optical flow), 0..1; 0 stylises every frame on its own (they
+    /// flicker). Default 0.7.
+    #[serde(default)]
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    pub temporal_weight: Option<f32>,
     /// Make a square avatar: the photo is cut to a square around its largest face (enlarged
     /// 1.8×; or around `box`; the centre square when no face is found) and stylised at
     /// `size`×`size`. The answer's `avatar` says how it was framed. Not with `max_size` or `mask`.
@@ -155,8 +163,14 @@ pub enum OutputFormat {
     /// JPEG (quality 92, alpha dropped).
     #[serde(alias = "jpg")]
     Jpeg,
-    /// WebP (lossless).
+    /// WebP (lossless; animated for an animation).
     Webp,
+    /// GIF (animations only).
+    Gif,
+    /// MP4 with H.264 video and AAC audio (videos only; the default for a video).
+    Mp4,
+    /// WebM with VP9 video and Opus audio (videos only).
+    Webm,
 }
 
 impl OutputFormat {
@@ -166,6 +180,9 @@ impl OutputFormat {
             OutputFormat::Png => "png",
             OutputFormat::Jpeg => "jpeg",
             OutputFormat::Webp => "webp",
+            OutputFormat::Gif => "gif",
+            OutputFormat::Mp4 => "mp4",
+            OutputFormat::Webm => "webm",
         }
     }
 }
@@ -217,6 +234,7 @@ pub async fn submit(state: &AppState, owner: &str, req: &StylizeRequest) -> JobR
     let r = resolve(state, owner, req).await?;
     let method = r.method;
     let sync = method.execution == Execution::Sync
+        && r.spec.sequence.is_none()
         && !req.prefer_async
         && r.out_pixels <= state.config.sync_pixel_budget
         && !state.shutting_down();
@@ -351,13 +369,7 @@ async fn resolve(state: &AppState, owner: &str, req: &StylizeRequest) -> JobResu
     {
         return Err(invalid(format!("iterations must be within 1..{}", cfg.max_gatys_iterations)));
     }
-    let (model, label, styles) = match method.style {
-        StyleSource::Model => {
-            let (model, label) = model_style(state, owner, req, method).await?;
-            (model, label, Vec::new())
-        }
-        StyleSource::Images { max } => image_styles(state, owner, req, method, max).await?,
-    };
+    let ResolvedStyle { model, label, styles, .. } = style_of(state, owner, req, method).await?;
     let avatar = match &req.avatar {
         Some(_) if req.max_size.is_some() => {
             return Err(invalid("an avatar takes no `max_size`: its side is `avatar.size`"));
@@ -375,6 +387,39 @@ async fn resolve(state: &AppState, owner: &str, req: &StylizeRequest) -> JobResu
         }
         None => None,
     };
+    let sequence = match image.media.as_str() {
+        media::IMAGE => {
+            if let Some(f @ (OutputFormat::Gif | OutputFormat::Mp4 | OutputFormat::Webm)) = req.format {
+                return Err(invalid(format!("{} is an output of videos and animations; this image is a still", f.name())));
+            }
+            if req.temporal_weight.is_some() {
+                return Err(invalid("`temporal_weight` applies to videos and animations"));
+            }
+            None
+        }
+        m => {
+            if method.execution != Execution::Sync {
+                let feed_forward: Vec<&str> = methods::all().filter(|m| m.info().execution == Execution::Sync).map(|m| m.info().name).collect();
+                return Err(invalid(format!(
+                    "method {} optimises one image at a time; videos and animations use {}",
+                    method.name,
+                    feed_forward.join(", ")
+                )));
+            }
+            if req.avatar.is_some() || req.mask.is_some() {
+                return Err(invalid("videos and animations take no `avatar` or `mask`"));
+            }
+            let weight = req.temporal_weight.unwrap_or(styleforge_core::temporal::ConsistencySettings::default().weight);
+            if !(0.0..=1.0).contains(&weight) {
+                return Err(invalid(format!("temporal_weight is a weight from 0 to 1, got {weight}")));
+            }
+            Some(SequenceSpec { media: m.to_string(), temporal_weight: weight })
+        }
+    };
+    let format = match &sequence {
+        Some(seq) => sequence::output_format(&seq.media, &image.format, req.format.map(OutputFormat::name))?,
+        None => req.format.unwrap_or_default().name().to_string(),
+    };
     let spec = JobSpec {
         method: method.name.to_string(),
         image: BlobRef { id: image.id.clone(), sha256: image.sha256.clone() },
@@ -385,10 +430,11 @@ async fn resolve(state: &AppState, owner: &str, req: &StylizeRequest) -> JobResu
         preserve_color: req.preserve_color,
         max_size: req.max_size,
         mask,
-        format: req.format.unwrap_or_default().name().to_string(),
+        format,
         iterations: req.iterations,
         training: None,
         avatar,
+        sequence,
     };
     let params = run::params(&spec, Limits::of(cfg))?;
     // Every size is accepted: outputs below the method's smallest side are padded (`SizePlan`).
@@ -529,4 +575,41 @@ async fn image_styles(
     };
     let label = list.iter().map(|w| w.style.as_str()).collect::<Vec<_>>().join("+");
     Ok((info, label, styles))
+}
+
+/// What a request's style resolves to, without a content image: for streams of frames (the
+/// live camera, [`crate::jobs::live`]), whose content arrives frame by frame.
+#[derive(Debug, Clone)]
+pub struct ResolvedStyle {
+    /// The method: the request's, else the one its style calls for.
+    pub method: &'static MethodInfo,
+    /// The network the method runs.
+    pub model: ModelInfo,
+    /// The style's label (the model's name, or the style names joined with `+`).
+    pub label: String,
+    /// The style images with their weights (methods whose style is images).
+    pub styles: Vec<StyleRef>,
+}
+
+/// Resolves a request's method and style as [`submit`] does (the `image`, `mask`, `avatar` and
+/// output fields are not read). Errors: unknown styles or models, a style the method does not
+/// take, a missing network, `style` and `styles` both given.
+pub async fn resolve_style(state: &AppState, owner: &str, req: &StylizeRequest) -> JobResult<ResolvedStyle> {
+    let method = choose_method(state, owner, req).await?;
+    if req.style.is_some() && req.styles.is_some() {
+        return Err(invalid("give `style` or `styles`, not both"));
+    }
+    style_of(state, owner, req, method).await
+}
+
+/// The style of a request for `method` (already chosen): its model, label and style images.
+async fn style_of(state: &AppState, owner: &str, req: &StylizeRequest, method: &'static MethodInfo) -> JobResult<ResolvedStyle> {
+    let (model, label, styles) = match method.style {
+        StyleSource::Model => {
+            let (model, label) = model_style(state, owner, req, method).await?;
+            (model, label, Vec::new())
+        }
+        StyleSource::Images { max } => image_styles(state, owner, req, method, max).await?,
+    };
+    Ok(ResolvedStyle { method, model, label, styles })
 }

@@ -22,6 +22,8 @@ pub struct Limits {
     pub gatys_iterations: u32,
     /// Output size of an iterating method when the request gives none.
     pub gatys_max_size: u32,
+    /// Limits of videos and animations.
+    pub video: styleforge_core::video::VideoLimits,
 }
 
 impl Limits {
@@ -31,6 +33,7 @@ impl Limits {
             max_pixels: config.max_pixels,
             gatys_iterations: config.gatys_iterations,
             gatys_max_size: config.gatys_max_size,
+            video: crate::jobs::sequence::video_limits(config),
         }
     }
 }
@@ -76,6 +79,9 @@ pub fn execute(
     cancel: Option<Arc<AtomicBool>>,
     progress: &mut dyn FnMut(&Progress<'_>),
 ) -> JobResult<RunEnd> {
+    if let Some(seq) = &spec.sequence {
+        return crate::jobs::sequence::execute(spec, seq, inputs, model, device, limits, cancel, progress);
+    }
     let format = output_format(&spec.format)?;
     let method = methods::get(&spec.method)?;
     let params = params(spec, limits)?;
@@ -117,7 +123,6 @@ pub fn execute(
     let (content_loss, style_loss) = outcome.losses.unzip();
     Ok(RunEnd::Done(Box::new(Output {
         bytes,
-        format,
         width: picture.width,
         height: picture.height,
         timings,

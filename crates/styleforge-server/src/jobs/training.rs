@@ -112,7 +112,6 @@ pub fn run(
     let _ = std::fs::remove_dir_all(&dir);
     Ok(RunEnd::Done(Box::new(Output {
         bytes,
-        format: Format::Png,
         width: shown.width,
         height: shown.height,
         timings: Timings {
