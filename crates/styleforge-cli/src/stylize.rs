@@ -273,7 +273,8 @@ pub fn run(a: Args) -> Result<()> {
     Ok(())
 }
 
-/// A flag that Ctrl-C sets (once per process), so an optimisation stops and keeps its result.
+/// A flag that Ctrl-C (and SIGTERM, SIGHUP) sets, once per process: an optimisation stops and
+/// keeps its result, an animation or a video stops between frames and writes nothing.
 pub(crate) fn cancel_on_ctrl_c() -> Arc<AtomicBool> {
     static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
     FLAG.get_or_init(|| {
@@ -343,7 +344,8 @@ impl Engine {
 
     fn one(&self, input: &Path, out: &Path, a: &Args, device: &Device) -> Result<()> {
         let info = self.method.info();
-        if is_video(input)? {
+        // A video by its first bytes, or anything asked to become a video (FFmpeg reads it).
+        if is_video(input)? || video::is_video_name(out) {
             return self.video(input, out, a, device);
         }
         let bytes = std::fs::read(input).map_err(|e| styleforge_core::error::Error::io(input, e))?;
@@ -436,6 +438,14 @@ impl Engine {
         let Some(made) = made else {
             bail!("interrupted; {} not written", out.display());
         };
+        if made.frames + 1 < made.info.frames {
+            eprintln!(
+                "warning: {}: {} of the {} frames its header declares could be decoded (is the file truncated?)",
+                input.display(),
+                made.frames,
+                made.info.frames
+            );
+        }
         eprintln!(
             "{}: {} frames, {}×{}, {:.3} fps, {:.2} s, {}{}",
             out.display(),
@@ -674,10 +684,15 @@ fn same_file(a: &Path, b: &Path) -> bool {
 /// The output extension for an input in a folder run: videos stay videos (MP4 or WebM by the
 /// input's container), images take `format`.
 fn out_ext(input: &Path, format: Format) -> &'static str {
-    match input.extension().and_then(|e| e.to_str()).and_then(video::VideoFormat::from_extension) {
-        Some(v) if video::is_video_name(input) => v.extension(),
-        _ => ext(format),
+    if !video::is_video_name(input) {
+        return ext(format);
     }
+    input
+        .extension()
+        .and_then(|e| e.to_str())
+        .and_then(video::VideoFormat::from_extension)
+        .unwrap_or(video::VideoFormat::Mp4)
+        .extension()
 }
 
 fn ext(format: Format) -> &'static str {

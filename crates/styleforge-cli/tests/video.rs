@@ -241,3 +241,48 @@ fn an_animated_webp_keeps_its_frames_timing_loop_count_and_size() {
     let diff: f32 = first.rgb.iter().zip(&frames[0].picture.rgb).map(|(a, b)| (a - b).abs()).sum::<f32>() / first.rgb.len() as f32;
     assert!(diff > 15.0, "the frames are stylised: {diff:.1}");
 }
+
+#[test]
+fn odd_sizes_folder_batches_and_file_modes() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let photo = styleforge_core::shared::path("data/content/lighthouse_kodim21.jpg");
+    // 161×97: VP9 keeps any size; H.264 (4:2:0) repeats the edge pixels to 162×98.
+    let odd = dir.path().join("odd.webm");
+    ffmpeg(&["-loop", "1", "-framerate", "10", "-i", s(&photo), "-vf", "crop=322:194:0:0,scale=161:97", "-frames:v", "4", "-c:v", "libvpx-vp9", s(&odd)]);
+    let (webm, mp4) = (dir.path().join("odd_out.webm"), dir.path().join("odd_out.mp4"));
+    ok(&stylize(&[s(&odd), "-o", s(&webm), "--model", "cartoon-paprika"]));
+    ok(&stylize(&[s(&odd), "-o", s(&mp4), "--model", "cartoon-paprika"]));
+    assert_eq!((probe(&webm).width, probe(&webm).height), (161, 97));
+    assert_eq!((probe(&mp4).width, probe(&mp4).height), (162, 98));
+    let f = &frames(&mp4)[0];
+    let edge: f64 = (0..97).map(|y| (0..3).map(|c| (f.get_pixel(161, y)[c] as f64 - f.get_pixel(160, y)[c] as f64).abs()).sum::<f64>()).sum::<f64>() / (97.0 * 3.0);
+    assert!(edge < 6.0, "the added column repeats its neighbour (no black stripe): {edge:.1}");
+    // Outputs take the usual mode, like images.
+    let mode = std::fs::metadata(&mp4).unwrap().permissions().mode() & 0o777;
+    let png_mode = {
+        let png = dir.path().join("still.png");
+        ok(&stylize(&[s(&photo), "-o", s(&png), "--model", "cartoon-paprika", "--max-size", "64"]));
+        std::fs::metadata(&png).unwrap().permissions().mode() & 0o777
+    };
+    assert_eq!(mode, png_mode, "a video is written with the same mode as an image");
+
+    // A folder of videos: each stays a video (AVI and MOV become MP4, Matroska WebM).
+    let folder = dir.path().join("clips");
+    std::fs::create_dir(&folder).unwrap();
+    for (name, codec) in [("a.avi", "mpeg4"), ("b.mkv", "libvpx-vp9"), ("c.mov", "libx264")] {
+        ffmpeg(&["-loop", "1", "-framerate", "10", "-i", s(&photo), "-vf", "crop=64:48:0:0", "-frames:v", "3", "-c:v", codec, "-pix_fmt", "yuv420p", s(&folder.join(name))]);
+    }
+    let outs = dir.path().join("styled");
+    ok(&stylize(&[s(&folder), "-o", s(&outs), "--model", "cartoon-paprika"]));
+    let mut names: Vec<String> = std::fs::read_dir(&outs).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["a.mp4", "b.webm", "c.mp4"]);
+
+    // An output under a file: the error names the output and says why, never a temporary file.
+    let blocker = dir.path().join("file.mp4");
+    std::fs::write(&blocker, b"x").unwrap();
+    let o = stylize(&[s(&odd), "-o", s(&blocker.join("x.mp4")), "--model", "cartoon-paprika"]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("is a file, not a folder") && !e.contains(".styleforge-"), "{e}");
+}

@@ -184,7 +184,7 @@ impl VideoLimits {
             return Err(Error::Video(format!("the video has {} frames, over the limit of {}", info.frames, self.max_frames)));
         }
         if info.duration > self.max_duration {
-            return Err(Error::Video(format!("the video lasts {:.1} s, over the limit of {:.0} s", info.duration, self.max_duration)));
+            return Err(Error::Video(format!("the video lasts {:.2} s, over the limit of {} s", info.duration, self.max_duration)));
         }
         Ok(())
     }
@@ -250,7 +250,11 @@ impl Drop for Running {
 /// The last non-empty line of a program's error output, without the `file:PATH: ` FFmpeg puts
 /// before messages about an input (the caller names the file).
 fn last_line(log: &str) -> &str {
-    let line = log.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or("no message");
+    let line = log
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty() && !l.starts_with("Last message repeated"))
+        .unwrap_or("no message");
     match line.strip_prefix("file:").and_then(|rest| rest.split_once(": ")) {
         Some((_, message)) => message,
         None => line,
@@ -437,8 +441,7 @@ impl Encoder {
         let mut cmd = Command::new(&tools.ffmpeg);
         cmd.args(["-v", "error", "-nostdin", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24"])
             .args(["-s", &format!("{width}x{height}"), "-framerate", &format!("{}/{}", rate.0, rate.1), "-i", "pipe:0"])
-            // 4:2:0 chroma needs even sides: an odd side gets one repeated pixel.
-            .args(["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2,scale=out_color_matrix=bt709:out_range=tv:flags=bicubic+accurate_rnd+full_chroma_int,format=yuv420p"])
+            .args(["-vf", "scale=out_color_matrix=bt709:out_range=tv:flags=bicubic+accurate_rnd+full_chroma_int,format=yuv420p"])
             .args(["-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv"]);
         match format {
             VideoFormat::Mp4 => cmd.args(["-c:v", "libx264", "-preset", "fast", "-crf", "18"]),
@@ -496,14 +499,51 @@ pub fn first_frame(tools: &Tools, path: &Path) -> Result<Picture> {
     decoder.next()?.ok_or_else(|| Error::Video("the video has no frames".into()))
 }
 
+/// A temporary file beside the output (`.styleforge-PID-N.WHAT.tmp`), created with the
+/// process's umask like any output, removed when dropped unless renamed onto the output.
+struct TempFile {
+    path: PathBuf,
+    output: PathBuf,
+    kept: bool,
+}
+
+impl TempFile {
+    fn create(dir: &Path, output: &Path, what: &str) -> Result<Self> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!(".styleforge-{}-{n}.{what}.tmp", std::process::id()));
+        std::fs::OpenOptions::new().write(true).create_new(true).open(&path).map_err(|e| Error::io(output, e))?;
+        Ok(Self { path, output: output.to_path_buf(), kept: false })
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Renames the file onto `output` (atomic on one file system).
+    fn persist(mut self, output: &Path) -> Result<()> {
+        std::fs::rename(&self.path, output).map_err(|e| Error::io(&self.output, e))?;
+        self.kept = true;
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 /// What [`stylize_video`] made.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VideoOutcome {
     /// The source's container information.
     pub info: VideoInfo,
-    /// Frames stylised.
+    /// Frames stylised: fewer than `info.frames` declares when the file is truncated.
     pub frames: u64,
-    /// Output size as displayed.
+    /// Output size as displayed (the frames' size; for MP4, odd sides rounded up to even).
     pub size: (u32, u32),
     /// Bytes written.
     pub bytes: u64,
@@ -536,11 +576,12 @@ pub fn stylize_video(
         _ => PathBuf::from("."),
     };
     // Missing folders are created, as for images; errors name the output, never a temporary file.
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::io(output, std::io::Error::other(format!("{} is a file, not a folder", dir.display()))));
+    }
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(output, e))?;
-    let temp = |suffix: &str| {
-        tempfile::Builder::new().prefix(".styleforge-").suffix(suffix).tempfile_in(&dir).map_err(|e| Error::io(output, e))
-    };
-    let video_only = temp(&format!(".video.{}", format.extension()))?;
+    let temp = |what: &str| TempFile::create(&dir, output, what);
+    let video_only = temp("video")?;
     let (w, h) = info.display_size();
     let mut decoder = Decoder::open(tools, input, w, h)?;
     let mut encoder: Option<Encoder> = None;
@@ -556,8 +597,13 @@ pub fn stylize_video(
             return Err(Error::Video(format!("the video has more than {} frames, the limit", limits.max_frames)));
         }
         let styled = stylizer.next(frame)?;
-        size = (styled.width, styled.height);
-        let stored = to_stored(&styled, info.rotation);
+        let mut stored = to_stored(&styled, info.rotation);
+        // H.264 in 4:2:0 needs even sides: an odd side gets its edge pixels once more (VP9
+        // keeps any size).
+        if format == VideoFormat::Mp4 && (stored.width % 2 == 1 || stored.height % 2 == 1) {
+            stored = stored.pad_edges(stored.width.next_multiple_of(2), stored.height.next_multiple_of(2), 0, 0);
+        }
+        size = if info.rotation % 180 == 90 { (stored.height, stored.width) } else { (stored.width, stored.height) };
         let enc = match &mut encoder {
             Some(e) => e,
             None => encoder.insert(Encoder::open(tools, video_only.path(), format, stored.width, stored.height, info.frame_rate)?),
@@ -573,7 +619,7 @@ pub fn stylize_video(
     }
 
     // Mux: the new video stream, the source's audio and metadata, the source's rotation.
-    let muxed = temp(&format!(".{}", format.extension()))?;
+    let muxed = temp("muxed")?;
     let mut cmd = Command::new(&tools.ffmpeg);
     cmd.args(["-v", "error", "-nostdin", "-y", "-i"]).arg(file_arg(video_only.path())).arg("-i").arg(file_arg(input));
     cmd.args(["-map", "0:v:0", "-map", "1:a:0?", "-map_metadata", "1", "-c:v", "copy"]);
@@ -587,7 +633,7 @@ pub fn stylize_video(
     cmd.args(["-f", format.muxer()]).arg(file_arg(muxed.path())).stdin(Stdio::null()).stdout(Stdio::null());
     Running::spawn(cmd, "the FFmpeg muxer")?.finish()?;
     let bytes = std::fs::metadata(muxed.path()).map_err(|e| Error::io(output, e))?.len();
-    muxed.persist(output).map_err(|e| Error::io(output, e.error))?;
+    muxed.persist(output)?;
     Ok(Some(VideoOutcome { info, frames: done, size, bytes }))
 }
 
@@ -627,6 +673,7 @@ mod tests {
         assert_eq!(last_line("x\nfile:/tmp/a b.mp4: Invalid data found when processing input\n\n"), "Invalid data found when processing input");
         assert_eq!(last_line("Conversion failed!"), "Conversion failed!");
         assert_eq!(last_line(""), "no message");
+        assert_eq!(last_line("[h264 @ 0x1] error while decoding MB 3 4\n    Last message repeated 2 times\n"), "[h264 @ 0x1] error while decoding MB 3 4");
     }
 
     #[test]
@@ -646,7 +693,8 @@ mod tests {
         ok.check(&info).unwrap();
         assert!(matches!(VideoLimits { max_pixels: 1280 * 720 - 1, ..ok }.check(&info), Err(Error::TooLarge { .. })));
         assert!(matches!(VideoLimits { max_frames: 299, ..ok }.check(&info), Err(Error::Video(m)) if m.contains("300 frames")));
-        assert!(matches!(VideoLimits { max_duration: 10.0, ..ok }.check(&info), Err(Error::Video(m)) if m.contains("12.0 s")));
+        assert!(matches!(VideoLimits { max_duration: 10.0, ..ok }.check(&info), Err(Error::Video(m)) if m.contains("12.00 s, over the limit of 10 s")));
+        assert!(matches!(VideoLimits { max_duration: 1.5, ..ok }.check(&info), Err(Error::Video(m)) if m.contains("limit of 1.5 s")));
     }
 
     #[test]

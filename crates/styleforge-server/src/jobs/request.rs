@@ -356,6 +356,14 @@ async fn resolve(state: &AppState, owner: &str, req: &StylizeRequest) -> JobResu
     let cfg = &state.config;
     let image = owned_image(state, owner, &req.image).await?;
     let method = choose_method(state, owner, req).await?;
+    if image.media != media::IMAGE && method.execution != Execution::Sync {
+        let feed_forward: Vec<&str> = methods::all().filter(|m| m.info().execution == Execution::Sync).map(|m| m.info().name).collect();
+        return Err(invalid(format!(
+            "method {} optimises one image at a time; videos and animations use {}",
+            method.name,
+            feed_forward.join(", ")
+        )));
+    }
     if req.style.is_some() && req.styles.is_some() {
         return Err(invalid("give `style` or `styles`, not both"));
     }
@@ -398,14 +406,6 @@ async fn resolve(state: &AppState, owner: &str, req: &StylizeRequest) -> JobResu
             None
         }
         m => {
-            if method.execution != Execution::Sync {
-                let feed_forward: Vec<&str> = methods::all().filter(|m| m.info().execution == Execution::Sync).map(|m| m.info().name).collect();
-                return Err(invalid(format!(
-                    "method {} optimises one image at a time; videos and animations use {}",
-                    method.name,
-                    feed_forward.join(", ")
-                )));
-            }
             if req.avatar.is_some() || req.mask.is_some() {
                 return Err(invalid("videos and animations take no `avatar` or `mask`"));
             }
