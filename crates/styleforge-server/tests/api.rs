@@ -1667,6 +1667,23 @@ fn videos_and_animations_are_uploaded_checked_and_stylised_as_jobs() {
     std::fs::write(&saved, &out.body).unwrap();
     let made = styleforge_core::video::probe(&tools, &saved).unwrap();
     assert_eq!((made.frames, made.frame_rate, made.audio_codec.as_deref()), (10, (25, 1), Some("aac")));
+    // Byte ranges, so a <video> pointed at the URL can seek.
+    assert_eq!(out.header("accept-ranges"), Some("bytes"));
+    let len = out.body.len();
+    let ranged = |spec: &str| {
+        let r = std::process::Command::new("curl")
+            .args(["-s", "-D", "-", "-o", "/dev/null", "-H", &format!("range: {spec}")])
+            .arg(s.url(&format!("/v1/results/{rid}")))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&r.stdout).to_lowercase()
+    };
+    let head = ranged("bytes=0-99");
+    assert!(head.starts_with("http/1.1 206") && head.contains(&format!("content-range: bytes 0-99/{len}")) && head.contains("content-length: 100"), "{head}");
+    let head = ranged("bytes=-50");
+    assert!(head.contains(&format!("content-range: bytes {}-{}/{len}", len - 50, len - 1)), "{head}");
+    let head = ranged(&format!("bytes={len}-"));
+    assert!(head.starts_with("http/1.1 416") && head.contains(&format!("content-range: bytes */{len}")), "{head}");
 
     // WebM on request, independent frames on request.
     let r = post_json(&s.url("/v1/stylize"), &json!({"image": vid, "style": "cartoon-paprika", "format": "webm", "temporal_weight": 0}), None).ok_json(202);

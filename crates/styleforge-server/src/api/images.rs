@@ -395,6 +395,8 @@ pub async fn list(
     params(("id" = String, Path, description = "Image id")),
     responses(
         (status = 200, description = "The image, animation or video", content(("image/jpeg"), ("image/png"), ("image/webp"), ("image/gif"), ("video/mp4"), ("video/webm"), ("video/quicktime"), ("video/x-msvideo"))),
+        (status = 206, description = "The byte range asked for with `Range: bytes=…`", content(("image/png"), ("image/jpeg"), ("image/webp"), ("image/gif"), ("video/mp4"), ("video/webm"))),
+        (status = 416, description = "The range asks for no byte of it", body = crate::error::ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = crate::error::ErrorBody),
         (status = 404, description = "No such image (or not yours)", body = crate::error::ErrorBody),
     ),

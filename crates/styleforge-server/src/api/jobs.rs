@@ -295,7 +295,9 @@ pub async fn events(
     tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
     responses(
-        (status = 200, description = "The result image", content(("image/png"), ("image/jpeg"), ("image/webp"))),
+        (status = 200, description = "The result image, animation or video", content(("image/png"), ("image/jpeg"), ("image/webp"), ("image/gif"), ("video/mp4"), ("video/webm"))),
+        (status = 206, description = "The byte range asked for with `Range: bytes=…`", content(("image/png"), ("image/jpeg"), ("image/webp"), ("image/gif"), ("video/mp4"), ("video/webm"))),
+        (status = 416, description = "The range asks for no byte of it", body = crate::error::ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "No such job (or not yours)", body = ErrorBody),
         (status = 409, description = "Not succeeded (yet)", body = ErrorBody),

@@ -8,6 +8,7 @@ pub mod jobs;
 pub mod live;
 pub mod methods;
 pub mod ops;
+pub mod ranges;
 pub mod results;
 pub mod styles;
 pub mod stylize;
@@ -37,7 +38,7 @@ pub fn router(state: AppState) -> Router {
     let cfg = &state.config;
     let v1 = Router::new()
         .route("/images", post(images::upload).get(images::list))
-        .route("/images/{id}", get(images::content).delete(images::delete))
+        .route("/images/{id}", get(images::content).layer(middleware::from_fn(ranges::byte_ranges)).delete(images::delete))
         .route("/images/{id}/info", get(images::info))
         .route("/images/{id}/thumbnail", get(images::thumbnail))
         .route("/styles", get(styles::list).post(styles::upload))
@@ -55,9 +56,9 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs/{id}", get(jobs::status))
         .route("/jobs/{id}/cancel", post(jobs::cancel))
         .route("/jobs/{id}/events", get(jobs::events))
-        .route("/jobs/{id}/result", get(jobs::result))
+        .route("/jobs/{id}/result", get(jobs::result).layer(middleware::from_fn(ranges::byte_ranges)))
         .route("/history", get(jobs::history))
-        .route("/results/{id}", get(results::content))
+        .route("/results/{id}", get(results::content).layer(middleware::from_fn(ranges::byte_ranges)))
         .route("/results/{id}/info", get(results::info))
         .route("/results/{id}/rating", put(results::rate))
         .route("/ratings", get(results::ratings))

@@ -94,6 +94,8 @@ pub(super) async fn owned_result(
     params(("id" = String, Path, description = "Result id")),
     responses(
         (status = 200, description = "The stylised image, animation or video", content(("image/png"), ("image/jpeg"), ("image/webp"), ("image/gif"), ("video/mp4"), ("video/webm"))),
+        (status = 206, description = "The byte range asked for with `Range: bytes=…`", content(("image/png"), ("image/jpeg"), ("image/webp"), ("image/gif"), ("video/mp4"), ("video/webm"))),
+        (status = 416, description = "The range asks for no byte of it", body = crate::error::ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "No such result (or not yours)", body = ErrorBody),
     ),
