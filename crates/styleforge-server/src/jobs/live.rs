@@ -31,7 +31,7 @@ use tokio::sync::{Notify, mpsc};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::jobs::request::{self, MethodName, StylizeRequest};
-use crate::jobs::{BUILTIN_PREFIX, BlobRef, ErrorKind, JobError, JobResult};
+use crate::jobs::{ErrorKind, JobError, JobResult};
 use crate::state::AppState;
 
 /// Widest frame accepted, in pixels (the longer side; a portrait frame may be 720×1280).
@@ -257,7 +257,7 @@ pub async fn prepare(state: &AppState, owner: &str, q: &LiveQuery) -> JobResult<
     methods::validate(method, &params, &|o| format!("`{}`", o.name))?;
     let mut template = Input::content(image_io::Picture::from_planes(1, 1, vec![0.0; 3]));
     for s in &resolved.styles {
-        let bytes = fetch(state, &s.image).await?;
+        let bytes = crate::jobs::fetch_blob(state, &s.image).await?;
         let max_pixels = state.config.max_pixels;
         let mut picture = state.run_decode(move || image_io::decode(&bytes, max_pixels)).await??;
         if info.name == "microast" {
@@ -286,19 +286,6 @@ pub async fn prepare(state: &AppState, owner: &str, q: &LiveQuery) -> JobResult<
             max_bytes: MAX_FRAME_BYTES,
         },
         model,
-    })
-}
-
-/// The bytes of a style image: a built-in painting from the binary, else the caller's blob.
-async fn fetch(state: &AppState, r: &BlobRef) -> JobResult<Bytes> {
-    if let Some(name) = r.id.strip_prefix(BUILTIN_PREFIX) {
-        return styleforge_core::library::builtin::painting(name)
-            .map(|p| Bytes::from_static(p.jpeg))
-            .ok_or_else(|| JobError::invalid("input_missing", format!("this build has no built-in painting `{name}`")));
-    }
-    state.blobs.get(&r.sha256).await.map_err(|e| match e {
-        object_store::Error::NotFound { .. } => JobError::invalid("input_missing", format!("image `{}` was deleted", r.id)),
-        e => JobError::from(e),
     })
 }
 

@@ -183,29 +183,13 @@ pub struct Inputs {
 /// painting of that name differs runs its own), and the face detector for an avatar. Errors: `input_missing` when an image was deleted meanwhile, or a painting
 /// is not in this build.
 pub async fn fetch_inputs(state: &AppState, spec: &JobSpec) -> JobResult<Inputs> {
-    let get = |r: &BlobRef| {
-        let (sha, id) = (r.sha256.clone(), r.id.clone());
-        async move {
-            if let Some(name) = id.strip_prefix(BUILTIN_PREFIX) {
-                return builtin::painting(name).map(|p| Bytes::from_static(p.jpeg)).ok_or_else(|| {
-                    JobError::invalid("input_missing", format!("this build has no built-in painting `{name}`"))
-                });
-            }
-            state.blobs.get(&sha).await.map_err(|e| match e {
-                object_store::Error::NotFound { .. } => {
-                    JobError::invalid("input_missing", format!("image `{id}` was deleted"))
-                }
-                e => JobError::from(e),
-            })
-        }
-    };
-    let content = get(&spec.image).await?;
+    let content = fetch_blob(state, &spec.image).await?;
     let mut styles = Vec::with_capacity(spec.styles.len());
     for s in &spec.styles {
-        styles.push((get(&s.image).await?, s.weight));
+        styles.push((fetch_blob(state, &s.image).await?, s.weight));
     }
     let mask = match &spec.mask {
-        Some(m) => Some(get(m).await?),
+        Some(m) => Some(fetch_blob(state, m).await?),
         None => None,
     };
     let detector = match spec.avatar {
@@ -213,6 +197,20 @@ pub async fn fetch_inputs(state: &AppState, spec: &JobSpec) -> JobResult<Inputs>
         None => None,
     };
     Ok(Inputs { content, styles, mask, detector })
+}
+
+/// The bytes of one input: a built-in painting from the binary (by name), else the stored blob.
+/// Errors: `input_missing` when the image was deleted, or the painting is not in this build.
+pub async fn fetch_blob(state: &AppState, r: &BlobRef) -> JobResult<Bytes> {
+    if let Some(name) = r.id.strip_prefix(BUILTIN_PREFIX) {
+        return builtin::painting(name)
+            .map(|p| Bytes::from_static(p.jpeg))
+            .ok_or_else(|| JobError::invalid("input_missing", format!("this build has no built-in painting `{name}`")));
+    }
+    state.blobs.get(&r.sha256).await.map_err(|e| match e {
+        object_store::Error::NotFound { .. } => JobError::invalid("input_missing", format!("image `{}` was deleted", r.id)),
+        e => JobError::from(e),
+    })
 }
 
 /// Queues a job for `spec` under `owner` (`label`: the job's method column, e.g. the method's
