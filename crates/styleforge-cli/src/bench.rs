@@ -28,7 +28,7 @@ pub struct Args {
     #[arg(long, default_value_t = 5)]
     runs: usize,
     /// Workloads to run (fast, vgg, adain, gatys, gan-train, microast, cartoon, face, anime,
-    /// video); default all.
+    /// video, onnx); default all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Compute device.
@@ -43,6 +43,8 @@ struct Row {
     size: [usize; 2],
     median_ms: f64,
     peak_mib: Option<f64>,
+    /// The reference framework's time measured in this run, when it was (framework, ms).
+    measured: Option<(String, f64)>,
 }
 
 /// Runs the command.
@@ -100,6 +102,7 @@ pub fn run(a: Args) -> Result<()> {
                     size: [size as usize; 2],
                     median_ms: t.mean.as_secs_f64() * 1e3,
                     peak_mib: peak_rss_mib(),
+                    measured: None,
                 });
             }
         }
@@ -151,6 +154,9 @@ pub fn run(a: Args) -> Result<()> {
     if wants("video") {
         rows.extend(video_rows(a.runs, &device)?);
     }
+    if wants("onnx") {
+        rows.extend(onnx_rows(a.runs, &device)?);
+    }
     if rows.is_empty() {
         bail!("nothing to time: pass --model NAME_OR_FILE (the shared reference models were not found)");
     }
@@ -190,6 +196,7 @@ fn gan_train_row(path: &std::path::Path, size: usize, runs: usize, device: &Devi
         size: [size; 2],
         median_ms: times[times.len() / 2],
         peak_mib: peak_rss_mib(),
+        measured: None,
     })
 }
 
@@ -212,8 +219,11 @@ const REFERENCE_MS: [(&str, [usize; 2], &str, f64); 11] = [
     ("AnimeGANv2 generator", [512; 2], "PyTorch", 6518.0),
 ];
 
-fn reference_ms(r: &Row) -> Option<(&'static str, f64)> {
-    REFERENCE_MS.iter().find(|(w, s, _, _)| r.workload.starts_with(w) && *s == r.size).map(|(_, _, f, ms)| (*f, *ms))
+fn reference_ms(r: &Row) -> Option<(String, f64)> {
+    if let Some(m) = &r.measured {
+        return Some(m.clone());
+    }
+    REFERENCE_MS.iter().find(|(w, s, _, _)| r.workload.starts_with(w) && *s == r.size).map(|(_, _, f, ms)| (f.to_string(), *ms))
 }
 
 fn shared_file(rel: &str) -> Option<PathBuf> {
@@ -236,7 +246,7 @@ fn time_row(label: &str, size: [usize; 2], runs: usize, device: &Device, mut f: 
         })
         .collect();
     times.sort_by(|a, b| a.total_cmp(b));
-    Row { workload: label.to_string(), size, median_ms: times[times.len() / 2], peak_mib: peak_rss_mib() }
+    Row { workload: label.to_string(), size, median_ms: times[times.len() / 2], peak_mib: peak_rss_mib(), measured: None }
 }
 
 fn print_table(rows: &[Row]) {
@@ -249,7 +259,7 @@ fn print_table(rows: &[Row]) {
         let peak = r.peak_mib.map(|m| format!("{m:.0}")).unwrap_or_else(|| "-".into());
         let (framework, reference, ratio) = match reference_ms(r) {
             Some((f, t)) => (f, format!("{t:.0}"), format!("{:.2}", r.median_ms / t)),
-            None => ("-", "-".into(), "-".into()),
+            None => ("-".to_string(), "-".into(), "-".into()),
         };
         println!(
             "| {} | {size} | {:.1} | {:.2} | {} | {framework} | {reference} | {ratio} |",
@@ -308,10 +318,96 @@ fn video_rows(runs: usize, device: &Device) -> Result<Vec<Row>> {
                 size: [w as usize, h as usize],
                 median_ms: times[times.len() / 2],
                 peak_mib: peak_rss_mib(),
+                measured: None,
             });
         }
     }
     Ok(rows)
+}
+
+/// ONNX models through tract (`OnnxNet`, as `stylize --model` runs an imported model, without
+/// the picture conversions), beside ONNX Runtime timing the same files in the same run
+/// (`scripts/onnxruntime-bench.py`, when its Python has onnxruntime), at 256² and 512²: the two
+/// published fast-style graphs of the shared data, and the shared TransformerNet (stock, w32)
+/// exported by `styleforge models export`, also timed as the native network on the same weights.
+fn onnx_rows(runs: usize, device: &Device) -> Result<Vec<Row>> {
+    use std::collections::BTreeMap;
+    use styleforge_core::library::{Loaded, ModelInfo};
+    use styleforge_core::onnx::runtime::{OnnxNet, Overrides};
+    let dir = tempfile::tempdir()?;
+    let mut models: Vec<(String, PathBuf)> = [
+        ("ONNX model.onnx (9-channel mobile, joshbrew)", "models/onnx_fast_style/model.onnx"),
+        ("ONNX efficientmodel_big.onnx (joshbrew)", "models/onnx_fast_style/efficientmodel_big.onnx"),
+    ]
+    .iter()
+    .filter_map(|(l, p)| shared_file(p).map(|p| (l.to_string(), p)))
+    .collect();
+    let mut native = None;
+    if let Some(path) = shared_file("parity/transformer_net_stock_legacy.pth") {
+        let net = FastStyleNet::load(&path, device)?;
+        let info = ModelInfo { name: "transformer-net-stock".into(), ..Default::default() };
+        let loaded = Loaded::Fast(FastStyleNet::load(&path, device)?);
+        let file = dir.path().join("transformer_net_stock.onnx");
+        std::fs::write(&file, styleforge_core::onnx::export::export(&loaded, &info)?)?;
+        models.push(("ONNX export of TransformerNet stock (w32)".into(), file));
+        native = Some(net);
+    }
+    let sizes = [256usize, 512];
+    let ort = onnxruntime_times(&models, &sizes, runs);
+    let mut rows = Vec::new();
+    for (label, path) in &models {
+        let net = OnnxNet::load(std::fs::read(path)?.into(), &BTreeMap::new(), &Overrides::default())?;
+        for &size in &sizes {
+            let mut row = time_row(&format!("{label}, tract"), [size; 2], runs, device, |x| {
+                let data = x.into_data().try_to_vec::<f32>().expect("f32 input");
+                let _ = net.run_raw(data, &[1, 3, size, size]).expect("the ONNX graph runs");
+            });
+            row.measured = ort.iter().find(|(p, s, _, _)| p == path && *s == size).map(|(_, _, v, ms)| (format!("ONNX Runtime {v}"), *ms));
+            rows.push(row);
+        }
+    }
+    if let Some(net) = native {
+        for &size in &sizes {
+            rows.push(time_row("TransformerNet stock (w32), native, same weights", [size; 2], runs, device, |x| {
+                let _ = net.forward(x, &mut NormContext::Local).into_data();
+            }));
+        }
+    }
+    Ok(rows)
+}
+
+/// ONNX Runtime's median milliseconds for each model and square size, from
+/// `scripts/onnxruntime-bench.py` run with `$STYLEFORGE_PYTHON` (default `.tools/py/bin/python`)
+/// and as many threads as this process uses: `(model, size, version, ms)`; empty, with a note,
+/// when that Python or its onnxruntime is missing.
+fn onnxruntime_times(models: &[(String, PathBuf)], sizes: &[usize], runs: usize) -> Vec<(PathBuf, usize, String, f64)> {
+    let python = std::env::var_os("STYLEFORGE_PYTHON").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".tools/py/bin/python"));
+    let script = PathBuf::from("scripts/onnxruntime-bench.py");
+    let mut cmd = std::process::Command::new(&python);
+    cmd.arg(&script).arg("--runs").arg(runs.to_string()).arg("--threads").arg(rayon_threads().to_string());
+    cmd.arg("--sizes").arg(sizes.iter().map(|s| format!("{s}x{s}")).collect::<Vec<_>>().join(","));
+    for (_, m) in models {
+        cmd.arg("--model").arg(m);
+    }
+    let out = match cmd.output() {
+        Ok(o) if o.status.success() => o,
+        Ok(o) => {
+            eprintln!("ONNX Runtime not timed: {} {} failed: {}", python.display(), script.display(), String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or(""));
+            return Vec::new();
+        }
+        Err(e) => {
+            eprintln!("ONNX Runtime not timed: cannot run {} ({e}); run scripts/install-test-tools.sh from the repository root, or set STYLEFORGE_PYTHON", python.display());
+            return Vec::new();
+        }
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| {
+            let size = v["width"].as_u64()? as usize;
+            Some((PathBuf::from(v["model"].as_str()?), size, v["onnxruntime"].as_str()?.to_string(), v["median_ms"].as_f64()?))
+        })
+        .collect()
 }
 
 fn default_models() -> Vec<(String, PathBuf)> {

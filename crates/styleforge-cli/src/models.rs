@@ -6,6 +6,8 @@ use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use styleforge_core::library::download::{self, DownloadOptions, Manifest};
 use styleforge_core::library::{Library, ModelInfo, builtin};
+use styleforge_core::onnx::runtime::{Channels, Overrides};
+use styleforge_core::onnx::{self, ValueRange};
 use styleforge_core::weights::Weights;
 
 /// Subcommands of `styleforge models`.
@@ -20,10 +22,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Import a .pth or .safetensors file into the library (AdaIN: the encoder and decoder files).
+    /// Import a .pth, .safetensors or .onnx file into the library (AdaIN: the encoder and
+    /// decoder files; MicroAST: its four files; CartoonGAN-light: the checkpoint folder).
     Import {
         /// The weight file(s).
-        #[arg(required = true, num_args = 1..=2)]
+        #[arg(required = true, num_args = 1..=4)]
         files: Vec<PathBuf>,
         /// Library name (lower-case letters, digits, '-', '_').
         #[arg(long)]
@@ -49,6 +52,28 @@ pub enum Command {
         /// Replace an existing model of that name.
         #[arg(long)]
         force: bool,
+        /// ONNX: the input's value range, `0..255`, `0..1` or `-1..1` (default: the model's
+        /// `styleforge.input_range` metadata, else 0..255, assumed).
+        #[arg(long, value_name = "RANGE", allow_hyphen_values = true)]
+        input_range: Option<String>,
+        /// ONNX: the output's value range (default: the model's metadata, else the input's).
+        #[arg(long, value_name = "RANGE", allow_hyphen_values = true)]
+        output_range: Option<String>,
+        /// ONNX: channel order, `RGB` or `BGR` (default: RGB).
+        #[arg(long)]
+        channels: Option<String>,
+        /// ONNX: pad height and width to a multiple of N before running (default: the model's
+        /// metadata, else 1; outputs a few pixels larger than the input are cropped anyway).
+        #[arg(long, value_name = "N")]
+        size_multiple: Option<u32>,
+    },
+    /// Write a library model as an ONNX model (opset and metadata as `styleforge.*` properties).
+    Export {
+        /// Library name (or a weight file).
+        name: String,
+        /// The .onnx file to write.
+        #[arg(short, long)]
+        output: PathBuf,
     },
     /// Download a model from the manifest, verify it and add it to the library.
     Download {
@@ -109,7 +134,21 @@ pub fn run(c: Command) -> Result<()> {
                 }
             }
         }
-        Command::Import { files, name, title, tags, description, license, source_url, research_only, force } => {
+        Command::Import {
+            files,
+            name,
+            title,
+            tags,
+            description,
+            license,
+            source_url,
+            research_only,
+            force,
+            input_range,
+            output_range,
+            channels,
+            size_multiple,
+        } => {
             let info = ModelInfo {
                 name,
                 title,
@@ -120,8 +159,45 @@ pub fn run(c: Command) -> Result<()> {
                 research_only,
                 ..Default::default()
             };
+            let onnx_flags = input_range.is_some() || output_range.is_some() || channels.is_some() || size_multiple.is_some();
+            if let [file] = files.as_slice()
+                && is_onnx(file)
+            {
+                let overrides = Overrides {
+                    input_range: input_range.as_deref().map(ValueRange::parse).transpose()?,
+                    output_range: output_range.as_deref().map(ValueRange::parse).transpose()?,
+                    channels: channels.as_deref().map(Channels::parse).transpose()?,
+                    size_multiple,
+                };
+                let (info, conventions) = library.import_onnx(file, info, &overrides, force)?;
+                println!("imported {} (ONNX, run by method fast) into {}", info.name, library.models_dir().display());
+                println!("  {}", conventions.describe());
+                return Ok(());
+            }
+            if onnx_flags {
+                anyhow::bail!("--input-range, --output-range, --channels and --size-multiple apply to ONNX files only");
+            }
             let info = library.import(&files, info, force)?;
             println!("imported {} ({} {}) into {}", info.name, info.method, info.family, library.models_dir().display());
+        }
+        Command::Export { name, output } => {
+            let weights = library.weights(&name)?;
+            let info = match library.info(&name) {
+                Ok(i) => i,
+                Err(_) => ModelInfo { name: output.file_stem().and_then(|s| s.to_str()).unwrap_or("model").into(), ..Default::default() },
+            };
+            let detected = styleforge_core::library::kind::detect(&weights)?;
+            let loaded = detected.kind.load_weights(&weights, &burn::tensor::Device::flex())?;
+            let bytes = onnx::model_bytes(&loaded, &info)?;
+            styleforge_core::image_io::write_atomic(&output, &bytes)?;
+            if info.research_only {
+                eprintln!("{}: these weights carry research-only terms; do not redistribute the ONNX file", info.name);
+            }
+            let how = match detected.kind {
+                styleforge_core::library::ModelKind::Onnx => "the imported graph with its metadata".to_string(),
+                k => format!("{} as ONNX opset {}", k.title(), onnx::export::OPSET),
+            };
+            println!("wrote {} ({} bytes, {how})", output.display(), bytes.len());
         }
         Command::Download { name, trust, force } => {
             let manifest = Manifest::load_default()?;
@@ -160,6 +236,14 @@ pub fn run(c: Command) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether `file` is an ONNX model: its extension, else its content.
+fn is_onnx(file: &std::path::Path) -> bool {
+    if file.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx")) {
+        return true;
+    }
+    file.is_file() && Weights::load(file).is_ok_and(|w| w.graph.is_some())
 }
 
 fn terms(research_only: bool) -> &'static str {

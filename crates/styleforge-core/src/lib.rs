@@ -1,7 +1,7 @@
 //! styleforge engine: the CPU kernels (`kernels`), the style-transfer networks generic over burn's
 //! backends (`networks`), the stylisation methods built on them and their registry (`methods`),
 //! the trainers (`train`), the model library and downloader (`library`), face-aware avatars
-//! (`avatar`), and image I/O, tiling and colour operations.
+//! (`avatar`), ONNX import and export (`onnx`), and image I/O, tiling and colour operations.
 
 pub mod animation;
 pub mod avatar;
@@ -13,6 +13,7 @@ pub mod kernels;
 pub mod library;
 pub mod methods;
 pub mod networks;
+pub mod onnx;
 pub mod sequence;
 pub mod shared;
 pub mod temporal;

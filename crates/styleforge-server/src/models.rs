@@ -214,6 +214,10 @@ pub struct StyleInfo {
     pub research_only: bool,
     /// Preview image, when there is one.
     pub thumbnail_url: Option<String>,
+    /// The model as an ONNX file, for models whose terms allow redistribution and whose kind
+    /// exports to ONNX.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onnx_url: Option<String>,
     /// Relevance to the query (keyword search only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub score: Option<f64>,
@@ -239,6 +243,8 @@ impl StyleInfo {
             license: m.license.clone(),
             research_only: m.research_only,
             thumbnail_url: thumb,
+            onnx_url: (styleforge_core::onnx::redistributable(m) && ModelKind::of(m).is_some_and(styleforge_core::onnx::available))
+                .then(|| format!("/v1/styles/{}/onnx", m.name)),
             score: None,
         }
     }
@@ -256,6 +262,7 @@ impl StyleInfo {
             license: builtin::PAINTING_LICENSE.into(),
             research_only: false,
             thumbnail_url: Some(format!("/v1/styles/{}/thumbnail", p.name)),
+            onnx_url: None,
             score: None,
         }
     }
@@ -277,6 +284,7 @@ impl StyleInfo {
             license: String::new(),
             research_only: false,
             thumbnail_url: Some(format!("/v1/styles/{}/thumbnail", r.id)),
+            onnx_url: None,
             score: None,
         }
     }
@@ -443,6 +451,7 @@ mod tests {
             license: String::new(),
             research_only: false,
             thumbnail_url: None,
+            onnx_url: None,
             score: None,
         }
     }

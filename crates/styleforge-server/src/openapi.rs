@@ -28,6 +28,7 @@ at once (fast methods within the pixel budget) or as a job with live progress. E
         api::styles::upload,
         api::styles::delete,
         api::styles::thumbnail,
+        api::styles::onnx,
         api::generate::samples,
         api::trainings::create,
         api::methods::list,

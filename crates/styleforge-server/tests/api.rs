@@ -1732,3 +1732,53 @@ fn videos_and_animations_are_uploaded_checked_and_stylised_as_jobs() {
     post_bytes(&s.url("/v1/images"), "video/mp4", &clip, None).assert_error(415, "unsupported_format");
     s.shutdown();
 }
+
+/// ONNX in the service: an imported ONNX model is a style like any other (listed, run by the
+/// fast method), and model styles whose terms allow it download as ONNX files that decode with
+/// their metadata; style images, paintings and models without a stated licence do not.
+#[test]
+fn onnx_models_are_styles_and_styles_download_as_onnx() {
+    let home = tempfile::tempdir().unwrap();
+    let lib = Library::new(home.path());
+    let info = ModelInfo { name: "mindgame".into(), license: "MIT".into(), ..Default::default() };
+    lib.import_onnx(&shared::path("models/onnx_fast_style/model.onnx"), info, &Default::default(), false).unwrap();
+    lib.import(&[shared::path("parity/dcgan_netG_ngf32.pth")], ModelInfo { name: "unlicensed".into(), ..Default::default() }, false)
+        .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let s = TestServer::start(config(home.path(), data.path()));
+
+    let all = get(&s.url("/v1/styles"), None).ok_json(200);
+    let style = |name: &str| all["styles"].as_array().unwrap().iter().find(|v| v["name"] == name).cloned();
+    let mindgame = style("mindgame").expect("the ONNX model is listed");
+    assert_eq!(mindgame["method"], "onnx");
+    assert_eq!(mindgame["onnx_url"], "/v1/styles/mindgame/onnx");
+    assert_eq!(style("cartoon-paprika").unwrap()["onnx_url"], "/v1/styles/cartoon-paprika/onnx");
+    assert!(style("starry-night").unwrap().get("onnx_url").is_none());
+
+    // Stylised by the fast method, at the photo's size.
+    let id = upload(&s, &small_png("data/content/tubingen.jpg", 90), None);
+    let v = post_json(&s.url("/v1/stylize"), &json!({"image": id, "style": "mindgame"}), None).ok_json(200);
+    let out = get(&s.url(v["url"].as_str().unwrap()), None);
+    let img = decode_rgb(&out.body);
+    assert_eq!(img.width(), 90);
+
+    // Downloads: the built-in cartoon filter exported, the imported graph as imported.
+    for (name, kind, license) in [("cartoon-paprika", "cartoon", "Apache-2.0"), ("mindgame", "onnx", "MIT")] {
+        let r = get(&s.url(&format!("/v1/styles/{name}/onnx")), None);
+        assert_eq!(r.status, 200, "{name}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.content_type, "application/octet-stream");
+        assert_eq!(r.header("content-disposition"), Some(format!("attachment; filename=\"{name}.onnx\"").as_str()));
+        assert!(r.header("etag").is_some());
+        let model = styleforge_core::onnx::runtime::decode(&r.body).unwrap();
+        let meta = styleforge_core::onnx::runtime::metadata(&model);
+        assert_eq!(meta.get(styleforge_core::onnx::meta::KIND).map(String::as_str), Some(kind), "{name}");
+        assert!(meta.get("license").is_some_and(|l| l.contains(license)), "{name}: {meta:?}");
+        // The export states its input range; the imported graph never said its own.
+        let range = if kind == "onnx" { None } else { Some("0..255") };
+        assert_eq!(meta.get(styleforge_core::onnx::meta::INPUT_RANGE).map(String::as_str), range, "{name}");
+    }
+    get(&s.url("/v1/styles/unlicensed/onnx"), None).assert_error(403, "not_redistributable");
+    get(&s.url("/v1/styles/starry-night/onnx"), None).assert_error(404, "no_onnx");
+    get(&s.url("/v1/styles/nope/onnx"), None).assert_error(404, "style_not_found");
+    s.shutdown();
+}

@@ -104,6 +104,7 @@ function badgeFor(style) {
   if (style.method === "image") return "Your image";
   if (style.method === "fast") return "Fast";
   if (style.method === "cyclegan") return "GAN";
+  if (style.method === "onnx") return "ONNX";
   return style.method;
 }
 

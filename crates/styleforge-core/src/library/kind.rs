@@ -21,6 +21,7 @@ use crate::networks::cartoongan::{self, CartoonGan};
 use crate::networks::dcgan::DcganGenerator;
 use crate::networks::microast::{self, MicroAst, MicroDecoder, MicroEncoder, Modulator};
 use crate::networks::vgg::{Vgg, VggVariant};
+use crate::onnx::runtime::{OnnxNet, Overrides};
 use crate::weights::Weights;
 
 /// The kinds of model the library stores.
@@ -42,11 +43,13 @@ pub enum ModelKind {
     Cartoon,
     /// An AnimeGANv2 generator (an anime filter).
     Anime,
+    /// An imported ONNX image-to-image model (one style per model), run by tract.
+    Onnx,
 }
 
 impl ModelKind {
     /// Every kind.
-    pub const ALL: [ModelKind; 8] = [
+    pub const ALL: [ModelKind; 9] = [
         ModelKind::Fast,
         ModelKind::Adain,
         ModelKind::Vgg,
@@ -55,10 +58,11 @@ impl ModelKind {
         ModelKind::MicroAst,
         ModelKind::Cartoon,
         ModelKind::Anime,
+        ModelKind::Onnx,
     ];
 
     /// The name stored in a model's metadata (its `method` field) and shown to users:
-    /// `fast`, `adain`, `vgg`, `cyclegan`, `generate`, `microast`, `cartoon`, `anime`.
+    /// `fast`, `adain`, `vgg`, `cyclegan`, `generate`, `microast`, `cartoon`, `anime`, `onnx`.
     pub fn name(self) -> &'static str {
         match self {
             ModelKind::Fast => "fast",
@@ -69,6 +73,7 @@ impl ModelKind {
             ModelKind::MicroAst => "microast",
             ModelKind::Cartoon => "cartoon",
             ModelKind::Anime => "anime",
+            ModelKind::Onnx => "onnx",
         }
     }
 
@@ -83,6 +88,7 @@ impl ModelKind {
             ModelKind::MicroAst => "MicroAST model",
             ModelKind::Cartoon => "CartoonGAN generator",
             ModelKind::Anime => "AnimeGANv2 generator",
+            ModelKind::Onnx => "ONNX model",
         }
     }
 
@@ -97,6 +103,7 @@ impl ModelKind {
             ModelKind::MicroAst => "the four MicroAST state dicts under `content_encoder.`, `style_encoder.`, `modulator.`, `decoder.` with method `microast`: built in as `microast`, or `styleforge models import content_encoder_iter_160000.pth.tar style_encoder_iter_160000.pth.tar modulator_iter_160000.pth.tar decoder_iter_160000.pth.tar --name NAME`",
             ModelKind::Cartoon => "a CartoonGAN-light generator (TensorFlow checkpoint variables) with method `cartoon`: built in as `cartoon-paprika` and `cartoon-shinkai`, or `styleforge models import CHECKPOINT_DIR --name NAME`",
             ModelKind::Anime => "an AnimeGANv2 generator state dict (bryandlee/animegan2-pytorch layout) with method `anime`: `styleforge models download animegan2-face-paint-v2 --trust`",
+            ModelKind::Onnx => "an ONNX image-to-image model (one image in, one out) with method `onnx`: `styleforge models import model.onnx --name NAME [--input-range 0..255|0..1|-1..1]`",
         }
     }
 
@@ -125,6 +132,7 @@ impl ModelKind {
             ModelKind::MicroAst => Loaded::MicroAst(MicroAst::from_weights(w, device)?),
             ModelKind::Cartoon => Loaded::Cartoon(CartoonGan::from_weights(w, device)?),
             ModelKind::Anime => Loaded::Anime(AnimeGan::from_weights(w, device)?),
+            ModelKind::Onnx => Loaded::Onnx(load_onnx(w)?),
         })
     }
 
@@ -159,6 +167,8 @@ pub enum Loaded {
     Cartoon(CartoonGan),
     /// An AnimeGANv2 generator.
     Anime(AnimeGan),
+    /// An imported ONNX model.
+    Onnx(OnnxNet),
 }
 
 impl Loaded {
@@ -169,6 +179,7 @@ impl Loaded {
             Loaded::CycleGan(g) => Some(g),
             Loaded::Cartoon(g) => Some(g),
             Loaded::Anime(g) => Some(g),
+            Loaded::Onnx(g) => Some(g),
             _ => None,
         }
     }
@@ -184,6 +195,7 @@ impl Loaded {
             Loaded::MicroAst(_) => ModelKind::MicroAst,
             Loaded::Cartoon(_) => ModelKind::Cartoon,
             Loaded::Anime(_) => ModelKind::Anime,
+            Loaded::Onnx(_) => ModelKind::Onnx,
         }
     }
 }
@@ -210,6 +222,9 @@ impl Detected {
 
 /// Recognises the kind from the tensor names alone.
 pub fn detect(w: &Weights) -> Result<Detected> {
+    if w.graph.is_some() {
+        return Ok(Detected::new(ModelKind::Onnx, "onnx"));
+    }
     if let Ok(f) = Family::detect(w) {
         return Ok(Detected { fast_family: Some(f), ..Detected::new(ModelKind::Fast, f.name()) });
     }
@@ -245,6 +260,13 @@ pub fn validate(w: &Weights) -> Result<Detected> {
     let detected = detect(w)?;
     drop(detected.kind.load_weights(w, &Device::flex())?);
     Ok(detected)
+}
+
+/// Compiles the ONNX model weights hold ([`Weights::graph`]) with the conventions their metadata
+/// records. Errors: [`Error::Weights`] for weights without a graph, or a graph tract cannot run.
+pub fn load_onnx(w: &Weights) -> Result<OnnxNet> {
+    let graph = w.graph.clone().ok_or_else(|| Error::Weights("these weights hold tensors, not an ONNX model".into()))?;
+    OnnxNet::load(graph, &w.metadata, &Overrides::default())
 }
 
 /// Builds an AdaIN model from a combined map (`encoder.*`, `decoder.*`).
@@ -325,5 +347,6 @@ pub fn strip_tf_suffix(w: &Weights) -> Weights {
     Weights {
         tensors: w.tensors.iter().map(|(k, t)| (k.trim_end_matches(cartoongan::TF_SUFFIX).to_string(), t.clone())).collect(),
         metadata: w.metadata.clone(),
+        graph: w.graph.clone(),
     }
 }

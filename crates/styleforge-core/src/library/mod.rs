@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::methods::fast::Family;
 use crate::image_io::write_atomic;
+use crate::onnx;
 use crate::weights::Weights;
 
 /// What the library knows about a model.
@@ -55,7 +56,9 @@ pub struct ModelInfo {
 }
 
 impl ModelInfo {
-    fn to_metadata(&self) -> BTreeMap<String, String> {
+    /// The metadata as stored: the fields under their own names, `tags` comma-separated,
+    /// `training.<key>` for the training record.
+    pub fn to_metadata(&self) -> BTreeMap<String, String> {
         let mut m = BTreeMap::new();
         m.insert("name".into(), self.name.clone());
         m.insert("title".into(), self.title.clone());
@@ -73,7 +76,8 @@ impl ModelInfo {
         m
     }
 
-    fn from_metadata(m: &BTreeMap<String, String>) -> Self {
+    /// Reads [`ModelInfo::to_metadata`]'s map back (missing fields empty).
+    pub fn from_metadata(m: &BTreeMap<String, String>) -> Self {
         let get = |k: &str| m.get(k).cloned().unwrap_or_default();
         Self {
             name: get("name"),
@@ -266,6 +270,36 @@ impl Library {
         Ok(info)
     }
 
+    /// Imports an ONNX image-to-image model (`file`) under `info.name`: its conventions are read
+    /// from the graph and its metadata, with `overrides` first ([`onnx::runtime::Conventions`]),
+    /// checked by compiling the graph, and stored with the model. Returns the metadata and the
+    /// conventions. Errors: as [`Library::add_weights`], and [`Error::Weights`] for a file that
+    /// is not an ONNX image model tract can run.
+    pub fn import_onnx(
+        &self,
+        file: &Path,
+        mut info: ModelInfo,
+        overrides: &onnx::runtime::Overrides,
+        overwrite: bool,
+    ) -> Result<(ModelInfo, onnx::runtime::Conventions)> {
+        let bytes = std::fs::read(file).map_err(|e| Error::io(file, e))?;
+        let mut weights = Weights::from_onnx_bytes(bytes).map_err(|e| Error::Weights(format!("{}: {e}", file.display())))?;
+        let model = onnx::runtime::decode(weights.graph.as_deref().unwrap_or_default())?;
+        let conventions = onnx::runtime::Conventions::read(&model, &weights.metadata, overrides)?;
+        weights.metadata.retain(|k, _| !k.starts_with("styleforge."));
+        weights.metadata.extend(conventions.to_metadata());
+        if info.sha256.is_empty() {
+            info.sha256 = sha256_file(file)?;
+        }
+        for (field, key) in [(&mut info.title, "title"), (&mut info.license, "license"), (&mut info.source_url, "source_url"), (&mut info.description, "description")] {
+            if field.is_empty() {
+                *field = weights.metadata.get(key).cloned().unwrap_or_default();
+            }
+        }
+        self.add_weights(&mut weights, &mut info, overwrite)?;
+        Ok((info, conventions))
+    }
+
     /// Stores an in-memory weight map as a model, validating it first.
     pub fn add_weights(&self, weights: &mut Weights, info: &mut ModelInfo, overwrite: bool) -> Result<()> {
         validate_name(&info.name)?;
@@ -282,7 +316,10 @@ impl Library {
             info.title = info.name.clone();
         }
         drop_unused(weights);
+        // An ONNX model keeps the conventions its import read or was told (`styleforge.*`).
+        let conventions = kept.into_iter().filter(|(k, _)| weights.graph.is_some() && k.starts_with("styleforge."));
         weights.metadata = info.to_metadata();
+        weights.metadata.extend(conventions);
         let dir = self.models_dir();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         write_atomic(&path, &weights.to_safetensors_bytes()?)

@@ -245,7 +245,7 @@ pub static FAST: FeedForward = FeedForward {
         "Fast network",
         "Trained for this style. About a second.",
         "Johnson et al., Perceptual Losses for Real-Time Style Transfer (ECCV 2016), pytorch/examples fast_neural_style; Engstrom, fast-style-transfer",
-        &[ModelKind::Fast],
+        &[ModelKind::Fast, ModelKind::Onnx],
     ),
     stage: "stylizing",
 };

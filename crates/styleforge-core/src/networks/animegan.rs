@@ -25,7 +25,8 @@ use burn::tensor::{Device, Tensor};
 
 use crate::error::Result;
 use crate::kernels::{self, Geometry};
-use crate::networks::layers::{GlobalEps, NormContext};
+use crate::networks::layers::{GlobalEps, NormContext, ParamRef};
+use crate::onnx::graph::{Graph, Interpolation, PadMode};
 use crate::weights::Weights;
 
 /// The smallest side the network takes (the reflection padding after two stride-2 stages).
@@ -74,6 +75,34 @@ impl ConvNormLReLU {
         let y = kernels::conv2d(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()), g);
         leaky_relu(group_norm(y, &self.gamma, &self.beta, ctx), 0.2)
     }
+
+    /// ONNX export of the layer on `x` (`in` channels) under `prefix` (`block_a.0.`), named as
+    /// the port's `nn.Sequential`: the reflection `Pad` `{prefix}0` (`(0, 1, 0, 1)` before a
+    /// stride-2 convolution, `k/2` otherwise), the `Conv` `{prefix}1` (`{prefix}1.weight`, groups
+    /// `in / weight.dims[1]`), `GroupNorm(1, C)` `{prefix}2` ([`export_group_norm`]) and the
+    /// `LeakyRelu` `{prefix}3`.
+    pub fn export_onnx(&self, g: &mut Graph, prefix: &str, x: &str, channels_in: usize) -> Result<String> {
+        let [_, per_group, k, _] = self.weight.dims();
+        let pad = if self.stride == 2 { [0, 1, 0, 1] } else { [k / 2; 4] };
+        let y = g.pad(&format!("{prefix}0"), x, pad, PadMode::Reflect);
+        let weight = g.param(&format!("{prefix}1.weight"), ParamRef::R4(&self.weight))?;
+        let bias = match &self.bias {
+            Some(b) => Some(g.param(&format!("{prefix}1.bias"), ParamRef::R1(b))?),
+            None => None,
+        };
+        let geometry = (k, self.stride, channels_in / per_group);
+        let y = g.conv_node(&format!("{prefix}1"), &y, &weight, bias.as_deref(), geometry, [0; 4], false);
+        let y = export_group_norm(g, &format!("{prefix}2"), &y, (&self.gamma, &self.beta))?;
+        Ok(g.leaky_relu(&format!("{prefix}3"), &y, 0.2))
+    }
+}
+
+/// ONNX export of `GroupNorm(1, C)` with per-channel γ, β on `x`: [`Graph::global_norm`] called
+/// `name` with the initializers `{name}.weight` and `{name}.bias`, shaped `[1, C, 1, 1]`.
+fn export_group_norm(g: &mut Graph, name: &str, x: &str, (gamma, beta): (&Param<Tensor<1>>, &Param<Tensor<1>>)) -> Result<String> {
+    let gamma = g.channel_param(&format!("{name}.weight"), ParamRef::R1(gamma))?;
+    let beta = g.channel_param(&format!("{name}.bias"), ParamRef::R1(beta))?;
+    Ok(g.global_norm(name, x, GlobalEps::Variance(EPS), (&gamma, &beta), false))
 }
 
 /// `GroupNorm(1, C)` with per-channel γ, β.
@@ -109,6 +138,21 @@ impl InvertedResBlock {
         let y = kernels::conv2d(y, self.project.val(), None, Geometry::same(0, false));
         let y = group_norm(y, &self.gamma, &self.beta, ctx);
         if x.dims()[1] == y.dims()[1] { x + y } else { y }
+    }
+
+    /// ONNX export of the block on `x` (`channels_in` channels) under `prefix` (`block_c.1.`):
+    /// `{prefix}layers.0` (expansion), `{prefix}layers.1` (depthwise), the 1×1 projection
+    /// `{prefix}layers.2`, `GroupNorm` `{prefix}layers.3` and, when the widths agree, the `Add`
+    /// `{prefix}` without its trailing dot.
+    pub fn export_onnx(&self, g: &mut Graph, prefix: &str, x: &str, channels_in: usize) -> Result<String> {
+        let mid = self.expand.weight.dims()[0];
+        let y = self.expand.export_onnx(g, &format!("{prefix}layers.0."), x, channels_in)?;
+        let y = self.depthwise.export_onnx(g, &format!("{prefix}layers.1."), &y, mid)?;
+        let w = g.param(&format!("{prefix}layers.2.weight"), ParamRef::R4(&self.project))?;
+        let y = g.conv_node(&format!("{prefix}layers.2"), &y, &w, None, (1, 1, 1), [0; 4], false);
+        let y = export_group_norm(g, &format!("{prefix}layers.3"), &y, (&self.gamma, &self.beta))?;
+        let out = self.project.dims()[0];
+        Ok(if out == channels_in { g.add(prefix.trim_end_matches('.'), x, &y) } else { y })
     }
 }
 
@@ -187,6 +231,47 @@ impl AnimeGan {
         }
         let y = kernels::conv2d(y, self.out.val(), None, Geometry::same(0, false)).tanh();
         (y, c)
+    }
+
+    /// ONNX export of [`AnimeGan::forward_traced`]'s output with [`Upsampling::AlignCorners`]
+    /// (the sample's own statistics): `x` is RGB in -1..1 `[N, 3, H, W]` (sides at least
+    /// [`MIN_SIDE`]), the returned value RGB in -1..1 (tanh) at the input's size. The two
+    /// resizes (`block_d.resize`, `block_e.resize`) take their sizes from `block_a`'s output and
+    /// the input in the graph (`Shape`, `align_corners`). Names follow the port's state dict
+    /// (`block_a.0.1` with `block_a.0.1.weight`, ..., `out_layer.0`, `out_layer.1` the tanh).
+    pub fn export_onnx(&self, g: &mut Graph, x: &str) -> Result<String> {
+        let mut y = x.to_string();
+        let mut c = 3;
+        for (i, l) in self.block_a.iter().enumerate() {
+            y = l.export_onnx(g, &format!("block_a.{i}."), &y, c)?;
+            c = l.weight.dims()[0];
+        }
+        let half = y.clone();
+        for (i, l) in self.block_b.iter().enumerate() {
+            y = l.export_onnx(g, &format!("block_b.{i}."), &y, c)?;
+            c = l.weight.dims()[0];
+        }
+        y = self.c_in.export_onnx(g, "block_c.0.", &y, c)?;
+        c = self.c_in.weight.dims()[0];
+        for (i, b) in self.c_blocks.iter().enumerate() {
+            y = b.export_onnx(g, &format!("block_c.{}.", i + 1), &y, c)?;
+            c = b.project.dims()[0];
+        }
+        y = self.c_out.export_onnx(g, "block_c.5.", &y, c)?;
+        c = self.c_out.weight.dims()[0];
+        y = g.resize_like("block_d.resize", &y, &half, Interpolation::LinearAlignCorners);
+        for (i, l) in self.block_d.iter().enumerate() {
+            y = l.export_onnx(g, &format!("block_d.{i}."), &y, c)?;
+            c = l.weight.dims()[0];
+        }
+        y = g.resize_like("block_e.resize", &y, x, Interpolation::LinearAlignCorners);
+        for (i, l) in self.block_e.iter().enumerate() {
+            y = l.export_onnx(g, &format!("block_e.{i}."), &y, c)?;
+            c = l.weight.dims()[0];
+        }
+        let w = g.param("out_layer.0.weight", ParamRef::R4(&self.out))?;
+        let y = g.conv_node("out_layer.0", &y, &w, None, (1, 1, 1), [0; 4], false);
+        Ok(g.tanh("out_layer.1", &y))
     }
 
     /// RGB 0..255 `[1, 3, H, W]` in, RGB 0..255 of the same size out (clamped). Sides under 8

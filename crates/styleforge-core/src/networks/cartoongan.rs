@@ -23,7 +23,8 @@ use burn::tensor::{Device, Tensor};
 
 use crate::error::{Error, Result};
 use crate::kernels;
-use crate::networks::layers::{Conv, GlobalEps, NormContext, Padding};
+use crate::networks::layers::{Conv, GlobalEps, NormContext, Padding, ParamRef};
+use crate::onnx::graph::{Graph, Interpolation, node_name};
 use crate::weights::{HostTensor, Weights};
 
 /// The norm's offset, added to σ.
@@ -85,6 +86,30 @@ impl GlobalNorm {
     pub fn forward(&self, x: Tensor<4>, ctx: &mut NormContext, relu_after: bool) -> Tensor<4> {
         ctx.normalize_global(x, GlobalEps::Sigma(EPS), (&self.gamma.val(), &self.beta.val()), relu_after)
     }
+
+    /// ONNX export of [`GlobalNorm::forward`] (the sample's own statistics) on `x`:
+    /// [`Graph::global_norm`] called `{prefix}` without its trailing `/`, with the scalar
+    /// initializers `{prefix}gamma` and `{prefix}beta` (`[1]`).
+    pub fn export_onnx(&self, g: &mut Graph, prefix: &str, x: &str, relu_after: bool) -> Result<String> {
+        let gamma = g.param(&format!("{prefix}gamma"), ParamRef::R1(&self.gamma))?;
+        let beta = g.param(&format!("{prefix}beta"), ParamRef::R1(&self.beta))?;
+        Ok(g.global_norm(node_name(prefix), x, GlobalEps::Sigma(EPS), (&gamma, &beta), relu_after))
+    }
+}
+
+/// A pointwise or 5×5 convolution `{prefix}` exported with its checkpoint names: the kernel
+/// `{prefix}kernel` (stored here as `[out, in, k, k]`, not the checkpoint's HWIO) and `{prefix}bias`.
+fn export_dense(conv: &Conv, g: &mut Graph, prefix: &str, x: &str) -> Result<String> {
+    let names = [format!("{prefix}kernel"), format!("{prefix}bias")];
+    conv.export_onnx_named(g, node_name(prefix), [&names[0], &names[1]], x, 1)
+}
+
+/// A depthwise 3×3 convolution `{prefix}` on `channels` channels, exported with the kernel
+/// `{prefix}depthwise_kernel` (stored as `[C, 1, 3, 3]`) and TensorFlow `SAME` padding.
+fn export_depthwise(conv: &Conv, g: &mut Graph, prefix: &str, x: &str) -> Result<String> {
+    let channels = conv.weight.dims()[0];
+    let names = [format!("{prefix}depthwise_kernel"), format!("{prefix}bias")];
+    conv.export_onnx_named(g, node_name(prefix), [&names[0], &names[1]], x, channels)
 }
 
 /// Interleaves the channels of `a` and `b` (`[N, C, H, W]` each): `out[2i] = a[i]`, `out[2i+1] = b[i]`.
@@ -125,6 +150,22 @@ impl BasicUnit {
         let b = self.n2.forward(self.dw.forward(b), ctx, false);
         let b = self.n3.forward(self.pw2.forward(b), ctx, true);
         channel_shuffle(left, b)
+    }
+
+    /// ONNX export of [`BasicUnit::forward`] on `x` with the checkpoint's names under `prefix`
+    /// (`{prefix}layer-0/kernel`, ...): `Slice`s `{prefix}left` and `{prefix}right`, the branch,
+    /// and the channel shuffle `{prefix}shuffle` ([`Graph::channel_shuffle`]).
+    pub fn export_onnx(&self, g: &mut Graph, prefix: &str, x: &str) -> Result<String> {
+        let h = self.pw1.weight.dims()[0] as i64;
+        let left = g.slice(&format!("{prefix}left"), x, 1, 0, h);
+        let right = g.slice(&format!("{prefix}right"), x, 1, h, 2 * h);
+        let b = export_dense(&self.pw1, g, &format!("{prefix}layer-0/"), &right)?;
+        let b = self.n1.export_onnx(g, &format!("{prefix}layer-1/"), &b, true)?;
+        let b = export_depthwise(&self.dw, g, &format!("{prefix}layer-3/"), &b)?;
+        let b = self.n2.export_onnx(g, &format!("{prefix}layer-4/"), &b, false)?;
+        let b = export_dense(&self.pw2, g, &format!("{prefix}layer-5/"), &b)?;
+        let b = self.n3.export_onnx(g, &format!("{prefix}layer-6/"), &b, true)?;
+        Ok(g.channel_shuffle(&format!("{prefix}shuffle"), &left, &b, h as usize))
     }
 }
 
@@ -168,6 +209,25 @@ impl DownUnit {
         let cat = self.n.forward(Tensor::cat(vec![l, r], 1), ctx, true);
         channel_shuffle(cat.clone().narrow(1, 0, cb), cat.narrow(1, cb, cb))
     }
+
+    /// ONNX export of [`DownUnit::forward`] on `x` with the checkpoint's names under `prefix`
+    /// (`{prefix}l_model/layer-0/depthwise_kernel`, ...): both branches, their `Concat`
+    /// `{prefix}concat`, the norm `{prefix}bn_act/layer-0` and the channel shuffle
+    /// `{prefix}shuffle` of its two halves.
+    pub fn export_onnx(&self, g: &mut Graph, prefix: &str, x: &str) -> Result<String> {
+        let (l, r) = (format!("{prefix}l_model/"), format!("{prefix}r_model/"));
+        let a = export_depthwise(&self.l_dw, g, &format!("{l}layer-0/"), x)?;
+        let a = self.l_n.export_onnx(g, &format!("{l}layer-1/"), &a, false)?;
+        let a = export_dense(&self.l_pw, g, &format!("{l}layer-2/"), &a)?;
+        let b = export_dense(&self.r_pw1, g, &format!("{r}layer-0/"), x)?;
+        let b = self.r_n1.export_onnx(g, &format!("{r}layer-1/"), &b, true)?;
+        let b = export_depthwise(&self.r_dw, g, &format!("{r}layer-3/"), &b)?;
+        let b = self.r_n2.export_onnx(g, &format!("{r}layer-4/"), &b, false)?;
+        let b = export_dense(&self.r_pw2, g, &format!("{r}layer-5/"), &b)?;
+        let cat = g.concat(&format!("{prefix}concat"), &[&a, &b], 1);
+        let cat = self.n.export_onnx(g, &format!("{prefix}bn_act/layer-0/"), &cat, true)?;
+        Ok(g.interleave_halves(&format!("{prefix}shuffle"), &cat, self.l_pw.weight.dims()[0]))
+    }
 }
 
 /// An up block: legacy bilinear ×2, a 1×1 convolution with bias and a basic unit.
@@ -189,6 +249,15 @@ impl UpBlock {
         // The resize interpolates with weights that sum to one and the 1×1 convolution maps each
         // pixel on its own, so they commute: convolving first costs a quarter of the products.
         self.unit.forward(kernels::resize_legacy2x(self.pw.forward(x)), ctx)
+    }
+
+    /// ONNX export of the up block on `x` under `prefix`: the 1×1 convolution
+    /// `{prefix}model/layer-0`, TensorFlow's legacy bilinear ×2 (`{prefix}model/resize`, a linear
+    /// `Resize` with `asymmetric` coordinates) and the basic unit `{prefix}model/layer-1/model/`.
+    pub fn export_onnx(&self, g: &mut Graph, prefix: &str, x: &str) -> Result<String> {
+        let y = export_dense(&self.pw, g, &format!("{prefix}model/layer-0/"), x)?;
+        let y = g.resize_scale(&format!("{prefix}model/resize"), &y, 2.0, Interpolation::LinearAsymmetric);
+        self.unit.export_onnx(g, &format!("{prefix}model/layer-1/model/"), &y)
     }
 }
 
@@ -276,6 +345,25 @@ impl CartoonGan {
         let y = self.last.forward(y);
         keep("final_conv", &y);
         Trace { blocks, output: y.tanh() }
+    }
+
+    /// ONNX export of [`CartoonGan::forward_traced`]'s output (the sample's own statistics):
+    /// `x` is RGB in -1..1 `[N, 3, H, W]` (any size), the returned value RGB in -1..1 (tanh)
+    /// `[N, 3, 4⌈H/4⌉, 4⌈W/4⌉]`. Names are the checkpoint's variables (`flat_conv1/model/layer-1`
+    /// with `flat_conv1/model/layer-1/kernel`, ...); stride-2 depthwise convolutions use
+    /// `auto_pad = SAME_UPPER`, as TensorFlow's `same` padding.
+    pub fn export_onnx(&self, g: &mut Graph, x: &str) -> Result<String> {
+        let y = export_dense(&self.flat, g, "flat_conv1/model/layer-1/", x)?;
+        let y = self.flat_n.export_onnx(g, "flat_conv1/model/layer-2/", &y, true)?;
+        let y = self.down1.export_onnx(g, "down_conv1/", &y)?;
+        let mut y = self.down2.export_onnx(g, "down_conv2/", &y)?;
+        for (i, b) in self.blocks.iter().enumerate() {
+            y = b.export_onnx(g, &format!("residual_blocks/layer-{i}/model/"), &y)?;
+        }
+        let y = self.up1.export_onnx(g, "up_conv1/", &y)?;
+        let y = self.up2.export_onnx(g, "up_conv2/", &y)?;
+        let y = export_dense(&self.last, g, "final_conv/layer-1/", &y)?;
+        Ok(g.tanh("final_conv/tanh", &y))
     }
 
     /// RGB 0..255 `[1, 3, H, W]` of any size (at least 1×1) in, RGB 0..255 of the same size

@@ -19,6 +19,7 @@ use burn::tensor::activation::leaky_relu;
 use burn::tensor::{Device, Gradients, Tensor};
 
 use crate::error::{Error, Result};
+use crate::onnx::graph::Graph;
 use crate::networks::layers::{
     Conv, ConvTranspose, NormContext, Padding, ParamRef, collect_grads, collect_weights,
 };
@@ -301,6 +302,48 @@ impl ResnetGenerator {
             y = self.norm(ctx, u.forward(y), true);
         }
         self.out.forward(y).tanh()
+    }
+
+    /// ONNX export of [`ResnetGenerator::forward`] (local instance-norm statistics): `x` is RGB
+    /// in `[-1, 1]` NCHW (sides multiples of 4, at least 8), the returned value RGB in `[-1, 1]`
+    /// (tanh). Nodes are named after the reference's `nn.Sequential` indices (`model.1` the stem
+    /// convolution, `model.2` its norm, `model.3` its ReLU, `model.10.conv_block.1`, ...; a
+    /// reflection pad before a convolution is `{conv}.pad`), initializers after its state dict.
+    /// The norms have no affine parameters: shared scales of 1 and shifts of 0.
+    pub fn export_onnx(&self, g: &mut Graph, x: &str) -> Result<String> {
+        let cfg = self.config;
+        let (ngf, nb) = (cfg.ngf, cfg.n_blocks);
+        // Instance norm `norm` of `c` channels, then the ReLU `relu` if any.
+        let ir = |g: &mut Graph, y: &str, norm: &str, relu: Option<&str>, c: usize| -> String {
+            let n = g.instance_norm_plain(norm, y, c, EPS);
+            match relu {
+                Some(r) => g.relu(r, &n),
+                None => n,
+            }
+        };
+        let y = self.stem.export_onnx(g, "model.1.", x, 1)?;
+        let mut y = ir(g, &y, "model.2", Some("model.3"), ngf);
+        for (j, c) in self.down.iter().enumerate() {
+            let i = 4 + 3 * j;
+            y = c.export_onnx(g, &format!("model.{i}."), &y, 1)?;
+            y = ir(g, &y, &format!("model.{}", i + 1), Some(&format!("model.{}", i + 2)), ngf << (j + 1));
+        }
+        let second = if cfg.dropout_layout { 6 } else { 5 };
+        for (j, b) in self.blocks.iter().enumerate() {
+            let p = format!("model.{}.conv_block", 10 + j);
+            let h = b.a.export_onnx(g, &format!("{p}.1."), &y, 1)?;
+            let h = ir(g, &h, &format!("{p}.2"), Some(&format!("{p}.3")), 4 * ngf);
+            let h = b.b.export_onnx(g, &format!("{p}.{second}."), &h, 1)?;
+            let h = ir(g, &h, &format!("{p}.{}", second + 1), None, 4 * ngf);
+            y = g.add(&format!("model.{}", 10 + j), &y, &h);
+        }
+        for (j, u) in self.up.iter().enumerate() {
+            let i = 10 + nb + 3 * j;
+            y = u.export_onnx(g, &format!("model.{i}."), &y)?;
+            y = ir(g, &y, &format!("model.{}", i + 1), Some(&format!("model.{}", i + 2)), ngf << (1 - j));
+        }
+        let y = self.out.export_onnx(g, &format!("model.{}.", 17 + nb), &y, 1)?;
+        Ok(g.tanh(&format!("model.{}", 18 + nb), &y))
     }
 
     /// Visits every parameter with its reference name.

@@ -18,6 +18,7 @@ use burn::tensor::activation::{leaky_relu, relu, sigmoid};
 use burn::tensor::{DType, Device, Gradients, Tensor, TensorData};
 
 use crate::error::{Error, Result};
+use crate::onnx::graph::{Attr, Graph};
 use crate::networks::layers::{
     Conv, ConvTranspose, Padding, ParamRef, collect_grads, collect_weights,
 };
@@ -179,6 +180,20 @@ impl BatchNorm2d {
             *r = ((1.0 - MOMENTUM) * *r as f64 + MOMENTUM * v * unbias) as f32;
         }
         s.batches += 1;
+    }
+
+    /// ONNX export of [`BatchNorm2d::forward`] in [`BnMode::Eval`] on `x`: a
+    /// `BatchNormalization` node called `name` (inference mode, epsilon [`EPS`]) with the
+    /// initializers `{prefix}weight`, `{prefix}bias`, `{prefix}running_mean` and
+    /// `{prefix}running_var`.
+    pub fn export_onnx(&self, g: &mut Graph, prefix: &str, name: &str, x: &str) -> Result<String> {
+        let gamma = g.param(&format!("{prefix}weight"), ParamRef::R1(&self.gamma))?;
+        let beta = g.param(&format!("{prefix}bias"), ParamRef::R1(&self.beta))?;
+        let s = self.running();
+        let c = s.mean.len();
+        let mean = g.initializer(&format!("{prefix}running_mean"), &[c], &s.mean);
+        let var = g.initializer(&format!("{prefix}running_var"), &[c], &s.var);
+        Ok(g.node("BatchNormalization", name, &[x, &gamma, &beta, &mean, &var], vec![("epsilon", Attr::Float(EPS as f32))]))
     }
 
     fn walk(&self, prefix: &str, f: &mut dyn FnMut(String, ParamRef<'_>)) {
@@ -371,6 +386,24 @@ impl DcganGenerator {
             }
         }
         y.tanh()
+    }
+
+    /// ONNX export of [`DcganGenerator::forward`] in [`BnMode::Eval`]: `z` is the latent
+    /// `[N, nz, 1, 1]`, the returned value the images `[N, nc, 64, 64]` in `[-1, 1]` (tanh).
+    /// Nodes and initializers keep the reference's names: `main.0` (`ConvTranspose`), `main.1`
+    /// (`BatchNormalization` with `main.1.running_mean`, ...), `main.2` (`Relu`), ..., `main.12`,
+    /// `main.13` (`Tanh`).
+    pub fn export_onnx(&self, g: &mut Graph, z: &str) -> Result<String> {
+        let mut y = z.to_string();
+        for (i, conv) in self.convs.iter().enumerate() {
+            y = conv.export_onnx(g, &format!("main.{}.", 3 * i), &y)?;
+            if let Some(bn) = self.norms.get(i) {
+                let prefix = format!("main.{}.", 3 * i + 1);
+                y = bn.export_onnx(g, &prefix, &format!("main.{}", 3 * i + 1), &y)?;
+                y = g.relu(&format!("main.{}", 3 * i + 2), &y);
+            }
+        }
+        Ok(g.tanh(&format!("main.{}", 3 * self.convs.len() - 2), &y))
     }
 
     /// Visits every trainable parameter with its reference name.

@@ -9,8 +9,9 @@ use burn::tensor::activation::tanh;
 use burn::tensor::{Device, Tensor};
 
 use crate::error::Result;
+use crate::onnx::graph::Graph;
 use crate::networks::layers::{
-    Affine, ConvIn, ConvInLayout, ConvTransposeSame, NormContext, Padding, ResidualIn,
+    Affine, ConvIn, ConvInLayout, ConvTransposeSame, NormContext, Padding, ParamRef, ResidualIn,
 };
 use crate::weights::Weights;
 
@@ -109,5 +110,38 @@ impl EngstromNet {
             y = ctx.normalize_affine(layer.conv.forward(y), Some(&layer.norm), true, EPS);
         }
         tanh(self.out.forward(y, ctx, false)) * 150.0 + 127.5
+    }
+
+    /// ONNX export of [`EngstromNet::forward`] (local instance-norm statistics): `x` is RGB
+    /// 0..255 NCHW (sides multiples of 4 keep the output at the input's size), the returned value
+    /// `150·tanh(y) + 127.5`, unclamped. TensorFlow `SAME` convolutions at stride 2 use
+    /// `auto_pad = SAME_UPPER`; the transposed ones are one `ConvTranspose` each
+    /// ([`ConvTransposeSame::export_onnx`]). Names are the ml5.js variables' (`conv1` with
+    /// `conv1.weight`, `conv1.scale`, `conv1.shift`, ...).
+    pub fn export_onnx(&self, g: &mut Graph, x: &str) -> Result<String> {
+        let names = |layer: &str| (format!("{layer}."), [format!("{layer}.scale"), format!("{layer}.shift")]);
+        let mut y = x.to_string();
+        for (i, l) in self.down.iter().enumerate() {
+            let (conv, [scale, shift]) = names(&format!("conv{}", i + 1));
+            y = l.export_onnx(g, &conv, [&scale, &shift], &y, true, false)?;
+        }
+        for (i, b) in self.res.iter().enumerate() {
+            let r = i + 1;
+            let (c1, [s1, t1]) = names(&format!("res{r}.conv1"));
+            let (c2, [s2, t2]) = names(&format!("res{r}.conv2"));
+            y = b.export_onnx(g, [(&c1, [&s1, &t1]), (&c2, [&s2, &t2])], &format!("res{r}"), &y)?;
+        }
+        for (i, l) in self.up.iter().enumerate() {
+            let layer = format!("deconv{}", i + 1);
+            y = l.conv.export_onnx(g, &layer, &format!("{layer}.weight"), &y)?;
+            let gamma = g.param(&format!("{layer}.scale"), ParamRef::R1(&l.norm.gamma))?;
+            let beta = g.param(&format!("{layer}.shift"), ParamRef::R1(&l.norm.beta))?;
+            y = g.instance_norm(&format!("{layer}.norm"), &y, &gamma, &beta, EPS);
+            y = g.relu(&format!("{layer}.relu"), &y);
+        }
+        let (conv, [scale, shift]) = names("conv_out");
+        let y = self.out.export_onnx(g, &conv, [&scale, &shift], &y, false, false)?;
+        let y = g.tanh("output.tanh", &y);
+        Ok(g.affine("output.scale", &y, 150.0, 127.5))
     }
 }

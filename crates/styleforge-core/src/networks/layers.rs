@@ -10,8 +10,9 @@
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Gradients, Tensor};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::kernels::{self, Geometry, Statistics, generic};
+use crate::onnx::graph::{ConvSpec, Graph, Interpolation, node_name};
 use crate::weights::{HostTensor, Weights};
 
 /// How a convolution pads its input.
@@ -119,6 +120,33 @@ impl Conv {
     pub fn walk(&self, prefix: &str, f: &mut dyn FnMut(String, ParamRef<'_>)) {
         walk_kernel(prefix, &self.weight, self.bias.as_ref(), f);
     }
+
+    /// ONNX export of [`Conv::forward`] on the value `x` (`[N, in, H, W]`, `in = groups ·
+    /// weight.dims[1]`): the padding ([`Graph::conv`]) and a `Conv` node called `{prefix}`
+    /// without its trailing separator, with the initializers `{prefix}weight` and `{prefix}bias`.
+    /// Returns the output value.
+    pub fn export_onnx(&self, g: &mut Graph, prefix: &str, x: &str, groups: usize) -> Result<String> {
+        let names = [format!("{prefix}weight"), format!("{prefix}bias")];
+        self.export_onnx_named(g, node_name(prefix), [&names[0], &names[1]], x, groups)
+    }
+
+    /// [`Conv::export_onnx`] with the node called `name` and the initializers `weight`
+    /// (`[out, in/groups, k, k]`) and `bias` (when the layer has one).
+    pub fn export_onnx_named(&self, g: &mut Graph, name: &str, [weight, bias]: [&str; 2], x: &str, groups: usize) -> Result<String> {
+        let weight = g.param(weight, ParamRef::R4(&self.weight))?;
+        let bias = match &self.bias {
+            Some(b) => Some(g.param(bias, ParamRef::R1(b))?),
+            None => None,
+        };
+        let spec = ConvSpec { kernel: self.kernel(), stride: self.stride, padding: self.padding, groups };
+        Ok(g.conv(name, x, &weight, bias.as_deref(), spec))
+    }
+
+    /// ONNX export of [`Conv::forward_relu`]: [`Conv::export_onnx`] and a `Relu` node `{node}.relu`.
+    pub fn export_onnx_relu(&self, g: &mut Graph, prefix: &str, x: &str, groups: usize) -> Result<String> {
+        let y = self.export_onnx(g, prefix, x, groups)?;
+        Ok(g.relu(&format!("{}.relu", node_name(prefix)), &y))
+    }
 }
 
 /// TensorFlow `SAME` padding (before, after) for one dimension.
@@ -170,6 +198,19 @@ impl ConvTranspose {
         kernels::conv_transpose2d(x, weight, bias, [self.stride, self.pad, self.out_pad])
     }
 
+    /// ONNX export of [`ConvTranspose::forward`] on `x`: a `ConvTranspose` node called
+    /// `{prefix}` without its trailing separator (pads and output padding as the layer's), with
+    /// the initializers `{prefix}weight` (`[in, out, k, k]`) and `{prefix}bias`.
+    pub fn export_onnx(&self, g: &mut Graph, prefix: &str, x: &str) -> Result<String> {
+        let weight = g.param(&format!("{prefix}weight"), ParamRef::R4(&self.weight))?;
+        let bias = match &self.bias {
+            Some(b) => Some(g.param(&format!("{prefix}bias"), ParamRef::R1(b))?),
+            None => None,
+        };
+        let k = self.weight.dims()[2];
+        Ok(g.conv_transpose(node_name(prefix), x, &weight, bias.as_deref(), (k, self.stride), [self.pad; 4], self.out_pad))
+    }
+
     /// Visits `{prefix}weight` (and `{prefix}bias`).
     pub fn walk(&self, prefix: &str, f: &mut dyn FnMut(String, ParamRef<'_>)) {
         walk_kernel(prefix, &self.weight, self.bias.as_ref(), f);
@@ -215,6 +256,23 @@ impl ConvTransposeSame {
         let off = (k.saturating_sub(s)) / 2;
         let [n, c, _, _] = y.dims();
         y.slice([0..n, 0..c, off..off + h * s, off..off + w * s])
+    }
+
+    /// ONNX export of [`ConvTransposeSame::forward`] on `x`: one `ConvTranspose` node called
+    /// `name` whose pads crop the full output to `stride · in` from `(k - stride) / 2` (pads
+    /// `(k - s)/2` before, the rest of `k - s` after), with the initializer `weight_name`.
+    /// Errors: [`Error::Param`] for a kernel smaller than the stride (the full output would be
+    /// shorter than `stride · in`).
+    pub fn export_onnx(&self, g: &mut Graph, name: &str, weight_name: &str, x: &str) -> Result<String> {
+        let k = self.weight.dims()[2];
+        let s = self.stride;
+        if k < s {
+            return Err(Error::Param(format!("a {k}×{k} transposed convolution at stride {s} has no ONNX SAME form")));
+        }
+        let before = (k - s) / 2;
+        let after = k - s - before;
+        let weight = g.param(weight_name, ParamRef::R4(&self.weight))?;
+        Ok(g.conv_transpose(name, x, &weight, None, (k, s), [before, after, before, after], 0))
     }
 }
 
@@ -308,6 +366,30 @@ impl ConvIn {
         f(scale.to_string(), ParamRef::R1(&self.norm.gamma));
         f(shift.to_string(), ParamRef::R1(&self.norm.beta));
     }
+
+    /// ONNX export of [`ConvIn::forward`] (or, with `upsample`, [`ConvIn::forward_upsampled`]) on
+    /// `x`, with the names of [`ConvIn::walk`]: a nearest ×2 `Resize` (`{conv node}.upsample`)
+    /// when `upsample`, the convolution ([`Conv::export_onnx`]), `InstanceNormalization` with the
+    /// initializers `scale` and `shift` (node: `scale` without its last component, e.g. `in1`;
+    /// `{conv node}.norm` when that is the convolution's name) and a `Relu` (`{norm}.relu`) when
+    /// `relu`. Per-layer statistics are the tensor's own ([`NormContext::Local`]).
+    pub fn export_onnx(&self, g: &mut Graph, conv: &str, [scale, shift]: [&str; 2], x: &str, relu: bool, upsample: bool) -> Result<String> {
+        let conv_node = node_name(conv).to_string();
+        let x = if upsample {
+            g.resize_scale(&format!("{conv_node}.upsample"), x, 2.0, Interpolation::NearestFloor)
+        } else {
+            x.to_string()
+        };
+        let y = self.conv.export_onnx(g, conv, &x, 1)?;
+        let gamma = g.param(scale, ParamRef::R1(&self.norm.gamma))?;
+        let beta = g.param(shift, ParamRef::R1(&self.norm.beta))?;
+        let norm = match scale.rsplit_once('.') {
+            Some((n, _)) if n != conv_node => n.to_string(),
+            _ => format!("{conv_node}.norm"),
+        };
+        let y = g.instance_norm(&norm, &y, &gamma, &beta, self.eps);
+        Ok(if relu { g.relu(&format!("{norm}.relu"), &y) } else { y })
+    }
 }
 
 /// The residual block of the fast-style networks: `x + b(relu(a(x)))`, `b` without a ReLU.
@@ -324,6 +406,15 @@ impl ResidualIn {
     pub fn forward(&self, x: Tensor<4>, ctx: &mut NormContext) -> Tensor<4> {
         let h = self.a.forward(x.clone(), ctx, true);
         self.b.forward(h, ctx, false) + x
+    }
+
+    /// ONNX export of [`ResidualIn::forward`] on `x`: the two blocks ([`ConvIn::export_onnx`]
+    /// with `names[0]` and `names[1]`, each `(conv prefix, [scale, shift])`) and an `Add` node
+    /// called `name`.
+    pub fn export_onnx(&self, g: &mut Graph, names: [(&str, [&str; 2]); 2], name: &str, x: &str) -> Result<String> {
+        let h = self.a.export_onnx(g, names[0].0, names[0].1, x, true, false)?;
+        let y = self.b.export_onnx(g, names[1].0, names[1].1, &h, false, false)?;
+        Ok(g.add(name, &y, x))
     }
 }
 

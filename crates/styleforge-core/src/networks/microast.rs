@@ -29,6 +29,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::error::{Error, Result};
 use crate::networks::layers::{Conv, Padding};
+use crate::onnx::graph::{Graph, Interpolation};
 use crate::weights::Weights;
 
 /// Channels of the encoders' features (and of the modulation signals).
@@ -77,6 +78,32 @@ impl Residual {
         let y = relu(self.conv1.forward(x.clone()) * w.clone() + x.clone() * b.clone());
         let z = self.conv2.forward(y.clone()) * w.clone() + y * b.clone();
         x + z
+    }
+
+    /// ONNX export of [`Residual::forward`] on `x` under `prefix` (`enc1.10.`): the two
+    /// reflection-padded convolutions `{prefix}conv1.conv_layer` (with its ReLU) and
+    /// `{prefix}conv2.conv_layer`, and the `Add` `{prefix}` without its trailing dot.
+    pub fn export_onnx(&self, g: &mut Graph, prefix: &str, x: &str) -> Result<String> {
+        let y = self.conv1.export_onnx_relu(g, &format!("{prefix}conv1.conv_layer."), x, 1)?;
+        let y = self.conv2.export_onnx(g, &format!("{prefix}conv2.conv_layer."), &y, 1)?;
+        Ok(g.add(prefix.trim_end_matches('.'), x, &y))
+    }
+
+    /// ONNX export of [`Residual::forward_modulated`] on `x` with the modulation values `w` and
+    /// `b` (`[N, 64, 1, 1]`), under `prefix` (`decoder.dec1.`): nodes `{prefix}conv1.*`,
+    /// `{prefix}mod1.*`, `{prefix}conv2.*`, `{prefix}mod2.*` and the `Add` `{prefix}`.
+    pub fn export_onnx_modulated(&self, g: &mut Graph, prefix: &str, x: &str, (w, b): (&str, &str)) -> Result<String> {
+        let modulate = |g: &mut Graph, name: &str, conv: &str, input: &str| {
+            let scaled = g.mul(&format!("{name}.weight"), conv, w);
+            let shift = g.mul(&format!("{name}.bias"), input, b);
+            g.add(name, &scaled, &shift)
+        };
+        let c = self.conv1.export_onnx(g, &format!("{prefix}conv1.conv_layer."), x, 1)?;
+        let y = modulate(g, &format!("{prefix}mod1"), &c, x);
+        let y = g.relu(&format!("{prefix}mod1.relu"), &y);
+        let c = self.conv2.export_onnx(g, &format!("{prefix}conv2.conv_layer."), &y, 1)?;
+        let z = modulate(g, &format!("{prefix}mod2"), &c, &y);
+        Ok(g.add(prefix.trim_end_matches('.'), x, &z))
     }
 }
 
@@ -127,6 +154,22 @@ impl MicroEncoder {
         let f1 = self.res2.forward(f0.clone());
         [f0, f1]
     }
+
+    /// ONNX export of [`MicroEncoder::forward`] on `x` (RGB 0..1) under `prefix`
+    /// (`content_encoder.`): the convolutions `{prefix}enc1.{i}.conv_layer` (reflection `Pad`
+    /// `….pad`, grouped where the reference groups) with their ReLUs, and the residual layers
+    /// `{prefix}enc1.10` and `{prefix}enc2.0`. Returns `[f0, f1]`.
+    pub fn export_onnx(&self, g: &mut Graph, prefix: &str, x: &str) -> Result<[String; 2]> {
+        let mut y = x.to_string();
+        let mut channels = 3;
+        for (conv, &(i, shape, _)) in self.convs.iter().zip(ENCODER.iter()) {
+            y = conv.export_onnx_relu(g, &format!("{prefix}enc1.{i}.conv_layer."), &y, channels / shape[1])?;
+            channels = shape[0];
+        }
+        let f0 = self.res1.export_onnx(g, &format!("{prefix}enc1.10."), &y)?;
+        let f1 = self.res2.export_onnx(g, &format!("{prefix}enc2.0."), &f0)?;
+        Ok([f0, f1])
+    }
 }
 
 /// The modulator: style features to filter weights and biases.
@@ -158,6 +201,21 @@ impl Modulator {
             [pool(&self.bias1, &f[0]), pool(&self.bias2, &f[1])],
         )
     }
+
+    /// ONNX export of [`Modulator::forward`] on the style features `[f0, f1]` under `prefix`
+    /// (`modulator.`): each depthwise convolution `{prefix}{weight1,bias1,weight2,bias2}.0.conv_layer`
+    /// followed by a `ReduceMean` over H, W (`….pool`). Returns `([w0, w1], [b0, b1])`.
+    pub fn export_onnx(&self, g: &mut Graph, prefix: &str, f: &[String; 2]) -> Result<([String; 2], [String; 2])> {
+        let mut pool = |conv: &Conv, name: &str, x: &str| -> Result<String> {
+            let y = conv.export_onnx(g, &format!("{prefix}{name}.0.conv_layer."), x, CHANNELS)?;
+            Ok(g.reduce_mean(&format!("{prefix}{name}.pool"), &y, &[2, 3]))
+        };
+        let w0 = pool(&self.weight1, "weight1", &f[0])?;
+        let b0 = pool(&self.bias1, "bias1", &f[0])?;
+        let w1 = pool(&self.weight2, "weight2", &f[1])?;
+        let b1 = pool(&self.bias2, "bias2", &f[1])?;
+        Ok(([w0, w1], [b0, b1]))
+    }
 }
 
 /// What the decoder aims at for one level: the AdaIN target mean and standard deviation and the
@@ -184,6 +242,40 @@ pub fn mean_std(x: &Tensor<4>) -> (Tensor<4>, Tensor<4>) {
     let mean = flat.clone().mean_dim(2);
     let var = (flat - mean.clone()).powi_scalar(2).sum_dim(2).div_scalar((h * w).max(2) as f64 - 1.0);
     (mean.reshape([n, c, 1, 1]), (var + EPS).sqrt().reshape([n, c, 1, 1]))
+}
+
+/// ONNX export of [`mean_std`] on `x` `[N, C, H, W]`: nodes `{name}.mean` (`ReduceMean` over
+/// H, W) and `{name}.std` (`sqrt(Σ(x - mean)² / (max(H·W, 2) - 1) + 1e-5)`); the count H·W is a
+/// `ReduceSum` of ones over one channel's plane, so no shape arithmetic enters the graph.
+/// Returns `(mean, std)`, `[N, C, 1, 1]` each.
+pub fn export_mean_std(g: &mut Graph, name: &str, x: &str) -> (String, String) {
+    let mean = g.reduce_mean(&format!("{name}.mean"), x, &[2, 3]);
+    let centred = g.sub(&format!("{name}.centred"), x, &mean);
+    let square = g.mul(&format!("{name}.square"), &centred, &centred);
+    let sum = g.reduce_sum(&format!("{name}.sum"), &square, &[2, 3]);
+    let plane = g.slice(&format!("{name}.plane"), x, 1, 0, 1);
+    let zero = g.scalar("0e0", 0.0);
+    let one = g.scalar("1e0", 1.0);
+    let two = g.scalar("2e0", 2.0);
+    let zeros = g.mul(&format!("{name}.zeros"), &plane, &zero);
+    let ones = g.add(&format!("{name}.ones"), &zeros, &one);
+    let count = g.reduce_sum(&format!("{name}.count"), &ones, &[2, 3]);
+    let count = g.node("Max", &format!("{name}.count_at_least_2"), &[&count, &two], vec![]);
+    let dof = g.sub(&format!("{name}.dof"), &count, &one);
+    let var = g.div(&format!("{name}.var"), &sum, &dof);
+    let eps = g.scalar(&format!("{:e}", EPS as f32), EPS as f32);
+    let var = g.add(&format!("{name}.var_eps"), &var, &eps);
+    let std = g.node("Sqrt", &format!("{name}.std"), &[&var], vec![]);
+    (mean, std)
+}
+
+/// ONNX export of [`adain`]: `(x - mean) / std · target_std + target_mean`, nodes `{name}.*`
+/// and the last one `name`.
+pub fn export_adain(g: &mut Graph, name: &str, x: &str, (mean, std): (&str, &str), (target_mean, target_std): (&str, &str)) -> String {
+    let centred = g.sub(&format!("{name}.centred"), x, mean);
+    let normalized = g.div(&format!("{name}.normalized"), &centred, std);
+    let scaled = g.mul(&format!("{name}.scaled"), &normalized, target_std);
+    g.add(name, &scaled, target_mean)
 }
 
 /// AdaIN of `x` with its statistics `(mean, std)` to the target's.
@@ -245,6 +337,38 @@ impl MicroDecoder {
             };
         }
         y
+    }
+
+    /// ONNX export of [`MicroDecoder::stage1`] and [`MicroDecoder::stage2`] at `alpha = 1` under
+    /// `prefix` (`decoder.`): `f1` is the content's level-1 features, `targets[l]` the level-`l`
+    /// target `(mean, std, weight, bias)` values. The AdaIN steps (`{prefix}adain1`,
+    /// `{prefix}adain0`) normalise with the features' own statistics; the head's bilinear ×2
+    /// upsamplings are `Resize` nodes (`half_pixel`, PyTorch's `align_corners=False`) called
+    /// `{prefix}dec3.0` and `{prefix}dec3.5`. Returns RGB `[N, 3, 4h, 4w]` in about 0..1.
+    pub fn export_onnx(&self, g: &mut Graph, prefix: &str, f1: &str, targets: &[[String; 4]; 2]) -> Result<String> {
+        let level = |l: usize| {
+            let [m, s, w, b] = &targets[l];
+            (m.clone(), s.clone(), w.clone(), b.clone())
+        };
+        let (m1, s1, w1, b1) = level(1);
+        let (mean, std) = export_mean_std(g, &format!("{prefix}adain1.content"), f1);
+        let x = export_adain(g, &format!("{prefix}adain1"), f1, (&mean, &std), (&m1, &s1));
+        let x = self.dec1.export_onnx_modulated(g, &format!("{prefix}dec1."), &x, (&w1, &b1))?;
+        let (m0, s0, w0, b0) = level(0);
+        let (mean, std) = export_mean_std(g, &format!("{prefix}adain0.content"), &x);
+        let y = export_adain(g, &format!("{prefix}adain0"), &x, (&mean, &std), (&m0, &s0));
+        let mut y = self.dec2.export_onnx_modulated(g, &format!("{prefix}dec2."), &y, (&w0, &b0))?;
+        let mut channels = CHANNELS;
+        for (conv, &(i, shape)) in self.head.iter().zip(HEAD.iter()) {
+            if i == 1 || i == 6 {
+                y = g.resize_scale(&format!("{prefix}dec3.{}", i - 1), &y, 2.0, Interpolation::LinearHalfPixel);
+            }
+            let name = format!("{prefix}dec3.{i}.conv_layer.");
+            let groups = channels / shape[1];
+            y = if i == 10 { conv.export_onnx(g, &name, &y, groups)? } else { conv.export_onnx_relu(g, &name, &y, groups)? };
+            channels = shape[0];
+        }
+        Ok(y)
     }
 }
 
@@ -323,6 +447,27 @@ impl MicroAst {
             LevelTarget { mean: m0, std: s0, weight: w0, bias: b0 },
             LevelTarget { mean: m1, std: s1, weight: w1, bias: b1 },
         ]
+    }
+
+    /// ONNX export of the reference's `TestNet.forward(content, style, 1)` ([`MicroAst::forward_traced`]
+    /// at `alpha = 1`): `content` and `style` are RGB 0..1 `[N, 3, H, W]` and `[N, 3, Hs, Ws]`
+    /// (sides at least [`MIN_SIDE`]); the returned value is RGB in about 0..1, unclamped,
+    /// `[N, 3, 4⌈⌈H/2⌉/2⌉, 4⌈⌈W/2⌉/2⌉]`. The style's signals (the style encoder's feature
+    /// statistics and the modulator's filter weights and biases) are computed in the graph from
+    /// the `style` input and modulate the decoder per channel (`Mul`/`Add` of `[N, 64, 1, 1]`
+    /// values): no convolution kernel depends on the style, so every runtime with the standard
+    /// operators runs it. Names: the four parts' state dicts under their prefixes
+    /// (`content_encoder.enc1.0.conv_layer.weight`, ...).
+    pub fn export_onnx(&self, g: &mut Graph, content: &str, style: &str) -> Result<String> {
+        let sf = self.style_encoder.export_onnx(g, "style_encoder.", style)?;
+        let (weight, bias) = self.modulator.export_onnx(g, "modulator.", &sf)?;
+        let [_, f1] = self.content_encoder.export_onnx(g, "content_encoder.", content)?;
+        let target = |g: &mut Graph, l: usize| {
+            let (mean, std) = export_mean_std(g, &format!("style.level{l}"), &sf[l]);
+            [mean, std, weight[l].clone(), bias[l].clone()]
+        };
+        let targets = [target(g, 0), target(g, 1)];
+        self.decoder.export_onnx(g, "decoder.", &f1, &targets)
     }
 
     /// The reference's `TestNet.forward(content, style, alpha)` with its intermediate tensors:

@@ -8,6 +8,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
 use crate::error::{Error, Result};
+use crate::onnx::graph::Graph;
 use crate::networks::layers::{
     Conv, ConvIn, ConvInLayout, NormContext, Padding, ParamRef, ResidualIn, collect_weights,
 };
@@ -161,6 +162,29 @@ impl TransformerNet {
             y = layer.forward_upsampled(y, ctx);
         }
         self.out.forward(y)
+    }
+
+    /// ONNX export of [`TransformerNet::forward`] (local instance-norm statistics): `x` is RGB
+    /// 0..255 NCHW (sides multiples of 4 keep the output at the input's size), the returned value
+    /// RGB 0..255, unclamped. Nodes and initializers keep the pytorch/examples names (`conv1.conv2d`
+    /// with `conv1.conv2d.weight`, `in1`, `res1`, `deconv1.upsample`, ...).
+    pub fn export_onnx(&self, g: &mut Graph, x: &str) -> Result<String> {
+        let mut y = x.to_string();
+        for (i, l) in self.down.iter().enumerate() {
+            let (conv, [scale, shift]) = keys(&format!("conv{}", i + 1), &format!("in{}", i + 1));
+            y = l.export_onnx(g, &conv, [&scale, &shift], &y, true, false)?;
+        }
+        for (i, b) in self.res.iter().enumerate() {
+            let r = i + 1;
+            let (c1, [s1, t1]) = keys(&format!("res{r}.conv1"), &format!("res{r}.in1"));
+            let (c2, [s2, t2]) = keys(&format!("res{r}.conv2"), &format!("res{r}.in2"));
+            y = b.export_onnx(g, [(&c1, [&s1, &t1]), (&c2, [&s2, &t2])], &format!("res{r}"), &y)?;
+        }
+        for (i, l) in self.up.iter().enumerate() {
+            let (conv, [scale, shift]) = keys(&format!("deconv{}", i + 1), &format!("in{}", i + 4));
+            y = l.export_onnx(g, &conv, [&scale, &shift], &y, true, true)?;
+        }
+        self.out.export_onnx(g, "deconv3.conv2d.", &y, 1)
     }
 
     /// Output after the fifth residual block (a checkpoint the reference files provide).

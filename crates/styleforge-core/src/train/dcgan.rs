@@ -253,6 +253,7 @@ fn sub_weights(w: &Weights, prefix: &str) -> Weights {
             .filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v.clone())))
             .collect(),
         metadata: Default::default(),
+        graph: None,
     }
 }
 

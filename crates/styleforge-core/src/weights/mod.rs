@@ -61,19 +61,31 @@ impl HostTensor {
 pub struct Weights {
     /// Tensors by name.
     pub tensors: BTreeMap<String, HostTensor>,
-    /// String metadata (`__metadata__` of a safetensors file).
+    /// String metadata (`__metadata__` of a safetensors file; an ONNX model's `metadata_props`).
     pub metadata: BTreeMap<String, String>,
+    /// An ONNX model (its protobuf bytes) in place of tensors: read from an `.onnx` file, or
+    /// from a library file that stores one as the uint8 tensor [`ONNX_TENSOR`].
+    pub graph: Option<std::sync::Arc<[u8]>>,
 }
 
+/// The name of the uint8 tensor that holds an ONNX model inside a library (safetensors) file.
+pub const ONNX_TENSOR: &str = "onnx.model";
+
 impl Weights {
-    /// Reads a `.safetensors` or PyTorch `.pth`/`.pt` file, chosen by content, not by name, or a
-    /// TensorFlow checkpoint (its folder, its `.index` file or its prefix; [`tf_checkpoint`]).
+    /// Reads a `.safetensors` or PyTorch `.pth`/`.pt` file, chosen by content, not by name, a
+    /// TensorFlow checkpoint (its folder, its `.index` file or its prefix; [`tf_checkpoint`]), or
+    /// an ONNX model (an `.onnx` file, or any file that is not one of the others but parses as
+    /// ONNX) as [`Weights::graph`].
     pub fn load(path: &Path) -> Result<Self> {
+        if path.is_file() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx")) {
+            let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            return Self::from_onnx_bytes(bytes).map_err(|e| Error::Weights(format!("{}: {}", path.display(), strip(e))));
+        }
         let by_name = path.is_dir() || path.extension().is_some_and(|e| e == "index") || !path.exists();
         if by_name && tf_checkpoint::is_checkpoint(path) {
             return tf_checkpoint::load(path);
         }
-        let mut head = [0u8; 8];
+        let mut head = [0u8; 9];
         {
             use std::io::Read;
             let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
@@ -85,14 +97,29 @@ impl Weights {
                 )));
             }
         }
-        // A PyTorch file is a zip archive (PK..) or a legacy pickle (0x80 protocol byte).
-        if head.starts_with(b"PK") || head[0] == 0x80 {
+        // A safetensors file is a little-endian header length and a JSON header (`{`); a
+        // PyTorch file is a zip archive (PK..) or a legacy pickle (0x80 protocol byte). The
+        // safetensors test comes first: a header length may begin with 0x80.
+        let safetensors = head[8] == b'{';
+        if !safetensors && (head.starts_with(b"PK") || head[0] == 0x80) {
             Self::load_pth(path)
         } else {
             let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-            Self::from_safetensors_bytes(&bytes)
-                .map_err(|e| Error::Weights(format!("{}: {}", path.display(), strip(e))))
+            match Self::from_safetensors_bytes(&bytes) {
+                Ok(w) => Ok(w),
+                Err(e) => match crate::onnx::runtime::decode(&bytes) {
+                    Ok(_) => Self::from_onnx_bytes(bytes),
+                    Err(_) => Err(Error::Weights(format!("{}: {}", path.display(), strip(e)))),
+                },
+            }
         }
+    }
+
+    /// An ONNX model as weights: no tensors, the model's `metadata_props` as metadata.
+    /// Errors: [`Error::Weights`] for bytes that are not an ONNX model.
+    pub fn from_onnx_bytes(bytes: Vec<u8>) -> Result<Self> {
+        let model = crate::onnx::runtime::decode(&bytes)?;
+        Ok(Self { tensors: BTreeMap::new(), metadata: crate::onnx::runtime::metadata(&model), graph: Some(bytes.into()) })
     }
 
     /// Parses safetensors bytes (float32, float16 or bfloat16 tensors).
@@ -102,7 +129,12 @@ impl Weights {
         let st = SafeTensors::deserialize(bytes)
             .map_err(|e| Error::Weights(format!("not a valid safetensors file ({e})")))?;
         let mut tensors = BTreeMap::new();
+        let mut graph = None;
         for (name, view) in st.tensors() {
+            if name == ONNX_TENSOR && view.dtype() == Dtype::U8 {
+                graph = Some(view.data().to_vec().into());
+                continue;
+            }
             let data = decode_floats(view.dtype(), view.data()).ok_or_else(|| {
                 Error::Weights(format!(
                     "tensor {name} has unsupported dtype {:?}",
@@ -117,7 +149,7 @@ impl Weights {
             .unwrap_or_default()
             .into_iter()
             .collect();
-        Ok(Self { tensors, metadata })
+        Ok(Self { tensors, metadata, graph })
     }
 
     /// Reads a PyTorch state dict (`torch.save(model.state_dict())`, or a dict holding one
@@ -157,6 +189,7 @@ impl Weights {
         Ok(Self {
             tensors,
             metadata: BTreeMap::new(),
+            graph: None,
         })
     }
 
@@ -173,7 +206,7 @@ impl Weights {
                 )
             })
             .collect();
-        let views: Vec<(String, TensorView<'_>)> = bytes
+        let mut views: Vec<(String, TensorView<'_>)> = bytes
             .iter()
             .map(|(k, b, s)| {
                 Ok((
@@ -183,6 +216,12 @@ impl Weights {
                 ))
             })
             .collect::<Result<_>>()?;
+        if let Some(g) = &self.graph {
+            views.push((
+                ONNX_TENSOR.into(),
+                TensorView::new(Dtype::U8, vec![g.len()], g).map_err(|e| Error::Weights(e.to_string()))?,
+            ));
+        }
         let meta: HashMap<String, String> = self.metadata.clone().into_iter().collect();
         safetensors::serialize(views, Some(meta)).map_err(|e| Error::Weights(e.to_string()))
     }
@@ -213,7 +252,7 @@ impl Weights {
             .iter()
             .filter_map(|(k, t)| k.strip_prefix(prefix).map(|k| (k.to_string(), t.clone())))
             .collect();
-        Weights { tensors, metadata: BTreeMap::new() }
+        Weights { tensors, metadata: BTreeMap::new(), graph: None }
     }
 
     /// Whether a tensor of this name exists.
@@ -327,4 +366,33 @@ fn decode_pth(dtype: pytorch_reader::DType, b: &[u8]) -> Option<Vec<f32>> {
             .collect(),
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A safetensors header whose length begins with the byte 0x80 (a pickle's protocol byte)
+    /// is still read as safetensors, and an ONNX model stored inside comes back.
+    #[test]
+    fn safetensors_is_told_from_pickles_by_its_header() {
+        let dir = tempfile::tempdir().unwrap();
+        for pad in 0..300 {
+            let mut w = Weights::default();
+            w.tensors.insert("a".into(), HostTensor::new(vec![2], vec![1.0, 2.0]));
+            w.metadata.insert("pad".into(), "x".repeat(pad));
+            w.graph = Some(vec![8u8, 7, 1, 2, 3].into());
+            let bytes = w.to_safetensors_bytes().unwrap();
+            if bytes[0] != 0x80 {
+                continue;
+            }
+            let path = dir.path().join("w.safetensors");
+            std::fs::write(&path, &bytes).unwrap();
+            let back = Weights::load(&path).unwrap();
+            assert_eq!(back.tensors["a"].data, vec![1.0, 2.0]);
+            assert_eq!(back.graph.as_deref(), Some(&[8u8, 7, 1, 2, 3][..]));
+            return;
+        }
+        panic!("no padding gave a header length starting with 0x80");
+    }
 }

@@ -124,7 +124,7 @@ fn parse(bytes: &[u8], shard: &mut dyn FnMut(u64, u64) -> Result<Vec<u8>>) -> Re
     if tensors.is_empty() {
         return Err(bad("the checkpoint holds no float tensors".into()));
     }
-    Ok(Weights { tensors, metadata: BTreeMap::new() })
+    Ok(Weights { tensors, metadata: BTreeMap::new(), graph: None })
 }
 
 /// TensorFlow's masked CRC (`crc32c::Mask`) back to the plain CRC-32C.

@@ -47,6 +47,7 @@ pub fn router(state: AppState) -> Router {
             get(styles::get_one).delete(styles::delete),
         )
         .route("/styles/{name}/thumbnail", get(styles::thumbnail))
+        .route("/styles/{name}/onnx", get(styles::onnx))
         .route("/generators/{name}/samples", get(generate::samples))
         .route("/methods", get(methods::list))
         .route("/stylize", post(stylize::stylize))

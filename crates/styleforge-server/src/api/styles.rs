@@ -3,11 +3,11 @@
 //! thumbnails.
 
 use axum::extract::{Path, Request, State};
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use styleforge_core::library::ModelInfo;
+use styleforge_core::library::{ModelInfo, ModelKind};
 use styleforge_core::library::builtin::{self, Painting};
 use utoipa::{IntoParams, ToSchema};
 
@@ -401,6 +401,59 @@ pub async fn thumbnail(
     }
     let b = crate::jobs::preview::model_preview(&state, &info, photo.as_ref(), size).await?;
     Ok(hashed_image_response(b))
+}
+
+/// A model style as an ONNX model (opset and conventions in its metadata properties), for
+/// models whose terms allow redistribution: imported ONNX graphs as imported, other kinds
+/// exported from the running network.
+#[utoipa::path(
+    get,
+    path = "/v1/styles/{name}/onnx",
+    operation_id = "get_style_onnx",
+    tag = "styles",
+    params(("name" = String, Path, description = "Model name")),
+    responses(
+        (status = 200, description = "The ONNX model (`attachment; filename=NAME.onnx`)", content_type = "application/octet-stream"),
+        (status = 401, description = "Missing or invalid API key", body = crate::error::ErrorBody),
+        (status = 403, description = "The model's terms do not allow redistribution", body = crate::error::ErrorBody),
+        (status = 404, description = "No such model, or not one that exports to ONNX", body = crate::error::ErrorBody),
+    ),
+    security(("api_key" = []), ())
+)]
+pub async fn onnx(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult<Response> {
+    let Found::Model(info) = lookup(&state, &caller, &name).await? else {
+        return Err(no_onnx(format!("`{name}` is a style image, not a model")));
+    };
+    if !styleforge_core::onnx::redistributable(&info) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not_redistributable",
+            format!("`{name}`'s terms ({}) do not allow handing its weights out", if info.research_only { "research only" } else { "no licence stated" }),
+        ));
+    }
+    if !ModelKind::of(&info).is_some_and(styleforge_core::onnx::available) {
+        return Err(no_onnx(format!("`{name}` is a {} model, which styleforge does not export to ONNX", info.method)));
+    }
+    let loaded = state.models.get(&info).await?;
+    let bytes = tokio::task::spawn_blocking(move || styleforge_core::onnx::model_bytes(&loaded, &info))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let sha = crate::store::sha256_hex(&bytes);
+    let mut resp = (StatusCode::OK, Bytes::from(bytes)).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}.onnx\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{sha}\"")) {
+        h.insert(header::ETAG, v);
+    }
+    Ok(resp)
+}
+
+fn no_onnx(message: String) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no_onnx", message)
 }
 
 fn no_preview(message: String) -> ApiError {
