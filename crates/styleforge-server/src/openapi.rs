@@ -29,6 +29,7 @@ at once (fast methods within the pixel budget) or as a job with live progress. E
         api::styles::delete,
         api::styles::thumbnail,
         api::styles::onnx,
+        api::models::upload,
         api::generate::samples,
         api::trainings::create,
         api::methods::list,

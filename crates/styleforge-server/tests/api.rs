@@ -1782,3 +1782,60 @@ fn onnx_models_are_styles_and_styles_download_as_onnx() {
     get(&s.url("/v1/styles/nope/onnx"), None).assert_error(404, "style_not_found");
     s.shutdown();
 }
+
+/// ONNX models uploaded over the API belong to the key that uploaded them: listed, run and
+/// deleted by it alone; broken files, taken names and bad parameters are refused clearly.
+#[test]
+fn onnx_uploads_are_a_keys_own_styles() {
+    let home = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut cfg = config(home.path(), data.path());
+    cfg.anonymous = false;
+    let s = TestServer::start(cfg.clone());
+    let key = |name: &str| s.block_on(styleforge_server::create_key(&cfg, name, KeyLimits::default())).unwrap();
+    let (alice, bob) = (key("alice"), key("bob"));
+    let (a, b) = (Some(alice.key.as_str()), Some(bob.key.as_str()));
+    let onnx = std::fs::read(shared::path("models/onnx_fast_style/model.onnx")).unwrap();
+    let up = |query: &str, body: &[u8], k: Option<&str>| post_bytes(&s.url(&format!("/v1/models?{query}")), "application/octet-stream", body, k);
+
+    let v = up("name=mind&license=MIT&input_range=0..255&tags=pink,bold", &onnx, a).ok_json(201);
+    assert_eq!(v["name"], "mind");
+    assert_eq!(v["method"], "onnx");
+    assert_eq!(v["tags"], json!(["pink", "bold"]));
+    let listed = |k: Option<&str>| -> Vec<String> {
+        get(&s.url("/v1/styles"), k).ok_json(200)["styles"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap().to_string()).collect()
+    };
+    assert!(listed(a).contains(&"mind".to_string()));
+    assert!(!listed(b).contains(&"mind".to_string()), "another key does not see it");
+
+    let photo = upload(&s, &small_png("data/content/chicago.jpg", 80), a);
+    let r = post_json(&s.url("/v1/stylize"), &json!({"image": photo, "style": "mind"}), a).ok_json(200);
+    assert_eq!(decode_rgb(&get(&s.url(r["url"].as_str().unwrap()), a).body).width(), 80);
+    let bob_photo = upload(&s, &small_png("data/content/chicago.jpg", 80), b);
+    post_json(&s.url("/v1/stylize"), &json!({"image": bob_photo, "style": "mind"}), b).assert_error(404, "style_not_found");
+    // The uploaded file downloads again with the metadata it was given.
+    let back = get(&s.url("/v1/styles/mind/onnx"), a);
+    assert_eq!(back.status, 200);
+    let meta = styleforge_core::onnx::runtime::metadata(&styleforge_core::onnx::runtime::decode(&back.body).unwrap());
+    assert_eq!(meta.get("license").map(String::as_str), Some("MIT"));
+    assert_eq!(meta.get(styleforge_core::onnx::meta::INPUT_RANGE).map(String::as_str), Some("0..255"));
+
+    // Refusals: taken names (own, built-in, painting), broken files, bad parameters, empty body.
+    up("name=mind", &onnx, a).assert_error(409, "name_taken");
+    up("name=microast", &onnx, a).assert_error(409, "name_taken");
+    up("name=starry-night", &onnx, a).assert_error(409, "name_taken");
+    up("name=half", &onnx[..onnx.len() / 2], a).assert_error(422, "invalid_model");
+    up("name=junk", b"\x89PNG not a model", a).assert_error(422, "invalid_model");
+    up("name=Bad%20Name", &onnx, a).assert_error(422, "invalid_parameter");
+    up("name=ranged&input_range=0..9", &onnx, a).assert_error(422, "invalid_parameter");
+    up("name=empty", b"", a).assert_error(400, "empty_body");
+    up("name=nokey", &onnx, None).assert_error(401, "missing_key");
+    assert!(!listed(a).iter().any(|n| ["half", "junk", "ranged", "empty"].contains(&n.as_str())), "nothing half-stored");
+
+    // Only the owner deletes it; afterwards it is gone.
+    delete(&s.url("/v1/styles/mind"), b).assert_error(404, "style_not_found");
+    assert_eq!(delete(&s.url("/v1/styles/mind"), a).status, 204);
+    get(&s.url("/v1/styles/mind"), a).assert_error(404, "style_not_found");
+    delete(&s.url("/v1/styles/microast"), a).assert_error(403, "read_only");
+    s.shutdown();
+}

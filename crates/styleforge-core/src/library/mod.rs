@@ -272,25 +272,43 @@ impl Library {
 
     /// Imports an ONNX image-to-image model (`file`) under `info.name`: its conventions are read
     /// from the graph and its metadata, with `overrides` first ([`onnx::runtime::Conventions`]),
-    /// checked by compiling the graph, and stored with the model. Returns the metadata and the
-    /// conventions. Errors: as [`Library::add_weights`], and [`Error::Weights`] for a file that
-    /// is not an ONNX image model tract can run.
+    /// checked by compiling and running the graph, and stored with the model. Returns the
+    /// metadata and the conventions. Errors: as [`Library::import_onnx_bytes`].
     pub fn import_onnx(
         &self,
         file: &Path,
-        mut info: ModelInfo,
+        info: ModelInfo,
         overrides: &onnx::runtime::Overrides,
         overwrite: bool,
     ) -> Result<(ModelInfo, onnx::runtime::Conventions)> {
         let bytes = std::fs::read(file).map_err(|e| Error::io(file, e))?;
-        let mut weights = Weights::from_onnx_bytes(bytes).map_err(|e| Error::Weights(format!("{}: {e}", file.display())))?;
+        self.import_onnx_bytes(bytes, info, overrides, overwrite).map_err(|e| match e {
+            Error::Weights(m) => Error::Weights(format!("{}: {m}", file.display())),
+            e => e,
+        })
+    }
+
+    /// [`Library::import_onnx`] from the model's bytes (an upload). Title, licence, source and
+    /// description left empty in `info` are taken from the model's own metadata properties.
+    /// Errors: as [`Library::add_weights`], and [`Error::Weights`] for bytes that are not an
+    /// ONNX image model tract can run; [`Error::Param`] for bad overrides.
+    pub fn import_onnx_bytes(
+        &self,
+        bytes: Vec<u8>,
+        mut info: ModelInfo,
+        overrides: &onnx::runtime::Overrides,
+        overwrite: bool,
+    ) -> Result<(ModelInfo, onnx::runtime::Conventions)> {
+        validate_name(&info.name)?;
+        if info.sha256.is_empty() {
+            use sha2::{Digest, Sha256};
+            info.sha256 = hex::encode(Sha256::digest(&bytes));
+        }
+        let mut weights = Weights::from_onnx_bytes(bytes)?;
         let model = onnx::runtime::decode(weights.graph.as_deref().unwrap_or_default())?;
         let conventions = onnx::runtime::Conventions::read(&model, &weights.metadata, overrides)?;
         weights.metadata.retain(|k, _| !k.starts_with("styleforge."));
         weights.metadata.extend(conventions.to_metadata());
-        if info.sha256.is_empty() {
-            info.sha256 = sha256_file(file)?;
-        }
         for (field, key) in [(&mut info.title, "title"), (&mut info.license, "license"), (&mut info.source_url, "source_url"), (&mut info.description, "description")] {
             if field.is_empty() {
                 *field = weights.metadata.get(key).cloned().unwrap_or_default();

@@ -7,6 +7,7 @@ pub mod images;
 pub mod jobs;
 pub mod live;
 pub mod methods;
+pub mod models;
 pub mod ops;
 pub mod ranges;
 pub mod results;
@@ -48,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/styles/{name}/thumbnail", get(styles::thumbnail))
         .route("/styles/{name}/onnx", get(styles::onnx))
+        .route("/models", post(models::upload))
         .route("/generators/{name}/samples", get(generate::samples))
         .route("/methods", get(methods::list))
         .route("/stylize", post(stylize::stylize))

@@ -317,11 +317,19 @@ pub async fn delete(
                     "read_only",
                     format!("`{name}` is a painting built into styleforge: it cannot be deleted"),
                 ))
-            } else if state.models.info(&name).await.is_ok() {
+            } else if let Ok(info) = state.models.info(&name).await {
+                // A key's own models (uploaded or trained over the API) are its to delete.
+                if info.training.get(crate::jobs::training::OWNER_KEY) == Some(&caller.owner) {
+                    state.models.library().remove(&name).map_err(ApiError::from_core)?;
+                    return Ok(StatusCode::NO_CONTENT);
+                }
+                if !crate::jobs::training::visible_to(&info, &caller.owner) {
+                    return Err(ApiError::not_found("style", &name));
+                }
                 Err(ApiError::new(
                     StatusCode::FORBIDDEN,
                     "read_only",
-                    "models are managed with `styleforge models`, not over the API",
+                    "models are managed with `styleforge models`, not over the API (except the models a key uploaded or trained)",
                 ))
             } else {
                 Err(ApiError::not_found("style", &name))
