@@ -353,3 +353,55 @@ fn cyclegan_generator_from_the_command_line() {
     let fast = shared::path("models/fast_style_pytorch/candy_nc8.safetensors");
     assert_clean_error(&cmd(&["stylize", s(&input), "-o", s(&out), "--method", "cyclegan", "--model", s(&fast)]), "error");
 }
+
+#[test]
+fn onnx_models_import_run_and_export_from_the_command_line() {
+    let home = tempfile::tempdir().unwrap();
+    let cmd = |args: &[&str]| bin().env("STYLEFORGE_HOME", home.path()).args(args).output().unwrap();
+    let ok = |o: Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let onnx = shared::path("models/onnx_fast_style/model.onnx");
+    let said = ok(cmd(&["models", "import", s(&onnx), "--name", "mind", "--input-range", "0..255", "--license", "MIT"]));
+    assert!(said.contains("values 0..255, output 0..255") && !said.contains("assumed"), "{said}");
+    // By name and as a file, at the photo's size.
+    let input = shared::path("data/content/small/town_houses_kodim08_256.jpg");
+    let (a, b) = (dir.path().join("a.png"), dir.path().join("b.png"));
+    ok(cmd(&["stylize", s(&input), "-o", s(&a), "--model", "mind"]));
+    ok(cmd(&["stylize", s(&input), "-o", s(&b), "--model", s(&onnx)]));
+    assert_eq!(rgb(&a), rgb(&b));
+    assert_eq!(rgb(&a).dimensions(), rgb(&input).dimensions());
+
+    // A built-in filter exported, imported again, gives the built-in's pixels.
+    let exported = dir.path().join("paprika.onnx");
+    let said = ok(cmd(&["models", "export", "cartoon-paprika", "-o", s(&exported)]));
+    assert!(said.contains("opset 17"), "{said}");
+    let said = ok(cmd(&["models", "import", s(&exported), "--name", "paprika-again"]));
+    assert!(said.contains("values 0..255") && !said.contains("assumed"), "the export states its range: {said}");
+    let (c, d) = (dir.path().join("c.png"), dir.path().join("d.png"));
+    ok(cmd(&["stylize", s(&input), "-o", s(&c), "--model", "paprika-again"]));
+    ok(cmd(&["stylize", s(&input), "-o", s(&d), "--model", "cartoon-paprika"]));
+    assert!(mean_abs_diff(&rgb(&c), &rgb(&d)) < 0.5, "{}", mean_abs_diff(&rgb(&c), &rgb(&d)));
+    // An imported model exports as imported, with its library metadata.
+    let again = dir.path().join("mind.onnx");
+    let said = ok(cmd(&["models", "export", "mind", "-o", s(&again)]));
+    assert!(said.contains("imported graph"), "{said}");
+    let w = styleforge_core::weights::Weights::load(&again).unwrap();
+    assert_eq!(w.metadata.get("license").map(String::as_str), Some("MIT"));
+    assert_eq!(w.metadata.get("styleforge.input_range").map(String::as_str), Some("0..255"));
+
+    // Refusals.
+    let pth = shared::path("parity/transformer_net_stock_legacy.pth");
+    assert_clean_error(&cmd(&["models", "import", s(&pth), "--name", "x", "--input-range", "0..1"]), "ONNX files only");
+    assert_clean_error(&cmd(&["models", "import", s(&onnx), "--name", "y", "--input-range", "0..9"]), "0..255, 0..1, -1..1");
+    let cut = dir.path().join("cut.onnx");
+    std::fs::write(&cut, &std::fs::read(&onnx).unwrap()[..20_000]).unwrap();
+    assert_clean_error(&cmd(&["models", "import", s(&cut), "--name", "cut"]), "not an ONNX model");
+    assert_clean_error(&cmd(&["models", "export", "nope", "-o", s(&dir.path().join("n.onnx"))]), "models list");
+    let o = cmd(&["models", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let names: Vec<&str> = list.as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert!(!names.contains(&"cut") && !names.contains(&"x") && !names.contains(&"y"), "{names:?}");
+}
