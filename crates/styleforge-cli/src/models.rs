@@ -172,6 +172,13 @@ pub fn run(c: Command) -> Result<()> {
                 let (info, conventions) = library.import_onnx(file, info, &overrides, force)?;
                 println!("imported {} (ONNX, run by method fast) into {}", info.name, library.models_dir().display());
                 println!("  {}", conventions.describe());
+                let weights = library.weights(&info.name)?;
+                if let Ok(styleforge_core::library::Loaded::Onnx(net)) =
+                    styleforge_core::library::ModelKind::Onnx.load_weights(&weights, &burn::tensor::Device::flex())
+                    && let Some(kind) = net.native_kind()
+                {
+                    println!("  its weights are a {} state dict giving the same pictures: it runs as styleforge's own network", kind.title());
+                }
                 return Ok(());
             }
             if onnx_flags {

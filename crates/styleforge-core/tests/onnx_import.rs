@@ -33,6 +33,9 @@ fn published_graphs_match_onnx_runtime() {
         let c = net.conventions();
         assert_eq!((c.layout, c.channels, c.input_range, c.fixed_size), (Layout::Nchw, Channels::Rgb, ValueRange::Byte, None));
         assert!(c.range_assumed, "nothing in these graphs says their range");
+        let w = Weights::from_onnx_bytes(model_bytes(model).to_vec()).unwrap();
+        let Loaded::Onnx(loaded) = ModelKind::Onnx.load_weights(&w, &device()).unwrap() else { panic!() };
+        assert_eq!(loaded.native_kind(), None, "{model}: no native network of this architecture");
         for case in CASES {
             let input = reference.get(&format!("input.{case}")).unwrap();
             let want = reference.get(&format!("{model}.{case}.output")).unwrap();
@@ -234,6 +237,11 @@ fn exported_networks_round_trip_through_the_importer() {
         let imported = Weights::from_onnx_bytes(bytes).unwrap();
         let Loaded::Onnx(net) = ModelKind::Onnx.load_weights(&imported, &device()).unwrap() else { panic!("not ONNX") };
         assert!(!net.conventions().range_assumed, "{name}: the export states its range");
+        eprintln!("{name}: runs as {:?}", net.native_kind());
+        if name == "transformer_net" {
+            // Its weights keep the state dict's names: it runs as the native network.
+            assert_eq!(net.native_kind(), Some(ModelKind::Fast));
+        }
         let pic = gradient(67, 45);
         let opts = StylizeOptions::default();
         let want = native.feed_forward().unwrap().stylize_with(&pic, &opts, &device()).unwrap();

@@ -132,7 +132,7 @@ impl ModelKind {
             ModelKind::MicroAst => Loaded::MicroAst(MicroAst::from_weights(w, device)?),
             ModelKind::Cartoon => Loaded::Cartoon(CartoonGan::from_weights(w, device)?),
             ModelKind::Anime => Loaded::Anime(AnimeGan::from_weights(w, device)?),
-            ModelKind::Onnx => Loaded::Onnx(load_onnx(w)?),
+            ModelKind::Onnx => Loaded::Onnx(load_onnx(w, device)?),
         })
     }
 
@@ -263,10 +263,22 @@ pub fn validate(w: &Weights) -> Result<Detected> {
 }
 
 /// Compiles the ONNX model weights hold ([`Weights::graph`]) with the conventions their metadata
-/// records. Errors: [`Error::Weights`] for weights without a graph, or a graph tract cannot run.
-pub fn load_onnx(w: &Weights) -> Result<OnnxNet> {
+/// records. When the graph's weights are the state dict of a one-pass network styleforge runs
+/// natively (a PyTorch export of TransformerNet, a styleforge export) and that network gives the
+/// graph's picture on a probe ([`OnnxNet::agrees_with`]), it runs as that network on `device`.
+/// Errors: [`Error::Weights`] for weights without a graph, or a graph tract cannot run.
+pub fn load_onnx(w: &Weights, device: &Device) -> Result<OnnxNet> {
     let graph = w.graph.clone().ok_or_else(|| Error::Weights("these weights hold tensors, not an ONNX model".into()))?;
-    OnnxNet::load(graph, &w.metadata, &Overrides::default())
+    let net = OnnxNet::load(graph, &w.metadata, &Overrides::default())?;
+    let state_dict = crate::onnx::runtime::initializers(net.proto());
+    let native = match detect(&state_dict) {
+        Ok(d) if d.kind != ModelKind::Onnx => d.kind.load_weights(&state_dict, device).ok(),
+        _ => None,
+    };
+    Ok(match native {
+        Some(n) if n.feed_forward().is_some_and(|f| net.agrees_with(f, device)) => net.with_native(n),
+        _ => net,
+    })
 }
 
 /// Builds an AdaIN model from a combined map (`encoder.*`, `decoder.*`).

@@ -305,6 +305,28 @@ pub fn decode(bytes: &[u8]) -> Result<pb::ModelProto> {
     Ok(model)
 }
 
+/// The graph's float32 initializers as a weight map under their own names (a PyTorch export
+/// keeps the state dict's names), leaving out styleforge's export constants (`const.*`).
+pub fn initializers(model: &pb::ModelProto) -> crate::weights::Weights {
+    let mut w = crate::weights::Weights::default();
+    let Some(graph) = &model.graph else { return w };
+    for t in &graph.initializer {
+        if t.data_type != pb::tensor_proto::DataType::Float as i32 || t.name.starts_with("const.") {
+            continue;
+        }
+        let data: Vec<f32> = if !t.raw_data.is_empty() {
+            t.raw_data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+        } else {
+            t.float_data.clone()
+        };
+        let shape: Vec<usize> = t.dims.iter().map(|d| (*d).max(0) as usize).collect();
+        if shape.iter().product::<usize>() == data.len() {
+            w.tensors.insert(t.name.clone(), crate::weights::HostTensor::new(shape, data));
+        }
+    }
+    w
+}
+
 /// The `metadata_props` of a model as a map.
 pub fn metadata(model: &pb::ModelProto) -> BTreeMap<String, String> {
     model.metadata_props.iter().map(|e| (e.key.clone(), e.value.clone())).collect()
@@ -331,6 +353,9 @@ pub struct OnnxNet {
     proto: pb::ModelProto,
     conventions: Conventions,
     plans: Mutex<Vec<(Vec<usize>, Arc<TypedRunnableModel>)>>,
+    /// The same network as one of styleforge's own, when the graph's weights are a state dict
+    /// of a network styleforge runs natively and both give the same picture ([`OnnxNet::with_native`]).
+    native: Option<Box<crate::library::Loaded>>,
 }
 
 impl std::fmt::Debug for OnnxNet {
@@ -354,7 +379,7 @@ impl OnnxNet {
         let mut meta = self::metadata(&model);
         meta.extend(metadata.iter().map(|(k, v)| (k.clone(), v.clone())));
         let conventions = Conventions::read(&model, &meta, overrides)?;
-        let net = OnnxNet { bytes, proto: model, conventions, plans: Mutex::new(Vec::new()) };
+        let net = OnnxNet { bytes, proto: model, conventions, plans: Mutex::new(Vec::new()), native: None };
         // Prove that tract compiles and runs the graph before it is accepted.
         let side = 64usize.next_multiple_of(net.conventions.size_multiple as usize).max(net.conventions.min_size as usize);
         let shape = net.input_shape(side, side);
@@ -366,6 +391,49 @@ impl OnnxNet {
     /// The model's bytes, as imported.
     pub fn bytes(&self) -> &Arc<[u8]> {
         &self.bytes
+    }
+
+    /// The decoded model.
+    pub fn proto(&self) -> &pb::ModelProto {
+        &self.proto
+    }
+
+    /// Runs as `native` from now on: the caller has built it from [`initializers`] and checked
+    /// that it gives this graph's pictures ([`OnnxNet::agrees_with`]). Its instance-norm
+    /// statistics can then be shared across video frames and tiles, and it runs at the native
+    /// networks' speed.
+    pub fn with_native(mut self, native: crate::library::Loaded) -> Self {
+        self.native = Some(Box::new(native));
+        self
+    }
+
+    /// The kind of native network it runs as, if any.
+    pub fn native_kind(&self) -> Option<crate::library::ModelKind> {
+        self.native.as_ref().map(|n| n.kind())
+    }
+
+    /// Whether `other` gives this graph's picture on a probe picture (relative L2 under 1e-4
+    /// on a 64×48 gradient, default options), so it may stand in for the graph.
+    pub fn agrees_with(&self, other: &dyn FeedForwardNet, device: &Device) -> bool {
+        let (w, h) = (64u32, 48u32);
+        let n = (w * h) as usize;
+        let rgb = (0..3 * n)
+            .map(|i| {
+                let (c, p) = (i / n, i % n);
+                let (x, y) = ((p % w as usize) as f32, (p / w as usize) as f32);
+                (128.0 + 100.0 * ((x * (c + 1) as f32 + 2.0 * y) / 13.0).sin()).clamp(0.0, 255.0)
+            })
+            .collect();
+        let pic = Picture { width: w, height: h, rgb, alpha: None };
+        let opts = StylizeOptions::default();
+        match (self.stylize_with(&pic, &opts, device), other.stylize_with(&pic, &opts, device)) {
+            (Ok(a), Ok(b)) => {
+                let num: f64 = a.rgb.iter().zip(&b.rgb).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
+                let den: f64 = a.rgb.iter().map(|x| (*x as f64).powi(2)).sum();
+                den > 0.0 && (num / den).sqrt() < 1e-4
+            }
+            _ => false,
+        }
     }
 
     /// What the graph takes and returns.
@@ -534,8 +602,11 @@ fn compile(model: &pb::ModelProto, shape: &[usize]) -> Result<Arc<TypedRunnableM
 impl FeedForwardNet for OnnxNet {
     /// Runs the graph on the whole picture, or tile by tile when `opts.tile` asks for tiles
     /// (tiles are independent: an opaque graph's normalisation statistics cannot be shared, so
-    /// `frame` is not used).
-    fn stylize_frame(&self, pic: &Picture, opts: &StylizeOptions, device: &Device, _frame: Option<&mut FrameNorm>) -> Result<Picture> {
+    /// `frame` is not used); a graph that runs as a native network runs as that network does.
+    fn stylize_frame(&self, pic: &Picture, opts: &StylizeOptions, device: &Device, frame: Option<&mut FrameNorm>) -> Result<Picture> {
+        if let Some(net) = self.native.as_ref().and_then(|n| n.feed_forward()) {
+            return net.stylize_frame(pic, opts, device, frame);
+        }
         validate(opts)?;
         let pic = match opts.max_size {
             Some(m) => pic.fit_within(m),
