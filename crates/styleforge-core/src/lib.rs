@@ -12,6 +12,7 @@ pub mod image_io;
 pub mod kernels;
 pub mod library;
 pub mod methods;
+pub mod metrics;
 pub mod networks;
 pub mod onnx;
 pub mod sequence;
