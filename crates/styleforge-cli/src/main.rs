@@ -2,6 +2,7 @@
 
 mod avatar;
 mod bench;
+mod evaluate;
 mod models;
 mod serve;
 mod stylize;
@@ -48,6 +49,9 @@ enum Command {
     Generate(train::GenerateArgs),
     /// Time the networks at several sizes and print a table.
     Bench(bench::Args),
+    /// Compare methods on content × style pairs: SSIM, VGG content and style losses, time and
+    /// memory; an HTML report with the image grids and a plot, and a contact sheet.
+    Evaluate(evaluate::Args),
     /// Run the HTTP service (REST API, jobs, storage, API keys).
     Serve(serve::Args),
     /// Run job workers against a shared database and blob store (no HTTP listener).
@@ -65,7 +69,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let compute = matches!(cli.command, Command::Stylize(_) | Command::Avatar(_) | Command::Train { .. } | Command::Generate(_) | Command::Bench(_));
+    let compute = matches!(cli.command, Command::Stylize(_) | Command::Avatar(_) | Command::Train { .. } | Command::Generate(_) | Command::Bench(_) | Command::Evaluate(_));
     let service = matches!(cli.command, Command::Serve(_) | Command::Worker(_));
     if !service {
         quiet_panics();
@@ -77,6 +81,7 @@ fn main() -> ExitCode {
         Command::Train { command } => train::run(command),
         Command::Generate(a) => train::generate(a),
         Command::Bench(a) => bench::run(a),
+        Command::Evaluate(a) => evaluate::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Worker(a) => serve::worker(a),
         Command::Keys { command } => serve::keys(command),

@@ -405,3 +405,59 @@ fn onnx_models_import_run_and_export_from_the_command_line() {
     let names: Vec<&str> = list.as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
     assert!(!names.contains(&"cut") && !names.contains(&"x") && !names.contains(&"y"), "{names:?}");
 }
+
+#[test]
+fn evaluate_writes_a_report_with_metrics_and_reuses_outputs() {
+    let home = tempfile::tempdir().unwrap();
+    let cmd = |args: &[&str]| bin().env("STYLEFORGE_HOME", home.path()).args(args).output().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report");
+    let photos = [shared::path("data/content/small/cat_chelsea_256.jpg"), shared::path("data/content/small/parrots_kodim23_256.jpg")];
+    let vgg = shared::path("parity/vgg19_features_f16.pth");
+    let args = [
+        "evaluate", "--content", s(&photos[0]), s(&photos[1]), "--style", "great-wave", "--method", "microast", "--method", "cartoon:cartoon-paprika",
+        "--max-size", "64", "--vgg", s(&vgg), "-o", s(&report),
+    ];
+    let o = cmd(&args);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("| microast | 2 |") && stdout.contains("| cartoon:cartoon-paprika | 2 |"), "{stdout}");
+    assert!(stdout.contains("LPIPS not computed") && stdout.contains("ArtFID not computed"), "{stdout}");
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(report.join("metrics.json")).unwrap()).unwrap();
+    let records = m["records"].as_array().unwrap();
+    assert_eq!(records.len(), 4);
+    for r in records {
+        let ssim = r["ssim"].as_f64().unwrap();
+        assert!(ssim > -1.0 && ssim < 1.0, "{r}");
+        assert!(r["content_loss"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["seconds"].as_f64().unwrap() >= 0.0, "{r}");
+        assert!(report.join(r["image"].as_str().unwrap()).is_file());
+    }
+    // Style losses exist where there is a style picture (microast), not for a filter.
+    let by = |method: &str| records.iter().find(|r| r["method"] == method).unwrap().clone();
+    assert!(by("microast")["style_loss_gram"].as_f64().unwrap() > 0.0);
+    assert!(by("microast")["style_loss_mean_std"].as_f64().unwrap() > 0.0);
+    assert!(by("cartoon:cartoon-paprika")["style_loss_gram"].is_null());
+    let html = std::fs::read_to_string(report.join("index.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("Content against style loss") && html.contains("data:image/jpeg;base64,"));
+    assert!(!html.contains("src=\"images/"), "self-contained");
+    let sheet = rgb(&report.join("contact_sheet.png"));
+    assert_eq!(sheet.width(), 6 + 2 * (160 + 6), "content and one column");
+    // A second run reads the outputs back: same metrics, no times.
+    let mut again = args.to_vec();
+    again.push("--reuse");
+    assert!(cmd(&again).status.success());
+    let m2: serde_json::Value = serde_json::from_slice(&std::fs::read(report.join("metrics.json")).unwrap()).unwrap();
+    for (a, b) in records.iter().zip(m2["records"].as_array().unwrap()) {
+        assert!(b["seconds"].is_null());
+        assert!((a["ssim"].as_f64().unwrap() - b["ssim"].as_f64().unwrap()).abs() < 1e-12);
+    }
+    // Without a VGG the losses are skipped with a note, never made up.
+    let o = cmd(&["evaluate", "--content", s(&photos[0]), "--method", "cartoon:cartoon-shinkai", "--max-size", "64", "-o", s(&dir.path().join("r2"))]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && stdout.contains("Content and style losses skipped"), "{stdout}");
+    // Clear refusals.
+    assert_clean_error(&cmd(&["evaluate", "--content", s(&photos[0]), "--method", "fast", "-o", s(&report)]), "--method fast:MODEL");
+    assert_clean_error(&cmd(&["evaluate", "--content", s(&photos[0]), "--method", "microast", "-o", s(&report)]), "--style");
+    assert_clean_error(&cmd(&["evaluate", "--content", s(&photos[0]), "--method", "nope", "-o", s(&report)]), "unknown method");
+}
