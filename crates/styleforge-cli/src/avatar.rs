@@ -97,11 +97,11 @@ fn style(arg: &str, max_pixels: u64, device: &Device) -> Result<(&'static dyn Me
     })?;
     let detected = kind::detect(&w).with_context(|| format!("`{arg}` is not a model styleforge recognises"))?;
     let Some(name) = methods::methods_for_kind(detected.kind).first().copied() else {
-        bail!("`{arg}` is a {}, which no stylisation method runs", detected.kind.title());
+        bail!("`{arg}` is {}, which no stylisation method runs", detected.kind.a_title());
     };
     let method = methods::get(name)?;
     if !matches!(method.info().style, methods::StyleSource::Model) {
-        bail!("`{arg}` is a {}: give a style image or painting as --style instead", detected.kind.title());
+        bail!("`{arg}` is {}: give a style image or painting as --style instead", detected.kind.a_title());
     }
     let model = crate::stylize::load_model(method.info(), &w, device).with_context(|| format!("loading {arg}"))?;
     Ok((method, model, blank))

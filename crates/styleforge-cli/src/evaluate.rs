@@ -284,7 +284,7 @@ fn arm(spec: &str, styles: &[(String, Picture)], lib: &Library, device: &Device,
     let weights = lib.weights(model_name).with_context(|| format!("loading {model_name}"))?;
     let detected = kind::detect(&weights)?;
     if !info.accepts(detected.kind) {
-        bail!("`{model_name}` is a {}; method {name} runs {}", detected.kind.title(), info.model_kinds.iter().map(|k| k.title()).collect::<Vec<_>>().join(" or "));
+        bail!("`{model_name}` is {}; method {name} runs {}", detected.kind.a_title(), info.model_kinds.iter().map(|k| k.title()).collect::<Vec<_>>().join(" or "));
     }
     let named = model.is_some();
     let model = detected.kind.load_weights(&weights, device)?;

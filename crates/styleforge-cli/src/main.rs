@@ -65,8 +65,9 @@ enum Command {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("STYLEFORGE_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("STYLEFORGE_LOG").unwrap_or_else(|_| "warn,tract_onnx=error,tract_hir=error,tract_core=error".into()))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let compute = matches!(cli.command, Command::Stylize(_) | Command::Avatar(_) | Command::Train { .. } | Command::Generate(_) | Command::Bench(_) | Command::Evaluate(_));
@@ -119,10 +120,15 @@ static PANIC: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
 fn quiet_panics() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
+        let message = panic_text(info.payload());
+        // Output piped into a program that stopped reading (`styleforge models list | head`):
+        // end quietly, as a program killed by SIGPIPE does.
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
         if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
             default(info);
         }
-        let message = panic_text(info.payload());
         let mut text = message.lines().next().unwrap_or_default().to_string();
         if let Some(at) = info.location() {
             text = format!("{text} (at {}:{})", at.file(), at.line());

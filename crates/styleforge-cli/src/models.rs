@@ -160,6 +160,9 @@ pub fn run(c: Command) -> Result<()> {
                 ..Default::default()
             };
             let onnx_flags = input_range.is_some() || output_range.is_some() || channels.is_some() || size_multiple.is_some();
+            if files.len() > 1 && files.iter().any(|f| is_onnx(f)) {
+                anyhow::bail!("import one ONNX file at a time");
+            }
             if let [file] = files.as_slice()
                 && is_onnx(file)
             {
@@ -170,14 +173,14 @@ pub fn run(c: Command) -> Result<()> {
                     size_multiple,
                 };
                 let (info, conventions) = library.import_onnx(file, info, &overrides, force)?;
-                println!("imported {} (ONNX, run by method fast) into {}", info.name, library.models_dir().display());
+                println!("imported {} (an ONNX model; stylise with it by name, method fast) into {}", info.name, library.models_dir().display());
                 println!("  {}", conventions.describe());
                 let weights = library.weights(&info.name)?;
                 if let Ok(styleforge_core::library::Loaded::Onnx(net)) =
                     styleforge_core::library::ModelKind::Onnx.load_weights(&weights, &burn::tensor::Device::flex())
                     && let Some(kind) = net.native_kind()
                 {
-                    println!("  its weights are a {} state dict giving the same pictures: it runs as styleforge's own network", kind.title());
+                    println!("  its weights are the state dict of {} giving the same pictures: it runs as styleforge's own network", kind.a_title());
                 }
                 return Ok(());
             }
@@ -189,11 +192,24 @@ pub fn run(c: Command) -> Result<()> {
         }
         Command::Export { name, output } => {
             let weights = library.weights(&name)?;
-            let info = match library.info(&name) {
-                Ok(i) => i,
-                Err(_) => ModelInfo { name: output.file_stem().and_then(|s| s.to_str()).unwrap_or("model").into(), ..Default::default() },
-            };
             let detected = styleforge_core::library::kind::detect(&weights)?;
+            // A library model's metadata; a file's own, with what detection tells.
+            let mut info = match library.info(&name) {
+                Ok(i) => i,
+                Err(_) => {
+                    let mut i = ModelInfo::from_metadata(&weights.metadata);
+                    if i.name.is_empty() {
+                        i.name = std::path::Path::new(&name).file_stem().and_then(|s| s.to_str()).unwrap_or("model").to_string();
+                    }
+                    i
+                }
+            };
+            if info.family.is_empty() {
+                info.family = detected.family.to_string();
+            }
+            if info.method.is_empty() {
+                info.method = detected.kind.name().to_string();
+            }
             let loaded = detected.kind.load_weights(&weights, &burn::tensor::Device::flex())?;
             let bytes = onnx::model_bytes(&loaded, &info)?;
             styleforge_core::image_io::write_atomic(&output, &bytes)?;

@@ -527,7 +527,7 @@ fn choose_method(a: &Args, lib: &Library) -> Result<(&'static dyn Method, Option
         let method = match kind::detect(&w) {
             Ok(d) => match methods::methods_for_kind(d.kind).first() {
                 Some(name) => methods::get(name)?,
-                None => bail!("`{m}` is a {}, which no stylisation method runs", d.kind.title()),
+                None => bail!("`{m}` is {}, which no stylisation method runs", d.kind.a_title()),
             },
             Err(_) => methods::default_method(),
         };
@@ -548,8 +548,8 @@ pub(crate) fn load_model(info: &MethodInfo, w: &Weights, device: &Device) -> Res
     let kind = match kind::detect(w) {
         Ok(d) if info.accepts(d.kind) => d.kind,
         Ok(d) => bail!(
-            "this file is a {}; method {} runs {} (use --method {})",
-            d.kind.title(),
+            "this file is {}; method {} runs {} (use --method {})",
+            d.kind.a_title(),
             info.name,
             info.model_kinds.iter().map(|k| k.title()).collect::<Vec<_>>().join(" or "),
             methods::methods_for_kind(d.kind).join(" or ")

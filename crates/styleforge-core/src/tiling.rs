@@ -84,7 +84,24 @@ pub fn run_tiled(
     device: &Device,
     net: &mut dyn FnMut(Tensor<4>) -> Result<Tensor<4>>,
 ) -> Result<Vec<f32>> {
+    run_tiled_with_context(rgb, width, height, cfg, 0, device, net)
+}
+
+/// [`run_tiled`] for networks whose output near a picture's edge differs from the inside
+/// (opaque graphs that cannot share whole-image statistics, or that draw borders): each tile
+/// is run with up to `context` more pixels of the picture on every side, which are cut off the
+/// output before the tiles are blended, so no tile's own edge shows inside the picture.
+pub fn run_tiled_with_context(
+    rgb: &[f32],
+    width: u32,
+    height: u32,
+    cfg: TileConfig,
+    context: u32,
+    device: &Device,
+    net: &mut dyn FnMut(Tensor<4>) -> Result<Tensor<4>>,
+) -> Result<Vec<f32>> {
     let (w, h) = (width as usize, height as usize);
+    let context = context as usize;
     let n = w * h;
     let xs = tile_starts(w, cfg);
     let ys = tile_starts(h, cfg);
@@ -94,22 +111,31 @@ pub fn run_tiled(
         for &x0 in &xs {
             let tw = (cfg.tile as usize).min(w - x0);
             let th = (cfg.tile as usize).min(h - y0);
-            let mut crop = Vec::with_capacity(3 * tw * th);
+            // The tile with its context: `(left, top)` more pixels before it, and after it.
+            let (left, top) = (context.min(x0), context.min(y0));
+            let (cw, ch) = (left + tw + context.min(w - x0 - tw), top + th + context.min(h - y0 - th));
+            let (cx, cy) = (x0 - left, y0 - top);
+            let mut crop = Vec::with_capacity(3 * cw * ch);
             for c in 0..3 {
-                for y in y0..y0 + th {
-                    let row = c * n + y * w + x0;
-                    crop.extend_from_slice(&rgb[row..row + tw]);
+                for y in cy..cy + ch {
+                    let row = c * n + y * w + cx;
+                    crop.extend_from_slice(&rgb[row..row + cw]);
                 }
             }
-            let t = Tensor::<4>::from_data(TensorData::new(crop, [1, 3, th, tw]), device);
+            let t = Tensor::<4>::from_data(TensorData::new(crop, [1, 3, ch, cw]), device);
             let out = net(t)?;
-            if out.dims() != [1, 3, th, tw] {
+            if out.dims() != [1, 3, ch, cw] {
                 return Err(Error::Backend(format!(
-                    "tile output {:?} != input [1, 3, {th}, {tw}]",
+                    "tile output {:?} != input [1, 3, {ch}, {cw}]",
                     out.dims()
                 )));
             }
             let out = tensor_to_planes(out)?;
+            let out: Vec<f32> = if (cw, ch) == (tw, th) {
+                out
+            } else {
+                (0..3).flat_map(|c| (0..th).flat_map(move |y| (0..tw).map(move |x| (c, y, x)))).map(|(c, y, x)| out[c * cw * ch + (top + y) * cw + left + x]).collect()
+            };
             let ramp_x = ramp(tw, x0 > 0, x0 + tw < w, cfg.overlap as usize);
             let ramp_y = ramp(th, y0 > 0, y0 + th < h, cfg.overlap as usize);
             for (ty, ry) in ramp_y.iter().enumerate() {

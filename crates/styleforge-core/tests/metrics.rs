@@ -7,19 +7,13 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{device, reference};
+use common::{device, python, reference};
 use styleforge_core::image_io::{self, Picture};
 use styleforge_core::methods::gatys::{LossConfig, Targets};
 use styleforge_core::metrics::{self, VggReference};
 use styleforge_core::networks::vgg::Vgg;
 use styleforge_core::shared;
 
-/// The repository's test interpreter; fails the test, naming the install script, when missing.
-fn python() -> PathBuf {
-    let py = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.tools/py/bin/python");
-    assert!(py.is_file(), "{} not found: run scripts/install-test-tools.sh (it installs scikit-image)", py.display());
-    py
-}
 
 /// Writes a picture as a float32 H × W × 3 `.npy` file.
 fn write_npy(path: &Path, p: &Picture) {

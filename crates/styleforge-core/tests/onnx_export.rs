@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use burn::tensor::Tensor;
-use common::{device, rel_l2};
+use common::{device, python, rel_l2};
 use prost::Message;
 use styleforge_core::image_io::{self, Picture};
 use styleforge_core::library::{Loaded, ModelInfo, ModelKind, builtin};
@@ -109,17 +109,6 @@ fn read_npy(path: &Path) -> HostTensor {
 // ---------------------------------------------------------------------------------------------
 // The two runtimes.
 
-/// The repository's test interpreter; fails the test, naming the install script, when missing.
-fn python() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let py = root.join(".tools/py/bin/python");
-    assert!(
-        py.is_file(),
-        "{} not found: run scripts/install-test-tools.sh (it installs onnxruntime and onnx for the ONNX export tests)",
-        py.display()
-    );
-    py
-}
 
 /// Checks the model and runs every case with ONNX Runtime; the outputs in case order.
 fn run_onnxruntime(model: &[u8], cases: &[Case]) -> Vec<HostTensor> {

@@ -1250,7 +1250,7 @@ fn methods_come_from_the_engine_registry() {
     assert_eq!(fast["style"], "model");
     assert_eq!(fast["execution"], "sync");
     assert_eq!(fast["available"], true);
-    assert_eq!(fast["model_kinds"], json!(["fast"]));
+    assert_eq!(fast["model_kinds"], json!(["fast", "onnx"]));
     let strength = fast["options"].as_array().unwrap().iter().find(|o| o["name"] == "strength").unwrap().clone();
     assert_eq!((strength["type"].as_str(), strength["minimum"].as_f64(), strength["maximum"].as_f64()), (Some("number"), Some(0.0), Some(1.0)));
     assert!(fast["options"].as_array().unwrap().iter().all(|o| o["name"] != "iterations"));

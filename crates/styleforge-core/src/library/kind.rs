@@ -92,6 +92,14 @@ impl ModelKind {
         }
     }
 
+    /// [`ModelKind::title`] with its indefinite article (`an AdaIN model`, `a CycleGAN
+    /// generator`), for messages.
+    pub fn a_title(self) -> String {
+        let t = self.title();
+        let article = if t.starts_with(['A', 'E', 'I', 'O', 'U', 'a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+        format!("{article} {t}")
+    }
+
     /// What a library file of this kind holds and how to get one, for messages.
     pub fn contents(self) -> &'static str {
         match self {

@@ -309,11 +309,23 @@ impl Library {
         let conventions = onnx::runtime::Conventions::read(&model, &weights.metadata, overrides)?;
         weights.metadata.retain(|k, _| !k.starts_with("styleforge."));
         weights.metadata.extend(conventions.to_metadata());
-        for (field, key) in [(&mut info.title, "title"), (&mut info.license, "license"), (&mut info.source_url, "source_url"), (&mut info.description, "description")] {
+        // What the model says of itself fills what the importer left empty; research-only terms
+        // stay, whoever states them.
+        let from_model = ModelInfo::from_metadata(&weights.metadata);
+        for (field, theirs) in [
+            (&mut info.title, from_model.title),
+            (&mut info.license, from_model.license),
+            (&mut info.source_url, from_model.source_url),
+            (&mut info.description, from_model.description),
+        ] {
             if field.is_empty() {
-                *field = weights.metadata.get(key).cloned().unwrap_or_default();
+                *field = theirs;
             }
         }
+        if info.tags.is_empty() {
+            info.tags = from_model.tags;
+        }
+        info.research_only |= from_model.research_only;
         self.add_weights(&mut weights, &mut info, overwrite)?;
         Ok((info, conventions))
     }
@@ -326,6 +338,21 @@ impl Library {
             return Err(Error::Param(format!("a model named `{}` already exists (remove it first)", info.name)));
         }
         check_loads(weights, info)?;
+        if builtin::painting(&info.name).is_some() {
+            return Err(Error::Param(format!("`{}` is a built-in painting's name: choose another name for the model", info.name)));
+        }
+        // A library model replaces the built-in model of its name: only one of the same kind may.
+        if let Some(b) = builtin::model_info(&info.name)
+            && b.method != info.method
+        {
+            let kind = |m: &str| ModelKind::from_name(m).map_or(m.to_string(), ModelKind::a_title);
+            return Err(Error::Param(format!(
+                "`{}` is the name of a built-in {}, which a model of that name replaces; this one is {}: choose another name",
+                info.name,
+                ModelKind::from_name(&b.method).map_or_else(|| b.method.clone(), |k| k.title().to_string()),
+                kind(&info.method)
+            )));
+        }
         let kept = std::mem::take(&mut weights.metadata);
         if info.license.is_empty() {
             info.license = kept.get("license").cloned().unwrap_or_default();

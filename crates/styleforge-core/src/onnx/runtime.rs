@@ -31,10 +31,15 @@ use crate::image_io::Picture;
 use crate::methods::fast::{FeedForwardNet, StylizeOptions, finish, validate};
 use crate::networks::layers::FrameNorm;
 use crate::onnx::{ValueRange, meta};
-use crate::tiling::{TileConfig, planes_to_tensor, run_padded, run_tiled, tensor_to_planes};
+use crate::tiling::{TileConfig, planes_to_tensor, run_padded, run_tiled_with_context, tensor_to_planes};
 
 /// The largest ONNX file imported: 1 GiB (protobuf's own limit is 2 GiB).
 pub const MAX_ONNX_BYTES: usize = 1 << 30;
+
+/// The largest fixed input a graph may declare: 4096×4096 pixels, 8192 a side.
+pub const MAX_FIXED_PIXELS: i64 = 4096 * 4096;
+/// See [`MAX_FIXED_PIXELS`].
+pub const MAX_FIXED_SIDE: i64 = 8192;
 
 /// The tensor layout of an image input or output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,10 +146,19 @@ impl Conventions {
         let constants: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
         let inputs: Vec<&pb::ValueInfoProto> = graph.input.iter().filter(|i| !constants.contains(&i.name.as_str())).collect();
         let [input] = inputs.as_slice() else {
+            let names: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
+            if names.is_empty() {
+                return Err(Error::Weights("the graph has no input to feed a picture to (every input has a constant value)".into()));
+            }
+            let hint = if names == ["content", "style"] {
+                ": this is a MicroAST export, for other runtimes; styleforge runs MicroAST natively (built in as `microast`)"
+            } else {
+                ""
+            };
             return Err(Error::Weights(format!(
-                "an image model takes one input; this graph takes {} ({})",
-                inputs.len(),
-                inputs.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")
+                "styleforge imports image-to-image models (one input); this graph takes {} ({}){hint}",
+                names.len(),
+                names.join(", ")
             )));
         };
         let output = graph.output.first().ok_or_else(|| Error::Weights("the ONNX graph has no output".into()))?;
@@ -175,23 +189,38 @@ impl Conventions {
             Layout::Nhwc => (dims[1], dims[2]),
         };
         let fixed_size = match (w, h) {
-            (Some(w), Some(h)) if w > 0 && h > 0 => Some((w as u32, h as u32)),
+            (Some(w), Some(h)) if w > MAX_FIXED_SIDE || h > MAX_FIXED_SIDE || w * h > MAX_FIXED_PIXELS => {
+                return Err(Error::Weights(format!(
+                    "the input `{}` declares a fixed size of {w}×{h}: over the {MAX_FIXED_PIXELS} pixels (and {MAX_FIXED_SIDE} a side) styleforge runs a graph at",
+                    input.name
+                )));
+            }
+            (Some(w), Some(h)) => Some((w as u32, h as u32)),
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(Error::Weights(format!(
+                    "the input `{}` has shape {}: one image side fixed and the other not; styleforge runs graphs with both sides fixed or both free",
+                    input.name,
+                    show_dims(&dims)
+                )));
+            }
             _ => None,
         };
         let read = |key: &str| metadata.get(key).map(|v| v.as_str());
-        let given_input = overrides.input_range.or(read(meta::INPUT_RANGE).map(ValueRange::parse).transpose()?);
+        let in_meta = |key: &str, e: Error| Error::Weights(format!("the model's metadata `{key}`: {}", e.to_string().trim_start_matches("invalid parameter: ")));
+        let range = |key: &str| read(key).map(ValueRange::parse).transpose().map_err(|e| in_meta(key, e));
+        let given_input = overrides.input_range.or(range(meta::INPUT_RANGE)?);
         let input_range = given_input.unwrap_or(ValueRange::Byte);
-        let output_range = match overrides.output_range.or(read(meta::OUTPUT_RANGE).map(ValueRange::parse).transpose()?) {
+        let output_range = match overrides.output_range.or(range(meta::OUTPUT_RANGE)?) {
             Some(r) => r,
             None => input_range,
         };
         let channels = match overrides.channels {
             Some(c) => c,
-            None => read(meta::CHANNELS).map(Channels::parse).transpose()?.unwrap_or(Channels::Rgb),
+            None => read(meta::CHANNELS).map(Channels::parse).transpose().map_err(|e| in_meta(meta::CHANNELS, e))?.unwrap_or(Channels::Rgb),
         };
         let number = |key: &str| -> Result<u32> {
             match read(key) {
-                Some(m) => m.trim().parse().map_err(|_| Error::Weights(format!("bad {key}: `{m}`"))),
+                Some(m) => m.trim().parse().map_err(|_| Error::Weights(format!("the model's metadata `{key}`: not a whole number: `{m}`"))),
                 None => Ok(1),
             }
         };
@@ -338,6 +367,15 @@ pub fn looks_like_onnx(bytes: &[u8]) -> bool {
     bytes.first() == Some(&0x08) && bytes.get(1).is_some_and(|v| (1..=32).contains(v))
 }
 
+/// What is done to an output of another size than the input ([`OnnxNet::fit_output`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OutputFit {
+    /// Cropped to the input's size (at the top left).
+    Crop,
+    /// Resized to the input's size.
+    Resize,
+}
+
 /// How many compiled plans (one per input shape) a model keeps: a tiled run needs up to four
 /// (full tiles, the right and bottom edges, the corner).
 const PLANS_KEPT: usize = 6;
@@ -380,11 +418,29 @@ impl OnnxNet {
         meta.extend(metadata.iter().map(|(k, v)| (k.clone(), v.clone())));
         let conventions = Conventions::read(&model, &meta, overrides)?;
         let net = OnnxNet { bytes, proto: model, conventions, plans: Mutex::new(Vec::new()), native: None };
-        // Prove that tract compiles and runs the graph before it is accepted.
-        let side = 64usize.next_multiple_of(net.conventions.size_multiple as usize).max(net.conventions.min_size as usize);
-        let shape = net.input_shape(side, side);
-        let n = shape.iter().product();
-        net.run_raw(vec![127.0 * net.conventions.input_range.from_pixels().0; n], &shape)?;
+        // Prove that tract compiles and runs the graph, at two sizes and aspects, and that it
+        // returns a picture, before it is accepted.
+        let c = &net.conventions;
+        let fit = |v: usize| v.next_multiple_of(c.size_multiple as usize).max(c.min_size as usize);
+        let probes = match c.fixed_size {
+            Some((w, h)) => vec![(w as usize, h as usize)],
+            None => vec![(fit(64), fit(64)), (fit(96), fit(72))],
+        };
+        for (i, (w, h)) in probes.iter().enumerate() {
+            let planes: Vec<f32> = (0..3 * w * h).map(|k| (k % 251) as f32).collect();
+            let checked = net.run_planes(&planes, *w, *h).and_then(|(_, ow, oh)| net.fit_output(ow, oh, *w, *h).map(|_| ()));
+            if let Err(e) = checked {
+                let e = e.to_string();
+                let e = e.trim_start_matches("backend: ");
+                return Err(Error::Weights(match i {
+                    0 => format!("the graph does not run on a {w}×{h} picture: {e}"),
+                    _ => format!(
+                        "the graph runs on a {}×{} picture but not on a {w}×{h} one ({e}); if it takes one size only, its input should declare it",
+                        probes[0].0, probes[0].1
+                    ),
+                }));
+            }
+        }
         Ok(net)
     }
 
@@ -512,6 +568,9 @@ impl OnnxNet {
                 )));
             }
         };
+        if out.iter().any(|v| !v.is_finite()) {
+            return Err(Error::Backend("the ONNX graph returned NaN or infinite values".into()));
+        }
         let (scale, offset) = c.output_range.to_pixels();
         let m = oh * ow;
         let mut planes = vec![0f32; 3 * m];
@@ -535,6 +594,21 @@ impl OnnxNet {
         Ok(planes_to_tensor(&out.rgb, out.width, out.height, device))
     }
 
+    /// How an output of `ow`×`oh` for a `w`×`h` input becomes `w`×`h`: the same size or a few
+    /// pixels more (stride-2 stages that round up add rows and columns at the end) is cropped;
+    /// a whole-number scale of the input (a super-resolution or half-size graph) is resized.
+    /// Errors: [`Error::Backend`] for any other size (a graph that does not return this picture).
+    fn fit_output(&self, ow: usize, oh: usize, w: usize, h: usize) -> Result<OutputFit> {
+        if ow >= w && oh >= h && ow - w < 8 && oh - h < 8 {
+            return Ok(OutputFit::Crop);
+        }
+        let scaled = |k: usize| (ow == w * k && oh == h * k) || (w == ow * k && h == oh * k && ow > 0 && oh > 0);
+        if (2..=8).any(scaled) {
+            return Ok(OutputFit::Resize);
+        }
+        Err(Error::Backend(format!("the ONNX graph returned a {ow}×{oh} picture for a {w}×{h} input")))
+    }
+
     /// [`OnnxNet::run_tensor`] on a picture.
     fn run_picture(&self, pic: &Picture) -> Result<Picture> {
         let min = self.conventions.min_size;
@@ -547,6 +621,10 @@ impl OnnxNet {
             let small = pic.resize(fw, fh);
             let (out, ow, oh) = self.run_planes(&small.rgb, fw as usize, fh as usize)?;
             let out = Picture { width: ow as u32, height: oh as u32, rgb: out, alpha: None };
+            let out = match self.fit_output(ow, oh, fw as usize, fh as usize)? {
+                OutputFit::Crop => out.crop(0, 0, fw, fh),
+                OutputFit::Resize => out,
+            };
             return Ok(out.resize(pic.width, pic.height));
         }
         let m = self.conventions.size_multiple as usize;
@@ -557,17 +635,20 @@ impl OnnxNet {
             let device = t.device();
             let result = tensor_to_planes(t).and_then(|planes| self.run_planes(&planes, pw, ph));
             match result {
-                Ok((out, ow, oh)) => {
-                    let out = Picture { width: ow as u32, height: oh as u32, rgb: out, alpha: None };
-                    // Graphs whose stride-2 stages round up return a few extra rows or columns
-                    // at the end: crop them; any other size is a different scale: resize.
-                    let fitted = if ow >= pw && oh >= ph && ow - pw < 8 && oh - ph < 8 {
-                        out.crop(0, 0, pw as u32, ph as u32)
-                    } else {
-                        out.resize(pw as u32, ph as u32)
-                    };
-                    Tensor::from_data(TensorData::new(fitted.rgb, [1, 3, ph, pw]), &device)
-                }
+                Ok((out, ow, oh)) => match self.fit_output(ow, oh, pw, ph) {
+                    Ok(fit) => {
+                        let out = Picture { width: ow as u32, height: oh as u32, rgb: out, alpha: None };
+                        let fitted = match fit {
+                            OutputFit::Crop => out.crop(0, 0, pw as u32, ph as u32),
+                            OutputFit::Resize => out.resize(pw as u32, ph as u32),
+                        };
+                        Tensor::from_data(TensorData::new(fitted.rgb, [1, 3, ph, pw]), &device)
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        Tensor::zeros([1, 3, ph, pw], &device)
+                    }
+                },
                 Err(e) => {
                     failed = Some(e);
                     Tensor::zeros([1, 3, ph, pw], &device)
@@ -614,7 +695,12 @@ impl FeedForwardNet for OnnxNet {
         };
         let tiles = opts.tile.filter(|t| self.conventions.fixed_size.is_none() && (pic.width > *t || pic.height > *t));
         let mut out = match tiles {
-            Some(t) => run_tiled(&pic.rgb, pic.width, pic.height, TileConfig::new(t)?, device, &mut |x| self.run_tensor(x, device))?,
+            Some(t) => {
+                let cfg = TileConfig::new(t)?;
+                // Each tile sees an overlap's worth of the picture around it, cut off afterwards:
+                // graphs draw their own borders, which must not show where tiles meet.
+                run_tiled_with_context(&pic.rgb, pic.width, pic.height, cfg, cfg.overlap, device, &mut |x| self.run_tensor(x, device))?
+            }
             None => self.run_picture(&pic)?.rgb,
         };
         finish(&pic, &mut out, opts)?;

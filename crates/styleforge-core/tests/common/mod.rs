@@ -33,3 +33,15 @@ pub fn assert_close<const D: usize>(what: &str, got: Tensor<D>, want: &HostTenso
 pub fn device() -> Device {
     Device::flex()
 }
+
+/// The repository's test interpreter (`.tools/py/bin/python`, with onnxruntime, onnx and
+/// scikit-image); fails the test, naming the install script, when it is missing.
+pub fn python() -> std::path::PathBuf {
+    let py = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.tools/py/bin/python");
+    assert!(
+        py.is_file(),
+        "{} not found: run scripts/install-test-tools.sh (it installs onnxruntime, onnx and scikit-image for these tests)",
+        py.display()
+    );
+    py
+}

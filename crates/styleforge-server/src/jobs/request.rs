@@ -548,8 +548,8 @@ async fn image_styles(
         return Err(JobError::invalid(
             "wrong_method",
             format!(
-                "`{name}` is a {}; method {} runs {}",
-                kind.title(),
+                "`{name}` is {}; method {} runs {}",
+                kind.a_title(),
                 method.name,
                 method.model_kinds.iter().map(|k| k.title()).collect::<Vec<_>>().join(" or ")
             ),
