@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod models;
 pub mod openapi;
 pub mod state;
+pub mod stats;
 pub mod store;
 pub mod web;
 

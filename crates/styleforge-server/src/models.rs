@@ -221,6 +221,10 @@ pub struct StyleInfo {
     /// Relevance to the query (keyword search only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub score: Option<f64>,
+    /// The style's ratings over every method and user, when it has any: count, mean and the 95%
+    /// interval of the mean (see `GET /v1/stats/ratings`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rating: Option<crate::stats::ratings::RatingSummary>,
 }
 
 impl StyleInfo {
@@ -246,6 +250,7 @@ impl StyleInfo {
             onnx_url: (styleforge_core::onnx::redistributable(m) && ModelKind::of(m).is_some_and(styleforge_core::onnx::available))
                 .then(|| format!("/v1/styles/{}/onnx", m.name)),
             score: None,
+            rating: None,
         }
     }
 
@@ -264,6 +269,7 @@ impl StyleInfo {
             thumbnail_url: Some(format!("/v1/styles/{}/thumbnail", p.name)),
             onnx_url: None,
             score: None,
+            rating: None,
         }
     }
 
@@ -286,6 +292,7 @@ impl StyleInfo {
             thumbnail_url: Some(format!("/v1/styles/{}/thumbnail", r.id)),
             onnx_url: None,
             score: None,
+            rating: None,
         }
     }
 }
@@ -453,6 +460,7 @@ mod tests {
             thumbnail_url: None,
             onnx_url: None,
             score: None,
+            rating: None,
         }
     }
 

@@ -45,6 +45,9 @@ at once (fast methods within the pixel budget) or as a job with live progress. E
         api::results::info,
         api::results::rate,
         api::results::ratings,
+        api::results::stats,
+        api::preferences::create,
+        api::preferences::stats,
         api::ops::healthz,
         api::ops::readyz,
         api::ops::metrics,
@@ -61,7 +64,7 @@ at once (fast methods within the pixel budget) or as a job with live progress. E
         (name = "styles", description = "The style gallery and custom style images"),
         (name = "stylize", description = "Stylisation, of photos and of live camera streams"),
         (name = "jobs", description = "Jobs, progress and history"),
-        (name = "results", description = "Results and ratings"),
+        (name = "results", description = "Results, ratings and pairwise preferences, and their statistics"),
         (name = "operations", description = "Health, readiness, metrics"),
     )
 )]

@@ -74,6 +74,12 @@ static ASSETS: &[Asset] = &[
         bytes: include_bytes!("../web/live.js"),
     },
     Asset {
+        path: "/app/compare.js",
+        content_type: "text/javascript; charset=utf-8",
+        cache: NO_CACHE,
+        bytes: include_bytes!("../web/compare.js"),
+    },
+    Asset {
         path: "/app/icon.svg",
         content_type: "image/svg+xml",
         cache: NO_CACHE,

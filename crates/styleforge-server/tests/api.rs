@@ -1839,3 +1839,29 @@ fn onnx_uploads_are_a_keys_own_styles() {
     delete(&s.url("/v1/styles/microast"), a).assert_error(403, "read_only");
     s.shutdown();
 }
+
+#[test]
+fn ratings_are_summarised_with_intervals_and_order_the_gallery_best_rated_first() {
+    let data = tempfile::tempdir().unwrap();
+    let s = TestServer::start(config(models_home(), data.path()));
+    common::stats::ratings_summaries_and_best_rated_order(&s);
+    s.shutdown();
+}
+
+#[test]
+fn pairwise_preferences_are_checked_replaced_and_scored_by_bradley_terry() {
+    let data = tempfile::tempdir().unwrap();
+    let mut cfg = config(models_home(), data.path());
+    cfg.anonymous = false;
+    let s = TestServer::start(cfg.clone());
+    let key = |name: &str| s.block_on(styleforge_server::create_key(&cfg, name, KeyLimits::default())).unwrap().key;
+    let (alice, bob) = (key("alice"), key("bob"));
+    common::stats::preferences_validated_replaced_and_scored(&s, &alice, &bob);
+
+    // The new operations are documented.
+    let doc = get(&s.url("/v1/openapi.json"), None).ok_json(200);
+    for p in ["/v1/preferences", "/v1/stats/preferences", "/v1/stats/ratings"] {
+        assert!(doc["paths"].get(p).is_some(), "{p} documented");
+    }
+    s.shutdown();
+}

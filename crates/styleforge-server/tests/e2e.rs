@@ -407,6 +407,38 @@ fn videos_and_animations_upload_stylise_and_play_in_the_page_in_chromium() {
     e.finish();
 }
 
+/// The A/B view (`e2e/compare.mjs`): two styles, then two methods for a painting, stylised side
+/// by side on a photo and judged with the keyboard; the choices reach the preference statistics;
+/// rated styles show their rating and lead the "Best rated" gallery.
+#[test]
+fn ab_view_compares_pairs_and_the_gallery_sorts_best_rated_in_chromium() {
+    let data = tempfile::tempdir().unwrap();
+    let s = TestServer::start(config(models_home(), data.path()));
+    node(
+        "compare.mjs",
+        &[
+            ("STYLEFORGE_URL", format!("{}/", s.base)),
+            ("STYLEFORGE_PHOTO", shared_file("data/content/small/parrots_kodim23_256.jpg")),
+        ],
+    );
+    // What the page did, as the API sees it: three choices, each between two results of the one
+    // photo, the last between the painting's two one-pass methods.
+    let stats = get(&s.url("/v1/stats/preferences"), None).ok_json(200);
+    assert_eq!(stats["comparisons"], 3, "{stats}");
+    let arms = stats["arms"].as_array().unwrap();
+    let total: i64 = arms.iter().map(|a| a["comparisons"].as_i64().unwrap()).sum();
+    assert_eq!(total, 6, "each comparison has two arms: {stats}");
+    let starry = get(&s.url("/v1/stats/preferences?style=starry-night"), None).ok_json(200);
+    let methods: Vec<&str> = starry["methods"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert!(methods.len() == 2 && methods.contains(&"microast") && methods.contains(&"adain"), "{starry}");
+    let history = get(&s.url("/v1/history?limit=100"), None).ok_json(200);
+    let items = history["items"].as_array().unwrap();
+    assert_eq!(items.len(), 6, "two stylisations per pair: {history}");
+    let image = items[0]["image"].clone();
+    assert!(items.iter().all(|j| j["state"] == "succeeded" && j["image"] == image), "{history}");
+    s.shutdown();
+}
+
 /// A page on another origin with a live camera widget that starts at once with `style`.
 fn live_host_html(api: &str, key: &str, style: &str) -> String {
     format!(

@@ -329,3 +329,25 @@ fn workers_collect_blobs_whose_writer_died_before_recording_them() {
     );
     s.shutdown();
 }
+
+#[test]
+fn rating_statistics_and_the_best_rated_gallery_on_postgres() {
+    let pg = PgDatabase::create();
+    let data = tempfile::tempdir().unwrap();
+    let s = TestServer::start(pg_config(&pg, data.path()));
+    common::stats::ratings_summaries_and_best_rated_order(&s);
+    s.shutdown();
+}
+
+#[test]
+fn pairwise_preferences_on_postgres() {
+    let pg = PgDatabase::create();
+    let data = tempfile::tempdir().unwrap();
+    let mut cfg = pg_config(&pg, data.path());
+    cfg.anonymous = false;
+    let s = TestServer::start(cfg.clone());
+    let key = |name: &str| s.block_on(styleforge_server::create_key(&cfg, name, KeyLimits::default())).unwrap().key;
+    let (alice, bob) = (key("alice"), key("bob"));
+    common::stats::preferences_validated_replaced_and_scored(&s, &alice, &bob);
+    s.shutdown();
+}

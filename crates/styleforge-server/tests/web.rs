@@ -69,7 +69,7 @@ fn the_page_and_the_widget_are_served_with_types_and_cache_headers() {
     let csp = page.header("content-security-policy").unwrap();
     assert!(csp.contains("default-src 'self'"), "{csp}");
     let html = String::from_utf8(page.body.clone()).unwrap();
-    for asset in ["/app/app.css", "/app/app.js", "/app/icon.svg"] {
+    for asset in ["/app/app.css", "/app/app.js", "/app/compare.js", "/app/icon.svg"] {
         assert!(html.contains(asset), "the page links {asset}");
     }
     assert!(
@@ -81,6 +81,7 @@ fn the_page_and_the_widget_are_served_with_types_and_cache_headers() {
     for (path, ctype) in [
         ("/app/app.js", "text/javascript; charset=utf-8"),
         ("/app/api.js", "text/javascript; charset=utf-8"),
+        ("/app/compare.js", "text/javascript; charset=utf-8"),
         ("/app/app.css", "text/css; charset=utf-8"),
         ("/app/icon.svg", "image/svg+xml"),
         ("/widget.js", "text/javascript; charset=utf-8"),

@@ -1,5 +1,8 @@
 // The styleforge page: upload a photo, pick (or upload, or blend) a style, stylise, compare,
-// download, rate, and browse the history. Talks to the API under /v1 only.
+// download, rate, and browse the history. Talks to the API under /v1 only. The gallery shows each
+// style's rating and can list the best rated first. The A/B view (compare.js) hears of the photo
+// through a `styleforge:photo` event and of reloaded styles through `styleforge:styles`, and
+// tells the page of its results through `styleforge:results`.
 
 import { ApiError, api, fetchBlob, followEvents, getJson, getKey, sendJson, setKey } from "./api.js";
 
@@ -189,6 +192,7 @@ async function loadStyles() {
     clearNotice();
     renderFilters();
     await search($("search").value);
+    document.dispatchEvent(new CustomEvent("styleforge:styles"));
   } catch (e) {
     g.replaceChildren();
     if (e instanceof ApiError && e.status === 401) keyNeeded(e);
@@ -201,10 +205,14 @@ async function loadStyles() {
 async function search(query) {
   const seq = ++state.searchSeq;
   const q = query.trim();
+  const sort = $("sort").value;
   let list = state.styles;
-  if (q) {
+  if (q || sort === "rating") {
+    const params = new URLSearchParams();
+    if (q) params.set("q", q);
+    if (sort === "rating") params.set("sort", "rating");
     try {
-      list = (await getJson(`/v1/styles?q=${encodeURIComponent(q)}`)).styles;
+      list = (await getJson(`/v1/styles?${params}`)).styles;
     } catch (e) {
       handleError(e, "Search failed");
       return;
@@ -229,6 +237,26 @@ function renderGallery(query) {
   }
 }
 
+// "rated 4.3 of 5 from 12 ratings", or "" when the style has none (for the card's label).
+function ratingText(r) {
+  if (!r) return "";
+  return `rated ${r.mean.toFixed(1)} of 5 from ${r.count} ${r.count === 1 ? "rating" : "ratings"}`;
+}
+
+// Five stars filled to the mean, the mean and the count.
+function ratingBadge(r) {
+  if (!r) return null;
+  const stars = el("span", { class: "stars-meter", "aria-hidden": "true" });
+  stars.style.setProperty("--fill", `${Math.round((r.mean / 5) * 100)}%`);
+  return el(
+    "span",
+    { class: "style-rating", title: `${r.mean.toFixed(2)} of 5 from ${r.count} (95% interval ${r.ci_low.toFixed(1)}–${r.ci_high.toFixed(1)})` },
+    stars,
+    el("span", { class: "rating-mean", text: r.mean.toFixed(1) }),
+    el("span", { class: "rating-count", text: `(${r.count})` }),
+  );
+}
+
 function styleCard(s) {
   const selected = s.name === state.selected;
   const thumb = el("span", { class: "thumb none", "aria-hidden": "true", text: s.title.slice(0, 1).toUpperCase() });
@@ -239,7 +267,7 @@ function styleCard(s) {
       class: "style-card",
       "data-name": s.name,
       "aria-pressed": selected ? "true" : "false",
-      "aria-label": [s.title, badgeFor(s), ...s.tags.slice(0, 3)].join(", "),
+      "aria-label": [s.title, badgeFor(s), ratingText(s.rating), ...s.tags.slice(0, 3)].filter(Boolean).join(", "),
       title: s.description || s.title,
       onclick: () => selectStyle(s.name),
     },
@@ -249,6 +277,7 @@ function styleCard(s) {
       "span",
       { class: "style-info" },
       el("span", { class: "style-title", text: s.title }),
+      ratingBadge(s.rating),
       el("span", { class: "tags" }, ...s.tags.slice(0, 3).map((t) => el("span", { text: t }))),
     ),
   );
@@ -508,6 +537,12 @@ async function uploadStyle(file) {
 // ---------------------------------------------------------------------------------------------
 // Photo
 
+// Tells the other views (the A/B view) which photo is current: {id, media}, or null.
+function announcePhoto() {
+  const p = state.photo;
+  document.dispatchEvent(new CustomEvent("styleforge:photo", { detail: p ? { id: p.id, media: p.media || null } : null }));
+}
+
 function isMediaFile(f) {
   return !f.type || f.type.startsWith("image/") || f.type.startsWith("video/");
 }
@@ -535,6 +570,7 @@ async function usePhoto(file) {
   $("drop").classList.add("has-photo");
   $("photo-change").hidden = false;
   state.photo = { id: null, local: url };
+  announcePhoto();
   refreshFilters();
   state.uploading = true;
   $("photo-meta").textContent = "Uploading…";
@@ -549,6 +585,7 @@ async function usePhoto(file) {
     if (state.photo && state.photo.local === url) {
       state.photo.id = info.id;
       state.photo.media = info.media || "image";
+      announcePhoto();
       const frames = info.frames ? ` · ${info.frames} frames` : "";
       const secs = info.duration_ms ? ` · ${formatSeconds(info.duration_ms / 1000)}` : "";
       $("photo-meta").textContent = `${info.width} × ${info.height} · ${info.format.toUpperCase()}${frames}${secs} · ${formatBytes(info.bytes)}`;
@@ -556,6 +593,7 @@ async function usePhoto(file) {
     }
   } catch (e) {
     state.photo = null;
+    announcePhoto();
     preview.hidden = true;
     video.hidden = true;
     video.removeAttribute("src");
@@ -792,8 +830,19 @@ async function rate(score) {
   try {
     await sendJson(`/v1/results/${state.current.id}/rating`, "PUT", { score });
     $("rating-note").textContent = `Thanks! You rated it ${score} of 5.`;
+    refreshRatings();
   } catch (e) {
     handleError(e, "The rating was not saved");
+  }
+}
+
+// The gallery's ratings after a rating: the styles again, the thumbnails kept.
+async function refreshRatings() {
+  try {
+    state.styles = (await getJson("/v1/styles")).styles;
+    await search($("search").value);
+  } catch {
+    // The old numbers stay.
   }
 }
 
@@ -801,6 +850,8 @@ async function rate(score) {
 // History
 
 async function loadHistory(reset) {
+  // A newer load (a reset while this one waits) wins: its page is the one shown.
+  const seq = (state.history.seq = (state.history.seq || 0) + 1);
   if (reset) {
     state.history.cursor = null;
     for (const u of state.history.urls) URL.revokeObjectURL(u);
@@ -812,6 +863,7 @@ async function loadHistory(reset) {
   try {
     const q = state.history.cursor ? `&cursor=${encodeURIComponent(state.history.cursor)}` : "";
     const page = await getJson(`/v1/history?limit=12${q}`);
+    if (seq !== state.history.seq) return;
     state.history.cursor = page.next_cursor || null;
     for (const job of page.items) list.append(historyItem(job));
     $("history-more").hidden = !state.history.cursor;
@@ -943,6 +995,7 @@ function wire() {
     clearTimeout(timer);
     timer = setTimeout(() => search(e.target.value), 200);
   });
+  $("sort").addEventListener("change", () => search($("search").value));
   $("style-upload").addEventListener("click", () => $("style-input").click());
   $("style-input").addEventListener("change", (e) => uploadStyle(e.target.files[0]));
 
@@ -966,6 +1019,8 @@ function wire() {
     r.addEventListener("change", () => rate(Number(r.value)));
   }
   $("history-more").addEventListener("click", () => loadHistory(false));
+  // The A/B view's stylisations are in the history too.
+  document.addEventListener("styleforge:results", () => loadHistory(true));
   $("history-refresh").addEventListener("click", () => loadHistory(true));
 
   const d = $("key-dialog");

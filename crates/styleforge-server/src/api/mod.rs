@@ -9,6 +9,7 @@ pub mod live;
 pub mod methods;
 pub mod models;
 pub mod ops;
+pub mod preferences;
 pub mod ranges;
 pub mod results;
 pub mod styles;
@@ -65,6 +66,9 @@ pub fn router(state: AppState) -> Router {
         .route("/results/{id}/info", get(results::info))
         .route("/results/{id}/rating", put(results::rate))
         .route("/ratings", get(results::ratings))
+        .route("/stats/ratings", get(results::stats))
+        .route("/preferences", post(preferences::create))
+        .route("/stats/preferences", get(preferences::stats))
         .route("/openapi.json", get(ops::openapi));
     let web = if cfg.web {
         crate::web::router()

@@ -18,6 +18,7 @@ use crate::db::{self, ImageRow};
 use crate::error::{ApiError, ApiResult};
 use crate::models::{StyleInfo, is_style_model, painting_sha256, search_score};
 use crate::state::AppState;
+use crate::stats::ratings::{RatingSummary, best_first, summarize};
 
 /// Multipart custom style upload.
 #[derive(Debug, ToSchema, Deserialize)]
@@ -44,14 +45,46 @@ pub struct StyleQuery {
     pub q: Option<String>,
     /// Only styles with this `method` (`fast`, `cyclegan`, `microast`, `adain`, `vgg`, `image`).
     pub method: Option<String>,
+    /// `rating`: best rated first (see [`StyleSort`]); `default`: the gallery's order, or
+    /// relevance when searching.
+    #[param(inline)]
+    pub sort: Option<StyleSort>,
+}
+
+/// Orders of the gallery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StyleSort {
+    /// The gallery's order (models by name, the built-in paintings, your styles newest first),
+    /// or relevance when searching with `q`.
+    #[default]
+    Default,
+    /// Best rated first: rated styles by the lower end of the 95% interval of their mean rating
+    /// (so many good ratings rank above a single perfect one), then by count; unrated styles
+    /// after them in the gallery's order (with `q`, only the matches are kept).
+    Rating,
 }
 
 /// The gallery.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StyleList {
     /// Styles: the models by name, the built-in paintings, then your custom styles (newest
-    /// first); by relevance when searching.
+    /// first); by relevance when searching; best rated first with `sort=rating`. Each carries its
+    /// `rating` when it has been rated.
     pub styles: Vec<StyleInfo>,
+}
+
+/// Sets each style's `rating` (over every method and user; `only`: the ratings of one style).
+async fn attach_ratings(state: &AppState, styles: &mut [StyleInfo], only: Option<&str>) -> ApiResult<()> {
+    let rows = db::rating_histograms(&state.db, db::RatingGroup::Style, only).await?;
+    let by_name: std::collections::HashMap<String, RatingSummary> = rows
+        .iter()
+        .filter_map(|r| summarize(r.histogram()).map(|s| (r.name.clone(), s)))
+        .collect();
+    for s in styles {
+        s.rating = by_name.get(&s.name).copied();
+    }
+    Ok(())
 }
 
 /// Metadata of a custom style upload (query parameters, or form fields in a multipart upload);
@@ -126,7 +159,7 @@ async fn all_styles(state: &AppState, caller: &Caller) -> ApiResult<Vec<StyleInf
     Ok(out)
 }
 
-/// The style gallery, with keyword search.
+/// The style gallery, with keyword search, each style's rating, and a best-rated order (`sort=rating`).
 #[utoipa::path(
     get,
     path = "/v1/styles",
@@ -134,7 +167,7 @@ async fn all_styles(state: &AppState, caller: &Caller) -> ApiResult<Vec<StyleInf
     tag = "styles",
     params(StyleQuery),
     responses(
-        (status = 200, description = "Every model, the built-in paintings and your custom styles", body = StyleList),
+        (status = 200, description = "Every model, the built-in paintings and your custom styles, with their ratings", body = StyleList),
         (status = 400, description = "Bad query", body = crate::error::ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = crate::error::ErrorBody),
     ),
@@ -167,6 +200,16 @@ pub async fn list(
                 .then_with(|| a.name.cmp(&b.name))
         });
         styles = scored;
+    }
+    attach_ratings(&state, &mut styles, None).await?;
+    if q.sort == Some(StyleSort::Rating) {
+        // A stable sort: unrated styles keep the order they had.
+        styles.sort_by(|a, b| match (&a.rating, &b.rating) {
+            (Some(x), Some(y)) => best_first(x, y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        });
     }
     Ok(axum::Json(StyleList { styles }))
 }
@@ -231,7 +274,9 @@ pub async fn get_one(
     caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<axum::Json<StyleInfo>> {
-    Ok(axum::Json(find_style(&state, &caller, &name).await?))
+    let mut style = find_style(&state, &caller, &name).await?;
+    attach_ratings(&state, std::slice::from_mut(&mut style), Some(&name)).await?;
+    Ok(axum::Json(style))
 }
 
 /// Upload a custom style image (for the microast, adain and gatys methods).

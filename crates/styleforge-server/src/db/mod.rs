@@ -15,6 +15,7 @@
 //! - [`images`]: uploads and custom style images;
 //! - [`jobs`]: the job queue (claims, leases, heartbeats, progress, cancellation);
 //! - [`results`]: results, the transactions that record them with their job, and ratings;
+//! - [`preferences`]: pairwise preferences between two results of one photo;
 //! - [`blobs`]: blob intents and the references that keep a blob alive.
 //!
 //! Everything is re-exported here, so callers write `db::get_image`, `db::JobRow`, and so on.
@@ -32,12 +33,14 @@ pub mod blobs;
 pub mod images;
 pub mod jobs;
 pub mod keys;
+pub mod preferences;
 pub mod results;
 
 pub use blobs::*;
 pub use images::*;
 pub use jobs::*;
 pub use keys::*;
+pub use preferences::*;
 pub use results::*;
 
 /// The migrations, shared by both databases.

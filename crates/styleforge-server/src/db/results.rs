@@ -176,3 +176,58 @@ pub async fn rating_aggregates(
     .bind(method)
     .fetch_all(p).await)
 }
+
+/// What ratings are grouped by in [`rating_histograms`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RatingGroup {
+    /// Per style, over every method.
+    Style,
+    /// Per method, over every style.
+    Method,
+}
+
+/// Ratings of one style (or one method): how many gave 1, 2, 3, 4 and 5.
+#[derive(Debug, Clone, FromRow)]
+pub struct RatingHistRow {
+    /// The style or the method.
+    pub name: String,
+    /// Ratings of 1.
+    pub s1: i64,
+    /// Ratings of 2.
+    pub s2: i64,
+    /// Ratings of 3.
+    pub s3: i64,
+    /// Ratings of 4.
+    pub s4: i64,
+    /// Ratings of 5.
+    pub s5: i64,
+}
+
+impl RatingHistRow {
+    /// The counts of 1 to 5 stars.
+    pub fn histogram(&self) -> [i64; 5] {
+        [self.s1, self.s2, self.s3, self.s4, self.s5]
+    }
+}
+
+/// Ratings counted per style or per method (over all owners), optionally of one style or method.
+pub async fn rating_histograms(
+    db: &Db,
+    group: RatingGroup,
+    only: Option<&str>,
+) -> sqlx::Result<Vec<RatingHistRow>> {
+    let column = match group {
+        RatingGroup::Style => "style",
+        RatingGroup::Method => "method",
+    };
+    let sql = format!(
+        "SELECT {column} AS name, \
+             SUM(CASE WHEN score = 1 THEN 1 ELSE 0 END) AS s1, SUM(CASE WHEN score = 2 THEN 1 ELSE 0 END) AS s2, \
+             SUM(CASE WHEN score = 3 THEN 1 ELSE 0 END) AS s3, SUM(CASE WHEN score = 4 THEN 1 ELSE 0 END) AS s4, \
+             SUM(CASE WHEN score = 5 THEN 1 ELSE 0 END) AS s5 \
+         FROM ratings WHERE ($1 IS NULL OR {column} = $1) GROUP BY {column} ORDER BY {column}"
+    );
+    with_pool!(db, p => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(only)
+        .fetch_all(p).await)
+}

@@ -12,6 +12,8 @@ use styleforge_core::library::{Library, ModelInfo};
 use styleforge_core::shared;
 use styleforge_server::{Config, ServerHandle};
 
+pub mod stats;
+
 /// A models home with: `candy` and `seascape` (fast), `adain`, `vgg19`, `tiny-painter`
 /// (CycleGAN), `tiny-faces` (DCGAN). Built once (kept under
 /// the target directory between runs).
