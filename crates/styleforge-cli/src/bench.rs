@@ -128,10 +128,13 @@ pub fn run(a: Args) -> Result<()> {
         // `inference_with_ckpt.py` feeds it (its own size, no resizing).
         use styleforge_core::networks::cartoongan::CartoonGan;
         let net = CartoonGan::from_weights(&builtin::weights("cartoon-paprika")?, &device)?;
+        let tf = tensorflow_times(&[512, 1024], a.runs);
         for size in [512, 1024] {
-            rows.push(time_row("CartoonGAN-light filter (cartoon-paprika)", [size; 2], a.runs, &device, |x| {
+            let mut row = time_row("CartoonGAN-light filter (cartoon-paprika)", [size; 2], a.runs, &device, |x| {
                 let _ = net.forward_any_size(x / 127.5 - 1.0, &mut NormContext::Local).into_data();
-            }));
+            });
+            row.measured = tf.iter().find(|(s, _)| *s == size).map(|(_, ms)| ("TensorFlow (this run)".to_string(), *ms));
+            rows.push(row);
         }
     }
     if wants("face") {
@@ -374,6 +377,43 @@ fn onnx_rows(runs: usize, device: &Device) -> Result<Vec<Row>> {
         }
     }
     Ok(rows)
+}
+
+/// TensorFlow's median milliseconds for the CartoonGAN-light generator (paprika) at each square
+/// size, from `scripts/tensorflow-bench.py` run with `$STYLEFORGE_BENCH_PYTHON` (default
+/// `.tools/bench/bin/python`, which `scripts/install-bench-tools.sh` makes) and as many threads as
+/// this process uses, so both sides are measured in one run: `(size, ms)`; empty, with a note, when
+/// that Python or its TensorFlow is missing (the table then shows the stored reference time).
+fn tensorflow_times(sizes: &[usize], runs: usize) -> Vec<(usize, f64)> {
+    let python = std::env::var_os("STYLEFORGE_BENCH_PYTHON").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".tools/bench/bin/python"));
+    let out = std::process::Command::new(&python)
+        .arg("scripts/tensorflow-bench.py")
+        .args(["--threads", &rayon_threads().to_string(), "--runs", &runs.to_string()])
+        .arg("--sizes")
+        .arg(sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(","))
+        .output();
+    let out = match out {
+        Ok(o) if o.status.success() => o,
+        Ok(o) => {
+            eprintln!("TensorFlow not timed: scripts/tensorflow-bench.py failed: {}", String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or(""));
+            return Vec::new();
+        }
+        Err(e) => {
+            eprintln!("TensorFlow not timed in this run: cannot run {} ({e}); scripts/install-bench-tools.sh installs it", python.display());
+            return Vec::new();
+        }
+    };
+    // Rows of its table: `| CartoonGAN-light (paprika) | 512² | 1070.6 |`.
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.trim().trim_matches('|').split('|').map(str::trim).collect();
+            match cells.as_slice() {
+                [w, size, ms] if w.starts_with("CartoonGAN-light") => Some((size.trim_end_matches('²').parse().ok()?, ms.parse().ok()?)),
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 /// ONNX Runtime's median milliseconds for each model and square size, from
