@@ -395,8 +395,15 @@ pub fn cors_layer(state: AppState) -> CorsLayer {
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
             header::HeaderName::from_static("x-api-key"),
+            header::HeaderName::from_static("idempotency-key"),
+            header::IF_NONE_MATCH,
         ])
-        .expose_headers([header::LOCATION, header::RETRY_AFTER])
+        .expose_headers([
+            header::LOCATION,
+            header::RETRY_AFTER,
+            header::ETAG,
+            header::HeaderName::from_static("idempotent-replayed"),
+        ])
         .max_age(Duration::from_secs(600))
 }
 

@@ -131,6 +131,37 @@ pub struct Config {
     pub max_training_steps: u32,
     /// Training jobs one key may have queued or running at once. Default 1.
     pub max_trainings_per_key: u32,
+    /// The public address of the service (`https://styles.example.com`), for the absolute URLs
+    /// of signed links and webhook payloads. Default: from each request's `Host` header.
+    pub public_url: Option<String>,
+    /// Hosts webhooks may be sent to: names (`hooks.example.com`) or `*.example.com`; empty
+    /// (the default) allows any host, whose addresses must still pass `webhook_networks`.
+    pub webhook_hosts: Vec<String>,
+    /// Networks (CIDR, `10.0.0.0/8`, `127.0.0.1/32`) webhooks may reach even though they are
+    /// loopback, private, link-local or otherwise not public; every such address is refused
+    /// unless listed here (server-side request forgery). Default: none.
+    pub webhook_networks: Vec<String>,
+    /// How long a webhook delivery is retried when the receiver does not answer 2xx, in
+    /// seconds from the event. Default 3600.
+    pub webhook_retry_secs: u64,
+    /// The first retry's delay in milliseconds; each retry doubles it (with jitter), up to
+    /// `webhook_backoff_max_secs`. Default 1000.
+    pub webhook_backoff_ms: u64,
+    /// The longest delay between retries, in seconds. Default 300.
+    pub webhook_backoff_max_secs: u64,
+    /// Seconds to wait for a receiver's answer. Default 10.
+    pub webhook_timeout_secs: u64,
+    /// Keys that sign result links, `kid:secret` (secret of 16+ characters): the first signs
+    /// new links, all verify, so a key is rotated by putting the new one first and dropping the
+    /// old one once its links have expired. Default: a key the server makes and keeps in its
+    /// database.
+    pub link_keys: Vec<String>,
+    /// Longest lifetime of a signed link, in seconds. Default 604800 (7 days).
+    pub max_link_secs: u64,
+    /// Most jobs (images × styles) in one batch. Default 100.
+    pub max_batch_jobs: u32,
+    /// How long an `Idempotency-Key` and its answer are kept, in seconds. Default 86400.
+    pub idempotency_ttl_secs: u64,
 }
 
 /// The methods jobs can name.
@@ -181,6 +212,17 @@ impl Default for Config {
             training_steps: 2000,
             max_training_steps: 40000,
             max_trainings_per_key: 1,
+            public_url: None,
+            webhook_hosts: Vec::new(),
+            webhook_networks: Vec::new(),
+            webhook_retry_secs: 3600,
+            webhook_backoff_ms: 1000,
+            webhook_backoff_max_secs: 300,
+            webhook_timeout_secs: 10,
+            link_keys: Vec::new(),
+            max_link_secs: 7 * 24 * 3600,
+            max_batch_jobs: 100,
+            idempotency_ttl_secs: 24 * 3600,
         }
     }
 }
@@ -303,6 +345,23 @@ impl Config {
                 METHODS.join(", ")
             );
         }
+        for n in &self.webhook_networks {
+            n.parse::<ipnet::IpNet>()
+                .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| anyhow::anyhow!("webhook_networks: `{n}` is not a network (use CIDR, `10.0.0.0/8`)"))?;
+        }
+        for k in &self.link_keys {
+            crate::signing::LinkKey::parse(k).map_err(|e| anyhow::anyhow!("link_keys: {e}"))?;
+        }
+        if let Some(u) = &self.public_url {
+            anyhow::ensure!(
+                u.starts_with("http://") || u.starts_with("https://"),
+                "public_url must be an http or https URL"
+            );
+        }
+        anyhow::ensure!(self.max_link_secs >= 1, "max_link_secs must be at least 1");
+        anyhow::ensure!(self.max_batch_jobs >= 1, "max_batch_jobs must be at least 1");
+        anyhow::ensure!(self.webhook_timeout_secs >= 1, "webhook_timeout_secs must be at least 1");
         if let Some(u) = &self.storage_url {
             anyhow::ensure!(
                 u.starts_with("s3://") || u.starts_with("file://"),

@@ -29,6 +29,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod models;
 pub mod openapi;
+pub mod signing;
 pub mod state;
 pub mod stats;
 pub mod store;
@@ -148,10 +149,18 @@ async fn open_state(config: Config) -> anyhow::Result<AppState> {
 }
 
 /// Spawns `n` job workers named after the instance.
+/// With at least one worker, the process also sends webhook deliveries.
 fn spawn_workers(state: &AppState, n: usize) -> Vec<tokio::task::JoinHandle<()>> {
-    (0..n)
+    let mut tasks: Vec<_> = (0..n)
         .map(|i| tokio::spawn(jobs::worker::worker_loop(state.clone(), format!("{}-w{i}", state.instance))))
-        .collect()
+        .collect();
+    if n > 0 {
+        tasks.push(tokio::spawn(jobs::webhooks::sender_loop(
+            state.clone(),
+            format!("{}-webhooks", state.instance),
+        )));
+    }
+    tasks
 }
 
 /// Runs job workers until Ctrl-C or SIGTERM, then shuts down gracefully (running jobs get

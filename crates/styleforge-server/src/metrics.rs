@@ -27,6 +27,8 @@ pub struct Metrics {
     pub job_seconds: HistogramVec,
     /// Model load time by model.
     pub model_load_seconds: HistogramVec,
+    /// Webhook delivery attempts by outcome (`delivered`, `retrying`, `failed`).
+    pub webhook_deliveries: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -96,6 +98,11 @@ impl Metrics {
             &LATENCY_BUCKETS,
             &["model"],
         )?;
+        let webhook_deliveries = IntCounterVec::new(
+            Opts::new("webhook_deliveries_total", "Webhook delivery attempts by outcome"),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(webhook_deliveries.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_seconds.clone()))?;
         registry.register(Box::new(inference_waiting.clone()))?;
@@ -114,6 +121,7 @@ impl Metrics {
             jobs,
             job_seconds,
             model_load_seconds,
+            webhook_deliveries,
         })
     }
 

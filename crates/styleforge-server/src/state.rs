@@ -35,6 +35,8 @@ pub struct JobHub {
     pub events: broadcast::Sender<String>,
     /// Jobs running in this process, by id.
     pub running: Mutex<HashMap<String, RunningJob>>,
+    /// Wakes the webhook sender when an event is recorded.
+    pub deliveries: Notify,
 }
 
 impl JobHub {
@@ -43,6 +45,7 @@ impl JobHub {
             new_job: Notify::new(),
             events: broadcast::channel(1024).0,
             running: Mutex::new(HashMap::new()),
+            deliveries: Notify::new(),
         }
     }
 

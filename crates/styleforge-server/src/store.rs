@@ -28,6 +28,8 @@ use crate::db::{self, Db, ImageRow};
 #[derive(Clone)]
 pub struct Blobs {
     store: Arc<dyn ObjectStore>,
+    /// The S3 client and key prefix when the store is S3 (for presigned URLs).
+    s3: Option<(Arc<object_store::aws::AmazonS3>, String)>,
 }
 
 impl std::fmt::Debug for Blobs {
@@ -58,6 +60,7 @@ impl Blobs {
         let fs = LocalFileSystem::new_with_prefix(dir)?.with_automatic_cleanup(false);
         Ok(Self {
             store: Arc::new(fs),
+            s3: None,
         })
     }
 
@@ -94,12 +97,13 @@ impl Blobs {
             .build()
             .map_err(|e| anyhow::anyhow!("S3 store {url}: {e}"))?;
         let prefix = prefix.trim_matches('/');
+        let s3 = Arc::new(s3);
         let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
-            Arc::new(s3)
+            s3.clone()
         } else {
-            Arc::new(PrefixStore::new(s3, prefix))
+            Arc::new(PrefixStore::new(s3.clone(), prefix))
         };
-        Ok(Self { store })
+        Ok(Self { store, s3: Some((s3, prefix.to_string())) })
     }
 
     /// The hashes of every stored blob (not the cache).
@@ -117,7 +121,29 @@ impl Blobs {
 
     /// A store over any `object_store` backend.
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
-        Self { store }
+        Self { store, s3: None }
+    }
+
+    /// A presigned S3 `GET` URL of a blob, valid for `expires_in` (AWS SigV4 query
+    /// parameters; the bucket answers it without the service). `None` when the store is not S3.
+    pub async fn presigned_get(
+        &self,
+        sha: &str,
+        expires_in: std::time::Duration,
+    ) -> Option<object_store::Result<String>> {
+        use object_store::signer::Signer;
+        let (s3, prefix) = self.s3.as_ref()?;
+        let path = blob_path(sha);
+        let full = if prefix.is_empty() {
+            path
+        } else {
+            StorePath::from(format!("{prefix}/{path}"))
+        };
+        Some(
+            s3.signed_url(axum::http::Method::GET, &full, expires_in)
+                .await
+                .map(|u| u.to_string()),
+        )
     }
 
     /// Stores bytes under their sha256 (once) and returns the hash.

@@ -1,10 +1,13 @@
 //! The HTTP API: routes, middleware (errors as JSON, metrics, CORS, limits, timeouts) and the
 //! extractors that turn framework rejections into `{code, message}` errors.
 
+pub mod batches;
 pub mod faces;
 pub mod generate;
+pub mod idempotency;
 pub mod images;
 pub mod jobs;
+pub mod links;
 pub mod live;
 pub mod methods;
 pub mod models;
@@ -15,6 +18,7 @@ pub mod results;
 pub mod styles;
 pub mod stylize;
 pub mod trainings;
+pub mod webhooks;
 
 use std::time::{Duration, Instant};
 
@@ -61,9 +65,17 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs/{id}/cancel", post(jobs::cancel))
         .route("/jobs/{id}/events", get(jobs::events))
         .route("/jobs/{id}/result", get(jobs::result).layer(middleware::from_fn(ranges::byte_ranges)))
+        .route("/jobs/{id}/deliveries", get(webhooks::deliveries))
+        .route("/webhook-secret", get(webhooks::secret).post(webhooks::rotate))
+        .route("/batches", post(batches::create))
+        .route("/batches/{id}", get(batches::get_one))
+        .route("/batches/{id}/cancel", post(batches::cancel))
+        .route("/batches/{id}/results.zip", get(batches::results_zip))
         .route("/history", get(jobs::history))
         .route("/results/{id}", get(results::content).layer(middleware::from_fn(ranges::byte_ranges)))
         .route("/results/{id}/info", get(results::info))
+        .route("/results/{id}/links", post(links::create))
+        .route("/public/results/{id}", get(links::public_content).layer(middleware::from_fn(ranges::byte_ranges)))
         .route("/results/{id}/rating", put(results::rate))
         .route("/ratings", get(results::ratings))
         .route("/stats/ratings", get(results::stats))
@@ -84,6 +96,8 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(cfg.max_upload_bytes))
+        .layer(middleware::from_fn(not_modified))
+        .layer(middleware::from_fn_with_state(state.clone(), idempotency::idempotency))
         .layer(RequestBodyTimeoutLayer::new(Duration::from_secs(
             cfg.body_timeout_secs,
         )))
@@ -98,6 +112,37 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::new())
         .layer(middleware::map_response(json_errors))
         .with_state(state)
+}
+
+/// Answers a `GET` or `HEAD` whose `If-None-Match` names the ETag of the 200 it would get with
+/// 304 Not Modified and no body (RFC 9110 §13.1.2: weak comparison, `*` matches any).
+async fn not_modified(req: Request, next: Next) -> Response {
+    let conditional = matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD)
+        .then(|| req.headers().get(header::IF_NONE_MATCH).cloned())
+        .flatten();
+    let resp = next.run(req).await;
+    let Some(inm) = conditional else { return resp };
+    if resp.status() != StatusCode::OK {
+        return resp;
+    }
+    let Some(etag) = resp.headers().get(header::ETAG).and_then(|v| v.to_str().ok()) else {
+        return resp;
+    };
+    let weak = |t: &str| t.trim().trim_start_matches("W/").to_string();
+    let matched = inm
+        .to_str()
+        .map(|v| v.split(',').any(|t| t.trim() == "*" || weak(t) == weak(etag)))
+        .unwrap_or(false);
+    if !matched {
+        return resp;
+    }
+    let mut out = StatusCode::NOT_MODIFIED.into_response();
+    for name in [header::ETAG, header::CACHE_CONTROL, header::VARY, header::EXPIRES, header::CONTENT_LOCATION] {
+        if let Some(v) = resp.headers().get(&name) {
+            out.headers_mut().insert(name, v.clone());
+        }
+    }
+    out
 }
 
 /// The most bytes of request line and headers the service reads (names, values and the URI).

@@ -435,8 +435,15 @@ pub async fn thumbnail(
             return Ok(hashed_image_response(b));
         }
         Found::Painting(p) => {
+            // The same for every caller (a public-domain painting in the binary): shared caches
+            // may keep it; its ETag revalidates it (304).
             let b = thumbnail_of(&state, painting_sha256(p), size, Some(Bytes::from_static(p.jpeg))).await?;
-            return Ok(hashed_image_response(b));
+            let mut resp = hashed_image_response(b);
+            resp.headers_mut().insert(
+                axum::http::header::CACHE_CONTROL,
+                axum::http::HeaderValue::from_static("public, max-age=86400, stale-while-revalidate=604800"),
+            );
+            return Ok(resp);
         }
         Found::Model(info) => info,
     };

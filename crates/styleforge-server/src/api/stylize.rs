@@ -74,6 +74,13 @@ pub async fn stylize(
     ApiJson(req): ApiJson<StylizeRequest>,
 ) -> ApiResult<Response> {
     caller.check_quota(&state, 0).await?;
+    if caller.publishable && (req.webhook.is_some() || req.webhook_events.is_some()) {
+        return Err(crate::error::ApiError::new(
+            StatusCode::FORBIDDEN,
+            "key_not_permitted",
+            "webhooks are set by your server, with a secret key; a publishable key cannot name one",
+        ));
+    }
     Ok(match request::submit(&state, &caller.owner, &req).await? {
         Submitted::Done(result) => axum::Json(result).into_response(),
         Submitted::Queued(job) => accepted(&job),

@@ -50,6 +50,12 @@ pub struct JobRow {
     pub updated_at: i64,
     /// What the job needs: `any` worker, or a `gpu` one.
     pub device: String,
+    /// Where to send the job's webhook events (an `http`/`https` URL).
+    pub webhook: Option<String>,
+    /// Which events go to the webhook: comma-separated `start`, `progress`, `completed`.
+    pub webhook_events: Option<String>,
+    /// The batch the job belongs to.
+    pub batch_id: Option<String>,
 }
 
 impl JobRow {
@@ -91,6 +97,9 @@ impl JobRow {
             finished_at: None,
             updated_at: now,
             device: "any".into(),
+            webhook: None,
+            webhook_events: None,
+            batch_id: None,
         }
     }
 }
@@ -101,8 +110,9 @@ macro_rules! insert_job_query {
         let j: &JobRow = $j;
         sqlx::query(
         "INSERT INTO jobs (id, owner, state, method, style, image_id, spec, attempts, max_attempts, \
-         cancel_requested, fraction, stage, iteration, iterations, result_id, created_at, started_at, finished_at, updated_at, device) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+         cancel_requested, fraction, stage, iteration, iterations, result_id, created_at, started_at, finished_at, updated_at, device, \
+         webhook, webhook_events, batch_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)",
     )
     .bind(&j.id)
     .bind(&j.owner)
@@ -124,6 +134,9 @@ macro_rules! insert_job_query {
     .bind(j.finished_at)
     .bind(j.updated_at)
     .bind(&j.device)
+    .bind(&j.webhook)
+    .bind(&j.webhook_events)
+    .bind(&j.batch_id)
     }};
 }
 pub(super) use insert_job_query;

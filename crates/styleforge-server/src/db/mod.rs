@@ -16,7 +16,10 @@
 //! - [`jobs`]: the job queue (claims, leases, heartbeats, progress, cancellation);
 //! - [`results`]: results, the transactions that record them with their job, and ratings;
 //! - [`preferences`]: pairwise preferences between two results of one photo;
-//! - [`blobs`]: blob intents and the references that keep a blob alive.
+//! - [`blobs`]: blob intents and the references that keep a blob alive;
+//! - [`webhooks`]: webhook deliveries, signing secrets, and the server's own secrets;
+//! - [`idempotency`]: the answers kept for `Idempotency-Key` retries;
+//! - [`batches`]: batches of jobs.
 //!
 //! Everything is re-exported here, so callers write `db::get_image`, `db::JobRow`, and so on.
 
@@ -29,19 +32,25 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{FromRow, PgPool, SqlitePool};
 
+pub mod batches;
 pub mod blobs;
+pub mod idempotency;
 pub mod images;
 pub mod jobs;
 pub mod keys;
 pub mod preferences;
 pub mod results;
+pub mod webhooks;
 
+pub use batches::*;
 pub use blobs::*;
+pub use idempotency::*;
 pub use images::*;
 pub use jobs::*;
 pub use keys::*;
 pub use preferences::*;
 pub use results::*;
+pub use webhooks::*;
 
 /// The migrations, shared by both databases.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

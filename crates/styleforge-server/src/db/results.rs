@@ -116,6 +116,13 @@ pub async fn get_result(db: &Db, id: &str, owner: &str) -> sqlx::Result<Option<R
     get_owned(db, "results", id, owner).await
 }
 
+/// A result, whoever owns it (signed links).
+pub async fn get_result_by_id(db: &Db, id: &str) -> sqlx::Result<Option<ResultRow>> {
+    with_pool!(db, p => sqlx::query_as("SELECT * FROM results WHERE id = $1")
+        .bind(id)
+        .fetch_optional(p).await)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Ratings
 

@@ -6,6 +6,7 @@
 //! into a status code.
 
 pub mod avatar;
+pub mod batch;
 pub mod error;
 pub mod lenient;
 pub mod live;
@@ -13,8 +14,10 @@ pub mod preview;
 pub mod request;
 pub mod run;
 pub mod sequence;
+pub mod status;
 pub mod store;
 pub mod training;
+pub mod webhooks;
 pub mod worker;
 
 use std::sync::Arc;
@@ -216,9 +219,35 @@ pub async fn fetch_blob(state: &AppState, r: &BlobRef) -> JobResult<Bytes> {
 /// Queues a job for `spec` under `owner` (`label`: the job's method column, e.g. the method's
 /// name or `train`); returns the job's id. Errors: `unavailable` while shutting down.
 pub async fn enqueue(state: &AppState, owner: &str, label: &str, spec: &JobSpec) -> JobResult<String> {
+    enqueue_with(state, owner, label, spec, None).await
+}
+
+/// [`enqueue`], with the webhook its events go to.
+pub async fn enqueue_with(
+    state: &AppState,
+    owner: &str,
+    label: &str,
+    spec: &JobSpec,
+    webhook: Option<&webhooks::WebhookTarget>,
+) -> JobResult<String> {
     if state.shutting_down() {
         return Err(JobError::unavailable("the server is shutting down"));
     }
+    let job = queued_job(state, owner, label, spec, webhook)?;
+    db::insert_job(&state.db, &job).await?;
+    state.hub.new_job.notify_one();
+    state.hub.changed(&job.id);
+    Ok(job.id)
+}
+
+/// The row of a new queued job for `spec` (not yet inserted).
+pub fn queued_job(
+    state: &AppState,
+    owner: &str,
+    label: &str,
+    spec: &JobSpec,
+    webhook: Option<&webhooks::WebhookTarget>,
+) -> JobResult<JobRow> {
     let spec_json = serde_json::to_string(spec).map_err(JobError::internal)?;
     let mut job = JobRow::queued(
         new_id("job"),
@@ -230,8 +259,8 @@ pub async fn enqueue(state: &AppState, owner: &str, label: &str, spec: &JobSpec)
         state.config.max_attempts as i64,
     );
     job.device = state.config.job_device(&job.method).into();
-    db::insert_job(&state.db, &job).await?;
-    state.hub.new_job.notify_one();
-    state.hub.changed(&job.id);
-    Ok(job.id)
+    if let Some(w) = webhook {
+        w.apply(&mut job);
+    }
+    Ok(job)
 }

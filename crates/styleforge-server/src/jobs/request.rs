@@ -20,7 +20,8 @@ use crate::jobs::run::{self, Limits};
 use crate::jobs::sequence::{self, SequenceSpec, media};
 use crate::jobs::store::{Commit, Stored, store_result};
 use crate::jobs::training::visible_to;
-use crate::jobs::{BlobRef, JobError, JobResult, JobSpec, RunEnd, StyleRef, Timings, enqueue, fetch_inputs};
+use crate::jobs::webhooks::{self, WebhookEvent, WebhookTarget};
+use crate::jobs::{BlobRef, JobError, JobResult, JobSpec, RunEnd, StyleRef, Timings, enqueue_with, fetch_inputs};
 use crate::state::{AppState, new_id};
 
 /// A method of the registry, by name; unknown names are refused when the request is read.
@@ -151,6 +152,15 @@ pub struct StylizeRequest {
     /// `size`×`size`. The answer's `avatar` says how it was framed. Not with `max_size` or `mask`.
     #[serde(default)]
     pub avatar: Option<AvatarRequest>,
+    /// A URL to send the job's events to (`POST`, JSON, signed; see `webhook_events` and
+    /// `GET /v1/webhook-secret`). A request with a webhook is always a job. Only with a secret
+    /// key; the host must be one the server allows.
+    #[serde(default)]
+    #[schema(example = "https://example.com/hooks/styleforge")]
+    pub webhook: Option<String>,
+    /// Which events go to `webhook` (default `start` and `completed`).
+    #[serde(default)]
+    pub webhook_events: Option<Vec<WebhookEvent>>,
 }
 
 /// Output formats.
@@ -232,14 +242,16 @@ struct Resolved {
 pub async fn submit(state: &AppState, owner: &str, req: &StylizeRequest) -> JobResult<Submitted> {
     let t0 = db::now_ms();
     let r = resolve(state, owner, req).await?;
+    let webhook = webhook_target(state, req).await?;
     let method = r.method;
     let sync = method.execution == Execution::Sync
         && r.spec.sequence.is_none()
+        && webhook.is_none()
         && !req.prefer_async
         && r.out_pixels <= state.config.sync_pixel_budget
         && !state.shutting_down();
     if !sync {
-        return Ok(Submitted::Queued(enqueue(state, owner, method.name, &r.spec).await?));
+        return Ok(Submitted::Queued(enqueue_with(state, owner, method.name, &r.spec, webhook.as_ref()).await?));
     }
     let inputs = fetch_inputs(state, &r.spec).await?;
     let tl = Instant::now();
@@ -277,6 +289,23 @@ pub async fn submit(state: &AppState, owner: &str, req: &StylizeRequest) -> JobR
         timings,
         avatar,
     })))
+}
+
+/// The request's checked webhook, when it has one. Errors: `webhook_events` without a
+/// `webhook`, and those of [`webhooks::check_target`].
+pub async fn webhook_target(state: &AppState, req: &StylizeRequest) -> JobResult<Option<WebhookTarget>> {
+    match (&req.webhook, &req.webhook_events) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(JobError::invalid("invalid_webhook", "webhook_events needs a webhook")),
+        (Some(url), events) => Ok(Some(webhooks::check_target(&state.config, url, events.as_deref()).await?)),
+    }
+}
+
+/// Resolves and checks a request into the spec of a job and the method that runs it (for
+/// batches: every pair is checked before any job is made).
+pub async fn resolve_spec(state: &AppState, owner: &str, req: &StylizeRequest) -> JobResult<(&'static str, JobSpec)> {
+    let r = resolve(state, owner, req).await?;
+    Ok((r.method.name, r.spec))
 }
 
 async fn owned_image(state: &AppState, owner: &str, id: &str) -> JobResult<db::ImageRow> {

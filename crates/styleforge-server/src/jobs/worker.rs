@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use crate::db::{self, JobRow, ProgressRow, now_ms, state as job_state};
 use crate::jobs::run::{self, Limits};
 use crate::jobs::store::{Commit, Stored, store_result};
-use crate::jobs::{JobError, JobResult, JobSpec, RunEnd, Timings, fetch_inputs};
+use crate::jobs::{JobError, JobResult, JobSpec, RunEnd, Timings, fetch_inputs, webhooks};
 use crate::state::{AppState, RunningJob};
 
 /// Aborts a task when dropped (so helpers die with the job they serve).
@@ -47,7 +47,12 @@ pub async fn worker_loop(state: AppState, worker: String) {
             break;
         }
         match db::sweep_expired(&state.db).await {
-            Ok(ids) => ids.iter().for_each(|id| state.hub.changed(id)),
+            Ok(ids) => {
+                for id in &ids {
+                    state.hub.changed(id);
+                    webhooks::emit_completed(&state, id).await;
+                }
+            }
             Err(e) => tracing::warn!(error = %e, "sweeping expired jobs"),
         }
         if Instant::now() >= next_collect {
@@ -70,6 +75,7 @@ pub async fn worker_loop(state: AppState, worker: String) {
                     )
                     .await;
                     state.hub.changed(&id);
+                    webhooks::emit_completed(&state, &id).await;
                 }
                 continue;
             }
@@ -133,13 +139,23 @@ async fn progress_writer(
     state: AppState,
     id: String,
     worker: String,
+    hooks: bool,
     mut rx: tokio::sync::watch::Receiver<Option<ProgressRow>>,
 ) {
+    let mut hooked: Option<Instant> = None;
+    let mut n = 0u64;
     while rx.changed().await.is_ok() {
         let p = rx.borrow_and_update().clone();
         if let Some(p) = p {
             match db::set_progress(&state.db, &id, &worker, &p).await {
-                Ok(true) => state.hub.changed(&id),
+                Ok(true) => {
+                    state.hub.changed(&id);
+                    if hooks && hooked.is_none_or(|t| t.elapsed() >= webhooks::PROGRESS_EVERY) {
+                        hooked = Some(Instant::now());
+                        n += 1;
+                        webhooks::emit_progress(&state, &id, n).await;
+                    }
+                }
                 Ok(false) => return,
                 Err(e) => tracing::warn!(job = %id, error = %e, "writing progress"),
             }
@@ -162,6 +178,7 @@ async fn run_job(state: &AppState, worker: &str, job: JobRow) {
         },
     );
     state.hub.changed(&job.id);
+    webhooks::emit(state, &job, webhooks::WebhookEvent::Start, "start").await;
     tracing::info!(job = %job.id, worker, attempt = job.attempts, method = %job.method, "job started");
     let _hb = AbortOnDrop(tokio::spawn(heartbeat_loop(
         state.clone(),
@@ -175,6 +192,7 @@ async fn run_job(state: &AppState, worker: &str, job: JobRow) {
         state.clone(),
         job.id.clone(),
         worker.to_string(),
+        job.webhook_events.as_deref().is_some_and(|e| e.contains("progress")),
         prx,
     )));
     let outcome = execute_job(state, &job, cancel.clone(), ptx).await;
@@ -200,6 +218,7 @@ async fn run_job(state: &AppState, worker: &str, job: JobRow) {
         tracing::info!(job = %job.id, state = s, seconds = t0.elapsed().as_secs_f64(), "job ended");
     }
     state.hub.changed(&job.id);
+    webhooks::emit_completed(state, &job.id).await;
 }
 
 /// Records how a job ended; returns the state it ended in.

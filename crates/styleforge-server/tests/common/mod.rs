@@ -305,6 +305,30 @@ pub fn post_bytes(url: &str, content_type: &str, body: &[u8], key: Option<&str>)
     finish(req.send(body))
 }
 
+/// `POST` with extra headers.
+pub fn post_bytes_with(url: &str, content_type: &str, body: &[u8], key: Option<&str>, headers: &[(&str, &str)]) -> Resp {
+    let mut req = agent().post(url).header("content-type", content_type);
+    if let Some(k) = key {
+        req = req.header("authorization", &format!("Bearer {k}"));
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    finish(req.send(body))
+}
+
+/// `GET` with extra headers.
+pub fn get_with(url: &str, key: Option<&str>, headers: &[(&str, &str)]) -> Resp {
+    let mut req = agent().get(url);
+    if let Some(k) = key {
+        req = req.header("authorization", &format!("Bearer {k}"));
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    finish(req.call())
+}
+
 pub fn post_json(url: &str, body: &Value, key: Option<&str>) -> Resp {
     post_bytes(url, "application/json", body.to_string().as_bytes(), key)
 }
