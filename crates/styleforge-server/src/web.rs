@@ -68,6 +68,12 @@ static ASSETS: &[Asset] = &[
         bytes: include_bytes!("../web/api.js"),
     },
     Asset {
+        path: "/app/client.js",
+        content_type: "text/javascript; charset=utf-8",
+        cache: NO_CACHE,
+        bytes: include_bytes!("../web/client.js"),
+    },
+    Asset {
         path: "/app/live.js",
         content_type: "text/javascript; charset=utf-8",
         cache: NO_CACHE,

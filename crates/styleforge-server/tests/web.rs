@@ -363,3 +363,67 @@ fn publishable_keys_work_only_from_their_origins_and_only_for_stylising() {
     get_with(&s.url("/v1/styles"), &from_site).assert_error(401, "key_revoked");
     s.shutdown();
 }
+
+/// The page's files (`web/`).
+fn web_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("web")
+}
+
+/// `widget.js` with its generated client block replaced by `block`.
+fn splice_widget(widget: &str, block: &str) -> String {
+    let start = widget.find("  // BEGIN GENERATED CLIENT").expect("widget.js has a BEGIN GENERATED CLIENT line");
+    let end_marker = "  // END GENERATED CLIENT\n";
+    let end = widget[start..].find(end_marker).expect("widget.js has an END GENERATED CLIENT line") + start + end_marker.len();
+    format!("{}{block}{}", &widget[..start], &widget[end..])
+}
+
+#[test]
+fn the_page_and_the_widget_call_the_api_through_the_client_generated_from_the_document() {
+    use styleforge_server::openapi;
+    let dir = web_dir();
+    let module = openapi::client_module();
+    let widget = std::fs::read_to_string(dir.join("widget.js")).unwrap();
+    let spliced = splice_widget(&widget, &openapi::widget_client());
+    if std::env::var_os("STYLEFORGE_BLESS").is_some() {
+        std::fs::write(dir.join("client.js"), &module).unwrap();
+        std::fs::write(dir.join("widget.js"), &spliced).unwrap();
+    }
+    let regenerate = "regenerate with STYLEFORGE_BLESS=1 cargo test --release --workspace --test web";
+    assert!(
+        std::fs::read_to_string(dir.join("client.js")).unwrap() == module,
+        "web/client.js is not what the OpenAPI document generates: {regenerate}"
+    );
+    assert!(
+        std::fs::read_to_string(dir.join("widget.js")).unwrap() == spliced,
+        "the client in web/widget.js is not what the OpenAPI document generates: {regenerate}"
+    );
+    // The page names no API path of its own: every call goes through the generated client, and
+    // every operation it names is in the document.
+    let ops: Vec<String> = openapi::operations().into_iter().map(|o| o.0).collect();
+    let mut named = 0;
+    for file in ["api.js", "app.js", "compare.js", "live.js", "widget.js"] {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        let code = if file == "widget.js" { splice_widget(&text, "") } else { text };
+        for (i, line) in code.lines().enumerate() {
+            let t = line.trim_start();
+            if t.starts_with("//") || t.starts_with('*') || t.starts_with("/*") {
+                continue;
+            }
+            assert!(!line.contains("/v1/"), "{file}:{}: an API path written by hand: {line}", i + 1);
+            for call in ["apiUrl(\"", "route(\""] {
+                let mut rest = line;
+                while let Some(at) = rest.find(call) {
+                    let after = &rest[at + call.len()..];
+                    let name = &after[..after.find('"').unwrap()];
+                    assert!(ops.iter().any(|o| o == name), "{file}:{}: no operation `{name}` in the document", i + 1);
+                    named += 1;
+                    rest = after;
+                }
+            }
+        }
+    }
+    assert!(named >= 30, "the page calls the API through the client ({named} calls)");
+    // The client builds URLs from the document's parameters.
+    assert!(module.contains("  get_result: [\"GET\", \"/v1/results/{id}\", [\"id\"], []],"), "{module}");
+    assert!(module.contains("  list_history: [\"GET\", \"/v1/history\", [], [\"limit\", \"cursor\"]],"), "{module}");
+}

@@ -5,6 +5,7 @@
 // tells the page of its results through `styleforge:results`.
 
 import { ApiError, api, fetchBlob, followEvents, getJson, getKey, sendJson, setKey } from "./api.js";
+import { url as apiUrl } from "./client.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -186,7 +187,7 @@ async function loadStyles() {
   const g = $("gallery");
   g.setAttribute("aria-busy", "true");
   try {
-    const [{ styles }, methods] = await Promise.all([getJson("/v1/styles"), getJson("/v1/methods")]);
+    const [{ styles }, methods] = await Promise.all([getJson(apiUrl("list_styles")), getJson(apiUrl("list_methods"))]);
     METHODS = methods;
     state.styles = styles;
     clearNotice();
@@ -208,11 +209,8 @@ async function search(query) {
   const sort = $("sort").value;
   let list = state.styles;
   if (q || sort === "rating") {
-    const params = new URLSearchParams();
-    if (q) params.set("q", q);
-    if (sort === "rating") params.set("sort", "rating");
     try {
-      list = (await getJson(`/v1/styles?${params}`)).styles;
+      list = (await getJson(apiUrl("list_styles", { q, sort: sort === "rating" ? "rating" : "" }))).styles;
     } catch (e) {
       handleError(e, "Search failed");
       return;
@@ -515,7 +513,7 @@ async function uploadStyle(file) {
   setStatus("Adding your style image…");
   $("style-upload").disabled = true;
   try {
-    const r = await api(`/v1/styles?title=${encodeURIComponent(title)}`, {
+    const r = await api(apiUrl("upload_style", { title }), {
       method: "POST",
       body: file,
       headers: { "Content-Type": file.type || "application/octet-stream" },
@@ -576,7 +574,7 @@ async function usePhoto(file) {
   $("photo-meta").textContent = "Uploading…";
   updateGo();
   try {
-    const r = await api("/v1/images", {
+    const r = await api(apiUrl("upload_image"), {
       method: "POST",
       body: file,
       headers: { "Content-Type": file.type || "application/octet-stream" },
@@ -695,7 +693,7 @@ async function go() {
     $("result-panel").scrollIntoView({ behavior: "smooth", block: "start" });
   }
   try {
-    const { status, body: r } = await sendJson("/v1/stylize", "POST", body);
+    const { status, body: r } = await sendJson(apiUrl("stylize"), "POST", body);
     if (status === 202) {
       await runJob(r.job, before);
     } else {
@@ -736,7 +734,7 @@ async function runJob(id, before) {
   };
   let last = null;
   try {
-    last = await followEvents(`/v1/jobs/${id}/events`, (_, job) => update(job), abort.signal);
+    last = await followEvents(apiUrl("job_events", { id }), (_, job) => update(job), abort.signal);
   } catch (e) {
     if (e.name === "AbortError") return;
   }
@@ -744,7 +742,7 @@ async function runJob(id, before) {
   while (!last || !["succeeded", "failed", "cancelled"].includes(last.state)) {
     await new Promise((r) => setTimeout(r, 1000));
     if (!state.job || state.job.id !== id) return;
-    last = await getJson(`/v1/jobs/${id}`);
+    last = await getJson(apiUrl("get_job", { id }));
     update(last);
   }
   state.job = null;
@@ -763,7 +761,7 @@ async function cancelJob() {
   $("cancel").hidden = true;
   $("stage").textContent = "Cancelling…";
   try {
-    await api(`/v1/jobs/${state.job.id}/cancel`, { method: "POST" });
+    await api(apiUrl("cancel_job", { id: state.job.id }), { method: "POST" });
   } catch (e) {
     handleError(e, "Could not cancel");
   }
@@ -773,14 +771,14 @@ async function cancelJob() {
 // Result
 
 async function showResult(resultId, beforeUrl, imageId) {
-  const blob = await fetchBlob(`/v1/results/${resultId}`);
+  const blob = await fetchBlob(apiUrl("get_result", { id: resultId }));
   const afterUrl = URL.createObjectURL(blob);
   if (state.current) URL.revokeObjectURL(state.current.url);
   let before = beforeUrl;
-  const info = await getJson(`/v1/results/${resultId}/info`);
+  const info = await getJson(apiUrl("get_result_info", { id: resultId }));
   if (!before) {
     try {
-      before = URL.createObjectURL(await fetchBlob(`/v1/images/${imageId || info.image}`));
+      before = URL.createObjectURL(await fetchBlob(apiUrl("get_image", { id: imageId || info.image })));
     } catch {
       before = afterUrl;
     }
@@ -828,7 +826,7 @@ async function showResult(resultId, beforeUrl, imageId) {
 async function rate(score) {
   if (!state.current) return;
   try {
-    await sendJson(`/v1/results/${state.current.id}/rating`, "PUT", { score });
+    await sendJson(apiUrl("rate_result", { id: state.current.id }), "PUT", { score });
     $("rating-note").textContent = `Thanks! You rated it ${score} of 5.`;
     refreshRatings();
   } catch (e) {
@@ -839,7 +837,7 @@ async function rate(score) {
 // The gallery's ratings after a rating: the styles again, the thumbnails kept.
 async function refreshRatings() {
   try {
-    state.styles = (await getJson("/v1/styles")).styles;
+    state.styles = (await getJson(apiUrl("list_styles"))).styles;
     await search($("search").value);
   } catch {
     // The old numbers stay.
@@ -861,8 +859,7 @@ async function loadHistory(reset) {
   const list = $("history");
   list.setAttribute("aria-busy", "true");
   try {
-    const q = state.history.cursor ? `&cursor=${encodeURIComponent(state.history.cursor)}` : "";
-    const page = await getJson(`/v1/history?limit=12${q}`);
+    const page = await getJson(apiUrl("list_history", { limit: 12, cursor: state.history.cursor }));
     if (seq !== state.history.seq) return;
     state.history.cursor = page.next_cursor || null;
     for (const job of page.items) list.append(historyItem(job));
@@ -896,7 +893,7 @@ function historyItem(job) {
   );
   const li = el("li", { class: job.state }, button);
   if (job.state === "succeeded" && job.result) {
-    fetchBlob(`/v1/results/${job.result}`)
+    fetchBlob(apiUrl("get_result", { id: job.result }))
       .then((b) => {
         const url = URL.createObjectURL(b);
         state.history.urls.push(url);

@@ -9,6 +9,7 @@
 // history) with `styleforge:results`.
 
 import { ApiError, fetchBlob, followEvents, getJson, sendJson } from "./api.js";
+import { url as apiUrl } from "./client.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -110,7 +111,7 @@ function buildQueue() {
 
 async function loadChoices() {
   try {
-    const [{ styles }, methods] = await Promise.all([getJson("/v1/styles"), getJson("/v1/methods")]);
+    const [{ styles }, methods] = await Promise.all([getJson(apiUrl("list_styles")), getJson(apiUrl("list_methods"))]);
     ab.styles = styles;
     ab.methods = methods;
   } catch (e) {
@@ -155,7 +156,7 @@ function resetView() {
 // A pair
 
 async function stylise(arm) {
-  const { status, body } = await sendJson("/v1/stylize", "POST", {
+  const { status, body } = await sendJson(apiUrl("stylize"), "POST", {
     image: ab.photo.id,
     style: arm.style,
     method: arm.method,
@@ -164,7 +165,7 @@ async function stylise(arm) {
   });
   if (status !== 202) return body.result;
   // Over the server's budget for answers at once: a job; wait for it.
-  const last = await followEvents(`/v1/jobs/${body.job}/events`, () => {});
+  const last = await followEvents(apiUrl("job_events", { id: body.job }), () => {});
   if (!last || last.state !== "succeeded") throw new Error(last?.error?.message || "the job did not succeed");
   return last.result;
 }
@@ -201,7 +202,7 @@ async function showPair() {
   try {
     const results = await Promise.all([stylise(a), stylise(b)]);
     document.dispatchEvent(new CustomEvent("styleforge:results", { detail: { results } }));
-    const urls = await Promise.all(results.map(async (r) => URL.createObjectURL(await fetchBlob(`/v1/results/${r}`))));
+    const urls = await Promise.all(results.map(async (r) => URL.createObjectURL(await fetchBlob(apiUrl("get_result", { id: r })))));
     if (seq !== ab.seq) {
       for (const u of urls) URL.revokeObjectURL(u);
       return;
@@ -247,7 +248,7 @@ async function choose(side) {
   p.chosen = side;
   $("ab-panel").dataset.state = "saving";
   try {
-    await sendJson("/v1/preferences", "POST", { a: p.a.result, b: p.b.result, winner: side });
+    await sendJson(apiUrl("create_preference"), "POST", { a: p.a.result, b: p.b.result, winner: side });
   } catch (e) {
     p.chosen = null;
     $("ab-panel").dataset.state = "choose";
@@ -279,8 +280,7 @@ async function loadStandings() {
   const list = $("ab-standings");
   try {
     const style = ab.mode === "methods" ? $("ab-style").value : "";
-    const q = style ? `?style=${encodeURIComponent(style)}` : "";
-    const stats = await getJson(`/v1/stats/preferences${q}`);
+    const stats = await getJson(apiUrl("preference_stats", { style }));
     const rows = ab.mode === "methods" ? stats.methods : stats.styles;
     const title = ab.mode === "methods" ? methodTitle : styleTitle;
     $("ab-standings-head").hidden = rows.length === 0;

@@ -4,6 +4,7 @@
 // socket; the server stylises the newest frame it has and drops the others.
 
 import { getJson, getKey } from "./api.js";
+import { url as apiUrl } from "./client.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -43,7 +44,7 @@ function setStatus(text, error = false) {
 async function loadStyles() {
   const select = $("live-style");
   try {
-    const [{ styles }, methods] = await Promise.all([getJson("/v1/styles"), getJson("/v1/methods")]);
+    const [{ styles }, methods] = await Promise.all([getJson(apiUrl("list_styles")), getJson(apiUrl("list_methods"))]);
     const oneShot = methods.filter((m) => m.execution === "sync");
     const modelKinds = new Set(oneShot.filter((m) => m.style === "model").flatMap((m) => m.model_kinds));
     const filterKinds = new Set(methods.filter((m) => m.name === "cartoon").flatMap((m) => m.model_kinds));
@@ -137,7 +138,7 @@ function connect() {
   const style = $("live-style").value;
   const seq = ++live.seq;
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const ws = new WebSocket(`${scheme}//${location.host}/v1/live?style=${encodeURIComponent(style)}`);
+  const ws = new WebSocket(`${scheme}//${location.host}${apiUrl("live", { style })}`);
   ws.binaryType = "arraybuffer";
   live.ws = ws;
   live.ready = false;

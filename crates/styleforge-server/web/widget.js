@@ -43,6 +43,74 @@
       return location.origin;
     }
   })();
+  // BEGIN GENERATED CLIENT: from the OpenAPI document by
+  // `styleforge_server::openapi::widget_client`. Do not edit: regenerate with
+  // STYLEFORGE_BLESS=1 cargo test --release --workspace --test web
+  var OPERATIONS = {
+    cancel_batch: ["POST", "/v1/batches/{id}/cancel", ["id"], []],
+    cancel_job: ["POST", "/v1/jobs/{id}/cancel", ["id"], []],
+    create_batch: ["POST", "/v1/batches", [], []],
+    create_preference: ["POST", "/v1/preferences", [], []],
+    create_result_link: ["POST", "/v1/results/{id}/links", ["id"], []],
+    create_training: ["POST", "/v1/trainings", [], []],
+    delete_image: ["DELETE", "/v1/images/{id}", ["id"], []],
+    delete_style: ["DELETE", "/v1/styles/{name}", ["name"], []],
+    detect_faces: ["POST", "/v1/faces", [], []],
+    generator_samples: ["GET", "/v1/generators/{name}/samples", ["name"], ["n", "seed", "interpolate"]],
+    get_batch: ["GET", "/v1/batches/{id}", ["id"], []],
+    get_batch_results: ["GET", "/v1/batches/{id}/results.zip", ["id"], []],
+    get_image: ["GET", "/v1/images/{id}", ["id"], []],
+    get_image_info: ["GET", "/v1/images/{id}/info", ["id"], []],
+    get_image_thumbnail: ["GET", "/v1/images/{id}/thumbnail", ["id"], ["size"]],
+    get_job: ["GET", "/v1/jobs/{id}", ["id"], []],
+    get_job_result: ["GET", "/v1/jobs/{id}/result", ["id"], []],
+    get_public_result: ["GET", "/v1/public/results/{id}", ["id"], ["expires", "kid", "sig"]],
+    get_result: ["GET", "/v1/results/{id}", ["id"], []],
+    get_result_info: ["GET", "/v1/results/{id}/info", ["id"], []],
+    get_style: ["GET", "/v1/styles/{name}", ["name"], []],
+    get_style_onnx: ["GET", "/v1/styles/{name}/onnx", ["name"], []],
+    get_style_thumbnail: ["GET", "/v1/styles/{name}/thumbnail", ["name"], ["size", "image"]],
+    get_webhook_secret: ["GET", "/v1/webhook-secret", [], []],
+    healthz: ["GET", "/healthz", [], []],
+    job_events: ["GET", "/v1/jobs/{id}/events", ["id"], []],
+    list_history: ["GET", "/v1/history", [], ["limit", "cursor"]],
+    list_images: ["GET", "/v1/images", [], ["limit", "cursor"]],
+    list_job_deliveries: ["GET", "/v1/jobs/{id}/deliveries", ["id"], []],
+    list_methods: ["GET", "/v1/methods", [], []],
+    list_ratings: ["GET", "/v1/ratings", [], ["style", "method"]],
+    list_styles: ["GET", "/v1/styles", [], ["q", "method", "sort"]],
+    live: ["GET", "/v1/live", [], ["style", "method", "model", "strength", "preserve_color", "temporal_weight"]],
+    metrics: ["GET", "/metrics", [], []],
+    openapi: ["GET", "/v1/openapi.json", [], []],
+    preference_stats: ["GET", "/v1/stats/preferences", [], ["style", "method"]],
+    rate_result: ["PUT", "/v1/results/{id}/rating", ["id"], []],
+    rating_stats: ["GET", "/v1/stats/ratings", [], ["style", "method"]],
+    readyz: ["GET", "/readyz", [], []],
+    rotate_webhook_secret: ["POST", "/v1/webhook-secret", [], []],
+    stylize: ["POST", "/v1/stylize", [], []],
+    upload_image: ["POST", "/v1/images", [], []],
+    upload_model: ["POST", "/v1/models", [], ["name", "title", "tags", "description", "license", "source_url", "input_range", "output_range", "channels", "size_multiple"]],
+    upload_style: ["POST", "/v1/styles", [], ["title", "tags", "description"]],
+  };
+  function route(operationId, params) {
+    var op = OPERATIONS[operationId];
+    if (!op) throw new Error("no operation " + operationId + " in the API");
+    params = params || {};
+    var path = op[1];
+    op[2].forEach(function (name) {
+      if (params[name] === undefined || params[name] === null) throw new Error(operationId + " needs " + name);
+      path = path.replace("{" + name + "}", encodeURIComponent(String(params[name])));
+    });
+    var query = [];
+    Object.keys(params).forEach(function (name) {
+      if (op[2].indexOf(name) >= 0) return;
+      if (op[3].indexOf(name) < 0) throw new Error(operationId + " has no parameter " + name);
+      var v = params[name];
+      if (v !== undefined && v !== null && v !== "") query.push(encodeURIComponent(name) + "=" + encodeURIComponent(String(v)));
+    });
+    return { method: op[0], url: query.length ? path + "?" + query.join("&") : path };
+  }
+  // END GENERATED CLIENT
   var AVATAR_SIZE = 512;
   // The longest side of the copy of a chosen photo sent to find its face and preview filters.
   var FACE_SIDE = 1024;
@@ -55,7 +123,7 @@
   var selfContained = null;
   function offered() {
     if (!selfContained) {
-      selfContained = json("/v1/methods").then(function (methods) {
+      selfContained = json(route("list_methods").url).then(function (methods) {
         var offer = { kinds: {}, filters: {}, paintings: false };
         methods.forEach(function (m) {
           if (m.style === "model") {
@@ -233,9 +301,9 @@
         });
       });
     };
-    if (q) return json("/v1/styles?q=" + encodeURIComponent(q)).then(keep);
+    if (q) return json(route("list_styles", { q: q }).url).then(keep);
     if (!allStyles) {
-      allStyles = json("/v1/styles").then(keep);
+      allStyles = json(route("list_styles").url).then(keep);
       allStyles.catch(function () {
         allStyles = null;
       });
@@ -289,13 +357,13 @@
   }
 
   function upload(blob) {
-    return json("/v1/images", { method: "POST", body: blob, type: blob.type || "application/octet-stream" }).then(function (i) {
+    return json(route("upload_image").url, { method: "POST", body: blob, type: blob.type || "application/octet-stream" }).then(function (i) {
       return i.id;
     });
   }
 
   function waitJob(id) {
-    return json("/v1/jobs/" + id).then(function (j) {
+    return json(route("get_job", { id: id }).url).then(function (j) {
       if (j.state === "succeeded") return j.result;
       if (j.state === "failed" || j.state === "cancelled") {
         throw new WidgetError("job_" + j.state, j.error ? j.error.message : "The restyle did not finish.");
@@ -312,14 +380,14 @@
     var req = { image: imageId, style: style.name, format: "png" };
     if (style.kind === "model") req.method = style.method;
     if (maxSize) req.max_size = maxSize;
-    return call("/v1/stylize", { method: "POST", json: req })
+    return call(route("stylize").url, { method: "POST", json: req })
       .then(function (r) {
         return r.json().then(function (j) {
           return r.status === 202 ? waitJob(j.job) : j.result;
         });
       })
       .then(function (resultId) {
-        return call("/v1/results/" + resultId)
+        return call(route("get_result", { id: resultId }).url)
           .then(function (r) {
             return r.blob();
           })
@@ -774,7 +842,7 @@
         .then(function (imageId) {
           if (mine !== photoSeq) return;
           ui.photo(imageId);
-          return json("/v1/faces", { method: "POST", json: { image: imageId } });
+          return json(route("detect_faces").url, { method: "POST", json: { image: imageId } });
         })
         .then(function (f) {
           if (!f || mine !== photoSeq) return;
@@ -1074,7 +1142,7 @@
       }
       var chosen = style;
       ui.say("Connecting: " + chosen.title + "…");
-      var sock = new WebSocket(BASE.replace(/^http/, "ws") + "/v1/live?style=" + encodeURIComponent(chosen.name));
+      var sock = new WebSocket(BASE.replace(/^http/, "ws") + route("live", { style: chosen.name }).url);
       sock.binaryType = "arraybuffer";
       ws = sock;
       sock.onopen = function () {

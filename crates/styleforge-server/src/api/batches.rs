@@ -98,7 +98,6 @@ async fn owned_batch(state: &AppState, caller: &Caller, id: &str) -> ApiResult<(
     path = "/v1/batches",
     operation_id = "create_batch",
     tag = "batches",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first answer instead of a second batch")),
     request_body = BatchRequest,
     responses(
         (status = 201, description = "Created; its jobs are queued", body = BatchStatus),

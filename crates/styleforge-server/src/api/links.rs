@@ -95,7 +95,7 @@ fn base_url(state: &AppState, headers: &HeaderMap) -> String {
     path = "/v1/results/{id}/links",
     operation_id = "create_result_link",
     tag = "results",
-    params(("id" = String, Path, description = "Result id"), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first answer")),
+    params(("id" = String, Path, description = "Result id")),
     request_body = LinkRequest,
     responses(
         (status = 201, description = "The link", body = ResultLink),
