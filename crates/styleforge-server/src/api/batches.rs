@@ -171,17 +171,7 @@ pub async fn cancel(
 ) -> ApiResult<axum::Json<BatchStatus>> {
     let (b, jobs) = owned_batch(&state, &caller, &id).await?;
     for j in jobs.iter().filter(|j| !job_state::is_terminal(&j.state)) {
-        if let Some(after) = db::cancel_job(&state.db, &j.id, &caller.owner).await? {
-            if after.state == job_state::RUNNING
-                && let Some(r) = state.hub.running.lock().expect("running jobs").get(&j.id)
-            {
-                r.cancel.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-            state.hub.changed(&j.id);
-            if job_state::is_terminal(&after.state) {
-                crate::jobs::webhooks::emit_completed(&state, &j.id).await;
-            }
-        }
+        crate::jobs::cancel(&state, &j.id, &caller.owner).await?;
     }
     let jobs = db::batch_jobs(&state.db, &b.id).await?;
     Ok(axum::Json(status_of(&b, &jobs)))

@@ -109,18 +109,9 @@ pub async fn cancel(
             format!("job `{id}` has already {}", before.state),
         ));
     }
-    let job = db::cancel_job(&state.db, &id, &caller.owner)
+    let job = crate::jobs::cancel(&state, &id, &caller.owner)
         .await?
         .ok_or_else(|| ApiError::not_found("job", &id))?;
-    if job.state == job_state::RUNNING
-        && let Some(r) = state.hub.running.lock().expect("running jobs").get(&id)
-    {
-        r.cancel.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-    state.hub.changed(&id);
-    if job_state::is_terminal(&job.state) {
-        crate::jobs::webhooks::emit_completed(&state, &id).await;
-    }
     Ok(axum::Json(JobStatus::from(&job)))
 }
 

@@ -171,14 +171,26 @@ pub async fn list_deliveries(db: &Db, job_id: &str) -> sqlx::Result<Vec<Delivery
 
 /// The webhook secret of an owner, made (from `fresh`) on first use.
 pub async fn webhook_secret(db: &Db, owner: &str, fresh: &str) -> sqlx::Result<String> {
-    execute!(db, sqlx::query(
-        "INSERT INTO webhook_secrets (owner, secret, created_at) VALUES ($1, $2, $3) ON CONFLICT (owner) DO NOTHING",
-    )
-    .bind(owner)
-    .bind(fresh)
-    .bind(now_ms()))?;
-    with_pool!(db, p => sqlx::query_scalar("SELECT secret FROM webhook_secrets WHERE owner = $1")
-        .bind(owner)
+    kept_secret(db, "webhook_secrets", "owner", "secret", owner, fresh).await
+}
+
+/// The value of `key` in a table of secrets (`table`, its key and value columns), inserting
+/// `fresh` when there is none; every process reads the one that won.
+async fn kept_secret(
+    db: &Db,
+    table: &'static str,
+    key_col: &'static str,
+    value_col: &'static str,
+    key: &str,
+    fresh: &str,
+) -> sqlx::Result<String> {
+    let insert = format!(
+        "INSERT INTO {table} ({key_col}, {value_col}, created_at) VALUES ($1, $2, $3) ON CONFLICT ({key_col}) DO NOTHING"
+    );
+    execute!(db, sqlx::query(sqlx::AssertSqlSafe(insert)).bind(key).bind(fresh).bind(now_ms()))?;
+    let select = format!("SELECT {value_col} FROM {table} WHERE {key_col} = $1");
+    with_pool!(db, p => sqlx::query_scalar(sqlx::AssertSqlSafe(select.clone()))
+        .bind(key)
         .fetch_one(p).await)
 }
 
@@ -197,13 +209,5 @@ pub async fn set_webhook_secret(db: &Db, owner: &str, secret: &str) -> sqlx::Res
 /// A secret of the server's own (shared by every process on the database), made from `fresh`
 /// on first use.
 pub async fn server_secret(db: &Db, name: &str, fresh: &str) -> sqlx::Result<String> {
-    execute!(db, sqlx::query(
-        "INSERT INTO server_secrets (name, value, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
-    )
-    .bind(name)
-    .bind(fresh)
-    .bind(now_ms()))?;
-    with_pool!(db, p => sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = $1")
-        .bind(name)
-        .fetch_one(p).await)
+    kept_secret(db, "server_secrets", "name", "value", name, fresh).await
 }

@@ -264,3 +264,22 @@ pub fn queued_job(
     }
     Ok(job)
 }
+
+/// Cancels an owner's job: at once when queued, by request when running (the worker running it
+/// here is told at once; a worker elsewhere sees it at its next heartbeat). Records the
+/// `completed` webhook event when it ended. Returns the job afterwards (`None`: no such job).
+pub async fn cancel(state: &AppState, id: &str, owner: &str) -> JobResult<Option<JobRow>> {
+    let Some(job) = db::cancel_job(&state.db, id, owner).await? else {
+        return Ok(None);
+    };
+    if job.state == db::state::RUNNING
+        && let Some(r) = state.hub.running.lock().expect("running jobs").get(id)
+    {
+        r.cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    state.hub.changed(id);
+    if db::state::is_terminal(&job.state) {
+        webhooks::emit_completed(state, id).await;
+    }
+    Ok(Some(job))
+}
