@@ -1625,9 +1625,18 @@ fn frame_progress(s: &TestServer, job: &str, frames: u64, some: bool) -> String 
     let events = follow_events(&s.url(&format!("/v1/jobs/{job}/events")), None);
     let last = events.last().expect("events");
     assert_eq!((last.event.as_str(), last.data["state"].as_str()), ("done", Some("succeeded")), "{events:?}");
-    let running = events.iter().filter(|e| e.data["state"] == "running");
-    let per_frame: Vec<&Value> = running.map(|e| &e.data["progress"]).filter(|p| p["iterations"].as_u64() == Some(frames)).collect();
-    assert!(!some || !per_frame.is_empty(), "per-frame progress: {events:?}");
+    let running: Vec<&SseEvent> = events.iter().filter(|e| e.data["state"] == "running").collect();
+    let per_frame: Vec<&Value> = running
+        .iter()
+        .map(|e| &e.data["progress"])
+        .filter(|p| p["stage"].as_str().is_some_and(|s| s.starts_with("stylizing frame")))
+        .collect();
+    // A stream that watched the job through several stages saw its frames go by (a small clip
+    // may run whole between the request and the stream's start: then there is little to see).
+    let mut stages: Vec<&str> = running.iter().filter_map(|e| e.data["progress"]["stage"].as_str()).collect();
+    stages.dedup();
+    assert!(!some || stages.len() < 3 || !per_frame.is_empty(), "per-frame progress: {events:?}");
+    assert!(per_frame.iter().all(|p| p["iterations"].as_u64() == Some(frames)), "{events:?}");
     for p in &per_frame {
         let (done, stage) = (p["iteration"].as_u64().unwrap(), p["stage"].as_str().unwrap());
         assert_eq!(stage, format!("stylizing frame {done} of {frames}"));
