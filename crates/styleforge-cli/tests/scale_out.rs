@@ -551,6 +551,23 @@ fn many_workers_complete_every_job_exactly_once_through_kills_and_restarts() {
         let img = image::load_from_memory(&png).unwrap();
         assert_eq!((img.width(), img.height()), (64, 64));
     }
+    // A presigned S3 URL for a result: the bucket serves the same bytes, without the service.
+    let (_, job) = get_bytes(&cluster.url(&format!("/v1/jobs/{}", jobs[0])));
+    let job: Value = serde_json::from_slice(&job).unwrap();
+    let rid = job["result"].as_str().unwrap();
+    let (st, link) = post(
+        &cluster.url(&format!("/v1/results/{rid}/links")),
+        "application/json",
+        br#"{"presigned": true, "expires_in": 300}"#,
+    );
+    assert_eq!(st, 201, "{link}");
+    assert_eq!(link["kind"], "presigned");
+    let presigned = link["url"].as_str().unwrap();
+    assert!(presigned.starts_with(&cluster.s3.endpoint) && presigned.contains("X-Amz-Signature="), "{presigned}");
+    let (st, from_bucket) = get_bytes(presigned);
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&from_bucket));
+    let (_, via_service) = get_bytes(&cluster.url(&format!("/v1/results/{rid}")));
+    assert_eq!(from_bucket, via_service);
 
     // No orphaned objects: once pending intents are collected, the bucket holds exactly the
     // blobs that rows reference.
