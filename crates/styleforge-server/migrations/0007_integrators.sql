@@ -36,12 +36,16 @@ CREATE TABLE webhook_deliveries (
     UNIQUE (job_id, event_key)
 );
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (state, next_attempt_at);
+CREATE INDEX webhook_deliveries_owner ON webhook_deliveries (owner, state);
 
--- The secret webhooks of an owner (an API key, or `anonymous`) are signed with (`whsec_...`).
+-- The secret webhooks of an owner (an API key, or `anonymous`) are signed with (`whsec_...`);
+-- after a rotation, deliveries are also signed with the previous secret for a day.
 CREATE TABLE webhook_secrets (
     owner TEXT PRIMARY KEY,
     secret TEXT NOT NULL,
-    created_at BIGINT NOT NULL
+    created_at BIGINT NOT NULL,
+    previous_secret TEXT,
+    rotated_at BIGINT
 );
 
 -- Idempotency keys: the first answer to a POST with an `Idempotency-Key`, replayed to retries.

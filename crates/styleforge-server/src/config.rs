@@ -350,8 +350,10 @@ impl Config {
                 .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
                 .map_err(|_| anyhow::anyhow!("webhook_networks: `{n}` is not a network (use CIDR, `10.0.0.0/8`)"))?;
         }
+        let mut ids = std::collections::HashSet::new();
         for k in &self.link_keys {
-            crate::signing::LinkKey::parse(k).map_err(|e| anyhow::anyhow!("link_keys: {e}"))?;
+            let key = crate::signing::LinkKey::parse(k).map_err(|e| anyhow::anyhow!("link_keys: {e}"))?;
+            anyhow::ensure!(ids.insert(key.id.clone()), "link_keys: the key id `{}` is listed twice", key.id);
         }
         if let Some(u) = &self.public_url {
             anyhow::ensure!(

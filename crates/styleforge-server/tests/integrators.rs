@@ -163,6 +163,27 @@ fn webhooks_scenario(server: &TestServer) {
     let first: Value = serde_json::from_slice(&taken[0].body).unwrap();
     assert_eq!(first["type"], "job.start");
     assert_eq!(first["data"]["state"], "running");
+
+    // After a rotation, deliveries carry a signature under the new secret and, for a day, one
+    // under the old.
+    let rotated = post_json(&server.url("/v1/webhook-secret"), &json!({}), None).ok_json(200)["secret"].as_str().unwrap().to_string();
+    assert_ne!(rotated, secret);
+    let accepted = post_json(
+        &server.url("/v1/stylize"),
+        &json!({"image": id, "style": builtin::PAINTINGS[0].name, "max_size": 64,
+                "webhook": receiver.url, "webhook_events": ["completed"]}),
+        None,
+    )
+    .ok_json(202);
+    let job = accepted["job"].as_str().unwrap().to_string();
+    let d = wait_deliveries(server, &job, 1);
+    assert_eq!(d.len(), 1);
+    let r = receiver.received().into_iter().find(|r| r.headers["webhook-id"] == d[0]["id"].as_str().unwrap()).unwrap();
+    let (mid, ts, sig) = (&r.headers["webhook-id"], r.headers["webhook-timestamp"].parse::<i64>().unwrap(), &r.headers["webhook-signature"]);
+    assert_eq!(sig.split(' ').count(), 2, "{sig}");
+    let now = styleforge_server::db::now_ms() / 1000;
+    assert!(signing::verify_webhook(&rotated, mid, ts, &r.body, sig, now, 300));
+    assert!(signing::verify_webhook(&secret, mid, ts, &r.body, sig, now, 300));
 }
 
 #[test]
@@ -553,6 +574,8 @@ fn a_batch_of_three_images_by_three_styles_completes_with_an_archive() {
     loop {
         let v = get(&server.url(&format!("/v1/batches/{id}")), None).ok_json(200);
         if ["cancelled", "partial", "succeeded"].contains(&v["state"].as_str().unwrap()) {
+            // Progress is the work done: 1 only when every job succeeded.
+            assert_eq!(v["state"] == "succeeded", v["fraction"].as_f64().unwrap() == 1.0, "{v}");
             break;
         }
         assert!(t.elapsed() < Duration::from_secs(60), "{v}");
@@ -574,4 +597,131 @@ fn the_openapi_document_describes_webhooks_idempotency_links_and_batches() {
     assert!(params.iter().any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header"));
     assert!(doc["components"]["schemas"]["WebhookPayload"].is_object());
     assert!(doc["paths"]["/v1/public/results/{id}"]["get"]["security"].is_array());
+}
+
+/// Sends raw HTTP over TCP and returns what came back (until the server closes or `read` is
+/// false: then the connection is dropped at once).
+fn raw_http(addr: &str, request: &[u8], read: bool) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(request).unwrap();
+    if !read {
+        return String::new();
+    }
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).to_string()
+}
+
+#[test]
+fn a_request_whose_client_went_away_keeps_its_answer_for_the_retry_and_hosts_are_checked() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(models_home(), data.path()));
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let id = upload(&server, &content_jpeg(), None);
+    let body = json!({"image": id, "style": builtin::PAINTINGS[3].name, "max_size": 128}).to_string();
+    let before = get(&server.url("/v1/history?limit=100"), None).ok_json(200)["items"].as_array().unwrap().len();
+    // The client sends the whole request and hangs up before the answer.
+    let req = format!(
+        "POST /v1/stylize HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\nidempotency-key: gone-1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    raw_http(&addr, req.as_bytes(), false);
+    // Its retry gets the answer of the request that ran, and nothing runs twice.
+    let t = Instant::now();
+    let retry = loop {
+        let r = post_idempotent(&server.url("/v1/stylize"), &serde_json::from_str(&body).unwrap(), "gone-1");
+        if r.status != 409 {
+            break r;
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "{}", String::from_utf8_lossy(&r.body));
+    };
+    // (Replayed when the server had read the request before the client left, else run now.)
+    assert_eq!(retry.status, 200, "{}", String::from_utf8_lossy(&retry.body));
+    let after = get(&server.url("/v1/history?limit=100"), None).ok_json(200)["items"].as_array().unwrap().len();
+    assert_eq!(after, before + 1, "the dropped request ran once, and the retry did not run again");
+
+    // A Host that is not a host and port is not pasted into links.
+    let result = retry.json()["result"].as_str().unwrap().to_string();
+    for host in ["evil.example.com/x?y=", "a@evil.example.com", "\"><script>", "[::1"] {
+        let body = r#"{"expires_in": 60}"#;
+        let req = format!(
+            "POST /v1/results/{result}/links HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let answer = raw_http(&addr, req.as_bytes(), true);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{host}: {answer}");
+        assert!(!answer.contains("evil.example.com/x"), "{answer}");
+    }
+    for host in [addr.as_str(), "styles.example.com", "[::1]:8080"] {
+        let body = r#"{"expires_in": 60}"#;
+        let req = format!(
+            "POST /v1/results/{result}/links HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let answer = raw_http(&addr, req.as_bytes(), true);
+        assert!(answer.starts_with("HTTP/1.1 201") && answer.contains(&format!("http://{host}/v1/public/results/")), "{host}: {answer}");
+    }
+    server.shutdown();
+}
+
+/// A receiver that accepts connections and never answers.
+fn hanging_receiver() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hang", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    url
+}
+
+#[test]
+fn one_keys_hanging_receiver_does_not_hold_up_another_keys_webhooks() {
+    let data = tempfile::tempdir().unwrap();
+    let mut c = hooks_config(config(models_home(), data.path()));
+    c.anonymous = false;
+    c.webhook_timeout_secs = 6;
+    c.workers = 2;
+    let server = TestServer::start(c);
+    let key = |name: &str| server.block_on(styleforge_server::create_key(&server.config, name, Default::default())).unwrap().key;
+    let (slow, fast) = (key("slow"), key("fast"));
+    let hang = hanging_receiver();
+    let ok = Receiver::start(0);
+    let photo = |k: &str| {
+        common::post_bytes(&server.url("/v1/images"), "image/jpeg", &content_jpeg(), Some(k)).ok_json(201)["id"].as_str().unwrap().to_string()
+    };
+    let slow_image = photo(&slow);
+    // Ten jobs whose receiver hangs: more than every sender slot of the process.
+    for _ in 0..10 {
+        post_json(
+            &server.url("/v1/stylize"),
+            &json!({"image": slow_image, "style": builtin::PAINTINGS[0].name, "max_size": 32, "webhook": hang, "webhook_events": ["completed"]}),
+            Some(&slow),
+        )
+        .ok_json(202);
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let fast_image = photo(&fast);
+    let job = post_json(
+        &server.url("/v1/stylize"),
+        &json!({"image": fast_image, "style": builtin::PAINTINGS[0].name, "max_size": 32, "webhook": ok.url, "webhook_events": ["completed"]}),
+        Some(&fast),
+    )
+    .ok_json(202)["job"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let done = common::wait_job(&server, &job, Some(&fast), Duration::from_secs(60), |v| v["state"] == "succeeded");
+    let t = Instant::now();
+    while ok.received().is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(30), "no delivery");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let finished = done["finished_at"].as_i64().unwrap();
+    let d = get(&server.url(&format!("/v1/jobs/{job}/deliveries")), Some(&fast)).ok_json(200);
+    let delivered = d["items"][0]["delivered_at"].as_i64().unwrap_or(i64::MAX);
+    assert!(delivered - finished < 3000, "delivered {} ms after the job ended, behind another key's hanging receiver", delivered - finished);
+    server.shutdown();
 }

@@ -37,7 +37,8 @@ pub struct BatchStatus {
     pub total: i64,
     /// Jobs by state.
     pub counts: BatchCounts,
-    /// Mean progress of the jobs, 0 to 1.
+    /// Mean progress of the jobs, 0 to 1 (a job that failed or was cancelled counts the
+    /// progress it had made); 1 only when every job succeeded.
     pub fraction: f64,
     /// The jobs, images then styles in the order asked.
     pub jobs: Vec<JobStatus>,
@@ -64,7 +65,7 @@ fn status_of(b: &BatchRow, jobs: &[JobRow]) -> BatchStatus {
         0.0
     } else {
         jobs.iter()
-            .map(|j| if job_state::is_terminal(&j.state) { 1.0 } else { j.fraction.clamp(0.0, 1.0) })
+            .map(|j| if j.state == job_state::SUCCEEDED { 1.0 } else { j.fraction.clamp(0.0, 1.0) })
             .sum::<f64>()
             / jobs.len() as f64
     };

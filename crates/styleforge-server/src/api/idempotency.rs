@@ -3,7 +3,8 @@
 //! with the same key and the same request gets that answer again, with `Idempotent-Replayed:
 //! true`, and creates nothing; the same key with a different request is a 409
 //! `idempotency_key_reused`. A retry that arrives while the first request is still running waits
-//! for its answer (up to 30 s, then 409 `idempotency_key_in_use` with `Retry-After`).
+//! for its answer (up to 30 s, then 409 `idempotency_key_in_use` with `Retry-After`). The first
+//! request runs to its end and its answer is kept even when its client disconnects meanwhile.
 //!
 //! A key is any header value (a UUID is a good choice); it is kept as its sha256, and an empty
 //! one counts as none. Keys are scoped to the caller (the API key presented, or anonymous). The request is
@@ -55,17 +56,32 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     }
     let key = hex::encode(Sha256::digest(trimmed));
     let scope = scope_of(req.headers());
+    // From here on the request is handled in a task of its own: a client that goes away does
+    // not cancel it between taking the key and keeping the answer (which would leave the key
+    // held until its lock ran out); its retry gets the answer.
+    let task = tokio::spawn(keyed(state, req, next, scope, key));
+    match task.await {
+        Ok(resp) => resp,
+        Err(e) => ApiError::internal(format!("the request failed: {e}")).into_response(),
+    }
+}
+
+/// Runs a request that carries an idempotency key: takes the key, or replays, refuses or waits.
+async fn keyed(state: AppState, req: Request, next: Next, scope: String, key: String) -> Response {
     let (parts, body) = req.into_parts();
     let limit = state.config.max_upload_bytes.saturating_add(1 << 20);
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
-        Err(_) => {
+        Err(e) if e.to_string().contains("length limit") => {
             return ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 format!("the request body is over {limit} bytes"),
             )
             .into_response();
+        }
+        Err(e) => {
+            return ApiError::bad_request("invalid_body", format!("the request body could not be read: {e}")).into_response();
         }
     };
     let hash = request_hash(&parts.method, &parts.uri, &parts.headers, &bytes);

@@ -70,22 +70,47 @@ pub struct ResultLink {
     pub kind: String,
 }
 
+/// Whether a `Host` header is a host and an optional port, and nothing else (no path, query,
+/// user or markup).
+fn valid_host(host: &str) -> bool {
+    let (name, port) = match host.rsplit_once(':') {
+        Some((n, _)) if !n.ends_with(']') && n.contains(':') => (host, None),
+        Some((n, p)) => (n, Some(p)),
+        None => (host, None),
+    };
+    let name_ok = match name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => {
+            !name.is_empty()
+                && name.len() <= 253
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        }
+    };
+    name_ok && port.is_none_or(|p| p.parse::<u16>().is_ok())
+}
+
 /// The service's base URL for absolute links: `public_url`, else the request's `Host` (with
-/// `X-Forwarded-Proto` when a proxy sets it).
-fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+/// `X-Forwarded-Proto` when a proxy sets it). Errors: a `Host` that is not a host and port.
+fn base_url(state: &AppState, headers: &HeaderMap) -> ApiResult<String> {
     if let Some(u) = &state.config.public_url {
-        return u.trim_end_matches('/').to_string();
+        return Ok(u.trim_end_matches('/').to_string());
     }
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("localhost");
+    if !valid_host(host) {
+        return Err(ApiError::bad_request(
+            "invalid_host",
+            "the Host header is not a host and port; links are built from it (or from the server's public_url)",
+        ));
+    }
     let proto = headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
         .filter(|p| *p == "https" || *p == "http")
         .unwrap_or("http");
-    format!("{proto}://{host}")
+    Ok(format!("{proto}://{host}"))
 }
 
 /// Make a link to a result that works without a key until it expires: to hand to a browser,
@@ -99,6 +124,7 @@ fn base_url(state: &AppState, headers: &HeaderMap) -> String {
     request_body = LinkRequest,
     responses(
         (status = 201, description = "The link", body = ResultLink),
+        (status = 400, description = "Malformed JSON, or a Host header that is not a host and port", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 404, description = "No such result (or not yours)", body = ErrorBody),
@@ -145,7 +171,7 @@ pub async fn create(
     let key = keys.first().ok_or_else(|| ApiError::internal("no link key"))?;
     let path = public_path(&r.id);
     let query = signing::sign_link(key, &path, expires_at);
-    let url = format!("{}{path}?{query}", base_url(&state, &headers));
+    let url = format!("{}{path}?{query}", base_url(&state, &headers)?);
     Ok((
         StatusCode::CREATED,
         axum::Json(ResultLink { url, expires_at, expires_in, kind: "signed".into() }),

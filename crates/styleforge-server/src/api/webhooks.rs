@@ -37,7 +37,8 @@ pub async fn secret(State(state): State<AppState>, caller: Caller) -> ApiResult<
 }
 
 /// Replace your webhook secret: deliveries from now on (retries included) are signed with the
-/// new one.
+/// new one, and for a day also with the old one (two `v1,` signatures in `webhook-signature`),
+/// so receivers can switch without losing deliveries.
 #[utoipa::path(
     post,
     path = "/v1/webhook-secret",

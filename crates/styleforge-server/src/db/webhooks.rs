@@ -88,9 +88,14 @@ pub async fn insert_delivery(
     Err(last.unwrap_or(sqlx::Error::RowNotFound))
 }
 
+/// Deliveries of one owner in flight at once, across every process: receivers that hang hold
+/// only these, never every sender's slots (one key's slow endpoint does not delay another's).
+pub const DELIVERIES_PER_OWNER: i64 = 2;
+
 /// Leases the next due delivery: the earliest undelivered event of a job (a later event of the
 /// same job waits until the earlier one is delivered or given up), pending and due, or leased
-/// by a sender whose lease expired.
+/// by a sender whose lease expired; of an owner with fewer than [`DELIVERIES_PER_OWNER`] in
+/// flight.
 pub async fn claim_delivery(db: &Db, sender: &str, lease_ms: i64) -> sqlx::Result<Option<DeliveryRow>> {
     let now = now_ms();
     let lock = if db.is_postgres() { "FOR UPDATE SKIP LOCKED" } else { "" };
@@ -102,6 +107,8 @@ pub async fn claim_delivery(db: &Db, sender: &str, lease_ms: i64) -> sqlx::Resul
                  OR (d.state = 'delivering' AND d.lease_expires_at < $3)) \
                AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e \
                    WHERE e.job_id = d.job_id AND e.seq < d.seq AND e.state IN ('pending', 'delivering')) \
+               AND (SELECT COUNT(*) FROM webhook_deliveries f \
+                   WHERE f.owner = d.owner AND f.state = 'delivering' AND f.lease_expires_at >= $3) < $4 \
              ORDER BY d.next_attempt_at, d.seq LIMIT 1 {lock}) \
          RETURNING *"
     );
@@ -109,6 +116,7 @@ pub async fn claim_delivery(db: &Db, sender: &str, lease_ms: i64) -> sqlx::Resul
         .bind(sender)
         .bind(now + lease_ms)
         .bind(now)
+        .bind(DELIVERIES_PER_OWNER)
         .fetch_optional(p).await)
 }
 
@@ -194,16 +202,32 @@ async fn kept_secret(
         .fetch_one(p).await)
 }
 
-/// Replaces an owner's webhook secret (deliveries from now on are signed with `secret`).
+/// Replaces an owner's webhook secret (deliveries from now on are signed with `secret`, and for
+/// a day also with the one it replaces).
 pub async fn set_webhook_secret(db: &Db, owner: &str, secret: &str) -> sqlx::Result<()> {
+    let now = now_ms();
     execute!(db, sqlx::query(
         "INSERT INTO webhook_secrets (owner, secret, created_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (owner) DO UPDATE SET secret = $2, created_at = $3",
+         ON CONFLICT (owner) DO UPDATE SET previous_secret = webhook_secrets.secret, rotated_at = $3, \
+             secret = $2, created_at = $3",
     )
     .bind(owner)
     .bind(secret)
-    .bind(now_ms()))?;
+    .bind(now))?;
     Ok(())
+}
+
+/// An owner's previous webhook secret and when it was replaced, if it ever was.
+pub async fn previous_webhook_secret(db: &Db, owner: &str) -> sqlx::Result<Option<(String, i64)>> {
+    let row: Option<(Option<String>, Option<i64>)> = with_pool!(db, p => sqlx::query_as(
+        "SELECT previous_secret, rotated_at FROM webhook_secrets WHERE owner = $1",
+    )
+    .bind(owner)
+    .fetch_optional(p).await)?;
+    Ok(match row {
+        Some((Some(s), Some(t))) => Some((s, t)),
+        _ => None,
+    })
 }
 
 /// A secret of the server's own (shared by every process on the database), made from `fresh`

@@ -215,9 +215,12 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Whether an address is publicly routable: not loopback, private (RFC 1918, unique local),
-/// link-local, shared (100.64.0.0/10), unspecified, broadcast, multicast, documentation or
-/// reserved.
+/// Whether an address is publicly routable. IPv4: not loopback, private (RFC 1918), link-local,
+/// shared (100.64.0.0/10), unspecified, broadcast, multicast, documentation, benchmarking, the
+/// 6to4 relay anycast (192.88.99.0/24), 192.0.0.0/24 or reserved (240.0.0.0/4). IPv6: only global
+/// unicast (2000::/3), less the IETF protocol assignments (2001::/23: Teredo, benchmarking,
+/// ORCHID), documentation (2001:db8::/32, 3fff::/20) and 6to4 (2002::/16, which embeds an IPv4
+/// address); IPv4-mapped addresses are judged as IPv4. (IANA's special-purpose registries.)
 pub fn is_public(ip: IpAddr) -> bool {
     match canonical(ip) {
         IpAddr::V4(a) => {
@@ -232,19 +235,17 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || o[0] == 0
                 || (o[0] == 100 && (o[1] & 0xc0) == 64)
                 || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+                || (o[0] == 192 && o[1] == 88 && o[2] == 99)
                 || (o[0] == 198 && (o[1] & 0xfe) == 18)
                 || o[0] >= 240)
         }
         IpAddr::V6(a) => {
             let s = a.segments();
-            !(a.is_loopback()
-                || a.is_unspecified()
-                || a.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00
-                || (s[0] & 0xffc0) == 0xfe80
-                || (s[0] == 0x2001 && s[1] == 0x0db8)
-                || (s[0] == 0x64 && s[1] == 0xff9b)
-                || s[..6] == [0, 0, 0, 0, 0, 0])
+            (s[0] & 0xe000) == 0x2000
+                && !((s[0] == 0x2001 && s[1] < 0x0200)
+                    || (s[0] == 0x2001 && s[1] == 0x0db8)
+                    || s[0] == 0x2002
+                    || (s[0] & 0xfff0) == 0x3ff0)
         }
     }
 }
@@ -469,7 +470,16 @@ async fn send(state: &AppState, client: &reqwest::Client, d: &DeliveryRow) -> Re
         .await
         .map_err(|e| (format!("reading the signing secret: {e}"), true))?;
     let ts = now_ms() / 1000;
-    let signature = signing::sign_webhook(&secret, &d.id, ts, d.payload.as_bytes());
+    let mut signature = signing::sign_webhook(&secret, &d.id, ts, d.payload.as_bytes());
+    // For a day after a rotation, the previous secret signs too (receivers still holding it
+    // verify the second signature of the header).
+    if let Ok(Some((previous, rotated_at))) = db::previous_webhook_secret(&state.db, &d.owner).await
+        && now_ms() - rotated_at < ROTATION_OVERLAP_MS
+        && previous != secret
+    {
+        signature.push(' ');
+        signature.push_str(&signing::sign_webhook(&previous, &d.id, ts, d.payload.as_bytes()));
+    }
     let resp = client
         .post(url)
         .header("content-type", "application/json")
@@ -495,6 +505,9 @@ fn describe(e: &reqwest::Error) -> String {
     s
 }
 
+/// How long after a rotation deliveries are also signed with the previous secret.
+pub const ROTATION_OVERLAP_MS: i64 = 24 * 3600 * 1000;
+
 /// An owner's webhook secret (made on first use). Errors: the database's.
 pub async fn secret(state: &AppState, owner: &str) -> JobResult<String> {
     Ok(db::webhook_secret(&state.db, owner, &signing::new_webhook_secret()).await?)
@@ -513,10 +526,16 @@ mod tests {
 
     #[test]
     fn public_and_private_addresses() {
-        for a in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1", "224.0.0.1", "255.255.255.255"] {
+        for a in [
+            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
+            "224.0.0.1", "255.255.255.255", "192.88.99.1", "198.18.0.1", "240.0.0.1",
+            "::1", "::", "fd00::1", "fe80::1", "::ffff:127.0.0.1", "::ffff:0:a00:1", "::127.0.0.1",
+            "64:ff9b::7f00:1", "2002:7f00:1::", "2002:a9fe:a9fe::", "2001:0:a00:1::", "2001:20::1",
+            "2001:db8::1", "3fff::1", "100::1", "5f00::1", "ff02::1",
+        ] {
             assert!(!is_public(a.parse().unwrap()), "{a} is not public");
         }
-        for a in ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "::ffff:8.8.8.8"] {
+        for a in ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "::ffff:8.8.8.8", "2001:4860:4860::8888", "2a00:1450::1"] {
             assert!(is_public(a.parse().unwrap()), "{a} is public");
         }
     }

@@ -135,6 +135,9 @@ async fn heartbeat_loop(
     }
 }
 
+/// Writes a running job's progress (at most every 200 ms) and, when its webhook asked for
+/// `progress` events, records one at most every [`webhooks::PROGRESS_EVERY`]: progress written
+/// inside that window is sent once the window has passed (the latest state, read afresh).
 async fn progress_writer(
     state: AppState,
     id: String,
@@ -142,25 +145,48 @@ async fn progress_writer(
     hooks: bool,
     mut rx: tokio::sync::watch::Receiver<Option<ProgressRow>>,
 ) {
-    let mut hooked: Option<Instant> = None;
+    let mut hooked: Option<tokio::time::Instant> = None;
+    let mut owed = false;
     let mut n = 0u64;
-    while rx.changed().await.is_ok() {
-        let p = rx.borrow_and_update().clone();
-        if let Some(p) = p {
-            match db::set_progress(&state.db, &id, &worker, &p).await {
-                Ok(true) => {
-                    state.hub.changed(&id);
-                    if hooks && hooked.is_none_or(|t| t.elapsed() >= webhooks::PROGRESS_EVERY) {
-                        hooked = Some(Instant::now());
-                        n += 1;
-                        webhooks::emit_progress(&state, &id, n).await;
+    loop {
+        let due = match (owed, hooked) {
+            (true, Some(t)) => t + webhooks::PROGRESS_EVERY,
+            _ => tokio::time::Instant::now() + Duration::from_secs(3600),
+        };
+        tokio::select! {
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let p = rx.borrow_and_update().clone();
+                if let Some(p) = p {
+                    match db::set_progress(&state.db, &id, &worker, &p).await {
+                        Ok(true) => {
+                            state.hub.changed(&id);
+                            if hooks {
+                                if hooked.is_none_or(|t| t.elapsed() >= webhooks::PROGRESS_EVERY) {
+                                    hooked = Some(tokio::time::Instant::now());
+                                    owed = false;
+                                    n += 1;
+                                    webhooks::emit_progress(&state, &id, n).await;
+                                } else {
+                                    owed = true;
+                                }
+                            }
+                        }
+                        Ok(false) => return,
+                        Err(e) => tracing::warn!(job = %id, error = %e, "writing progress"),
                     }
                 }
-                Ok(false) => return,
-                Err(e) => tracing::warn!(job = %id, error = %e, "writing progress"),
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            _ = tokio::time::sleep_until(due), if owed => {
+                hooked = Some(tokio::time::Instant::now());
+                owed = false;
+                n += 1;
+                webhooks::emit_progress(&state, &id, n).await;
             }
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
