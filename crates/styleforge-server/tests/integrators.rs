@@ -725,3 +725,48 @@ fn one_keys_hanging_receiver_does_not_hold_up_another_keys_webhooks() {
     assert!(delivered - finished < 3000, "delivered {} ms after the job ended, behind another key's hanging receiver", delivered - finished);
     server.shutdown();
 }
+
+#[test]
+fn progress_events_send_the_latest_progress_once_their_window_has_passed() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestServer::start(hooks_config(config(models_home(), data.path())));
+    // A photo big enough that stylising it lasts well over the 500 ms between progress events.
+    let img = image::load_from_memory(&content_jpeg()).unwrap().resize_exact(2000, 1500, image::imageops::FilterType::Triangle);
+    let mut png = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut png, image::ImageFormat::Png).unwrap();
+    let id = common::post_bytes(&server.url("/v1/images"), "image/png", png.get_ref(), None).ok_json(201)["id"].as_str().unwrap().to_string();
+    let receiver = Receiver::start(0);
+    let job = post_json(
+        &server.url("/v1/stylize"),
+        &json!({"image": id, "style": builtin::PAINTINGS[0].name, "webhook": receiver.url, "webhook_events": ["progress", "completed"]}),
+        None,
+    )
+    .ok_json(202)["job"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    common::wait_job(&server, &job, None, Duration::from_secs(300), |v| v["state"] == "succeeded");
+    let deliveries = wait_deliveries(&server, &job, 2);
+    let stages: Vec<String> = deliveries
+        .iter()
+        .filter(|d| d["event"] == "progress")
+        .map(|d| d["payload"]["data"]["progress"]["stage"].as_str().unwrap().to_string())
+        .collect();
+    eprintln!("progress stages sent: {stages:?}");
+    // The stage the job spent its time in is sent, though it began within 500 ms of the first.
+    assert!(stages.iter().any(|s| s.starts_with("stylizing")), "{stages:?}");
+    let times: Vec<i64> = deliveries.iter().filter(|d| d["event"] == "progress").map(|d| d["created_at"].as_i64().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[1] - w[0] >= 490), "at most one progress event every 500 ms: {times:?}");
+    assert_eq!(deliveries.last().unwrap()["event"], "completed");
+    server.shutdown();
+}
+
+#[test]
+fn a_link_key_id_listed_twice_is_refused_at_start_up() {
+    let mut c = Config::default();
+    c.link_keys = vec!["k1:aaaaaaaaaaaaaaaaaaaa".into(), "k1:bbbbbbbbbbbbbbbbbbbb".into()];
+    let e = c.validate().unwrap_err().to_string();
+    assert!(e.contains("`k1` is listed twice"), "{e}");
+    c.link_keys = vec!["k2:aaaaaaaaaaaaaaaaaaaa".into(), "k1:bbbbbbbbbbbbbbbbbbbb".into()];
+    c.validate().unwrap();
+}
