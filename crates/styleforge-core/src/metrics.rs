@@ -16,6 +16,11 @@
 //!   of the mean squared differences of per-channel means and standard deviations (AdaIN's style
 //!   loss; unbiased variance + 1e-5 as its `calc_mean_std`). VGG inputs are RGB 0..1 (the network
 //!   normalises them itself).
+//! - [`lpips`]: the learned perceptual distance LPIPS (Zhang et al., CVPR 2018) on AlexNet or
+//!   VGG-16 features.
+
+pub mod fid;
+pub mod lpips;
 
 use burn::tensor::{Device, Tensor, TensorData};
 

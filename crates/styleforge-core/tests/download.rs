@@ -317,3 +317,38 @@ fn builtin_manifest_is_valid_and_pins_what_it_can() {
     assert!(m.get("wave").unwrap().research_only);
     assert!(m.get("wave").unwrap().pinned());
 }
+
+/// An AlexNet in torchvision's layout (the LPIPS backbone) downloads as a `metric` model: its
+/// `features` kept, its classifier dropped, and it loads as the evaluation network. The built-in
+/// manifest pins torchvision's AlexNet by its sha256 prefix and leaves ArtFID's unpinned
+/// Inception-v3 to `--trust`, marked research-only.
+#[test]
+fn metric_networks_download_into_the_library() {
+    use styleforge_core::library::{Loaded, MetricNet, ModelKind};
+    use styleforge_core::weights::formula;
+    let mut entries: Vec<(String, Vec<usize>)> = [(0, [64, 3, 11, 11]), (3, [192, 64, 5, 5]), (6, [384, 192, 3, 3]), (8, [256, 384, 3, 3]), (10, [256, 256, 3, 3])]
+        .into_iter()
+        .flat_map(|(i, shape): (usize, [usize; 4])| [(format!("features.{i}.weight"), shape.to_vec()), (format!("features.{i}.bias"), vec![shape[0]])])
+        .collect();
+    entries.push(("classifier.1.weight".into(), vec![4, 9]));
+    entries.push(("classifier.1.bias".into(), vec![4]));
+    let bytes = formula::weights(&entries).to_safetensors_bytes().unwrap();
+    let server = serve(HashMap::from([("/alexnet.safetensors".to_string(), Serve::File(bytes.clone()))]));
+    let home = tempfile::tempdir().unwrap();
+    let lib = Library::new(home.path());
+    let mut e = entry("alexnet", file_part(format!("{}/alexnet.safetensors", server.base), Some(sha256(&bytes))));
+    e.method = "metric".into();
+    let info = download::download(&lib, &e, &DownloadOptions::default(), &mut no_progress()).unwrap();
+    assert_eq!((info.method.as_str(), info.family.as_str()), ("metric", "alexnet"));
+    let installed = Weights::load(&lib.model_path("alexnet")).unwrap();
+    assert!(installed.has("features.10.weight") && !installed.has("classifier.1.weight"), "the classifier is dropped");
+    match ModelKind::Metric.load_weights(&installed, &common::device()).unwrap() {
+        Loaded::Metric(MetricNet::Alex(_)) => {}
+        other => panic!("loaded as {:?}", other.kind()),
+    }
+    let m = Manifest::load_default().unwrap();
+    let alexnet = m.get("alexnet").unwrap();
+    assert!(alexnet.pinned() && !alexnet.research_only && alexnet.method == "metric");
+    let art = m.get("art-inception").unwrap();
+    assert!(!art.pinned() && art.research_only && art.method == "metric");
+}

@@ -3,37 +3,40 @@
 //! PyTorch semantics its CPU kernel follows, with burn's own operations.
 
 use burn::tensor::module::{
-    conv_transpose2d as burn_conv_transpose2d, conv2d as burn_conv2d, interpolate, max_pool2d,
+    avg_pool2d as burn_avg_pool2d, conv_transpose2d as burn_conv_transpose2d,
+    conv2d as burn_conv2d, interpolate, max_pool2d as burn_max_pool2d,
 };
 use burn::tensor::ops::{
-    ConvOptions, ConvTransposeOptions, InterpolateMode, InterpolateOptions, MaxPoolOptions, PadMode,
+    AvgPoolOptions, ConvOptions, ConvTransposeOptions, InterpolateMode, InterpolateOptions,
+    MaxPoolOptions, PadMode,
 };
 use burn::tensor::{DType, Tensor, activation};
 
 use crate::kernels::{Geometry, Statistics};
 
 /// [`crate::kernels::conv2d`] with burn's operations: the optional nearest ×2 upsampling, the
-/// padding (reflection with `pad`; zeros inside burn's convolution when all four sides are equal,
-/// explicitly otherwise), the convolution (im2col, or [`shift_sum_conv`] for few outputs and
-/// large kernels at stride 1) and the optional ReLU.
+/// padding (reflection with `pad`; zeros inside burn's convolution when top equals bottom and
+/// left equals right, explicitly otherwise), the convolution (im2col, or [`shift_sum_conv`] for
+/// few outputs and large square kernels at stride 1) and the optional ReLU. The kernel may be
+/// rectangular (`[O, C, kh, kw]`, Inception's 1×7 and 7×1 layers).
 pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, g: Geometry) -> Tensor<4> {
     let x = if g.upsample { upsample_nearest2(x) } else { x };
     let [top, bottom, left, right] = g.pad;
-    let (x, pad) = if g.reflect {
-        (x.pad([(top, bottom), (left, right)], PadMode::Reflect), 0)
-    } else if top == bottom && left == right && top == left {
-        (x, top)
+    let (x, [ph, pw]) = if g.reflect {
+        (x.pad([(top, bottom), (left, right)], PadMode::Reflect), [0, 0])
+    } else if top == bottom && left == right {
+        (x, [top, left])
     } else {
-        (x.pad([(top, bottom), (left, right)], PadMode::Constant(0.0)), 0)
+        (x.pad([(top, bottom), (left, right)], PadMode::Constant(0.0)), [0, 0])
     };
-    let [co, ci, k, _] = weight.dims();
+    let [co, ci, k, kw] = weight.dims();
     let groups = x.dims()[1] / ci;
     let s = g.stride;
-    let y = if groups == 1 && s == 1 && co <= 4 && k >= 5 && ci >= 16 {
-        let x = if pad > 0 { x.pad([(pad, pad), (pad, pad)], PadMode::Constant(0.0)) } else { x };
+    let y = if groups == 1 && s == 1 && co <= 4 && k == kw && k >= 5 && ci >= 16 {
+        let x = if ph + pw > 0 { x.pad([(ph, ph), (pw, pw)], PadMode::Constant(0.0)) } else { x };
         shift_sum_conv(x, weight, bias)
     } else {
-        burn_conv2d(x, weight, bias, ConvOptions::new([s, s], [pad, pad], [1, 1], groups))
+        burn_conv2d(x, weight, bias, ConvOptions::new([s, s], [ph, pw], [1, 1], groups))
     };
     if g.relu { activation::relu(y) } else { y }
 }
@@ -174,7 +177,27 @@ pub fn moments(x: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
 /// a partial window (PyTorch's `ceil_mode`).
 pub fn max_pool2x2(x: Tensor<4>, ceil: bool) -> Tensor<4> {
     let options = MaxPoolOptions::new([2, 2]).with_stride([2, 2]);
-    max_pool2d(x, if ceil { options.with_ceil_mode(true) } else { options })
+    burn_max_pool2d(x, if ceil { options.with_ceil_mode(true) } else { options })
+}
+
+/// [`crate::kernels::max_pool2d`] with burn's operation: `kernel`×`kernel` windows at `stride`,
+/// no padding, floor mode.
+pub fn max_pool2d(x: Tensor<4>, kernel: usize, stride: usize) -> Tensor<4> {
+    burn_max_pool2d(
+        x,
+        MaxPoolOptions::new([kernel, kernel]).with_stride([stride, stride]),
+    )
+}
+
+/// [`crate::kernels::avg_pool2d`] with burn's operation: `kernel`×`kernel` windows at `stride`
+/// over the input with `padding` zeros on every side, each sum divided by `kernel²` (padded
+/// positions counted, PyTorch's default `count_include_pad=True`), floor mode.
+pub fn avg_pool2d(x: Tensor<4>, kernel: usize, stride: usize, padding: usize) -> Tensor<4> {
+    let options = AvgPoolOptions::new([kernel, kernel])
+        .with_stride([stride, stride])
+        .with_padding([padding, padding])
+        .with_count_include_pad(true);
+    burn_avg_pool2d(x, options)
 }
 
 /// [`super::resize_legacy2x`] with burn's operations: each dimension doubled by interleaving the

@@ -1,8 +1,9 @@
 //! The kernels, and the one place that chooses between them.
 //!
-//! The networks compute every convolution, transposed convolution, instance norm, max pool and
+//! The networks compute every convolution, transposed convolution, instance norm, pool and
 //! bilinear upsampling through the functions here: [`conv2d`], [`conv_transpose2d`],
-//! [`instance_norm`], [`max_pool2x2`], [`upsample_bilinear2x`] and the fused
+//! [`instance_norm`], [`max_pool2x2`], [`max_pool2d`], [`avg_pool2d`], [`upsample_bilinear2x`]
+//! and the fused
 //! [`upsample_bilinear2x_conv2d`]. Each first tries the CPU kernels, which take flex `f32`
 //! tensors only: plain ones (`cpu_conv`, `cpu_direct`, `cpu_group`, `cpu_norm`, `cpu_pool`,
 //! `cpu_upsample`) and autodiff ones, as custom operations on burn's autodiff graph
@@ -29,21 +30,27 @@ use burn::tensor::{Tensor, TensorData};
 
 pub use cpu_conv::Geometry;
 
-/// PyTorch's `conv2d` of `x` `[N, C, H, W]` with `weight` `[O, C, k, k]` and an optional `bias`
-/// `[O]`, with the stride and padding of `g` (zeros, or reflection as `ReflectionPad2d`), after
-/// a nearest ×2 upsampling of `x` when `g.upsample` (`interpolate(scale_factor=2)`), and followed
-/// by a ReLU when `g.relu`. The output is `[N, O, (H' + top + bottom - k)/s + 1, ...]`, with `H'`
-/// the (upsampled) input height. The number of groups is the one the shapes imply, `C / C_w`
+/// PyTorch's `conv2d` of `x` `[N, C, H, W]` with `weight` `[O, C, kh, kw]` and an optional
+/// `bias` `[O]`, with the stride and padding of `g` (zeros, or reflection as `ReflectionPad2d`),
+/// after a nearest ×2 upsampling of `x` when `g.upsample` (`interpolate(scale_factor=2)`), and
+/// followed by a ReLU when `g.relu`. The output is
+/// `[N, O, (H' + top + bottom - kh)/s + 1, (W' + left + right - kw)/s + 1]`, with `H'`, `W'` the
+/// (upsampled) input size. The number of groups is the one the shapes imply, `C / C_w`
 /// (PyTorch's `groups`; `C_w = 1` is a depthwise convolution): channel group `i` of the input
 /// feeds output group `i` only.
 ///
-/// Routes: grouped convolutions go to [`cpu_group::conv2d`] (computed by [`cpu_direct`]) for
-/// plain flex `f32` tensors, otherwise to [`generic::conv2d`]. Dense ones: [`cpu_conv::conv2d`]
-/// when every tensor is a plain flex `f32` tensor (which hands kernels larger than 1×1 with at
-/// most [`cpu_direct::dense_inputs`] inputs or at most 4 outputs to [`cpu_direct`]);
-/// [`cpu_conv_grad::conv2d`] when they are flex `f32` tensors and one is an autodiff tensor
-/// (without upsampling); otherwise [`generic::conv2d`].
+/// Routes: rectangular kernels (`kh ≠ kw`, Inception's 1×7, 7×1, 1×3 and 3×1 layers) go to
+/// [`generic::conv2d`], as the CPU kernels take square ones only. Grouped convolutions go to
+/// [`cpu_group::conv2d`] (computed by [`cpu_direct`]) for plain flex `f32` tensors, otherwise to
+/// [`generic::conv2d`]. Dense ones: [`cpu_conv::conv2d`] when every tensor is a plain flex `f32`
+/// tensor (which hands kernels larger than 1×1 with at most [`cpu_direct::dense_inputs`] inputs
+/// or at most 4 outputs to [`cpu_direct`]); [`cpu_conv_grad::conv2d`] when they are flex `f32`
+/// tensors and one is an autodiff tensor (without upsampling); otherwise [`generic::conv2d`].
 pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, g: Geometry) -> Tensor<4> {
+    let [_, _, kh, kw] = weight.dims();
+    if kh != kw {
+        return generic::conv2d(x, weight, bias, g);
+    }
     if x.dims()[1] != weight.dims()[1] {
         return cpu_group::conv2d(&x, &weight, bias.as_ref(), g)
             .unwrap_or_else(|| generic::conv2d(x, weight, bias, g));
@@ -145,6 +152,27 @@ pub fn instance_norm(
 /// otherwise [`generic::max_pool2x2`].
 pub fn max_pool2x2(x: Tensor<4>, ceil: bool) -> Tensor<4> {
     cpu_pool::max_pool2x2(&x, ceil).unwrap_or_else(|| generic::max_pool2x2(x, ceil))
+}
+
+/// PyTorch's `max_pool2d(x, kernel, stride)` of `x` `[N, C, H, W]`: the largest value of each
+/// `kernel`×`kernel` window at `stride`, no padding, floor mode (a last partial window is
+/// dropped); the output is `[N, C, (H - kernel)/stride + 1, (W - kernel)/stride + 1]`.
+/// Inception's 3×3 pools at stride 2.
+///
+/// Routes: [`generic::max_pool2d`] (burn's operation) for every tensor.
+pub fn max_pool2d(x: Tensor<4>, kernel: usize, stride: usize) -> Tensor<4> {
+    generic::max_pool2d(x, kernel, stride)
+}
+
+/// PyTorch's `avg_pool2d(x, kernel, stride, padding)` of `x` `[N, C, H, W]` with its default
+/// `count_include_pad=True`: the sum of each `kernel`×`kernel` window at `stride` over the input
+/// with `padding` zeros on every side, divided by `kernel²` even where the window covers padding;
+/// floor mode. The output is `[N, C, (H + 2·padding - kernel)/stride + 1, ...]`. Inception's 3×3
+/// pools at stride 1 with padding 1.
+///
+/// Routes: [`generic::avg_pool2d`] (burn's operation) for every tensor.
+pub fn avg_pool2d(x: Tensor<4>, kernel: usize, stride: usize, padding: usize) -> Tensor<4> {
+    generic::avg_pool2d(x, kernel, stride, padding)
 }
 
 /// PyTorch's bilinear ×2 upsampling with `align_corners = False` (`nn.Upsample(scale_factor=2,
@@ -315,6 +343,170 @@ mod tests {
         assert!(max_err(got, want) < 1e-4, "given statistics");
         for ceil in [false, true] {
             assert_eq!(max_err(max_pool2x2(x.clone(), ceil), generic::max_pool2x2(x.clone(), ceil)), 0.0, "pool ceil {ceil}");
+        }
+    }
+
+    fn host(t: Tensor<4>) -> (Vec<f32>, [usize; 4]) {
+        let dims = t.dims();
+        (t.into_data().try_to_vec::<f32>().unwrap(), dims)
+    }
+
+    /// A convolution computed term by term in `f64` from its definition (zero padding, no
+    /// upsampling), then the optional ReLU.
+    fn direct_conv(
+        x: &Tensor<4>,
+        w: &Tensor<4>,
+        b: &Tensor<1>,
+        g: Geometry,
+    ) -> (Vec<f32>, [usize; 4]) {
+        let (xv, [n, ci, h, wd]) = host(x.clone());
+        let (wv, [co, _, kh, kw]) = host(w.clone());
+        let bv = b.clone().into_data().try_to_vec::<f32>().unwrap();
+        let [top, bottom, left, right] = g.pad;
+        let s = g.stride;
+        let (ho, wo) = (
+            (h + top + bottom - kh) / s + 1,
+            (wd + left + right - kw) / s + 1,
+        );
+        let mut out = vec![0f32; n * co * ho * wo];
+        for i in 0..n {
+            for o in 0..co {
+                for y in 0..ho {
+                    for xo in 0..wo {
+                        let mut acc = bv[o] as f64;
+                        for c in 0..ci {
+                            for dy in 0..kh {
+                                for dx in 0..kw {
+                                    let (r, col) = (
+                                        (y * s + dy) as isize - top as isize,
+                                        (xo * s + dx) as isize - left as isize,
+                                    );
+                                    if r < 0 || col < 0 || r >= h as isize || col >= wd as isize {
+                                        continue;
+                                    }
+                                    let xi = ((i * ci + c) * h + r as usize) * wd + col as usize;
+                                    acc += xv[xi] as f64
+                                        * wv[((o * ci + c) * kh + dy) * kw + dx] as f64;
+                                }
+                            }
+                        }
+                        out[((i * co + o) * ho + y) * wo + xo] = if g.relu {
+                            acc.max(0.0) as f32
+                        } else {
+                            acc as f32
+                        };
+                    }
+                }
+            }
+        }
+        (out, [n, co, ho, wo])
+    }
+
+    /// Rectangular kernels (Inception's 1×7, 7×1, 1×3, 3×1 with their one-axis paddings, and
+    /// others with stride 2 and uneven padding) equal the convolution computed from its
+    /// definition, plain and autodiff; square kernels with padding that differs between the axes
+    /// too (burn's route pads them inside the convolution).
+    #[test]
+    fn rectangular_kernels_and_axis_paddings() {
+        let device = Device::flex();
+        let cases = [
+            // (out, in, [kh, kw], stride, [top, bottom, left, right], relu)
+            (6, 5, [1, 7], 1, [0, 0, 3, 3], true),
+            (6, 5, [7, 1], 1, [3, 3, 0, 0], false),
+            (4, 3, [1, 3], 1, [0, 0, 1, 1], true),
+            (4, 3, [3, 1], 1, [1, 1, 0, 0], false),
+            (3, 4, [2, 3], 2, [0, 1, 2, 0], false),
+            (5, 16, [1, 5], 1, [0, 0, 2, 2], false),
+            (3, 4, [3, 3], 1, [0, 0, 2, 2], true),
+            (3, 4, [3, 3], 2, [2, 2, 1, 1], false),
+        ];
+        for (co, ci, [kh, kw], stride, pad, relu) in cases {
+            let g = Geometry {
+                stride,
+                pad,
+                reflect: false,
+                upsample: false,
+                relu,
+            };
+            let x = Tensor::<4>::random([2, ci, 9, 11], Distribution::Normal(0.0, 1.0), &device);
+            let w = Tensor::<4>::random([co, ci, kh, kw], Distribution::Normal(0.0, 0.3), &device);
+            let b = Tensor::<1>::random([co], Distribution::Normal(0.0, 0.3), &device);
+            let (want, dims) = direct_conv(&x, &w, &b, g);
+            let check = |got: Tensor<4>, what: &str| {
+                let (got, got_dims) = host(got);
+                assert_eq!(got_dims, dims, "{what} {kh}×{kw} {g:?}");
+                let e = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(e < 1e-4, "{what} {kh}×{kw} {g:?}: error {e:e}");
+            };
+            check(conv2d(x.clone(), w.clone(), Some(b.clone()), g), "plain");
+            let xa =
+                Tensor::<4>::from_data(x.into_data(), &device.clone().autodiff()).require_grad();
+            check(conv2d(xa, w, Some(b), g).without_autodiff(), "autodiff");
+        }
+    }
+
+    /// Inception's pools equal their definitions: the 3×3 max pool at stride 2 (floor mode, odd
+    /// and even sizes) and the 3×3 average pool at stride 1 with padding 1, which divides every
+    /// window by 9, padding included (`count_include_pad=True`).
+    #[test]
+    fn max_and_average_pools() {
+        let device = Device::flex();
+        for [h, w] in [[9, 11], [8, 8], [3, 4]] {
+            let x = Tensor::<4>::random([2, 3, h, w], Distribution::Normal(0.0, 1.0), &device);
+            let (xv, _) = host(x.clone());
+            let at = |p: usize, r: isize, c: isize| {
+                if r < 0 || c < 0 || r >= h as isize || c >= w as isize {
+                    None
+                } else {
+                    Some(xv[(p * h + r as usize) * w + c as usize])
+                }
+            };
+            let (got, dims) = host(max_pool2d(x.clone(), 3, 2));
+            let (ho, wo) = ((h - 3) / 2 + 1, (w - 3) / 2 + 1);
+            assert_eq!(dims, [2, 3, ho, wo]);
+            for p in 0..6 {
+                for y in 0..ho {
+                    for xo in 0..wo {
+                        let mut m = f32::NEG_INFINITY;
+                        for dy in 0..3 {
+                            for dx in 0..3 {
+                                m = m.max(
+                                    at(p, (2 * y + dy) as isize, (2 * xo + dx) as isize).unwrap(),
+                                );
+                            }
+                        }
+                        assert_eq!(
+                            got[(p * ho + y) * wo + xo],
+                            m,
+                            "max {h}×{w} at {p}, {y}, {xo}"
+                        );
+                    }
+                }
+            }
+            let (got, dims) = host(avg_pool2d(x, 3, 1, 1));
+            assert_eq!(dims, [2, 3, h, w]);
+            for p in 0..6 {
+                for y in 0..h {
+                    for xo in 0..w {
+                        let mut sum = 0f64;
+                        for dy in -1..=1 {
+                            for dx in -1..=1 {
+                                sum +=
+                                    at(p, y as isize + dy, xo as isize + dx).unwrap_or(0.0) as f64;
+                            }
+                        }
+                        let (g, want) = (got[(p * h + y) * w + xo], (sum / 9.0) as f32);
+                        assert!(
+                            (g - want).abs() < 1e-6,
+                            "average {h}×{w} at {p}, {y}, {xo}: {g} vs {want}"
+                        );
+                    }
+                }
+            }
         }
     }
 }

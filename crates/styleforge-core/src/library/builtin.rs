@@ -13,6 +13,11 @@
 //!   `version-RFB-320.pth` of Linzaer/Ultra-Light-Fast-Generic-Face-Detector-1MB (commit
 //!   dffdddda9794, MIT licence, copyright (c) 2019 linzai; `assets/face_detector/LICENSE`), byte
 //!   for byte, sha256 checked on load ([`face_detector`]).
+//! - **LPIPS linear layers** (not a stylisation model; used by [`crate::metrics::lpips`]): the
+//!   published `lpips/weights/v0.1/{alex,vgg}.pth` of richzhang/PerceptualSimilarity (as released
+//!   in the `lpips` 0.1.4 package; BSD-2-Clause, copyright (c) 2018 Richard Zhang, Phillip Isola,
+//!   Alexei A. Efros, Eli Shechtman, Oliver Wang; `assets/lpips/LICENSE`), byte for byte, sha256
+//!   checked on load ([`lpips_linear_weights`]). The backbones they sit on come from the library.
 //! - **Paintings**: faithful reproductions of public-domain paintings, scaled so the long side is
 //!   at most 768 px and stored as JPEG (`assets/paintings/README.md` gives the sources).
 //!
@@ -68,6 +73,23 @@ pub static CARTOON_FILES: [BuiltinFile; 4] = [
 /// The face detector's published weights (`models/pretrained/version-RFB-320.pth`).
 pub static FACE_DETECTOR_FILE: BuiltinFile =
     published!("face_detector", "version-RFB-320.pth", "c722b4427cc71642768baef6e15c659931b56f07425e5d2b0ec033ad41b145b3");
+
+/// The LPIPS v0.1 linear layers on AlexNet (`alex.pth`) and on VGG-16 (`vgg.pth`).
+pub static LPIPS_FILES: [BuiltinFile; 2] = [
+    published!(
+        "lpips/v0.1",
+        "alex.pth",
+        "df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0"
+    ),
+    published!(
+        "lpips/v0.1",
+        "vgg.pth",
+        "a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868"
+    ),
+];
+
+/// The BSD-2-Clause licence text (with its copyright line) of the LPIPS linear layers.
+pub const LPIPS_LICENSE: &str = include_str!("../../assets/lpips/LICENSE");
 
 /// The MIT licence text (with its copyright line) of the face detector's weights.
 pub const FACE_DETECTOR_LICENSE: &str = include_str!("../../assets/face_detector/LICENSE");
@@ -235,6 +257,25 @@ pub fn face_detector_weights() -> Result<Weights> {
         *c = Some(w.clone());
     }
     Ok(w)
+}
+
+/// The published LPIPS v0.1 linear layers `file` (`alex.pth` or `vgg.pth`): `lin0.model.1.weight`
+/// .. `lin4.model.1.weight`, each `[1, C, 1, 1]`, after checking the sha256.
+/// Errors: [`Error::Param`] for another name, [`Error::Weights`] when the bytes do not match.
+pub fn lpips_linear_weights(file: &str) -> Result<Weights> {
+    let f = LPIPS_FILES.iter().find(|f| f.name == file).ok_or_else(|| {
+        Error::Param(format!(
+            "no built-in LPIPS layers `{file}` (there are alex.pth and vgg.pth)"
+        ))
+    })?;
+    let got = hex::encode(Sha256::digest(f.bytes));
+    if got != f.sha256 {
+        return Err(Error::Weights(format!(
+            "built-in LPIPS {}: sha256 {got}, expected {}",
+            f.name, f.sha256
+        )));
+    }
+    pth_weights(f)
 }
 
 /// The built-in face detector (RFB-320, [`crate::networks::face_detector`]) on `device`.

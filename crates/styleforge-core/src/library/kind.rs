@@ -16,9 +16,11 @@ use crate::methods::adain::AdainModel;
 use crate::methods::cyclegan::CycleGan;
 use crate::methods::fast::{Family, FastStyleNet};
 use crate::networks::adain::{AdainDecoder, AdainEncoder};
+use crate::networks::alexnet::AlexNet;
 use crate::networks::animegan::AnimeGan;
 use crate::networks::cartoongan::{self, CartoonGan};
 use crate::networks::dcgan::DcganGenerator;
+use crate::networks::inception::Inception3;
 use crate::networks::microast::{self, MicroAst, MicroDecoder, MicroEncoder, Modulator};
 use crate::networks::vgg::{Vgg, VggVariant};
 use crate::onnx::runtime::{OnnxNet, Overrides};
@@ -45,11 +47,14 @@ pub enum ModelKind {
     Anime,
     /// An imported ONNX image-to-image model (one style per model), run by tract.
     Onnx,
+    /// A network behind an evaluation metric ([`crate::metrics`]): torchvision's AlexNet (the
+    /// LPIPS backbone) or ArtFID's art Inception-v3. No method stylises with it.
+    Metric,
 }
 
 impl ModelKind {
     /// Every kind.
-    pub const ALL: [ModelKind; 9] = [
+    pub const ALL: [ModelKind; 10] = [
         ModelKind::Fast,
         ModelKind::Adain,
         ModelKind::Vgg,
@@ -59,10 +64,12 @@ impl ModelKind {
         ModelKind::Cartoon,
         ModelKind::Anime,
         ModelKind::Onnx,
+        ModelKind::Metric,
     ];
 
     /// The name stored in a model's metadata (its `method` field) and shown to users:
-    /// `fast`, `adain`, `vgg`, `cyclegan`, `generate`, `microast`, `cartoon`, `anime`, `onnx`.
+    /// `fast`, `adain`, `vgg`, `cyclegan`, `generate`, `microast`, `cartoon`, `anime`, `onnx`,
+    /// `metric`.
     pub fn name(self) -> &'static str {
         match self {
             ModelKind::Fast => "fast",
@@ -74,6 +81,7 @@ impl ModelKind {
             ModelKind::Cartoon => "cartoon",
             ModelKind::Anime => "anime",
             ModelKind::Onnx => "onnx",
+            ModelKind::Metric => "metric",
         }
     }
 
@@ -89,6 +97,7 @@ impl ModelKind {
             ModelKind::Cartoon => "CartoonGAN generator",
             ModelKind::Anime => "AnimeGANv2 generator",
             ModelKind::Onnx => "ONNX model",
+            ModelKind::Metric => "evaluation network",
         }
     }
 
@@ -112,6 +121,7 @@ impl ModelKind {
             ModelKind::Cartoon => "a CartoonGAN-light generator (TensorFlow checkpoint variables) with method `cartoon`: built in as `cartoon-paprika` and `cartoon-shinkai`, or `styleforge models import CHECKPOINT_DIR --name NAME`",
             ModelKind::Anime => "an AnimeGANv2 generator state dict (bryandlee/animegan2-pytorch layout) with method `anime`: `styleforge models download animegan2-face-paint-v2 --trust`",
             ModelKind::Onnx => "an ONNX image-to-image model (one image in, one out) with method `onnx`: `styleforge models import model.onnx --name NAME [--input-range 0..255|0..1|-1..1]`",
+            ModelKind::Metric => "torchvision's AlexNet (`features.N.*`, for LPIPS and ArtFID) or ArtFID's Inception-v3 (`Mixed_7c.*`) with method `metric`: `styleforge models download alexnet`, `styleforge models download art-inception --trust`",
         }
     }
 
@@ -141,6 +151,7 @@ impl ModelKind {
             ModelKind::Cartoon => Loaded::Cartoon(CartoonGan::from_weights(w, device)?),
             ModelKind::Anime => Loaded::Anime(AnimeGan::from_weights(w, device)?),
             ModelKind::Onnx => Loaded::Onnx(load_onnx(w, device)?),
+            ModelKind::Metric => Loaded::Metric(MetricNet::from_weights(w, device)?),
         })
     }
 
@@ -177,6 +188,33 @@ pub enum Loaded {
     Anime(AnimeGan),
     /// An imported ONNX model.
     Onnx(OnnxNet),
+    /// An evaluation network.
+    Metric(MetricNet),
+}
+
+/// The networks of [`ModelKind::Metric`].
+#[derive(Debug)]
+pub enum MetricNet {
+    /// torchvision's AlexNet features (LPIPS's backbone).
+    Alex(AlexNet),
+    /// ArtFID's Inception-v3 (its FID features).
+    Inception(Box<Inception3>),
+}
+
+impl MetricNet {
+    /// Recognises and builds the network: AlexNet ([`AlexNet::detect`]) or Inception-v3
+    /// ([`Inception3::detect`]). Errors: [`Error::Weights`] for anything else or an incomplete file.
+    pub fn from_weights(w: &Weights, device: &Device) -> Result<Self> {
+        if AlexNet::detect(w) {
+            Ok(MetricNet::Alex(AlexNet::from_weights(w, device)?))
+        } else if Inception3::detect(w) {
+            Ok(MetricNet::Inception(Box::new(Inception3::from_weights(
+                w, device,
+            )?)))
+        } else {
+            Err(Error::Weights("not an evaluation network styleforge knows (torchvision AlexNet, ArtFID Inception-v3)".into()))
+        }
+    }
 }
 
 impl Loaded {
@@ -204,6 +242,7 @@ impl Loaded {
             Loaded::Cartoon(_) => ModelKind::Cartoon,
             Loaded::Anime(_) => ModelKind::Anime,
             Loaded::Onnx(_) => ModelKind::Onnx,
+            Loaded::Metric(_) => ModelKind::Metric,
         }
     }
 }
@@ -254,12 +293,18 @@ pub fn detect(w: &Weights) -> Result<Detected> {
     if w.has("main.0.weight") && w.has("main.1.running_mean") && w.has("main.12.weight") {
         return Ok(Detected::new(ModelKind::Dcgan, "dcgan"));
     }
+    if AlexNet::detect(w) {
+        return Ok(Detected::new(ModelKind::Metric, "alexnet"));
+    }
+    if Inception3::detect(w) {
+        return Ok(Detected::new(ModelKind::Metric, "inception_v3"));
+    }
     if let Some(v) = VggVariant::ALL.into_iter().find(|v| v.matches(w)) {
         return Ok(Detected { vgg: Some(v), ..Detected::new(ModelKind::Vgg, v.name()) });
     }
     let some: Vec<&String> = w.tensors.keys().take(4).collect();
     Err(Error::Weights(format!(
-        "not a model styleforge knows (fast-style TransformerNet or Engstrom, AdaIN encoder+decoder, MicroAST, CartoonGAN-light, AnimeGANv2, VGG16/19, CycleGAN or DCGAN generator); first tensors: {some:?}"
+        "not a model styleforge knows (fast-style TransformerNet or Engstrom, AdaIN encoder+decoder, MicroAST, CartoonGAN-light, AnimeGANv2, VGG16/19, CycleGAN or DCGAN generator, AlexNet or Inception-v3 for the metrics); first tensors: {some:?}"
     )))
 }
 

@@ -9,7 +9,7 @@ pub mod builtin;
 pub mod download;
 pub mod kind;
 
-pub use kind::{Loaded, ModelKind};
+pub use kind::{Loaded, MetricNet, ModelKind};
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -386,14 +386,18 @@ impl Library {
 }
 
 /// Removes tensors no network reads: the legacy instance-norm buffers of old TransformerNet
-/// and CycleGAN files, and the classifier of a full torchvision VGG (only `features` is used).
+/// and CycleGAN files, the classifier of a full torchvision VGG or AlexNet (only `features` is
+/// used), and the classifier heads of an Inception-v3 (only its pooled features are used).
 pub fn drop_unused(weights: &mut Weights) {
     match kind::detect(weights) {
         Ok(d) if d.fast_family == Some(Family::TransformerNet) || d.kind == ModelKind::CycleGan => {
             weights.tensors.retain(|k, _| !crate::networks::cyclegan::is_legacy_norm_buffer(k));
         }
-        Ok(d) if d.kind == ModelKind::Vgg && weights.has("features.0.weight") => {
+        Ok(d) if (d.kind == ModelKind::Vgg || d.family == "alexnet") && weights.has("features.0.weight") => {
             weights.tensors.retain(|k, _| k.starts_with("features."));
+        }
+        Ok(d) if d.family == "inception_v3" => {
+            weights.tensors.retain(|k, _| !k.starts_with("AuxLogits") && !k.starts_with("fc1.") && !k.starts_with("fc2.") && !k.starts_with("fc."));
         }
         _ => {}
     }

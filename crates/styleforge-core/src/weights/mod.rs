@@ -3,6 +3,7 @@
 //! Networks are built from a [`Weights`] map: every tensor is checked for presence and shape
 //! before it reaches the backend, so a wrong or truncated file gives a clear error, not a panic.
 
+pub mod formula;
 pub mod tf_checkpoint;
 
 use std::collections::{BTreeMap, HashMap};

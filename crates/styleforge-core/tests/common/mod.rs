@@ -1,6 +1,8 @@
 #![allow(dead_code)]
 //! Helpers shared by the integration tests.
 
+pub mod formula;
+
 use burn::tensor::{Device, Tensor};
 use styleforge_core::shared;
 use styleforge_core::weights::{HostTensor, Weights};
