@@ -1,7 +1,9 @@
 //! `styleforge evaluate`: runs methods on every content × style pair (or reads the outputs of an
 //! earlier run), measures each output ([`styleforge_core::metrics`]: SSIM to the content; with a
 //! VGG-19 in the library, the content loss at relu4_1 and the Gram and mean/std style losses over
-//! relu1_1..relu5_1; seconds per image and the peak memory of each method), prints the averages
+//! relu1_1..relu5_1; with an AlexNet (or VGG-16) in the library, LPIPS to the content; with
+//! ArtFID's Inception-v3 as well, FID to the style images and ArtFID per method; seconds per image
+//! and the peak memory of each method), prints the averages
 //! and writes a report folder: `index.html` (self-contained: the image grids, the tables, a plot
 //! of content loss against style loss per method), `contact_sheet.png`, `metrics.json`, and the
 //! outputs under `images/`.
@@ -16,9 +18,12 @@ use base64::Engine as _;
 use burn::tensor::Device;
 use serde::Serialize;
 use styleforge_core::image_io::{self, Format, Picture};
-use styleforge_core::library::{Library, Loaded, builtin, kind};
+use styleforge_core::library::{Library, Loaded, MetricNet, builtin, kind};
 use styleforge_core::methods::{self, Control, Input, Method, Params, StyleSource, adain};
-use styleforge_core::metrics::{self, VggReference};
+use styleforge_core::metrics::lpips::{Backbone, Lpips};
+use styleforge_core::metrics::{self, VggReference, fid};
+use styleforge_core::networks::inception::{self, Inception3};
+use styleforge_core::weights::formula;
 use styleforge_core::networks::vgg::Vgg;
 
 use crate::bench::{peak_rss_mib, reset_peak_rss};
@@ -49,6 +54,13 @@ pub struct Args {
     /// another): a library name or a file.
     #[arg(long, default_value = "vgg19")]
     vgg: String,
+    /// The LPIPS backbone: a library name or a file holding torchvision's AlexNet (LPIPS's
+    /// default, and the one ArtFID uses) or VGG-16. By default `alexnet`, else `vgg16`.
+    #[arg(long)]
+    lpips: Option<String>,
+    /// ArtFID's Inception-v3 (its FID features): a library name or a file.
+    #[arg(long, default_value = "art-inception")]
+    inception: String,
     /// Gatys iterations per image (default: the method's own, 300).
     #[arg(long)]
     iterations: Option<u64>,
@@ -77,6 +89,8 @@ struct Record {
     /// Seconds to stylise (None when reused).
     seconds: Option<f64>,
     ssim: f64,
+    /// LPIPS to the content.
+    lpips: Option<f64>,
     content_loss: Option<f64>,
     style_loss_gram: Option<f64>,
     style_loss_mean_std: Option<f64>,
@@ -91,6 +105,11 @@ struct Summary {
     seconds_per_image: Option<f64>,
     peak_rss_mib: Option<f64>,
     ssim: f64,
+    lpips: Option<f64>,
+    /// FID between the outputs and their style images (ArtFID's Inception-v3 features).
+    fid: Option<f64>,
+    /// `(1 + LPIPS-AlexNet) · (1 + FID)`.
+    art_fid: Option<f64>,
     content_loss: Option<f64>,
     style_loss_gram: Option<f64>,
     style_loss_mean_std: Option<f64>,
@@ -116,8 +135,76 @@ pub fn run(a: Args) -> Result<()> {
             None
         }
     };
-    notes.push("LPIPS not computed: styleforge has no LPIPS network (it needs the official linear-layer weights, which are not in the library).".into());
-    notes.push("ArtFID not computed: its backbones (Inception-v3 and the ArtFID VGG-19) are not installed.".into());
+    let install_alexnet = if a.lpips.is_some() { "" } else { " Install its backbone with `styleforge models download alexnet`." };
+    let smallest = |pics: &[(String, Picture)]| pics.iter().min_by_key(|(_, p)| p.width.min(p.height)).map(|(n, p)| (n.clone(), p.width, p.height));
+    let mut lpips_model = None;
+    let lpips = match load_lpips(&lib, a.lpips.as_deref(), &device) {
+        Ok((l, model)) => match smallest(&contents) {
+            Some((name, w, h)) if (w.min(h) as usize) < l.min_side() => {
+                notes.push(format!(
+                    "LPIPS skipped: LPIPS on {} needs pictures of at least {1}×{1} pixels; {name} is {w}×{h} at --max-size {2}.",
+                    l.backbone().name(),
+                    l.min_side(),
+                    a.max_size
+                ));
+                None
+            }
+            _ => {
+                notes.push(format!("LPIPS on {} features (`{model}`).", if l.backbone().name() == "alex" { "AlexNet" } else { "VGG-16" }));
+                lpips_model = Some(model);
+                Some(l)
+            }
+        },
+        Err(e) => {
+            notes.push(format!("LPIPS skipped: {e:#}.{install_alexnet}"));
+            None
+        }
+    };
+    let install_inception = if a.inception != "art-inception" {
+        ""
+    } else {
+        " Install ArtFID's with `styleforge models download art-inception --trust` (its weights have no stated terms: research-only)."
+    };
+    let inception = match load_inception(&lib, &a.inception, &device) {
+        Ok(net) => match smallest(&[contents.as_slice(), styles.as_slice()].concat()) {
+            Some((name, w, h)) if (w.min(h) as usize) < inception::MIN_SIZE => {
+                notes.push(format!(
+                    "FID and ArtFID skipped: the Inception-v3 needs pictures of at least {0}×{0} pixels; {name} is {w}×{h} at --max-size {1}.",
+                    inception::MIN_SIZE,
+                    a.max_size
+                ));
+                None
+            }
+            _ => Some(net),
+        },
+        Err(e) => {
+            notes.push(format!("FID and ArtFID skipped: no Inception-v3 for the FID ({e:#}).{install_inception}"));
+            None
+        }
+    };
+    if inception.is_some() {
+        notes.push(format!("FID on the Inception-v3 `{}`.", a.inception));
+        notes.push("FID compares each method's outputs with their style images (one per output, as ArtFID pairs them) on ArtFID's Inception-v3 pooled features, images at their evaluated size. With few images FID is biased upwards: compare methods within one report, not with published numbers (ArtFID's authors extrapolate FID∞ from 5000+ pairs).".into());
+        match &lpips {
+            Some(l) if l.backbone().name() == "alex" => {}
+            Some(_) => notes.push("ArtFID not computed: it is defined with LPIPS on AlexNet, and LPIPS ran on VGG-16 (`styleforge models download alexnet`).".into()),
+            None => notes.push("ArtFID not computed: it needs LPIPS on AlexNet, which was skipped.".into()),
+        }
+    } else if lpips.as_ref().is_some_and(|l| l.backbone().name() == "vgg") {
+        notes.push("LPIPS on VGG-16 (no AlexNet in the library: `styleforge models download alexnet`).".into());
+    }
+    let alex = lpips.as_ref().filter(|l| l.backbone().name() == "alex");
+    let mut style_features: BTreeMap<String, Vec<f32>> = BTreeMap::new();
+    if let Some(net) = &inception {
+        for (name, p) in &styles {
+            style_features.insert(name.clone(), inception_features(net, p, &device)?);
+        }
+    }
+    let networks = serde_json::json!({
+        "lpips": lpips.as_ref().map(|l| l.backbone().name()),
+        "lpips_model": lpips_model,
+        "inception_model": inception.as_ref().map(|_| a.inception.clone()),
+    });
     let images = a.output.join("images");
     std::fs::create_dir_all(&images).with_context(|| format!("creating {}", images.display()))?;
 
@@ -141,6 +228,7 @@ pub fn run(a: Args) -> Result<()> {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         reset_peak_rss();
         let mut ran = false;
+        let (mut output_features, mut paired_style_features) = (Vec::new(), Vec::new());
         for ((cname, content), cref) in contents.iter().zip(&content_refs) {
             for (sname, style) in &arm.columns {
                 let file = dir.join(format!("{}__{}.png", slug(cname), slug(sname)));
@@ -166,16 +254,28 @@ pub fn run(a: Args) -> Result<()> {
                     bail!("{}: the output is {}×{}, the content {}×{}", file.display(), picture.width, picture.height, content.width, content.height);
                 }
                 let ssim = metrics::ssim(&picture, content)?;
+                let lpips_value = match &lpips {
+                    Some(l) => Some(l.distance(unit(&picture), unit(content))?[0]),
+                    None => None,
+                };
+                if let (Some(net), Some(sf)) = (
+                    &inception,
+                    style_features.get(sname).filter(|_| style.is_some()),
+                ) {
+                    output_features.push(inception_features(net, &picture, &device)?);
+                    paired_style_features.push(sf.clone());
+                }
                 let losses = match (&vgg, cref) {
                     (Some(v), Some(c)) => Some(metrics::vgg_losses(v, unit(&picture), c, style.as_ref().and(style_refs.get(sname)))?),
                     _ => None,
                 };
                 eprintln!(
-                    "{:<24} {:<28} {:<24} {} SSIM {ssim:.3}",
+                    "{:<24} {:<28} {:<24} {} SSIM {ssim:.3}{}",
                     arm.label,
                     cname,
                     sname,
                     seconds.map_or("reused".into(), |s| format!("{s:.2} s")),
+                    lpips_value.map_or(String::new(), |v| format!(" LPIPS {v:.3}")),
                 );
                 records.push(Record {
                     method: arm.label.clone(),
@@ -183,6 +283,7 @@ pub fn run(a: Args) -> Result<()> {
                     style: sname.clone(),
                     seconds,
                     ssim,
+                    lpips: lpips_value,
                     content_loss: losses.map(|l| l.content),
                     style_loss_gram: losses.and_then(|l| l.style_gram),
                     style_loss_mean_std: losses.and_then(|l| l.style_mean_std),
@@ -191,12 +292,37 @@ pub fn run(a: Args) -> Result<()> {
             }
         }
         let mine: Vec<&Record> = records.iter().filter(|r| r.method == arm.label).collect();
+        let mean_lpips = mean(mine.iter().filter_map(|r| r.lpips));
+        let fid = if output_features.len() >= 2 {
+            // Rounding can leave the distance of identical sets a hair below 0.
+            Some(fid::frechet_distance(&output_features, &paired_style_features)?.max(0.0))
+        } else {
+            if inception.is_some() {
+                notes.push(format!(
+                    "No FID or ArtFID for {}: {}.",
+                    arm.label,
+                    if arm.columns.iter().all(|(_, s)| s.is_none()) {
+                        "its style is a model, with no style images to compare with"
+                    } else {
+                        "FID needs at least two outputs"
+                    }
+                ));
+            }
+            None
+        };
+        let art_fid = match (alex, mean_lpips, fid) {
+            (Some(_), Some(l), Some(f)) => Some((1.0 + l) * (1.0 + f)),
+            _ => None,
+        };
         summaries.push(Summary {
             method: arm.label.clone(),
             outputs: mine.len(),
             seconds_per_image: mean(mine.iter().filter_map(|r| r.seconds)),
             peak_rss_mib: if ran { peak_rss_mib() } else { None },
             ssim: mean(mine.iter().map(|r| r.ssim)).unwrap_or(f64::NAN),
+            lpips: mean_lpips,
+            fid,
+            art_fid,
             content_loss: mean(mine.iter().filter_map(|r| r.content_loss)),
             style_loss_gram: mean(mine.iter().filter_map(|r| r.style_loss_gram)),
             style_loss_mean_std: mean(mine.iter().filter_map(|r| r.style_loss_mean_std)),
@@ -208,7 +334,7 @@ pub fn run(a: Args) -> Result<()> {
     for n in &notes {
         println!("note: {n}");
     }
-    let json = serde_json::json!({ "summaries": summaries, "records": records, "notes": notes, "max_size": a.max_size });
+    let json = serde_json::json!({ "summaries": summaries, "records": records, "notes": notes, "max_size": a.max_size, "networks": networks });
     image_io::write_atomic(&a.output.join("metrics.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
     let sheet = contact_sheet(&arms, &contents, &records, &a.output)?;
     sheet.save(&a.output.join("contact_sheet.png"))?;
@@ -245,10 +371,15 @@ fn pictures(paths: &[PathBuf], max_size: u32) -> Result<Vec<(String, Picture)>> 
             files.push(p.clone());
         }
     }
+    files.dedup();
+    let mut seen = std::collections::BTreeSet::new();
     files
         .iter()
         .map(|f| {
-            let name = f.file_stem().and_then(|s| s.to_str()).unwrap_or("image").to_string();
+            // Two files with one stem (holiday.jpg, holiday.png) get distinct names, so their
+            // outputs do not overwrite each other.
+            let stem = f.file_stem().and_then(|s| s.to_str()).unwrap_or("image").to_string();
+            let name = (1..).map(|i| if i == 1 { stem.clone() } else { format!("{stem}-{i}") }).find(|n| seen.insert(slug(n))).expect("a free name");
             Ok((name, image_io::read(f, image_io::DEFAULT_MAX_PIXELS)?.fit_within(max_size)))
         })
         .collect()
@@ -310,6 +441,63 @@ fn load_vgg(lib: &Library, name: &str, device: &Device) -> Result<Vgg> {
     Ok(Vgg::from_weights(&w, None, device)?)
 }
 
+/// LPIPS on the named backbone, or on `alexnet`, else `vgg16`, from the library, with the name
+/// used; refused when two different pictures come out at a distance that is 0 or not finite
+/// (weights that hold NaN, which the ReLUs turn into zeros).
+fn load_lpips(lib: &Library, name: Option<&str>, device: &Device) -> Result<(Lpips, String)> {
+    let names: Vec<&str> = match name {
+        Some(n) => vec![n],
+        None => vec!["alexnet", "vgg16"],
+    };
+    let mut errors = Vec::new();
+    for n in &names {
+        let backbone =
+            lib.weights(n).map_err(anyhow::Error::from).and_then(
+                |w| match MetricNet::from_weights(&w, device) {
+                    Ok(MetricNet::Alex(net)) => Ok(Backbone::Alex(net)),
+                    _ => Ok(Backbone::Vgg(
+                        Vgg::from_weights(&w, None, device)
+                            .with_context(|| format!("`{n}` is neither an AlexNet nor a VGG-16"))?,
+                    )),
+                },
+            );
+        match backbone {
+            Ok(b) => {
+                let l = Lpips::new(b, device)?;
+                let probe = |name: &str| formula::picture(name, &[1, 3, 64, 64]).to_tensor::<4>(device);
+                let d = l.distance(probe("probe.a")?, probe("probe.b")?).map(|d| d[0]);
+                return match d {
+                    Ok(d) if d > 0.0 && d.is_finite() => Ok((l, n.to_string())),
+                    Ok(d) => bail!("`{n}` gives LPIPS {d} for two different pictures: its weights look broken"),
+                    Err(e) => Err(anyhow::Error::from(e).context(format!("`{n}` cannot compute LPIPS"))),
+                };
+            }
+            Err(e) => errors.push(format!("`{n}`: {e:#}")),
+        }
+    }
+    bail!("no backbone ({})", errors.join("; "))
+}
+
+/// ArtFID's Inception-v3 from the library (or a file).
+/// Refused when a probe picture's features are not finite or all zero (broken weights).
+fn load_inception(lib: &Library, name: &str, device: &Device) -> Result<Inception3> {
+    let w = lib.weights(name)?;
+    let net = Inception3::from_weights(&w, device)?;
+    let probe = formula::picture("probe.a", &[1, 3, 80, 80]).to_tensor::<4>(device)?;
+    let f = fid::feature_rows(net.features(probe)?)?;
+    if f.iter().flatten().any(|v| !v.is_finite()) || f.iter().flatten().all(|&v| v == 0.0) {
+        bail!("`{name}` gives features that are not finite or all zero: its weights look broken");
+    }
+    Ok(net)
+}
+
+/// The 2048 pooled Inception-v3 features of a picture (RGB 0..1 at its own size, as ArtFID
+/// feeds `ToTensor()` images).
+fn inception_features(net: &Inception3, p: &Picture, device: &Device) -> Result<Vec<f32>> {
+    let mut rows = fid::feature_rows(net.features(metrics::unit_tensor(p, device))?)?;
+    Ok(rows.pop().unwrap_or_default())
+}
+
 fn opt(v: Option<f64>, digits: usize) -> String {
     match v {
         Some(x) if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e4) => format!("{x:.2e}"),
@@ -320,16 +508,19 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 
 /// The averages as a Markdown table.
 fn summary_table(s: &[Summary]) -> String {
-    let mut t = String::from("| method | outputs | s / image | peak RSS MiB | SSIM ↑ | content loss ↓ | style loss (Gram) ↓ | style loss (mean/std) ↓ |\n|---|---|---|---|---|---|---|---|\n");
+    let mut t = String::from("| method | outputs | s / image | peak RSS MiB | SSIM ↑ | LPIPS ↓ | FID ↓ | ArtFID ↓ | content loss ↓ | style loss (Gram) ↓ | style loss (mean/std) ↓ |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in s {
         let _ = writeln!(
             t,
-            "| {} | {} | {} | {} | {:.3} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {:.3} | {} | {} | {} | {} | {} | {} |",
             r.method,
             r.outputs,
             opt(r.seconds_per_image, 3),
             opt(r.peak_rss_mib, 0),
             r.ssim,
+            opt(r.lpips, 3),
+            opt(r.fid, 3),
+            opt(r.art_fid, 1),
             opt(r.content_loss, 4),
             opt(r.style_loss_gram, 4),
             opt(r.style_loss_mean_std, 4)
@@ -502,7 +693,7 @@ fn report_html(
     }
     h.push_str("</table>");
     let _ = write!(h, "<h2>Plot</h2>{}", plot_svg(summaries, records)?);
-    h.push_str("<p class=\"cap\">SSIM: Wang et al. 2004 (11×11 Gaussian window, σ 1.5), mean over RGB. Content loss: mean squared difference of VGG-19 relu4_1 features. Style losses over relu1_1..relu5_1: Gram matrices F Fᵀ/(C·H·W) (Gatys et al.) and channel means and standard deviations (AdaIN), mean squared differences summed over layers. VGG inputs RGB 0..1.</p>");
+    h.push_str("<p class=\"cap\">SSIM: Wang et al. 2004 (11×11 Gaussian window, σ 1.5), mean over RGB. Content loss: mean squared difference of VGG-19 relu4_1 features. Style losses over relu1_1..relu5_1: Gram matrices F Fᵀ/(C·H·W) (Gatys et al.) and channel means and standard deviations (AdaIN), mean squared differences summed over layers. VGG inputs RGB 0..1. LPIPS: Zhang et al. 2018, v0.1 linear layers on AlexNet (or VGG-16) features, 0 for identical pictures. FID: Fréchet distance between Inception-v3 pooled features of the outputs and of their style images. ArtFID: Wright and Ommer 2022, (1 + LPIPS) · (1 + FID).</p>");
     for arm in arms {
         let _ = write!(h, "<h2>{}</h2><table class=\"grid\"><tr><th>content \\ style</th>", esc(&arm.label));
         for (sname, style) in &arm.columns {
@@ -523,6 +714,9 @@ fn report_html(
                     Some(r) => {
                         let pic = image_io::read(&root.join(&r.image), image_io::DEFAULT_MAX_PIXELS)?;
                         let mut cap = format!("SSIM {:.3}", r.ssim);
+                        if let Some(l) = r.lpips {
+                            let _ = write!(cap, " · LPIPS {l:.3}");
+                        }
                         if let Some(c) = r.content_loss {
                             let _ = write!(cap, " · content {}", opt(Some(c), 4));
                         }
@@ -539,16 +733,17 @@ fn report_html(
         }
         h.push_str("</table>");
     }
-    h.push_str("<h2>Every output</h2><table><tr><th>method</th><th>content</th><th>style</th><th>s</th><th>SSIM</th><th>content loss</th><th>style (Gram)</th><th>style (mean/std)</th></tr>");
+    h.push_str("<h2>Every output</h2><table><tr><th>method</th><th>content</th><th>style</th><th>s</th><th>SSIM</th><th>LPIPS</th><th>content loss</th><th>style (Gram)</th><th>style (mean/std)</th></tr>");
     for r in records {
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.4}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.4}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&r.method),
             esc(&r.content),
             esc(&r.style),
             opt(r.seconds, 2),
             r.ssim,
+            opt(r.lpips, 4),
             opt(r.content_loss, 5),
             opt(r.style_loss_gram, 5),
             opt(r.style_loss_mean_std, 5)

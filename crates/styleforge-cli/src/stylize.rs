@@ -547,13 +547,16 @@ fn choose_method(a: &Args, lib: &Library) -> Result<(&'static dyn Method, Option
 pub(crate) fn load_model(info: &MethodInfo, w: &Weights, device: &Device) -> Result<Loaded> {
     let kind = match kind::detect(w) {
         Ok(d) if info.accepts(d.kind) => d.kind,
-        Ok(d) => bail!(
-            "this file is {}; method {} runs {} (use --method {})",
-            d.kind.a_title(),
-            info.name,
-            info.model_kinds.iter().map(|k| k.title()).collect::<Vec<_>>().join(" or "),
-            methods::methods_for_kind(d.kind).join(" or ")
-        ),
+        Ok(d) => {
+            let instead = methods::methods_for_kind(d.kind);
+            bail!(
+                "this file is {}; method {} runs {} ({})",
+                d.kind.a_title(),
+                info.name,
+                info.model_kinds.iter().map(|k| k.title()).collect::<Vec<_>>().join(" or "),
+                if instead.is_empty() { "no stylisation method runs it".to_string() } else { format!("use --method {}", instead.join(" or ")) }
+            )
+        }
         Err(_) => info.model_kinds[0],
     };
     Ok(kind.load_weights(w, device)?)

@@ -422,7 +422,7 @@ fn evaluate_writes_a_report_with_metrics_and_reuses_outputs() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(stdout.contains("| microast | 2 |") && stdout.contains("| cartoon:cartoon-paprika | 2 |"), "{stdout}");
-    assert!(stdout.contains("LPIPS not computed") && stdout.contains("ArtFID not computed"), "{stdout}");
+    assert!(stdout.contains("LPIPS skipped") && stdout.contains("ArtFID skipped"), "{stdout}");
     let m: serde_json::Value = serde_json::from_slice(&std::fs::read(report.join("metrics.json")).unwrap()).unwrap();
     let records = m["records"].as_array().unwrap();
     assert_eq!(records.len(), 4);
@@ -460,4 +460,187 @@ fn evaluate_writes_a_report_with_metrics_and_reuses_outputs() {
     assert_clean_error(&cmd(&["evaluate", "--content", s(&photos[0]), "--method", "fast", "-o", s(&report)]), "--method fast:MODEL");
     assert_clean_error(&cmd(&["evaluate", "--content", s(&photos[0]), "--method", "microast", "-o", s(&report)]), "--style");
     assert_clean_error(&cmd(&["evaluate", "--content", s(&photos[0]), "--method", "nope", "-o", s(&report)]), "unknown method");
+}
+
+/// With an AlexNet and an Inception-v3 (formula weights here: the numbers are the plumbing's,
+/// not a judgement of the pictures; parity lives in the engine's tests), `evaluate` adds LPIPS
+/// per output and FID and ArtFID = (1 + mean LPIPS)·(1 + FID) per method whose style is a picture.
+#[test]
+fn evaluate_reports_lpips_fid_and_artfid_with_their_networks() {
+    use styleforge_core::weights::formula;
+    let dir = tempfile::tempdir().unwrap();
+    let alexnet: Vec<(String, Vec<usize>)> = [
+        (0, [64, 3, 11, 11]),
+        (3, [192, 64, 5, 5]),
+        (6, [384, 192, 3, 3]),
+        (8, [256, 384, 3, 3]),
+        (10, [256, 256, 3, 3]),
+    ]
+    .into_iter()
+    .flat_map(|(i, shape): (usize, [usize; 4])| {
+        [
+            (format!("features.{i}.weight"), shape.to_vec()),
+            (format!("features.{i}.bias"), vec![shape[0]]),
+        ]
+    })
+    .collect();
+    let alex_file = dir.path().join("alexnet.safetensors");
+    std::fs::write(
+        &alex_file,
+        formula::weights(&alexnet).to_safetensors_bytes().unwrap(),
+    )
+    .unwrap();
+    let fixture: serde_json::Value = serde_json::from_str(include_str!(
+        "../../styleforge-core/tests/fixtures/inception_parity.json"
+    ))
+    .unwrap();
+    let inception: Vec<(String, Vec<usize>)> = fixture["params"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e[0].as_str().unwrap().to_string(),
+                e[1].as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| d.as_u64().unwrap() as usize)
+                    .collect(),
+            )
+        })
+        .collect();
+    let inception_file = dir.path().join("inception.safetensors");
+    std::fs::write(
+        &inception_file,
+        formula::weights(&inception).to_safetensors_bytes().unwrap(),
+    )
+    .unwrap();
+
+    let home = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report");
+    let photos = [
+        shared::path("data/content/small/cat_chelsea_256.jpg"),
+        shared::path("data/content/small/parrots_kodim23_256.jpg"),
+    ];
+    let o = bin()
+        .env("STYLEFORGE_HOME", home.path())
+        .args([
+            "evaluate",
+            "--content",
+            s(&photos[0]),
+            s(&photos[1]),
+            "--style",
+            "great-wave",
+            "starry-night",
+        ])
+        .args([
+            "--method",
+            "microast",
+            "--method",
+            "cartoon:cartoon-shinkai",
+            "--max-size",
+            "128",
+        ])
+        .args([
+            "--lpips",
+            s(&alex_file),
+            "--inception",
+            s(&inception_file),
+            "-o",
+            s(&report),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        !stdout.contains("LPIPS skipped") && !stdout.contains("ArtFID skipped"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("No FID or ArtFID for cartoon:cartoon-shinkai"),
+        "{stdout}"
+    );
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(report.join("metrics.json")).unwrap()).unwrap();
+    let records = m["records"].as_array().unwrap();
+    assert_eq!(records.len(), 6);
+    for r in records {
+        let l = r["lpips"].as_f64().unwrap();
+        assert!(l > 0.0 && l.is_finite(), "{r}");
+    }
+    let summary = |method: &str| {
+        m["summaries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["method"] == method)
+            .unwrap()
+            .clone()
+    };
+    let micro = summary("microast");
+    let (lpips, fid, art) = (
+        micro["lpips"].as_f64().unwrap(),
+        micro["fid"].as_f64().unwrap(),
+        micro["art_fid"].as_f64().unwrap(),
+    );
+    let mean_lpips = records
+        .iter()
+        .filter(|r| r["method"] == "microast")
+        .map(|r| r["lpips"].as_f64().unwrap())
+        .sum::<f64>()
+        / 4.0;
+    assert!((lpips - mean_lpips).abs() < 1e-12, "{micro}");
+    assert!(fid > 0.0 && fid.is_finite(), "{micro}");
+    assert!(
+        (art - (1.0 + lpips) * (1.0 + fid)).abs() < 1e-9 * art,
+        "{micro}"
+    );
+    let cartoon = summary("cartoon:cartoon-shinkai");
+    assert!(
+        cartoon["lpips"].as_f64().unwrap() > 0.0
+            && cartoon["fid"].is_null()
+            && cartoon["art_fid"].is_null(),
+        "{cartoon}"
+    );
+    assert_eq!(m["networks"]["lpips"], "alex", "{}", m["networks"]);
+    let html = std::fs::read_to_string(report.join("index.html")).unwrap();
+    assert!(html.contains("ArtFID") && html.contains("LPIPS on AlexNet features"), "the report names the metrics and networks");
+    // Pictures too small for the networks skip their metrics with a note; the run goes on.
+    let o = bin()
+        .env("STYLEFORGE_HOME", home.path())
+        .args(["evaluate", "--content", s(&photos[0]), s(&photos[1]), "--style", "great-wave", "--method", "microast", "--max-size", "40"])
+        .args(["--lpips", s(&alex_file), "--inception", s(&inception_file), "-o", s(&dir.path().join("small"))])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("LPIPS skipped: LPIPS on alex needs pictures of at least 31×31") && stdout.contains("FID and ArtFID skipped"), "{stdout}");
+    // A backbone that is neither network is refused by name, and the run goes on without LPIPS.
+    let o = bin()
+        .env("STYLEFORGE_HOME", home.path())
+        .args([
+            "evaluate",
+            "--content",
+            s(&photos[0]),
+            "--method",
+            "cartoon:cartoon-shinkai",
+            "--max-size",
+            "64",
+        ])
+        .args([
+            "--lpips",
+            s(&inception_file),
+            "-o",
+            s(&dir.path().join("r2")),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success()
+            && stdout.contains("LPIPS skipped")
+            && stdout.contains("neither an AlexNet nor a VGG-16"),
+        "{stdout}"
+    );
 }
