@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use crate::kernels::GlobalEps;
 use crate::kernels::cpu_conv::flex_f32;
-use crate::kernels::cpu_simd::vectorized;
+use crate::kernels::cpu_simd::{squared_deviations, sum, vectorized};
 
 /// [`crate::kernels::global_norm`] on the CPU; gives `x` back when it (or a statistic or affine
 /// tensor) is not a plain flex `f32` tensor, or when the affine tensors are neither `[1]` nor
@@ -21,92 +21,187 @@ pub fn global_norm(
     x: Tensor<4>,
     given: Option<(&Tensor<4>, &Tensor<4>)>,
     eps: GlobalEps,
-    (gamma, beta): (&Tensor<1>, &Tensor<1>),
+    affine: (&Tensor<1>, &Tensor<1>),
     relu: bool,
 ) -> Result<(Tensor<4>, (Tensor<4>, Tensor<4>)), Tensor<4>> {
     let [n, c, h, w] = x.dims();
-    let (Some(gamma), Some(beta)) = (host(gamma), host(beta)) else { return Err(x) };
-    if gamma.len() != beta.len() || (gamma.len() != 1 && gamma.len() != c) {
-        return Err(x);
-    }
-    let given = match given {
-        Some((m, v)) => match (host(m), host(v)) {
-            (Some(m), Some(v)) if m.len() == n && v.len() == n => Some((m, v)),
-            _ => return Err(x),
-        },
-        None => None,
-    };
-    if x.dtype() != DType::F32 {
-        return Err(x);
-    }
     let device = x.device();
-    let Ok(prim) = x.clone().try_into_primitive::<Flex>() else { return Err(x) };
+    let Some(plan) = Plan::new(n, c, given, eps, affine) else { return Err(x) };
+    let Some(mut prim) = contiguous(x.clone()) else { return Err(x) };
     drop(x);
-    let mut prim = if prim.is_contiguous() && prim.layout().start_offset() == 0 { prim } else { prim.to_contiguous() };
     let plane = h * w;
-    let sample = c * plane;
-    let (mut means, mut vars) = (vec![0f32; n], vec![0f32; n]);
-    // Per sample: the statistics, then each channel's scale and shift.
-    let mut coefficients = vec![(0f32, 0f32); n * c];
-    {
-        let data = prim.as_slice::<f32>().expect("a contiguous f32 tensor");
-        for s in 0..n {
-            let values = &data[s * sample..(s + 1) * sample];
-            let (mean, var) = match &given {
-                Some((m, v)) => (m[s] as f64, v[s] as f64),
-                None => moments(values, plane.max(1)),
-            };
-            means[s] = mean as f32;
-            vars[s] = var as f32;
-            let denominator = match eps {
-                GlobalEps::Sigma(e) => (var as f32 as f64).sqrt() + e,
-                GlobalEps::Variance(e) => (var as f32 as f64 + e).sqrt(),
-            };
-            for ch in 0..c {
-                let k = if gamma.len() == 1 { 0 } else { ch };
-                let a = gamma[k] as f64 / denominator;
-                coefficients[s * c + ch] = (a as f32, (beta[k] as f64 - mean as f32 as f64 * a) as f32);
-            }
-        }
-    }
-    let map = move |dst: &mut [f32], src: Option<&[f32]>, (a, b): (f32, f32)| {
-        vectorized(
-            #[inline(always)]
-            || match src {
-                Some(src) => dst.iter_mut().zip(src).for_each(|(d, &x)| *d = if relu { (x * a + b).max(0.0) } else { x * a + b }),
-                None => dst.iter_mut().for_each(|d| *d = if relu { (*d * a + b).max(0.0) } else { *d * a + b }),
-            },
-        )
-    };
+    let (coefficients, stats) = plan.coefficients(&[prim.as_slice::<f32>().expect("a contiguous f32 tensor")], plane);
     let out = match prim.try_storage_mut::<f32>() {
         Some(data) => {
             if plane > 0 {
-                data[..n * sample].par_chunks_mut(plane).zip(coefficients.par_iter()).for_each(|(p, &k)| map(p, None, k));
+                data[..n * c * plane].par_chunks_mut(plane).zip(coefficients.par_iter()).for_each(|(p, &k)| map(p, None, Some(k), relu));
             }
             prim
         }
         None => {
             let src = prim.as_slice::<f32>().expect("a contiguous f32 tensor");
-            let mut out = vec![0f32; n * sample];
+            let mut out = vec![0f32; n * c * plane];
             if plane > 0 {
-                out.par_chunks_mut(plane).zip(src.par_chunks(plane)).zip(coefficients.par_iter()).for_each(|((o, p), &k)| map(o, Some(p), k));
+                out.par_chunks_mut(plane).zip(src.par_chunks(plane)).zip(coefficients.par_iter()).for_each(|((o, p), &k)| map(o, Some(p), Some(k), relu));
             }
             FlexTensor::from_data(TensorData::new(out, [n, c, h, w]))
         }
     };
-    let stat = |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [n, 1, 1, 1]), &device);
-    Ok((Tensor::from_primitive::<Flex>(out), (stat(means), stat(vars))))
+    Ok((Tensor::from_primitive::<Flex>(out), stats.into_tensors(&device)))
 }
 
-/// The mean and biased variance of `values` in `f64`, summed in parallel over chunks of `chunk`
-/// values (a channel's plane); `(0, 0)` when empty.
-fn moments(values: &[f32], chunk: usize) -> (f64, f64) {
-    if values.is_empty() {
+/// [`crate::kernels::global_norm_shuffled`] on the CPU: the normalisation and the channel
+/// shuffle in one output pass. Gives `(left, x)` back where [`global_norm`] would give `x` back,
+/// or when the two shapes differ.
+#[allow(clippy::type_complexity)]
+pub fn global_norm_shuffled(
+    left: Tensor<4>,
+    x: Tensor<4>,
+    both: bool,
+    given: Option<(&Tensor<4>, &Tensor<4>)>,
+    eps: GlobalEps,
+    affine: (&Tensor<1>, &Tensor<1>),
+    relu: bool,
+) -> Result<(Tensor<4>, (Tensor<4>, Tensor<4>)), (Tensor<4>, Tensor<4>)> {
+    let [n, c, h, w] = x.dims();
+    if left.dims() != x.dims() {
+        return Err((left, x));
+    }
+    let device = x.device();
+    let Some(plan) = Plan::new(n, if both { 2 * c } else { c }, given, eps, affine) else { return Err((left, x)) };
+    let (Some(a), Some(b)) = (contiguous(left.clone()), contiguous(x.clone())) else { return Err((left, x)) };
+    let (a, b) = (a.as_slice::<f32>().expect("a contiguous f32 tensor"), b.as_slice::<f32>().expect("a contiguous f32 tensor"));
+    let plane = h * w;
+    let parts: &[&[f32]] = if both { &[a, b] } else { &[b] };
+    let (coefficients, stats) = plan.coefficients(parts, plane);
+    let mut out = vec![0f32; n * 2 * c * plane];
+    if plane > 0 {
+        out.par_chunks_mut(plane).enumerate().for_each(|(q, dst)| {
+            let (s, j) = (q / (2 * c), q % (2 * c));
+            let (i, odd) = (j / 2, j % 2 == 1);
+            let src = if odd { b } else { a };
+            let at = (s * c + i) * plane;
+            // The coefficients of channel `i` of `x`, or of `left` when both are normalised
+            // (channels `0..c` for `left` and `c..2c` for `x`, as in their concatenation).
+            let k = match (both, odd) {
+                (false, false) => None,
+                (false, true) => Some(coefficients[s * c + i]),
+                (true, _) => Some(coefficients[s * 2 * c + if odd { c + i } else { i }]),
+            };
+            map(dst, Some(&src[at..at + plane]), k, relu && k.is_some());
+        });
+    }
+    let out = FlexTensor::from_data(TensorData::new(out, [n, 2 * c, h, w]));
+    Ok((Tensor::from_primitive::<Flex>(out), stats.into_tensors(&device)))
+}
+
+/// `dst = relu?(src·a + b)` (or in place without `src`), a plain copy without coefficients.
+fn map(dst: &mut [f32], src: Option<&[f32]>, k: Option<(f32, f32)>, relu: bool) {
+    let Some((a, b)) = k else {
+        if let Some(src) = src {
+            dst.copy_from_slice(src);
+        }
+        return;
+    };
+    vectorized(
+        #[inline(always)]
+        || match src {
+            Some(src) => dst.iter_mut().zip(src).for_each(|(d, &x)| *d = if relu { (x * a + b).max(0.0) } else { x * a + b }),
+            None => dst.iter_mut().for_each(|d| *d = if relu { (*d * a + b).max(0.0) } else { *d * a + b }),
+        },
+    )
+}
+
+/// The host values of a normalisation's operands: sample count, channels normalised, given
+/// statistics, the offset rule and the affine map.
+struct Plan {
+    n: usize,
+    c: usize,
+    given: Option<(Vec<f32>, Vec<f32>)>,
+    eps: GlobalEps,
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+}
+
+/// Per-sample means and variances, `[N]` each.
+struct Stats {
+    means: Vec<f32>,
+    vars: Vec<f32>,
+}
+
+impl Stats {
+    fn into_tensors(self, device: &burn::tensor::Device) -> (Tensor<4>, Tensor<4>) {
+        let n = self.means.len();
+        let t = |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [n, 1, 1, 1]), device);
+        (t(self.means), t(self.vars))
+    }
+}
+
+impl Plan {
+    /// `None` unless the affine tensors are `[1]` or `[c]` and every tensor is a flex `f32` one.
+    fn new(n: usize, c: usize, given: Option<(&Tensor<4>, &Tensor<4>)>, eps: GlobalEps, (gamma, beta): (&Tensor<1>, &Tensor<1>)) -> Option<Self> {
+        let (gamma, beta) = (host(gamma)?, host(beta)?);
+        if gamma.len() != beta.len() || (gamma.len() != 1 && gamma.len() != c) {
+            return None;
+        }
+        let given = match given {
+            Some((m, v)) => match (host(m), host(v)) {
+                (Some(m), Some(v)) if m.len() == n && v.len() == n => Some((m, v)),
+                _ => return None,
+            },
+            None => None,
+        };
+        Some(Self { n, c, given, eps, gamma, beta })
+    }
+
+    /// The statistics of each sample of `parts` taken together (each part `[n, ·]`, sample `s`
+    /// being its `s`-th equal slice, in planes of `plane` values) or the given ones, and each
+    /// sample and channel's `(scale, shift)`, `[n·c]`.
+    fn coefficients(&self, parts: &[&[f32]], plane: usize) -> (Vec<(f32, f32)>, Stats) {
+        let (n, c) = (self.n, self.c);
+        let (mut means, mut vars) = (vec![0f32; n], vec![0f32; n]);
+        let mut coefficients = vec![(0f32, 0f32); n * c];
+        for s in 0..n {
+            let samples: Vec<&[f32]> = parts.iter().map(|p| &p[s * p.len() / n.max(1)..(s + 1) * p.len() / n.max(1)]).collect();
+            let (mean, var) = match &self.given {
+                Some((m, v)) => (m[s] as f64, v[s] as f64),
+                None => moments(&samples, plane.max(1)),
+            };
+            means[s] = mean as f32;
+            vars[s] = var as f32;
+            let denominator = match self.eps {
+                GlobalEps::Sigma(e) => (var as f32 as f64).sqrt() + e,
+                GlobalEps::Variance(e) => (var as f32 as f64 + e).sqrt(),
+            };
+            for ch in 0..c {
+                let k = if self.gamma.len() == 1 { 0 } else { ch };
+                let a = self.gamma[k] as f64 / denominator;
+                coefficients[s * c + ch] = (a as f32, (self.beta[k] as f64 - mean as f32 as f64 * a) as f32);
+            }
+        }
+        (coefficients, Stats { means, vars })
+    }
+}
+
+/// A plain flex `f32` tensor's primitive, contiguous from its buffer's start.
+fn contiguous(x: Tensor<4>) -> Option<FlexTensor> {
+    if x.dtype() != DType::F32 {
+        return None;
+    }
+    let prim = x.try_into_primitive::<Flex>().ok()?;
+    Some(if prim.is_contiguous() && prim.layout().start_offset() == 0 { prim } else { prim.to_contiguous() })
+}
+
+/// The mean and biased variance of the values of `parts` together, in `f64`, summed in parallel
+/// over chunks of `chunk` values (a channel's plane); `(0, 0)` when empty.
+fn moments(parts: &[&[f32]], chunk: usize) -> (f64, f64) {
+    let count = parts.iter().map(|p| p.len()).sum::<usize>() as f64;
+    if count == 0.0 {
         return (0.0, 0.0);
     }
-    let count = values.len() as f64;
-    let mean = values.par_chunks(chunk).map(|p| p.iter().map(|&x| x as f64).sum::<f64>()).sum::<f64>() / count;
-    let var = values.par_chunks(chunk).map(|p| p.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>()).sum::<f64>() / count;
+    let chunks = || parts.par_iter().flat_map(|p| p.par_chunks(chunk));
+    let mean = chunks().map(sum).sum::<f64>() / count;
+    let var = chunks().map(|p| squared_deviations(p, mean)).sum::<f64>() / count;
     (mean, var)
 }
 
@@ -154,6 +249,39 @@ mod tests {
                 let (got, _) = global_norm(other, Some((&gm, &gv)), eps, (&gamma, &beta), relu).ok().expect("a flex tensor");
                 assert!(close(got, want, scale) < 1e-6, "{dims:?} {eps:?} given");
             }
+        }
+    }
+
+    /// The fused channel shuffle equals the norm followed by burn's shuffle: the branch alone
+    /// normalised (a ShuffleNet-V2 basic unit) or both halves with joint statistics (a down
+    /// unit), scalar and per-channel affine maps, own and given statistics, a batch of two.
+    #[test]
+    fn shuffled_matches_norm_then_shuffle() {
+        let device = Device::flex();
+        for dims in [[1, 3, 7, 5], [2, 4, 6, 6]] {
+            let left = Tensor::<4>::random(dims, Distribution::Normal(-0.5, 1.5), &device);
+            let x = Tensor::<4>::random(dims, Distribution::Normal(0.5, 2.0), &device);
+            let c = dims[1];
+            for (both, k, relu) in [(false, 1, true), (true, 1, true), (false, c, false), (true, 2 * c, false)] {
+                let gamma = Tensor::<1>::random([k], Distribution::Normal(1.0, 0.5), &device);
+                let beta = Tensor::<1>::random([k], Distribution::Normal(0.0, 0.5), &device);
+                let eps = GlobalEps::Sigma(1e-3);
+                let normalised = if both { Tensor::cat(vec![left.clone(), x.clone()], 1) } else { x.clone() };
+                let (y, (m, v)) = generic::global_norm(normalised, None, eps, (&gamma, &beta), relu);
+                let want = if both {
+                    generic::channel_shuffle(y.clone().narrow(1, 0, c), y.narrow(1, c, c))
+                } else {
+                    generic::channel_shuffle(left.clone(), y)
+                };
+                let (got, (gm, gv)) = global_norm_shuffled(left.clone(), x.clone(), both, None, eps, (&gamma, &beta), relu).ok().expect("flex tensors");
+                assert!(close(got, want.clone(), want.clone()) < 1e-6, "{dims:?} both={both} k={k}");
+                assert!(close(gm.clone(), m.clone(), m) < 1e-6 && close(gv.clone(), v.clone(), v) < 1e-6, "{dims:?} statistics");
+                let (got, _) = global_norm_shuffled(left.clone(), x.clone(), both, Some((&gm, &gv)), eps, (&gamma, &beta), relu).ok().expect("flex tensors");
+                assert!(close(got, want.clone(), want) < 1e-6, "{dims:?} both={both} given");
+            }
+            let other = Tensor::<4>::random([1, 2, 3, 3], Distribution::Normal(0.0, 1.0), &device);
+            let one = Tensor::<1>::ones([1], &device);
+            assert!(global_norm_shuffled(other, x.clone(), false, None, GlobalEps::Sigma(1e-3), (&one, &one), false).is_err(), "shapes differ");
         }
     }
 }

@@ -11,6 +11,8 @@ use burn::tensor::{DType, Tensor, TensorData};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
+use crate::kernels::cpu_simd::{mean_var, vectorized};
+
 /// Per-(sample, channel) mean and biased variance, in `[N·C]` order.
 pub struct PlaneStats {
     /// Means.
@@ -62,8 +64,7 @@ pub fn instance_norm(
     // The scale and shift of plane `i`, measuring its statistics first unless replaying.
     let coefficients = |i: usize, src: &[f32], m: &mut f32, v: &mut f32| {
         if !replay {
-            let mu = src.iter().map(|&x| x as f64).sum::<f64>() / plane as f64;
-            let var = src.iter().map(|&x| (x as f64 - mu).powi(2)).sum::<f64>() / plane as f64;
+            let (mu, var) = mean_var(src);
             *m = mu as f32;
             *v = var as f32;
         }
@@ -81,7 +82,10 @@ pub fn instance_norm(
             data[..n * c * plane].par_chunks_mut(plane).zip(stats_iter).enumerate().for_each(
                 |(i, (p, (m, v)))| {
                     let (scale, shift) = coefficients(i, p, m, v);
-                    p.iter_mut().for_each(|x| *x = map(*x, scale, shift));
+                    vectorized(
+                        #[inline(always)]
+                        || p.iter_mut().for_each(|x| *x = map(*x, scale, shift)),
+                    );
                 },
             );
             prim
@@ -92,7 +96,10 @@ pub fn instance_norm(
             out.par_chunks_mut(plane).zip(src.par_chunks(plane)).zip(stats_iter).enumerate().for_each(
                 |(i, ((o, p), (m, v)))| {
                     let (scale, shift) = coefficients(i, p, m, v);
-                    o.iter_mut().zip(p).for_each(|(o, &x)| *o = map(x, scale, shift));
+                    vectorized(
+                        #[inline(always)]
+                        || o.iter_mut().zip(p).for_each(|(o, &x)| *o = map(x, scale, shift)),
+                    );
                 },
             );
             FlexTensor::from_data(TensorData::new(out, [n, c, h, w]))

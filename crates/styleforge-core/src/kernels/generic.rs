@@ -241,3 +241,10 @@ pub fn global_norm(
     let y = x_hat * gamma.clone().reshape([1, k, 1, 1]) + beta.clone().reshape([1, k, 1, 1]);
     (if relu { burn::tensor::activation::relu(y) } else { y }, (mean, var))
 }
+
+/// Interleaves the channels of `a` and `b` (`[N, C, H, W]` each) into `[N, 2C, H, W]`:
+/// `out[2i] = a[i]`, `out[2i+1] = b[i]` (ShuffleNet-V2's channel shuffle of two halves).
+pub fn channel_shuffle(a: Tensor<4>, b: Tensor<4>) -> Tensor<4> {
+    let [n, c, h, w] = a.dims();
+    Tensor::stack::<5>(vec![a, b], 2).reshape([n, 2 * c, h, w])
+}

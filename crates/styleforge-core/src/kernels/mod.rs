@@ -226,6 +226,39 @@ pub fn global_norm(
     }
 }
 
+/// [`global_norm`] fused with ShuffleNet-V2's channel shuffle, for `left` and `x` of one shape
+/// `[N, C, H, W]`: the output `[N, 2C, H, W]` holds `left[:, i]` at channel `2i` and the
+/// normalised `x[:, i]` at `2i + 1` (`channel_shuffle(left, norm(x))`). With `both`, `left` is
+/// normalised too, with statistics over both tensors together and the affine map of their
+/// concatenation (channels `0..C` for `left`, `C..2C` for `x`): `channel_shuffle` of the halves
+/// of `norm(cat(left, x))`. Returns the output and the statistics used (`[N, 1, 1, 1]` each).
+///
+/// Routes: [`cpu_global_norm::global_norm_shuffled`] (one output pass, no shuffle copy) for plain
+/// flex `f32` tensors; otherwise [`generic::global_norm`] and [`generic::channel_shuffle`].
+#[allow(clippy::type_complexity)]
+pub fn global_norm_shuffled(
+    left: Tensor<4>,
+    x: Tensor<4>,
+    both: bool,
+    given: Option<(&Tensor<4>, &Tensor<4>)>,
+    eps: GlobalEps,
+    affine: (&Tensor<1>, &Tensor<1>),
+    relu: bool,
+) -> (Tensor<4>, (Tensor<4>, Tensor<4>)) {
+    match cpu_global_norm::global_norm_shuffled(left, x, both, given, eps, affine, relu) {
+        Ok(done) => done,
+        Err((left, x)) if both => {
+            let c = x.dims()[1];
+            let (y, used) = generic::global_norm(Tensor::cat(vec![left, x], 1), given, eps, affine, relu);
+            (generic::channel_shuffle(y.clone().narrow(1, 0, c), y.narrow(1, c, c)), used)
+        }
+        Err((left, x)) => {
+            let (y, used) = generic::global_norm(x, given, eps, affine, relu);
+            (generic::channel_shuffle(left, y), used)
+        }
+    }
+}
+
 /// PyTorch's bilinear resize with `align_corners = True` of `x` `[N, C, H, W]` to `size`
 /// (`F.interpolate(x, size, mode='bilinear', align_corners=True)`): output pixel `i` samples the
 /// input at `i·(H-1)/(H'-1)`. Runs burn's interpolation ([`generic::resize_bilinear_aligned`]).

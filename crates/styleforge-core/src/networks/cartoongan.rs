@@ -87,6 +87,12 @@ impl GlobalNorm {
         ctx.normalize_global(x, GlobalEps::Sigma(EPS), (&self.gamma.val(), &self.beta.val()), relu_after)
     }
 
+    /// [`GlobalNorm::forward`] of `x` (of `cat(left, x)` with `both`) and the channel shuffle
+    /// of `left` (or of the normalised `left`) with it, in one pass.
+    pub fn forward_shuffled(&self, left: Tensor<4>, x: Tensor<4>, both: bool, ctx: &mut NormContext, relu_after: bool) -> Tensor<4> {
+        ctx.normalize_global_shuffled(left, x, both, GlobalEps::Sigma(EPS), (&self.gamma.val(), &self.beta.val()), relu_after)
+    }
+
     /// ONNX export of [`GlobalNorm::forward`] (the sample's own statistics) on `x`:
     /// [`Graph::global_norm`] called `{prefix}` without its trailing `/`, with the scalar
     /// initializers `{prefix}gamma` and `{prefix}beta` (`[1]`).
@@ -110,12 +116,6 @@ fn export_depthwise(conv: &Conv, g: &mut Graph, prefix: &str, x: &str) -> Result
     let channels = conv.weight.dims()[0];
     let names = [format!("{prefix}depthwise_kernel"), format!("{prefix}bias")];
     conv.export_onnx_named(g, node_name(prefix), [&names[0], &names[1]], x, channels)
-}
-
-/// Interleaves the channels of `a` and `b` (`[N, C, H, W]` each): `out[2i] = a[i]`, `out[2i+1] = b[i]`.
-pub fn channel_shuffle(a: Tensor<4>, b: Tensor<4>) -> Tensor<4> {
-    let [n, c, h, w] = a.dims();
-    Tensor::stack::<5>(vec![a, b], 2).reshape([n, 2 * c, h, w])
 }
 
 /// A ShuffleNet-V2 basic unit on `c` channels.
@@ -142,14 +142,13 @@ impl BasicUnit {
         })
     }
 
-    /// `[N, C, H, W]` to the same shape.
+    /// `[N, C, H, W]` to the same shape; the last norm and the channel shuffle are one pass.
     pub fn forward(&self, x: Tensor<4>, ctx: &mut NormContext) -> Tensor<4> {
         let c = x.dims()[1];
         let (left, right) = (x.clone().narrow(1, 0, c / 2), x.narrow(1, c / 2, c / 2));
         let b = self.n1.forward(self.pw1.forward(right), ctx, true);
         let b = self.n2.forward(self.dw.forward(b), ctx, false);
-        let b = self.n3.forward(self.pw2.forward(b), ctx, true);
-        channel_shuffle(left, b)
+        self.n3.forward_shuffled(left, self.pw2.forward(b), false, ctx, true)
     }
 
     /// ONNX export of [`BasicUnit::forward`] on `x` with the checkpoint's names under `prefix`
@@ -205,9 +204,7 @@ impl DownUnit {
         let l = self.l_pw.forward(self.l_n.forward(self.l_dw.forward(x.clone()), ctx, false));
         let r = self.r_n1.forward(self.r_pw1.forward(x), ctx, true);
         let r = self.r_pw2.forward(self.r_n2.forward(self.r_dw.forward(r), ctx, false));
-        let cb = l.dims()[1];
-        let cat = self.n.forward(Tensor::cat(vec![l, r], 1), ctx, true);
-        channel_shuffle(cat.clone().narrow(1, 0, cb), cat.narrow(1, cb, cb))
+        self.n.forward_shuffled(l, r, true, ctx, true)
     }
 
     /// ONNX export of [`DownUnit::forward`] on `x` with the checkpoint's names under `prefix`

@@ -549,22 +549,52 @@ impl NormContext {
         affine: (&Tensor<1>, &Tensor<1>),
         relu: bool,
     ) -> Tensor<4> {
-        if let Some((m, v)) = self.shared(&x, &[1, 2, 3]) {
-            return kernels::global_norm(x, Some((&m, &v)), eps, affine, relu).0;
+        let given = self.global_given(|| x.clone());
+        let (y, used) = kernels::global_norm(x, given.as_ref().map(|(m, v)| (m, v)), eps, affine, relu);
+        self.record(used);
+        y
+    }
+
+    /// [`NormContext::normalize_global`] of `x` (or, with `both`, of the concatenation of `left`
+    /// and `x`) with ShuffleNet-V2's channel shuffle in the same pass: see
+    /// [`kernels::global_norm_shuffled`]. Records and replays one set of statistics, as
+    /// [`NormContext::normalize_global`] of the tensor it normalises.
+    pub fn normalize_global_shuffled(
+        &mut self,
+        left: Tensor<4>,
+        x: Tensor<4>,
+        both: bool,
+        eps: GlobalEps,
+        affine: (&Tensor<1>, &Tensor<1>),
+        relu: bool,
+    ) -> Tensor<4> {
+        let given = self.global_given(|| if both { Tensor::cat(vec![left.clone(), x.clone()], 1) } else { x.clone() });
+        let (y, used) = kernels::global_norm_shuffled(left, x, both, given.as_ref().map(|(m, v)| (m, v)), eps, affine, relu);
+        self.record(used);
+        y
+    }
+
+    /// The whole-sample statistics a norm uses when they are not the normalised tensor's own:
+    /// blended ones ([`NormContext::Shared`], from `normalised()`) or the next replayed ones.
+    fn global_given(&mut self, normalised: impl FnOnce() -> Tensor<4>) -> Option<(Tensor<4>, Tensor<4>)> {
+        if matches!(self, NormContext::Shared { .. }) {
+            return self.shared(&normalised(), &[1, 2, 3]);
         }
-        let given = match self {
+        match self {
             NormContext::Replay { stats, cursor } => {
                 let s = stats.get(*cursor).expect("replayed statistics come from the same network").clone();
                 *cursor += 1;
                 Some(s)
             }
             _ => None,
-        };
-        let (y, used) = kernels::global_norm(x, given.as_ref().map(|(m, v)| (m, v)), eps, affine, relu);
+        }
+    }
+
+    /// Keeps the statistics a whole-sample norm used, in [`NormContext::Record`].
+    fn record(&mut self, used: (Tensor<4>, Tensor<4>)) {
         if let NormContext::Record(list) = self {
             list.push(used);
         }
-        y
     }
 
     /// [`NormContext::normalize`], then the `affine` map and a ReLU if asked, through

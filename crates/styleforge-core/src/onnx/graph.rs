@@ -557,7 +557,7 @@ impl Graph {
     }
 
     /// Interleaves the channels of `a` and `b` (`[N, C, H, W]` each, `C = channels`):
-    /// `out[2i] = a[i]`, `out[2i+1] = b[i]` ([`crate::networks::cartoongan::channel_shuffle`]),
+    /// `out[2i] = a[i]`, `out[2i+1] = b[i]` ([`crate::kernels::generic::channel_shuffle`]),
     /// as a `Concat` (`{name}.concat`) and a `Gather` of the channels in interleaved order.
     pub fn channel_shuffle(&mut self, name: &str, a: &str, b: &str, channels: usize) -> String {
         let cat = self.concat(&format!("{name}.concat"), &[a, b], 1);
