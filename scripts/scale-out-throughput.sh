@@ -11,4 +11,4 @@ export STYLEFORGE_BENCH_WORKERS="${STYLEFORGE_BENCH_WORKERS:-1,2,4}"
 export STYLEFORGE_BENCH_JOBS="${STYLEFORGE_BENCH_JOBS:-200}"
 scripts/install-test-tools.sh >/dev/null
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" >&2
-cargo test --release --workspace --test scale_out -- --ignored --exact throughput --nocapture
+cargo test --release --workspace --test command -- --ignored --exact scale_out::throughput --nocapture

@@ -1,7 +1,7 @@
 //! The bad-input corpus, made from nothing: every file under `tests/corpus/` is written by
 //! [`files`], and the CLI test `bad_inputs` checks that the committed files are exactly these
-//! (`STYLEFORGE_WRITE_CORPUS=1 cargo test --release --workspace --test bad_inputs` rewrites
-//! them). Included by the CLI and service tests with `#[path]`.
+//! (`STYLEFORGE_WRITE_CORPUS=1 cargo test --release --workspace --test command bad_inputs::`
+//! rewrites them). Included by the CLI and service tests with `#[path]`.
 //!
 //! Layout, and what each kind must get:
 //! - `images/ok_*`: unusual but valid images (tiny and thin sizes, ICC profiles, 16-bit, grey,

@@ -1,12 +1,11 @@
 //! AdaIN options on the parity weights: strength, style mixing, spatial masks, colour
 //! preservation, cached statistics, tiling, and parameter checking.
 
-mod common;
 
 use std::sync::OnceLock;
 
 use burn::tensor::Tensor;
-use common::{device, rel_l2};
+use crate::common::{device, rel_l2};
 use styleforge_core::methods::adain::{
     AdainModel, AdainOptions, Mask, PreserveColor, Style, StyleStats, adain, coral,
 };

@@ -2,9 +2,8 @@
 //! photo without one falls back to the centre square, a given box skips detection, and a
 //! registry method stylises the crop.
 
-mod common;
 
-use common::device;
+use crate::common::device;
 use styleforge_core::avatar::{self, Crop, FaceBox, FaceSource, Options};
 use styleforge_core::image_io::{self, Picture};
 use styleforge_core::library::{ModelKind, builtin};

@@ -1,7 +1,7 @@
 //! Model downloads against a local HTTP server the test runs: digests verified, interrupted
 //! downloads resumed with range requests, nothing half-written left in the library.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};

@@ -2,13 +2,12 @@
 //! lower the loss, cancellation, determinism, coarse-to-fine, style blending, and the VGG16
 //! configuration.
 
-mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::tensor::{Tensor, TensorData};
-use common::{device, rel_l2};
+use crate::common::{device, rel_l2};
 use styleforge_core::methods::gatys::{
     self, GatysOptions, Init, LossConfig, Losses, Optimizer, Progress, Targets, gram,
 };

@@ -4,9 +4,8 @@
 //! on formula sets and on the reference features (`fixtures/inception_parity.json`, made by
 //! `fixtures/inception_reference.py`).
 
-mod common;
 
-use common::{device, formula, rel_l2};
+use crate::common::{device, formula, rel_l2};
 use styleforge_core::error::Error;
 use styleforge_core::metrics::fid::frechet_distance;
 use styleforge_core::networks::inception::{FEATURES, Inception3};

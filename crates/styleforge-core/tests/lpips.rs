@@ -3,10 +3,9 @@
 //! formula weights of `fixtures/formula_weights.py`, two picture pairs, every per-layer term
 //! (`fixtures/lpips_parity.json`, made by `fixtures/lpips_reference.py`).
 
-mod common;
 
 use burn::tensor::Tensor;
-use common::{device, formula, rel_l2};
+use crate::common::{device, formula, rel_l2};
 use styleforge_core::metrics::lpips::{Backbone, Lpips};
 use styleforge_core::networks::alexnet::AlexNet;
 use styleforge_core::networks::vgg::{Vgg, VggVariant};

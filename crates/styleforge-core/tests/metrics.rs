@@ -2,12 +2,11 @@
 //! content and Gram style losses against the PyTorch reference vectors of the Gatys parity file,
 //! and the mean/std style loss on cases with known answers.
 
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{device, python, reference};
+use crate::common::{device, python, reference};
 use styleforge_core::image_io::{self, Picture};
 use styleforge_core::methods::gatys::{LossConfig, Targets};
 use styleforge_core::metrics::{self, VggReference};

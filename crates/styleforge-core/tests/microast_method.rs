@@ -2,9 +2,8 @@
 //! gives the content back at strength 0, returns the input's size for any size, tiles without
 //! changing the look, blends styles, and honours masks and colour preservation.
 
-mod common;
 
-use common::device;
+use crate::common::device;
 use styleforge_core::image_io::Picture;
 use styleforge_core::library::builtin;
 use styleforge_core::methods::adain::{Style, StyleStats};

@@ -7,13 +7,12 @@
 //! The Python interpreter is `.tools/py/bin/python` at the repository root, with onnxruntime and
 //! onnx installed by `scripts/install-test-tools.sh`; without them the tests fail.
 
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use burn::tensor::Tensor;
-use common::{device, python, rel_l2};
+use crate::common::{device, python, rel_l2};
 use prost::Message;
 use styleforge_core::image_io::{self, Picture};
 use styleforge_core::library::{Loaded, ModelInfo, ModelKind, builtin};

@@ -2,7 +2,7 @@
 //! against ONNX Runtime's outputs, the library import, and the conventions (layout, channel
 //! order, value range, fixed sizes) on small graphs built here.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use styleforge_core::shared;
 use styleforge_core::weights::Weights;
 use tract_onnx::pb;
 
-use common::{device, rel_l2};
+use crate::common::{device, rel_l2};
 
 const CASES: [&str; 3] = ["tubingen_256x192", "chicago_256x192", "tubingen_250x187"];
 

@@ -1,10 +1,9 @@
 //! AdaIN (naoto0804/pytorch-AdaIN) reproduces the PyTorch reference to float precision: encoder
 //! features at relu4_1, the AdaIN transform, the decoder at alpha = 0.7 and a two-style mix.
 
-mod common;
 
 use burn::tensor::Tensor;
-use common::{assert_close, device, reference, rel_l2};
+use crate::common::{assert_close, device, reference, rel_l2};
 use styleforge_core::methods::adain::{AdainModel, AdainOptions, Style, StyleStats, adain};
 use styleforge_core::image_io::Picture;
 use styleforge_core::shared;

@@ -2,9 +2,8 @@
 //! weights: `block_c`'s output, the generator with `align_corners = True` at an even and an odd
 //! size, and the ×2 `align_corners = False` variant.
 
-mod common;
 
-use common::{assert_close, device, reference};
+use crate::common::{assert_close, device, reference};
 use styleforge_core::networks::animegan::{AnimeGan, Upsampling};
 use styleforge_core::networks::layers::NormContext;
 use styleforge_core::shared;

@@ -3,10 +3,9 @@
 //! `models/cartoongan_light/reference/cartoongan_light_ref.safetensors`, sizes that are not
 //! multiples of 4 included, and every block's output on the tiny cases.
 
-mod common;
 
 use burn::tensor::Tensor;
-use common::{assert_close, device, reference};
+use crate::common::{assert_close, device, reference};
 use styleforge_core::networks::cartoongan::CartoonGan;
 use styleforge_core::networks::layers::NormContext;
 use styleforge_core::weights::{HostTensor, Weights};

@@ -2,10 +2,9 @@
 //! forward outputs, and the parameter gradients of the loss defined in `MANIFEST.json`
 //! (`mean(G(x) * w) + mean((D(G(x)) - 1)^2)`, `w = linspace(-1, 1)` over G(x)'s elements).
 
-mod common;
 
 use burn::tensor::{Device, Tensor, TensorData};
-use common::{assert_close, device, reference, rel_l2};
+use crate::common::{assert_close, device, reference, rel_l2};
 use styleforge_core::methods::cyclegan::{CycleGan, CycleGanOptions, STATS_SIZE};
 use styleforge_core::image_io::Picture;
 use styleforge_core::networks::layers::NormContext;

@@ -2,11 +2,10 @@
 //! the BCE loss and parameter gradients (`MANIFEST.json`, set `dcgan`), and batch norm's running
 //! statistics follow PyTorch's update rule.
 
-mod common;
 
 use burn::tensor::activation::{leaky_relu, relu, sigmoid};
 use burn::tensor::{Tensor, TensorData};
-use common::{assert_close, device, reference, rel_l2};
+use crate::common::{assert_close, device, reference, rel_l2};
 use styleforge_core::networks::layers::{Conv, ConvTranspose, Padding};
 use styleforge_core::networks::dcgan::{
     BatchNorm2d, BnMode, DcganDiscriminator, DcganGenerator, DiscriminatorConfig, GeneratorConfig,

@@ -3,9 +3,8 @@
 //! test-mode scores and boxes, the priors, and the post-processed detections of
 //! `models/face_detector/reference/face_ref.safetensors`.
 
-mod common;
 
-use common::{assert_close, device, reference, rel_l2};
+use crate::common::{assert_close, device, reference, rel_l2};
 use styleforge_core::image_io;
 use styleforge_core::library::builtin;
 use styleforge_core::networks::face_detector::{self, FaceDetector};

@@ -1,8 +1,7 @@
 //! Fast-style networks reproduce the PyTorch / TensorFlow references to float precision.
 
-mod common;
 
-use common::{assert_close, device, reference};
+use crate::common::{assert_close, device, reference};
 use styleforge_core::methods::fast::{Family, FastStyleNet};
 use styleforge_core::networks::layers::NormContext;
 use styleforge_core::networks::transformer_net::TransformerNet;

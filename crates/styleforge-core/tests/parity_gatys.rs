@@ -2,9 +2,8 @@
 //! content, style and total-variation losses, the weighted total and its gradient with respect
 //! to the image.
 
-mod common;
 
-use common::{assert_close, device, reference, rel_l2};
+use crate::common::{assert_close, device, reference, rel_l2};
 use styleforge_core::methods::gatys::{LossConfig, STYLE_LAYERS, Targets, gram};
 use styleforge_core::networks::vgg::{Vgg, VggVariant};
 use styleforge_core::shared;

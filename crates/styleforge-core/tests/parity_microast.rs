@@ -3,9 +3,8 @@
 //! case in `models/microast/reference/microast_ref.safetensors` (alpha 1, and the published
 //! alpha 0.5 whose output leaves 0..1).
 
-mod common;
 
-use common::{assert_close, device, reference};
+use crate::common::{assert_close, device, reference};
 use styleforge_core::library::kind::combine_microast;
 use styleforge_core::networks::microast::MicroAst;
 use styleforge_core::shared;

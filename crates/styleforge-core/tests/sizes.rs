@@ -2,9 +2,8 @@
 //! of exactly the content's size for tiny and thin images (padded up to the method's
 //! `min_side` and cropped back), whole, tiled and after `max_size`; none panics.
 
-mod common;
 
-use common::device;
+use crate::common::device;
 use styleforge_core::image_io::Picture;
 use styleforge_core::library::{ModelKind, builtin, kind};
 use styleforge_core::methods::{self, Control, Input, Params, SizePlan};

@@ -7,9 +7,8 @@
 //! motion keeps inside the frame; on the static shot it is the flicker. The consistent mode
 //! must at most halve it, with each frame staying near its own stylisation.
 
-mod common;
 
-use common::device;
+use crate::common::device;
 use styleforge_core::animation::{AnimationFormat, Frames, Limits, Writer};
 use styleforge_core::image_io::Picture;
 use styleforge_core::library::{ModelKind, builtin};

@@ -1,8 +1,7 @@
 //! Tiled inference matches whole-image inference where both fit, and keeps the size.
 
-mod common;
 
-use common::device;
+use crate::common::device;
 use styleforge_core::color::mean_abs_diff;
 use styleforge_core::methods::fast::{FastStyleNet, StylizeOptions};
 use styleforge_core::image_io;

@@ -275,7 +275,7 @@ pub fn client_module() -> String {
     format!(
         "// Generated from styleforge's OpenAPI document (GET /v1/openapi.json) by\n\
          // `styleforge_server::openapi::client_module`. Do not edit: regenerate with\n\
-         // STYLEFORGE_BLESS=1 cargo test --release --workspace --test web\n\
+         // STYLEFORGE_BLESS=1 cargo test --release --workspace --test service web::\n\
          \n\
          // operationId: [method, path, path parameters, query parameters]\n\
          export const OPERATIONS = Object.freeze({{\n{}}});\n\
@@ -317,7 +317,7 @@ pub fn widget_client() -> String {
     format!(
         "  // BEGIN GENERATED CLIENT: from the OpenAPI document by\n\
          \x20 // `styleforge_server::openapi::widget_client`. Do not edit: regenerate with\n\
-         \x20 // STYLEFORGE_BLESS=1 cargo test --release --workspace --test web\n\
+         \x20 // STYLEFORGE_BLESS=1 cargo test --release --workspace --test service web::\n\
          \x20 var OPERATIONS = {{\n{}  }};\n\
          \x20 function route(operationId, params) {{\n\
          \x20   var op = OPERATIONS[operationId];\n\

@@ -1,13 +1,13 @@
 //! The service end to end over real HTTP: a server started on 127.0.0.1:0 per test, with its own
 //! data directory, real models from the shared directory, and a blocking HTTP client.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;
 
 use burn::tensor::Device;
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use styleforge_core::methods::fast::{FastStyleNet, StylizeOptions};
 use styleforge_core::image_io;

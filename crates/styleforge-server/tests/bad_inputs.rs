@@ -5,14 +5,13 @@
 
 #[path = "../../../tests/corpus/generate.rs"]
 mod corpus;
-mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 fn mime(name: &str) -> &'static str {

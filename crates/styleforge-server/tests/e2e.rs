@@ -5,7 +5,6 @@
 //! Debian's chromium and the e2e folder's npm packages; without them these tests fail and say so.
 //! Screenshots go to `$STYLEFORGE_E2E_SHOTS` (default `target/e2e-shots`).
 
-mod common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -13,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use styleforge_core::shared;
 use styleforge_server::KeyLimits;
 

@@ -2,7 +2,7 @@
 //! creation under concurrency, signed result links (expiry, tampering, key rotation), 304s, and
 //! batches with their ZIP archive; on SQLite, and the webhook and batch paths on PostgreSQL.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -10,7 +10,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{PgDatabase, TestServer, config, content_jpeg, get, models_home, post_json, upload};
+use crate::common::{PgDatabase, TestServer, config, content_jpeg, get, models_home, post_json, upload};
 use serde_json::{Value, json};
 use styleforge_core::library::builtin;
 use styleforge_server::Config;

@@ -4,13 +4,12 @@
 //! as on the other routes (headers, or a first `auth` message). Servers run with an empty
 //! library: the built-in cartoon filters, MicroAST and paintings.
 
-mod common;
 
 use std::io::Cursor;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use styleforge_core::shared;
 use styleforge_server::KeyLimits;

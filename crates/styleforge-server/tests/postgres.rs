@@ -4,12 +4,12 @@
 //! `FOR UPDATE SKIP LOCKED` and capabilities. The tests fail, with a message saying so, when
 //! PostgreSQL cannot be reached.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use styleforge_server::db::{self, Capabilities, JobRow};
 use styleforge_server::{Config, KeyLimits};

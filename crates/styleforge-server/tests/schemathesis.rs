@@ -3,12 +3,11 @@
 //! response schemas, content types, no server errors, invalid data rejected, valid data
 //! accepted) must pass. schemathesis is installed by `scripts/install-test-tools.sh`.
 
-mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{TestServer, config, models_home};
+use crate::common::{TestServer, config, models_home};
 
 fn schemathesis() -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");

@@ -1,9 +1,8 @@
 //! The page and widget assets over HTTP, and publishable keys: origins, allowed operations,
 //! CORS, rate limits, listing and revocation. (The browser tests are in `e2e.rs`.)
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use styleforge_server::KeyLimits;
 use styleforge_server::auth::normalise_origin;
@@ -388,7 +387,7 @@ fn the_page_and_the_widget_call_the_api_through_the_client_generated_from_the_do
         std::fs::write(dir.join("client.js"), &module).unwrap();
         std::fs::write(dir.join("widget.js"), &spliced).unwrap();
     }
-    let regenerate = "regenerate with STYLEFORGE_BLESS=1 cargo test --release --workspace --test web";
+    let regenerate = "regenerate with STYLEFORGE_BLESS=1 cargo test --release --workspace --test service web::";
     assert!(
         std::fs::read_to_string(dir.join("client.js")).unwrap() == module,
         "web/client.js is not what the OpenAPI document generates: {regenerate}"

@@ -1,6 +1,6 @@
 // Generated from styleforge's OpenAPI document (GET /v1/openapi.json) by
 // `styleforge_server::openapi::client_module`. Do not edit: regenerate with
-// STYLEFORGE_BLESS=1 cargo test --release --workspace --test web
+// STYLEFORGE_BLESS=1 cargo test --release --workspace --test service web::
 
 // operationId: [method, path, path parameters, query parameters]
 export const OPERATIONS = Object.freeze({

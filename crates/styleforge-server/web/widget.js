@@ -45,7 +45,7 @@
   })();
   // BEGIN GENERATED CLIENT: from the OpenAPI document by
   // `styleforge_server::openapi::widget_client`. Do not edit: regenerate with
-  // STYLEFORGE_BLESS=1 cargo test --release --workspace --test web
+  // STYLEFORGE_BLESS=1 cargo test --release --workspace --test service web::
   var OPERATIONS = {
     cancel_batch: ["POST", "/v1/batches/{id}/cancel", ["id"], []],
     cancel_job: ["POST", "/v1/jobs/{id}/cancel", ["id"], []],
