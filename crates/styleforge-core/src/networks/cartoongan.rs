@@ -7,8 +7,9 @@
 //! - `residual_blocks`: eight ShuffleNet-V2 basic units on 384 channels (split, a 1×1 → depthwise
 //!   3×3 → 1×1 branch on the second half, channel shuffle; no residual addition).
 //! - `up_conv1`, `up_conv2`: TensorFlow's legacy bilinear ×2 resize (no half-pixel centres),
-//!   a 1×1 convolution with bias (384→192, 192→96) and a basic unit. The convolution runs
-//!   before the resize here (the two commute), on a quarter of the pixels.
+//!   a 1×1 convolution with bias (384→192, 192→96) and a basic unit. The convolution, and the
+//!   unit's first 1×1 convolution, run before the resize here (they commute), on a quarter of
+//!   the pixels.
 //! - `final_conv`: zero padding 2, 5×5 convolution 96→3 with bias; tanh.
 //!
 //! Every norm is keras-contrib's `InstanceNormalization(axis=None)`: per sample over H, W and C
@@ -146,7 +147,24 @@ impl BasicUnit {
     pub fn forward(&self, x: Tensor<4>, ctx: &mut NormContext) -> Tensor<4> {
         let c = x.dims()[1];
         let (left, right) = (x.clone().narrow(1, 0, c / 2), x.narrow(1, c / 2, c / 2));
-        let b = self.n1.forward(self.pw1.forward(right), ctx, true);
+        self.rest(left, self.pw1.forward(right), ctx)
+    }
+
+    /// [`BasicUnit::forward`] of TensorFlow's legacy ×2 resize of `x` (`[N, C, H, W]` to
+    /// `[N, C, 2H, 2W]`), with the first 1×1 convolution before the resize: the resize weights
+    /// sum to one and the convolution has no bias, so the two commute, and the convolution runs
+    /// on a quarter of the pixels.
+    pub fn forward_resized(&self, x: Tensor<4>, ctx: &mut NormContext) -> Tensor<4> {
+        let c = x.dims()[1];
+        let (left, right) = (x.clone().narrow(1, 0, c / 2), x.narrow(1, c / 2, c / 2));
+        let b = kernels::resize_legacy2x(self.pw1.forward(right));
+        self.rest(kernels::resize_legacy2x(left), b, ctx)
+    }
+
+    /// The unit after its first 1×1 convolution `b`: norm, depthwise convolution, norm, 1×1
+    /// convolution, and the last norm with the channel shuffle of `left` and the branch.
+    fn rest(&self, left: Tensor<4>, b: Tensor<4>, ctx: &mut NormContext) -> Tensor<4> {
+        let b = self.n1.forward(b, ctx, true);
         let b = self.n2.forward(self.dw.forward(b), ctx, false);
         self.n3.forward_shuffled(left, self.pw2.forward(b), false, ctx, true)
     }
@@ -243,9 +261,10 @@ impl UpBlock {
     }
 
     fn forward(&self, x: Tensor<4>, ctx: &mut NormContext) -> Tensor<4> {
-        // The resize interpolates with weights that sum to one and the 1×1 convolution maps each
-        // pixel on its own, so they commute: convolving first costs a quarter of the products.
-        self.unit.forward(kernels::resize_legacy2x(self.pw.forward(x)), ctx)
+        // The resize interpolates with weights that sum to one and the 1×1 convolutions map each
+        // pixel on their own, so they commute: the block's convolution and the unit's first one
+        // run before the resize, on a quarter of the pixels.
+        self.unit.forward_resized(self.pw.forward(x), ctx)
     }
 
     /// ONNX export of the up block on `x` under `prefix`: the 1×1 convolution
