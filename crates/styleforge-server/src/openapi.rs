@@ -82,10 +82,29 @@ at once (fast methods within the pixel budget) or as a job with live progress. E
 )]
 struct ApiDoc;
 
+/// The `api_key` scheme, and the key on every `/v1/` operation that does not say otherwise
+/// (`security(())` marks a public one): such an operation takes a key, or none in anonymous
+/// mode, and answers 401 to a missing or invalid one.
 struct Security;
 
 impl Modify for Security {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::SecurityRequirement;
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        let unauthorized = ResponseBuilder::new()
+            .description("Missing or invalid API key")
+            .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
+            .build();
+        for (_, item) in openapi.paths.paths.iter_mut().filter(|(path, _)| path.starts_with("/v1/")) {
+            let ops = [&mut item.get, &mut item.post, &mut item.put, &mut item.delete];
+            for op in ops.into_iter().flatten() {
+                if op.security.is_some() {
+                    continue;
+                }
+                op.security = Some(vec![SecurityRequirement::new("api_key", Vec::<String>::new()), SecurityRequirement::default()]);
+                op.responses.responses.entry("401".into()).or_insert_with(|| RefOr::T(unauthorized.clone()));
+            }
+        }
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "api_key",
@@ -257,9 +276,17 @@ fn js_list(items: &[String]) -> String {
     format!("[{}]", quoted.join(", "))
 }
 
-fn js_operations(indent: &str) -> String {
+/// The operations the embeddable widget (`web/widget.js`) calls: its generated client holds
+/// these only, so the script other sites load stays small. A call to any other operation fails
+/// in the widget's `route`, and `tests/web.rs` checks the widget names no other.
+pub const WIDGET_OPERATIONS: [&str; 8] =
+    ["detect_faces", "get_job", "get_result", "list_methods", "list_styles", "live", "stylize", "upload_image"];
+
+/// The `OPERATIONS` table's lines, for the operations `keep` accepts.
+fn js_operations(indent: &str, keep: impl Fn(&str) -> bool) -> String {
     operations()
         .iter()
+        .filter(|op| keep(&op.0))
         .map(|(id, method, path, p, q)| {
             format!("{indent}  {id}: [\"{method}\", \"{path}\", {}, {}],\n", js_list(p), js_list(q))
         })
@@ -306,13 +333,13 @@ pub fn client_module() -> String {
          export function url(operationId, params = {{}}) {{\n\
          \x20 return route(operationId, params).url;\n\
          }}\n",
-        js_operations("")
+        js_operations("", |_| true)
     )
 }
 
 /// The widget's copy of the client (`web/widget.js` is one classic script that other sites
-/// embed, so it cannot import a module): the same table and `route`, in ES5, between the
-/// `BEGIN GENERATED CLIENT` and `END GENERATED CLIENT` lines; `tests/web.rs` checks it too.
+/// embed, so it cannot import a module): the table of [`WIDGET_OPERATIONS`] and `route`, in ES5,
+/// between the `BEGIN GENERATED CLIENT` and `END GENERATED CLIENT` lines; `tests/web.rs` checks it too.
 pub fn widget_client() -> String {
     format!(
         "  // BEGIN GENERATED CLIENT: from the OpenAPI document by\n\
@@ -338,6 +365,6 @@ pub fn widget_client() -> String {
          \x20   return {{ method: op[0], url: query.length ? path + \"?\" + query.join(\"&\") : path }};\n\
          \x20 }}\n\
          \x20 // END GENERATED CLIENT\n",
-        js_operations("  ")
+        js_operations("  ", |id| WIDGET_OPERATIONS.contains(&id))
     )
 }

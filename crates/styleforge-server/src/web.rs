@@ -32,71 +32,33 @@ struct Asset {
     bytes: &'static [u8],
 }
 
+impl Asset {
+    const fn new(path: &'static str, content_type: &'static str, cache: &'static str, bytes: &'static [u8]) -> Self {
+        Self { path, content_type, cache, bytes }
+    }
+}
+
 const NO_CACHE: &str = "no-cache";
 /// The widget is loaded by other sites on every page view: cached for a few minutes.
 const WIDGET_CACHE: &str = "public, max-age=300";
 
+const HTML: &str = "text/html; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+const SVG: &str = "image/svg+xml";
+
 static ASSETS: &[Asset] = &[
-    Asset {
-        path: "/",
-        content_type: "text/html; charset=utf-8",
-        cache: NO_CACHE,
-        bytes: include_bytes!("../web/index.html"),
-    },
-    Asset {
-        path: "/index.html",
-        content_type: "text/html; charset=utf-8",
-        cache: NO_CACHE,
-        bytes: include_bytes!("../web/index.html"),
-    },
-    Asset {
-        path: "/app/app.css",
-        content_type: "text/css; charset=utf-8",
-        cache: NO_CACHE,
-        bytes: include_bytes!("../web/app.css"),
-    },
-    Asset {
-        path: "/app/app.js",
-        content_type: "text/javascript; charset=utf-8",
-        cache: NO_CACHE,
-        bytes: include_bytes!("../web/app.js"),
-    },
-    Asset {
-        path: "/app/api.js",
-        content_type: "text/javascript; charset=utf-8",
-        cache: NO_CACHE,
-        bytes: include_bytes!("../web/api.js"),
-    },
-    Asset {
-        path: "/app/client.js",
-        content_type: "text/javascript; charset=utf-8",
-        cache: NO_CACHE,
-        bytes: include_bytes!("../web/client.js"),
-    },
-    Asset {
-        path: "/app/live.js",
-        content_type: "text/javascript; charset=utf-8",
-        cache: NO_CACHE,
-        bytes: include_bytes!("../web/live.js"),
-    },
-    Asset {
-        path: "/app/compare.js",
-        content_type: "text/javascript; charset=utf-8",
-        cache: NO_CACHE,
-        bytes: include_bytes!("../web/compare.js"),
-    },
-    Asset {
-        path: "/app/icon.svg",
-        content_type: "image/svg+xml",
-        cache: NO_CACHE,
-        bytes: include_bytes!("../web/icon.svg"),
-    },
-    Asset {
-        path: "/widget.js",
-        content_type: "text/javascript; charset=utf-8",
-        cache: WIDGET_CACHE,
-        bytes: include_bytes!("../web/widget.js"),
-    },
+    Asset::new("/", HTML, NO_CACHE, include_bytes!("../web/index.html")),
+    Asset::new("/index.html", HTML, NO_CACHE, include_bytes!("../web/index.html")),
+    Asset::new("/app/app.css", CSS, NO_CACHE, include_bytes!("../web/app.css")),
+    Asset::new("/app/app.js", JS, NO_CACHE, include_bytes!("../web/app.js")),
+    Asset::new("/app/api.js", JS, NO_CACHE, include_bytes!("../web/api.js")),
+    Asset::new("/app/dom.js", JS, NO_CACHE, include_bytes!("../web/dom.js")),
+    Asset::new("/app/client.js", JS, NO_CACHE, include_bytes!("../web/client.js")),
+    Asset::new("/app/live.js", JS, NO_CACHE, include_bytes!("../web/live.js")),
+    Asset::new("/app/compare.js", JS, NO_CACHE, include_bytes!("../web/compare.js")),
+    Asset::new("/app/icon.svg", SVG, NO_CACHE, include_bytes!("../web/icon.svg")),
+    Asset::new("/widget.js", JS, WIDGET_CACHE, include_bytes!("../web/widget.js")),
 ];
 
 static ETAGS: LazyLock<Vec<HeaderValue>> = LazyLock::new(|| {

@@ -400,7 +400,7 @@ fn the_page_and_the_widget_call_the_api_through_the_client_generated_from_the_do
     // every operation it names is in the document.
     let ops: Vec<String> = openapi::operations().into_iter().map(|o| o.0).collect();
     let mut named = 0;
-    for file in ["api.js", "app.js", "compare.js", "live.js", "widget.js"] {
+    for file in ["api.js", "app.js", "compare.js", "dom.js", "live.js", "widget.js"] {
         let text = std::fs::read_to_string(dir.join(file)).unwrap();
         let code = if file == "widget.js" { splice_widget(&text, "") } else { text };
         for (i, line) in code.lines().enumerate() {
@@ -415,6 +415,13 @@ fn the_page_and_the_widget_call_the_api_through_the_client_generated_from_the_do
                     let after = &rest[at + call.len()..];
                     let name = &after[..after.find('"').unwrap()];
                     assert!(ops.iter().any(|o| o == name), "{file}:{}: no operation `{name}` in the document", i + 1);
+                    if file == "widget.js" {
+                        assert!(
+                            openapi::WIDGET_OPERATIONS.contains(&name),
+                            "widget.js:{}: `{name}` is not in openapi::WIDGET_OPERATIONS, the widget's client",
+                            i + 1
+                        );
+                    }
                     named += 1;
                     rest = after;
                 }
@@ -422,6 +429,12 @@ fn the_page_and_the_widget_call_the_api_through_the_client_generated_from_the_do
         }
     }
     assert!(named >= 30, "the page calls the API through the client ({named} calls)");
+    // The widget's client holds the operations it calls, each one in the document.
+    for id in openapi::WIDGET_OPERATIONS {
+        assert!(ops.iter().any(|o| o == id), "WIDGET_OPERATIONS names `{id}`, which the document lacks");
+        assert!(spliced.contains(&format!("    {id}: [\"")), "widget.js's client lacks `{id}`");
+    }
+    assert!(!spliced.contains("    get_batch: ["), "the widget's client holds only the widget's operations");
     // The client builds URLs from the document's parameters.
     assert!(module.contains("  get_result: [\"GET\", \"/v1/results/{id}\", [\"id\"], []],"), "{module}");
     assert!(module.contains("  list_history: [\"GET\", \"/v1/history\", [], [\"limit\", \"cursor\"]],"), "{module}");

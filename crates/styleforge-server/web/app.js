@@ -6,6 +6,7 @@
 
 import { ApiError, api, fetchBlob, followEvents, getJson, getKey, sendJson, setKey } from "./api.js";
 import { url as apiUrl } from "./client.js";
+import { el } from "./dom.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -50,19 +51,6 @@ const state = {
 
 // ---------------------------------------------------------------------------------------------
 // Small helpers
-
-function el(tag, attrs = {}, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === undefined || v === null || v === false) continue;
-    if (k === "class") e.className = v;
-    else if (k === "text") e.textContent = v;
-    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
-    else e.setAttribute(k, v === true ? "" : v);
-  }
-  for (const c of children) if (c) e.append(c);
-  return e;
-}
 
 function formatBytes(n) {
   if (n < 1024) return `${n} B`;

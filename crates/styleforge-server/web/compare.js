@@ -10,6 +10,7 @@
 
 import { ApiError, fetchBlob, followEvents, getJson, sendJson } from "./api.js";
 import { url as apiUrl } from "./client.js";
+import { el } from "./dom.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -27,18 +28,6 @@ const ab = {
   seq: 0,
   judged: 0,
 };
-
-function el(tag, attrs = {}, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === undefined || v === null || v === false) continue;
-    if (k === "class") e.className = v;
-    else if (k === "text") e.textContent = v;
-    else e.setAttribute(k, v === true ? "" : v);
-  }
-  for (const c of children) if (c) e.append(c);
-  return e;
-}
 
 function setStatus(text, kind = "") {
   const s = $("ab-status");

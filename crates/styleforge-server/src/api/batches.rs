@@ -103,14 +103,12 @@ async fn owned_batch(state: &AppState, caller: &Caller, id: &str) -> ApiResult<(
     responses(
         (status = 201, description = "Created; its jobs are queued", body = BatchStatus),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 403, description = "Storage quota exceeded", body = ErrorBody),
         (status = 404, description = "Unknown image or style", body = ErrorBody),
         (status = 409, description = "Idempotency-Key reused with another request", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Invalid request (too many jobs, options, webhook)", body = ErrorBody),
-    ),
-    security(("api_key" = []), ())
+    )
 )]
 pub async fn create(
     State(state): State<AppState>,
@@ -137,10 +135,8 @@ pub async fn create(
     params(("id" = String, Path, description = "Batch id")),
     responses(
         (status = 200, description = "The batch", body = BatchStatus),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "No such batch (or not yours)", body = ErrorBody),
-    ),
-    security(("api_key" = []), ())
+    )
 )]
 pub async fn get_one(
     State(state): State<AppState>,
@@ -160,10 +156,8 @@ pub async fn get_one(
     params(("id" = String, Path, description = "Batch id")),
     responses(
         (status = 200, description = "The batch afterwards (running jobs stop shortly)", body = BatchStatus),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "No such batch (or not yours)", body = ErrorBody),
-    ),
-    security(("api_key" = []), ())
+    )
 )]
 pub async fn cancel(
     State(state): State<AppState>,
@@ -188,11 +182,9 @@ pub async fn cancel(
     params(("id" = String, Path, description = "Batch id")),
     responses(
         (status = 200, description = "The archive", content_type = "application/zip"),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "No such batch (or not yours)", body = ErrorBody),
         (status = 409, description = "Jobs of the batch are still queued or running", body = ErrorBody),
-    ),
-    security(("api_key" = []), ())
+    )
 )]
 pub async fn results_zip(
     State(state): State<AppState>,

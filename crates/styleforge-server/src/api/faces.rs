@@ -20,14 +20,12 @@ use crate::state::AppState;
     responses(
         (status = 200, description = "The faces found (possibly none) and the crop", body = FacesResult),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "Unknown image", body = ErrorBody),
         (status = 413, description = "The image has too many pixels", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Invalid request, or an image that no longer decodes", body = ErrorBody),
         (status = 429, description = "Rate limited", body = ErrorBody),
-    ),
-    security(("api_key" = []), ())
+    )
 )]
 pub async fn detect(
     State(state): State<AppState>,

@@ -44,11 +44,9 @@ pub struct SamplesQuery {
     responses(
         (status = 200, description = "PNG grid", content(("image/png"))),
         (status = 400, description = "Bad parameters", body = crate::error::ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = crate::error::ErrorBody),
         (status = 404, description = "No generator of that name", body = crate::error::ErrorBody),
         (status = 429, description = "Rate limited", body = crate::error::ErrorBody),
-    ),
-    security(("api_key" = []), ())
+    )
 )]
 pub async fn samples(
     State(state): State<AppState>,

@@ -332,14 +332,12 @@ async fn owned_image(state: &AppState, caller: &Caller, id: &str) -> ApiResult<I
     responses(
         (status = 201, description = "Stored", body = ImageInfo),
         (status = 400, description = "Empty body or bad form", body = crate::error::ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = crate::error::ErrorBody),
         (status = 403, description = "Storage quota exceeded", body = crate::error::ErrorBody),
         (status = 413, description = "Body over the upload limit, too many pixels, or a video or animation over the frame or duration limit", body = crate::error::ErrorBody),
         (status = 415, description = "Not an accepted image format", body = crate::error::ErrorBody),
         (status = 422, description = "Corrupt image, animation or video", body = crate::error::ErrorBody),
         (status = 429, description = "Rate limited", body = crate::error::ErrorBody),
-    ),
-    security(("api_key" = []), ())
+    )
 )]
 pub async fn upload(
     State(state): State<AppState>,
@@ -366,9 +364,7 @@ pub async fn upload(
     responses(
         (status = 200, description = "A page of images", body = ImagePage),
         (status = 400, description = "Bad query", body = crate::error::ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = crate::error::ErrorBody),
-    ),
-    security(("api_key" = []), ())
+    )
 )]
 pub async fn list(
     State(state): State<AppState>,
@@ -397,10 +393,8 @@ pub async fn list(
         (status = 200, description = "The image, animation or video", content(("image/jpeg"), ("image/png"), ("image/webp"), ("image/gif"), ("video/mp4"), ("video/webm"), ("video/quicktime"), ("video/x-msvideo"))),
         (status = 206, description = "The byte range asked for with `Range: bytes=…`", content(("image/png"), ("image/jpeg"), ("image/webp"), ("image/gif"), ("video/mp4"), ("video/webm"))),
         (status = 416, description = "The range asks for no byte of it", body = crate::error::ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = crate::error::ErrorBody),
         (status = 404, description = "No such image (or not yours)", body = crate::error::ErrorBody),
-    ),
-    security(("api_key" = []), ())
+    )
 )]
 pub async fn content(
     State(state): State<AppState>,
@@ -420,10 +414,8 @@ pub async fn content(
     params(("id" = String, Path, description = "Image id")),
     responses(
         (status = 200, description = "Metadata", body = ImageInfo),
-        (status = 401, description = "Missing or invalid API key", body = crate::error::ErrorBody),
         (status = 404, description = "No such image (or not yours)", body = crate::error::ErrorBody),
-    ),
-    security(("api_key" = []), ())
+    )
 )]
 pub async fn info(
     State(state): State<AppState>,
@@ -443,10 +435,8 @@ pub async fn info(
     params(("id" = String, Path, description = "Image id")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "Missing or invalid API key", body = crate::error::ErrorBody),
         (status = 404, description = "No such image (or not yours)", body = crate::error::ErrorBody),
-    ),
-    security(("api_key" = []), ())
+    )
 )]
 pub async fn delete(
     State(state): State<AppState>,
@@ -518,10 +508,8 @@ pub fn thumb_size(q: &ThumbQuery) -> ApiResult<u32> {
     responses(
         (status = 200, description = "JPEG (PNG when the image has alpha)", content(("image/jpeg"), ("image/png"))),
         (status = 400, description = "Bad size", body = crate::error::ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = crate::error::ErrorBody),
         (status = 404, description = "No such image (or not yours)", body = crate::error::ErrorBody),
-    ),
-    security(("api_key" = []), ())
+    )
 )]
 pub async fn thumbnail(
     State(state): State<AppState>,

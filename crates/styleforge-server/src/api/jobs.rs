@@ -64,10 +64,8 @@ async fn owned_job(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Job
     params(("id" = String, Path, description = "Job id")),
     responses(
         (status = 200, description = "Status", body = JobStatus),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "No such job (or not yours)", body = ErrorBody),
-    ),
-    security(("api_key" = []), ())
+    )
 )]
 pub async fn status(
     State(state): State<AppState>,
@@ -88,11 +86,9 @@ pub async fn status(
     params(("id" = String, Path, description = "Job id")),
     responses(
         (status = 200, description = "Cancelled, or cancelling (`cancel_requested`)", body = JobStatus),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "No such job (or not yours)", body = ErrorBody),
         (status = 409, description = "Already finished", body = ErrorBody),
-    ),
-    security(("api_key" = []), ())
+    )
 )]
 pub async fn cancel(
     State(state): State<AppState>,
@@ -136,10 +132,8 @@ struct EventState {
     params(("id" = String, Path, description = "Job id")),
     responses(
         (status = 200, description = "Event stream; each event's data is a JobStatus", content_type = "text/event-stream", body = JobEvent),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "No such job (or not yours)", body = ErrorBody),
-    ),
-    security(("api_key" = []), ())
+    )
 )]
 pub async fn events(
     State(state): State<AppState>,
@@ -210,11 +204,9 @@ pub async fn events(
         (status = 200, description = "The result image, animation or video", content(("image/png"), ("image/jpeg"), ("image/webp"), ("image/gif"), ("video/mp4"), ("video/webm"))),
         (status = 206, description = "The byte range asked for with `Range: bytes=…`", content(("image/png"), ("image/jpeg"), ("image/webp"), ("image/gif"), ("video/mp4"), ("video/webm"))),
         (status = 416, description = "The range asks for no byte of it", body = crate::error::ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "No such job (or not yours)", body = ErrorBody),
         (status = 409, description = "Not succeeded (yet)", body = ErrorBody),
-    ),
-    security(("api_key" = []), ())
+    )
 )]
 pub async fn result(
     State(state): State<AppState>,
@@ -243,9 +235,7 @@ pub async fn result(
     responses(
         (status = 200, description = "A page of jobs", body = JobPage),
         (status = 400, description = "Bad query", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-    ),
-    security(("api_key" = []), ())
+    )
 )]
 pub async fn history(
     State(state): State<AppState>,

@@ -125,12 +125,10 @@ fn base_url(state: &AppState, headers: &HeaderMap) -> ApiResult<String> {
     responses(
         (status = 201, description = "The link", body = ResultLink),
         (status = 400, description = "Malformed JSON, or a Host header that is not a host and port", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 404, description = "No such result (or not yours)", body = ErrorBody),
         (status = 422, description = "Invalid lifetime, or a presigned URL without S3 storage", body = ErrorBody),
-    ),
-    security(("api_key" = []), ())
+    )
 )]
 pub async fn create(
     State(state): State<AppState>,

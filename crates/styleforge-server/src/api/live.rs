@@ -74,8 +74,7 @@ const STATS_EVERY: Duration = Duration::from_secs(1);
         (status = 426, description = "Not a WebSocket handshake", body = crate::error::ErrorBody),
         (status = 429, description = "Rate limited", body = crate::error::ErrorBody),
         (status = 503, description = "Too many live streams, or shutting down", body = crate::error::ErrorBody),
-    ),
-    security(("api_key" = []), ())
+    )
 )]
 pub async fn live(
     State(state): State<AppState>,

@@ -80,10 +80,8 @@ pub struct MethodEntry {
     tag = "stylize",
     responses(
         (status = 200, description = "The stylisation methods", body = [MethodEntry]),
-        (status = 401, description = "Missing or invalid API key", body = crate::error::ErrorBody),
         (status = 429, description = "Rate limited", body = crate::error::ErrorBody),
-    ),
-    security(("api_key" = []), ())
+    )
 )]
 pub async fn list(State(state): State<AppState>, _caller: Caller) -> ApiResult<Json<Vec<MethodEntry>>> {
     let kinds: Vec<ModelKind> = state.models.list().await?.iter().filter_map(ModelKind::of).collect();

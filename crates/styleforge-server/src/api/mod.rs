@@ -296,6 +296,17 @@ where
     }
 }
 
+/// Filters of the rating and preference statistics: each endpoint's description says what a
+/// filter keeps.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StyleMethodQuery {
+    /// Only this style (a style name, as in `GET /v1/styles`).
+    pub style: Option<String>,
+    /// Only this method (as in `GET /v1/methods`).
+    pub method: Option<String>,
+}
+
 /// Pagination parameters.
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -63,13 +63,11 @@ pub struct ModelUpload {
     responses(
         (status = 201, description = "Stored; pass `name` as `style`", body = StyleInfo),
         (status = 400, description = "Empty body", body = crate::error::ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = crate::error::ErrorBody),
         (status = 403, description = "A publishable key, or the storage quota exceeded", body = crate::error::ErrorBody),
         (status = 409, description = "The name is taken", body = crate::error::ErrorBody),
         (status = 413, description = "Body over the upload limit", body = crate::error::ErrorBody),
         (status = 422, description = "Not an ONNX image model styleforge can run, or bad parameters", body = crate::error::ErrorBody),
-    ),
-    security(("api_key" = []), ())
+    )
 )]
 pub async fn upload(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<ModelUpload>, body: Bytes) -> ApiResult<Response> {
     if caller.publishable {

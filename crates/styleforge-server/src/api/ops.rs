@@ -92,7 +92,8 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     path = "/v1/openapi.json",
     operation_id = "openapi",
     tag = "operations",
-    responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object))
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object)),
+    security(())
 )]
 pub async fn openapi() -> Response {
     typed("application/json", crate::openapi::document_json())

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use super::results::owned_result;
-use super::{ApiJson, ApiQuery};
+use super::{ApiJson, ApiQuery, StyleMethodQuery};
 use crate::auth::Caller;
 use crate::db::{self, PreferenceCountRow, PreferenceRow, ResultRow};
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -95,12 +95,10 @@ fn arm(r: &ResultRow) -> Arm {
     responses(
         (status = 200, description = "Stored", body = Preference),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "No such result (or not yours)", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "`winner` not `a` or `b`; the same result twice; results of different photos; or two results of the same style and method", body = ErrorBody),
-    ),
-    security(("api_key" = []), ())
+    )
 )]
 pub async fn create(
     State(state): State<AppState>,
@@ -158,16 +156,6 @@ pub async fn create(
         winner: req.winner,
         replaced,
     }))
-}
-
-/// Filters of the preference statistics.
-#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PreferenceStatsQuery {
-    /// Only comparisons whose two arms are both of this style (which method suits it best).
-    pub style: Option<String>,
-    /// Only comparisons whose two arms both use this method (which style works best with it).
-    pub method: Option<String>,
 }
 
 /// The record and Bradley–Terry score of a style or a method.
@@ -319,18 +307,16 @@ pub fn preference_stats(rows: &[PreferenceCountRow], style: Option<&str>, method
     path = "/v1/stats/preferences",
     operation_id = "preference_stats",
     tag = "results",
-    params(PreferenceStatsQuery),
+    params(StyleMethodQuery),
     responses(
         (status = 200, description = "Per method, per style and per arm", body = PreferenceStats),
         (status = 400, description = "Bad query", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-    ),
-    security(("api_key" = []), ())
+    )
 )]
 pub async fn stats(
     State(state): State<AppState>,
     _caller: Caller,
-    ApiQuery(q): ApiQuery<PreferenceStatsQuery>,
+    ApiQuery(q): ApiQuery<StyleMethodQuery>,
 ) -> ApiResult<axum::Json<PreferenceStats>> {
     let rows = db::preference_counts(&state.db).await?;
     Ok(axum::Json(preference_stats(&rows, q.style.as_deref(), q.method.as_deref())))

@@ -3,9 +3,9 @@
 use axum::extract::{Path, State};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
-use super::{ApiJson, ApiQuery, blob_response};
+use super::{ApiJson, ApiQuery, StyleMethodQuery, blob_response};
 use crate::auth::Caller;
 use crate::db::{self, ResultRow};
 use crate::jobs::{AvatarFraming, Timings};
@@ -97,10 +97,8 @@ pub(super) async fn owned_result(
         (status = 200, description = "The stylised image, animation or video", content(("image/png"), ("image/jpeg"), ("image/webp"), ("image/gif"), ("video/mp4"), ("video/webm"))),
         (status = 206, description = "The byte range asked for with `Range: bytes=…`", content(("image/png"), ("image/jpeg"), ("image/webp"), ("image/gif"), ("video/mp4"), ("video/webm"))),
         (status = 416, description = "The range asks for no byte of it", body = crate::error::ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "No such result (or not yours)", body = ErrorBody),
-    ),
-    security(("api_key" = []), ())
+    )
 )]
 pub async fn content(
     State(state): State<AppState>,
@@ -120,10 +118,8 @@ pub async fn content(
     params(("id" = String, Path, description = "Result id")),
     responses(
         (status = 200, description = "Metadata", body = ResultInfo),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "No such result (or not yours)", body = ErrorBody),
-    ),
-    security(("api_key" = []), ())
+    )
 )]
 pub async fn info(
     State(state): State<AppState>,
@@ -169,12 +165,10 @@ pub struct Rating {
     responses(
         (status = 200, description = "Stored", body = Rating),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "No such result (or not yours)", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Score outside 1-5", body = ErrorBody),
-    ),
-    security(("api_key" = []), ())
+    )
 )]
 pub async fn rate(
     State(state): State<AppState>,
@@ -198,16 +192,6 @@ pub async fn rate(
     }))
 }
 
-/// Rating filters.
-#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct RatingQuery {
-    /// Only this style.
-    pub style: Option<String>,
-    /// Only this method.
-    pub method: Option<String>,
-}
-
 /// Ratings of one style with one method.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RatingAggregate {
@@ -215,14 +199,9 @@ pub struct RatingAggregate {
     pub style: String,
     /// Method.
     pub method: String,
-    /// Number of ratings.
-    pub count: i64,
-    /// Mean score.
-    pub mean: f64,
-    /// Lower end of the 95% interval of the mean (Wilson, see `GET /v1/stats/ratings`).
-    pub ci_low: f64,
-    /// Upper end of the 95% interval of the mean.
-    pub ci_high: f64,
+    /// Count, mean and the 95% interval of the mean (Wilson, see `GET /v1/stats/ratings`).
+    #[serde(flatten)]
+    pub summary: RatingSummary,
     /// How many gave 1, 2, 3, 4 and 5.
     pub histogram: [i64; 5],
 }
@@ -240,18 +219,16 @@ pub struct RatingList {
     path = "/v1/ratings",
     operation_id = "list_ratings",
     tag = "results",
-    params(RatingQuery),
+    params(StyleMethodQuery),
     responses(
         (status = 200, description = "Aggregates", body = RatingList),
         (status = 400, description = "Bad query", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-    ),
-    security(("api_key" = []), ())
+    )
 )]
 pub async fn ratings(
     State(state): State<AppState>,
     _caller: Caller,
-    ApiQuery(q): ApiQuery<RatingQuery>,
+    ApiQuery(q): ApiQuery<StyleMethodQuery>,
 ) -> ApiResult<axum::Json<RatingList>> {
     let rows = db::rating_aggregates(&state.db, q.style.as_deref(), q.method.as_deref()).await?;
     Ok(axum::Json(RatingList {
@@ -260,15 +237,13 @@ pub async fn ratings(
             .map(|r| {
                 let histogram = [r.s1, r.s2, r.s3, r.s4, r.s5];
                 let ci = summarize(histogram);
-                RatingAggregate {
-                    style: r.style,
-                    method: r.method,
+                let summary = RatingSummary {
                     count: r.count,
                     mean: r.mean,
                     ci_low: ci.map_or(r.mean, |c| c.ci_low),
                     ci_high: ci.map_or(r.mean, |c| c.ci_high),
-                    histogram,
-                }
+                };
+                RatingAggregate { style: r.style, method: r.method, summary, histogram }
             })
             .collect(),
     }))
@@ -279,14 +254,9 @@ pub async fn ratings(
 pub struct RatingStat {
     /// The style or the method.
     pub name: String,
-    /// Number of ratings.
-    pub count: i64,
-    /// Mean score (1-5).
-    pub mean: f64,
-    /// Lower end of the 95% interval of the mean (1-5).
-    pub ci_low: f64,
-    /// Upper end of the 95% interval of the mean (1-5).
-    pub ci_high: f64,
+    /// Count, mean and the 95% interval of the mean.
+    #[serde(flatten)]
+    pub summary: RatingSummary,
     /// How many gave 1, 2, 3, 4 and 5.
     pub histogram: [i64; 5],
 }
@@ -300,36 +270,16 @@ pub struct RatingStats {
     pub methods: Vec<RatingStat>,
 }
 
-/// Filters of the rating statistics.
-#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct RatingStatsQuery {
-    /// Only this style in `styles`.
-    pub style: Option<String>,
-    /// Only this method in `methods`.
-    pub method: Option<String>,
-}
-
 fn rating_stats(rows: Vec<db::RatingHistRow>) -> Vec<RatingStat> {
-    let mut out: Vec<(RatingStat, RatingSummary)> = rows
+    let mut out: Vec<RatingStat> = rows
         .into_iter()
         .filter_map(|r| {
             let histogram = r.histogram();
-            summarize(histogram).map(|s| {
-                let stat = RatingStat {
-                    name: r.name,
-                    count: s.count,
-                    mean: s.mean,
-                    ci_low: s.ci_low,
-                    ci_high: s.ci_high,
-                    histogram,
-                };
-                (stat, s)
-            })
+            summarize(histogram).map(|summary| RatingStat { name: r.name, summary, histogram })
         })
         .collect();
-    out.sort_by(|(a, x), (b, y)| best_first(x, y).then_with(|| a.name.cmp(&b.name)));
-    out.into_iter().map(|(s, _)| s).collect()
+    out.sort_by(|a, b| best_first(&a.summary, &b.summary).then_with(|| a.name.cmp(&b.name)));
+    out
 }
 
 /// Ratings aggregated per style (over every method) and per method (over every style), over
@@ -344,18 +294,16 @@ fn rating_stats(rows: Vec<db::RatingHistRow>) -> Vec<RatingStat> {
     path = "/v1/stats/ratings",
     operation_id = "rating_stats",
     tag = "results",
-    params(RatingStatsQuery),
+    params(StyleMethodQuery),
     responses(
         (status = 200, description = "Per style and per method", body = RatingStats),
         (status = 400, description = "Bad query", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-    ),
-    security(("api_key" = []), ())
+    )
 )]
 pub async fn stats(
     State(state): State<AppState>,
     _caller: Caller,
-    ApiQuery(q): ApiQuery<RatingStatsQuery>,
+    ApiQuery(q): ApiQuery<StyleMethodQuery>,
 ) -> ApiResult<axum::Json<RatingStats>> {
     let styles = db::rating_histograms(&state.db, db::RatingGroup::Style, q.style.as_deref()).await?;
     let methods = db::rating_histograms(&state.db, db::RatingGroup::Method, q.method.as_deref()).await?;

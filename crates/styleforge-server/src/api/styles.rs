@@ -169,9 +169,7 @@ async fn all_styles(state: &AppState, caller: &Caller) -> ApiResult<Vec<StyleInf
     responses(
         (status = 200, description = "Every model, the built-in paintings and your custom styles, with their ratings", body = StyleList),
         (status = 400, description = "Bad query", body = crate::error::ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = crate::error::ErrorBody),
-    ),
-    security(("api_key" = []), ())
+    )
 )]
 pub async fn list(
     State(state): State<AppState>,
@@ -264,10 +262,8 @@ async fn find_style(state: &AppState, caller: &Caller, name: &str) -> ApiResult<
     params(("name" = String, Path, description = "Model or built-in painting name, or custom style id")),
     responses(
         (status = 200, description = "The style", body = StyleInfo),
-        (status = 401, description = "Missing or invalid API key", body = crate::error::ErrorBody),
         (status = 404, description = "No such style", body = crate::error::ErrorBody),
-    ),
-    security(("api_key" = []), ())
+    )
 )]
 pub async fn get_one(
     State(state): State<AppState>,
@@ -299,13 +295,11 @@ pub async fn get_one(
     responses(
         (status = 201, description = "Stored; pass `name` as `style`", body = StyleInfo),
         (status = 400, description = "Empty body or bad form", body = crate::error::ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = crate::error::ErrorBody),
         (status = 403, description = "Storage quota exceeded", body = crate::error::ErrorBody),
         (status = 413, description = "Body over the upload limit, or too many pixels", body = crate::error::ErrorBody),
         (status = 415, description = "Not an accepted image format", body = crate::error::ErrorBody),
         (status = 422, description = "Corrupt image", body = crate::error::ErrorBody),
-    ),
-    security(("api_key" = []), ())
+    )
 )]
 pub async fn upload(
     State(state): State<AppState>,
@@ -337,11 +331,9 @@ pub async fn upload(
     params(("name" = String, Path, description = "Custom style id")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "Missing or invalid API key", body = crate::error::ErrorBody),
         (status = 403, description = "A model (managed with `styleforge models`) or a built-in painting", body = crate::error::ErrorBody),
         (status = 404, description = "No such style", body = crate::error::ErrorBody),
-    ),
-    security(("api_key" = []), ())
+    )
 )]
 pub async fn delete(
     State(state): State<AppState>,
@@ -408,12 +400,10 @@ pub struct StyleThumbQuery {
     responses(
         (status = 200, description = "Preview image", content(("image/jpeg"), ("image/png"), ("image/webp"))),
         (status = 400, description = "Bad size", body = crate::error::ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = crate::error::ErrorBody),
         (status = 404, description = "No such style or image, or no preview for it", body = crate::error::ErrorBody),
         (status = 413, description = "The image has too many pixels", body = crate::error::ErrorBody),
         (status = 422, description = "The image no longer decodes", body = crate::error::ErrorBody),
-    ),
-    security(("api_key" = []), ())
+    )
 )]
 pub async fn thumbnail(
     State(state): State<AppState>,
@@ -474,11 +464,9 @@ pub async fn thumbnail(
     params(("name" = String, Path, description = "Model name")),
     responses(
         (status = 200, description = "The ONNX model (`attachment; filename=NAME.onnx`)", content_type = "application/octet-stream"),
-        (status = 401, description = "Missing or invalid API key", body = crate::error::ErrorBody),
         (status = 403, description = "The model's terms do not allow redistribution", body = crate::error::ErrorBody),
         (status = 404, description = "No such model, or not one that exports to ONNX", body = crate::error::ErrorBody),
-    ),
-    security(("api_key" = []), ())
+    )
 )]
 pub async fn onnx(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult<Response> {
     let Found::Model(info) = lookup(&state, &caller, &name).await? else {

@@ -59,14 +59,12 @@ pub struct JobAccepted {
         (status = 200, description = "Done synchronously", body = StylizeResult),
         (status = 202, description = "Queued as a job", body = JobAccepted),
         (status = 400, description = "Malformed JSON", body = crate::error::ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = crate::error::ErrorBody),
         (status = 403, description = "Storage quota exceeded", body = crate::error::ErrorBody),
         (status = 404, description = "Unknown image or style", body = crate::error::ErrorBody),
         (status = 415, description = "Not JSON", body = crate::error::ErrorBody),
         (status = 422, description = "Invalid request (parameters, method, missing model)", body = crate::error::ErrorBody),
         (status = 429, description = "Rate limited", body = crate::error::ErrorBody),
-    ),
-    security(("api_key" = []), ())
+    )
 )]
 pub async fn stylize(
     State(state): State<AppState>,

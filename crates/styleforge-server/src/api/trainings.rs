@@ -48,14 +48,12 @@ pub struct TrainingRequest {
     responses(
         (status = 202, description = "Queued as a job", body = JobAccepted),
         (status = 400, description = "Malformed JSON", body = crate::error::ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = crate::error::ErrorBody),
         (status = 403, description = "Not allowed with this key", body = crate::error::ErrorBody),
         (status = 404, description = "Unknown style image", body = crate::error::ErrorBody),
         (status = 415, description = "Not JSON", body = crate::error::ErrorBody),
         (status = 422, description = "Invalid parameters, or training is not set up on this server", body = crate::error::ErrorBody),
         (status = 429, description = "Rate limited, or too many trainings in progress for this key", body = crate::error::ErrorBody),
-    ),
-    security(("api_key" = []), ())
+    )
 )]
 pub async fn create(
     State(state): State<AppState>,

@@ -28,9 +28,7 @@ pub struct WebhookSecret {
     tag = "webhooks",
     responses(
         (status = 200, description = "The secret", body = WebhookSecret),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-    ),
-    security(("api_key" = []), ())
+    )
 )]
 pub async fn secret(State(state): State<AppState>, caller: Caller) -> ApiResult<axum::Json<WebhookSecret>> {
     Ok(axum::Json(WebhookSecret { secret: webhooks::secret(&state, &caller.owner).await? }))
@@ -46,9 +44,7 @@ pub async fn secret(State(state): State<AppState>, caller: Caller) -> ApiResult<
     tag = "webhooks",
     responses(
         (status = 200, description = "The new secret", body = WebhookSecret),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-    ),
-    security(("api_key" = []), ())
+    )
 )]
 pub async fn rotate(State(state): State<AppState>, caller: Caller) -> ApiResult<axum::Json<WebhookSecret>> {
     Ok(axum::Json(WebhookSecret { secret: webhooks::rotate_secret(&state, &caller.owner).await? }))
@@ -123,10 +119,8 @@ pub struct DeliveryList {
     params(("id" = String, Path, description = "Job id")),
     responses(
         (status = 200, description = "Deliveries", body = DeliveryList),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "No such job (or not yours)", body = ErrorBody),
-    ),
-    security(("api_key" = []), ())
+    )
 )]
 pub async fn deliveries(
     State(state): State<AppState>,
