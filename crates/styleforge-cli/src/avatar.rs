@@ -53,19 +53,11 @@ pub fn run(a: Args) -> Result<()> {
     let detector = builtin::face_detector(&device).context("loading the face detector")?;
     let mut progress = |_: &methods::Progress<'_>| {};
     let options = Options { size: a.size, face, ..Options::default() };
-    let result = avatar::make_with_method(
-        &photo,
-        &options,
-        &detector,
-        method,
-        &model,
-        &input,
-        &params,
-        &device,
-        &mut Control::new(None, &mut progress),
-    )?;
-    println!("{}", result.framing.describe());
-    result.picture.save(&a.output)?;
+    let input = Input { content: photo, ..input };
+    let (outcome, framing) =
+        avatar::make_with_method(&input, &options, &detector, method, &model, &params, &device, &mut Control::new(None, &mut progress))?;
+    println!("{}", framing.describe());
+    outcome.picture.save(&a.output)?;
     println!("wrote {} ({}x{}, {} with {})", a.output.display(), a.size, a.size, a.style, method.info().name);
     Ok(())
 }

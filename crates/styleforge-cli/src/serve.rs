@@ -121,24 +121,50 @@ impl DataArgs {
 }
 
 config_flags! {
-    /// Options of `styleforge serve`.
-    #[derive(clap::Args, Debug)]
-    pub struct Args {
-        #[command(flatten)]
-        data: DataArgs,
-        /// Address to listen on (port 0 picks a free one). Default 127.0.0.1:8080.
-        #[arg(long, env = "STYLEFORGE_LISTEN", value_name = "ADDR")]
-        listen: Option<SocketAddr> => listen,
-        /// Serve requests without an API key (local use).
-        #[arg(long, env = "STYLEFORGE_ANONYMOUS")]
-        anonymous: bool => anonymous,
-        /// Directory of the blob store. Default <data-dir>/blobs.
+    /// What `serve` and `worker` share: where blobs live, the device, and how jobs run.
+    #[derive(clap::Args, Debug, Clone)]
+    pub struct RunnerArgs {
+        /// Directory of the blob store (when it is local). Default <data-dir>/blobs.
         #[arg(long, env = "STYLEFORGE_BLOB_DIR", value_name = "DIR")]
         blob_dir: Option<PathBuf> => blob_dir,
         /// Blob store URL: s3://BUCKET/PREFIX (endpoint and credentials from AWS_ENDPOINT_URL,
         /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ALLOW_HTTP) or file://DIR.
         #[arg(long = "storage", env = "STYLEFORGE_STORAGE", value_name = "URL")]
         storage_url: Option<String> => storage_url,
+        /// Compute device: cpu, or cuda / cuda:N in CUDA builds (on a worker process, a GPU
+        /// device also takes the jobs of the API server's --gpu-methods).
+        #[arg(long, env = "STYLEFORGE_DEVICE")]
+        device: Option<String> => device,
+        /// Stylisations run at once (0: one per core). Default 0.
+        #[arg(long, env = "STYLEFORGE_INFERENCE_SLOTS", value_name = "N")]
+        inference_slots: Option<usize> => inference_slots,
+        /// Job lease in seconds (a job whose worker stops sending heartbeats for this long is
+        /// retried elsewhere). Default 30.
+        #[arg(long, env = "STYLEFORGE_LEASE_SECS", value_name = "SECS")]
+        lease_secs: Option<u64> => lease_secs,
+        /// How often an idle worker looks for jobs, in milliseconds. Default 1000.
+        #[arg(long, env = "STYLEFORGE_POLL_MS", value_name = "MS")]
+        poll_ms: Option<u64> => poll_ms,
+        /// Seconds shutdown waits for running jobs before requeueing them. Default 10.
+        #[arg(long, env = "STYLEFORGE_SHUTDOWN_GRACE", value_name = "SECS")]
+        shutdown_grace: Option<u64> => shutdown_grace_secs,
+    }
+}
+
+config_flags! {
+    /// Options of `styleforge serve`.
+    #[derive(clap::Args, Debug)]
+    pub struct Args {
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        runner: RunnerArgs,
+        /// Address to listen on (port 0 picks a free one). Default 127.0.0.1:8080.
+        #[arg(long, env = "STYLEFORGE_LISTEN", value_name = "ADDR")]
+        listen: Option<SocketAddr> => listen,
+        /// Serve requests without an API key (local use).
+        #[arg(long, env = "STYLEFORGE_ANONYMOUS")]
+        anonymous: bool => anonymous,
         /// Methods whose jobs only GPU workers may run, comma-separated. Default none.
         #[arg(
             long,
@@ -147,9 +173,6 @@ config_flags! {
             value_name = "LIST"
         )]
         gpu_methods: Vec<String> => gpu_methods | drop_empty,
-        /// How often idle workers look for jobs, in milliseconds. Default 1000.
-        #[arg(long, env = "STYLEFORGE_POLL_MS", value_name = "MS")]
-        poll_ms: Option<u64> => poll_ms,
         /// Largest output (pixels) answered synchronously by fast and adain. Default 1048576.
         #[arg(long, env = "STYLEFORGE_SYNC_PIXEL_BUDGET", value_name = "PIXELS")]
         sync_pixel_budget: Option<u64> => sync_pixel_budget,
@@ -180,9 +203,6 @@ config_flags! {
         /// Default 1.
         #[arg(long, env = "STYLEFORGE_WORKERS", value_name = "N")]
         workers: Option<usize> => workers,
-        /// Stylisations run at once (0: one per core). Default 0.
-        #[arg(long, env = "STYLEFORGE_INFERENCE_SLOTS", value_name = "N")]
-        inference_slots: Option<usize> => inference_slots,
         /// Origins allowed by CORS, comma-separated (`*` for any). Default none.
         #[arg(
             long = "cors-origin",
@@ -191,27 +211,19 @@ config_flags! {
             value_name = "ORIGINS"
         )]
         cors_origins: Vec<String> => cors_origins,
-        /// Job lease in seconds. Default 30.
-        #[arg(long, env = "STYLEFORGE_LEASE_SECS", value_name = "SECS")]
-        lease_secs: Option<u64> => lease_secs,
         /// Default per-key rate limit, requests per minute (0: unlimited). Default 600.
         #[arg(long, env = "STYLEFORGE_RATE_LIMIT", value_name = "N")]
         rate_limit: Option<u32> => rate_limit_per_minute,
         /// Default per-key storage quota in bytes (0: unlimited). Default 1 GiB.
         #[arg(long, env = "STYLEFORGE_QUOTA_BYTES", value_name = "BYTES")]
         quota_bytes: Option<u64> => quota_bytes,
-        /// Seconds shutdown waits for running jobs before requeueing them. Default 10.
-        #[arg(long, env = "STYLEFORGE_SHUTDOWN_GRACE", value_name = "SECS")]
-        shutdown_grace: Option<u64> => shutdown_grace_secs,
-        /// Compute device: cpu, or cuda / cuda:N in CUDA builds.
-        #[arg(long, env = "STYLEFORGE_DEVICE")]
-        device: Option<String> => device,
     }
 }
 
 /// Runs `styleforge serve`.
 pub fn run(a: Args) -> Result<()> {
     let mut c = a.data.config()?;
+    a.runner.clone().apply(&mut c);
     a.apply(&mut c);
     styleforge_server::blocking::serve(c)
 }
@@ -222,20 +234,11 @@ config_flags! {
     pub struct WorkerArgs {
         #[command(flatten)]
         data: DataArgs,
-        /// Directory of the blob store (when it is local). Default <data-dir>/blobs.
-        #[arg(long, env = "STYLEFORGE_BLOB_DIR", value_name = "DIR")]
-        blob_dir: Option<PathBuf> => blob_dir,
-        /// Blob store URL: s3://BUCKET/PREFIX (endpoint and credentials from AWS_ENDPOINT_URL,
-        /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ALLOW_HTTP) or file://DIR.
-        #[arg(long = "storage", env = "STYLEFORGE_STORAGE", value_name = "URL")]
-        storage_url: Option<String> => storage_url,
+        #[command(flatten)]
+        runner: RunnerArgs,
         /// Jobs this process runs at once. Default 1.
         #[arg(long, env = "STYLEFORGE_WORKER_CONCURRENCY", value_name = "N")]
         concurrency: Option<usize> => workers | at_least_one,
-        /// Compute device: cpu, or cuda / cuda:N in CUDA builds (a GPU worker, which also takes the
-        /// jobs of --gpu-methods on the API server).
-        #[arg(long, env = "STYLEFORGE_DEVICE")]
-        device: Option<String> => device,
         /// Methods this worker runs, comma-separated (fast, adain, gatys, cyclegan, train). Default all.
         #[arg(
             long,
@@ -244,29 +247,17 @@ config_flags! {
             value_name = "LIST"
         )]
         methods: Vec<String> => worker_methods | drop_empty,
-        /// Stylisations run at once (0: one per core). Default 0.
-        #[arg(long, env = "STYLEFORGE_INFERENCE_SLOTS", value_name = "N")]
-        inference_slots: Option<usize> => inference_slots,
-        /// Job lease in seconds (a job whose worker stops sending heartbeats for this long is
-        /// retried elsewhere). Default 30.
-        #[arg(long, env = "STYLEFORGE_LEASE_SECS", value_name = "SECS")]
-        lease_secs: Option<u64> => lease_secs,
-        /// How often an idle worker looks for jobs, in milliseconds. Default 1000.
-        #[arg(long, env = "STYLEFORGE_POLL_MS", value_name = "MS")]
-        poll_ms: Option<u64> => poll_ms,
         /// Seconds after which the blob of a writer that died before recording it is deleted.
         /// Default 600.
         #[arg(long, env = "STYLEFORGE_ORPHAN_GRACE", value_name = "SECS")]
         orphan_grace: Option<u64> => orphan_grace_secs,
-        /// Seconds shutdown waits for running jobs before requeueing them. Default 10.
-        #[arg(long, env = "STYLEFORGE_SHUTDOWN_GRACE", value_name = "SECS")]
-        shutdown_grace: Option<u64> => shutdown_grace_secs,
     }
 }
 
 /// Runs `styleforge worker`.
 pub fn worker(a: WorkerArgs) -> Result<()> {
     let mut c = a.data.config()?;
+    a.runner.clone().apply(&mut c);
     a.apply(&mut c);
     styleforge_server::blocking::run_workers(c)
 }

@@ -14,7 +14,7 @@ use burn::tensor::Device;
 use crate::error::{Error, Result};
 use crate::image_io::Picture;
 use crate::library::Loaded;
-use crate::methods::{Control, Input, Method, Params};
+use crate::methods::{Control, Input, Method, Outcome, Params};
 use crate::networks::face_detector::{Face, FaceDetector};
 
 /// The default avatar side, in pixels.
@@ -232,25 +232,28 @@ pub fn make(
     Ok(Avatar { picture, framing })
 }
 
-/// [`make`] with a registry method: `method.run(model, input, params)` on the N×N crop, where
-/// `input` gives the styles (and anything else the method reads) and its content is replaced by
-/// the crop. Errors: as [`make`] and the method's.
+/// [`make`] with a registry method: `method.run(model, input, params)` on the N×N crop of
+/// `input.content` (the photo), the crop taking the content's place (the styles and anything
+/// else the method reads come from `input`). Returns the method's outcome, its picture the N×N
+/// avatar, and how the photo was framed. Errors: as [`make`] and the method's.
 #[allow(clippy::too_many_arguments)]
 pub fn make_with_method(
-    picture: &Picture,
+    input: &Input,
     options: &Options,
     detector: &FaceDetector,
     method: &dyn Method,
     model: &Loaded,
-    input: &Input,
     params: &Params,
     device: &Device,
     control: &mut Control<'_>,
-) -> Result<Avatar> {
-    make(picture, options, detector, device, |square| {
-        let run = Input { content: square, ..input.clone() };
-        Ok(method.run(model, &run, params, device, control)?.picture)
-    })
+) -> Result<(Outcome, Framing)> {
+    // What the run said besides its picture (`make` runs the closure once).
+    let mut rest = Outcome::done(Picture::from_planes(1, 1, vec![0.0; 3]));
+    let made = make(&input.content, options, detector, device, |square| {
+        rest = method.run(model, &Input { content: square, ..input.clone() }, params, device, control)?;
+        Ok(std::mem::replace(&mut rest.picture, Picture::from_planes(1, 1, vec![0.0; 3])))
+    })?;
+    Ok((Outcome { picture: made.picture, ..rest }, made.framing))
 }
 
 #[cfg(test)]

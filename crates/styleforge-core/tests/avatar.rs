@@ -75,24 +75,17 @@ fn a_registry_method_stylises_the_crop() {
     let pic = photo("portrait_woman_kodim04.jpg");
     let method = methods::get("cartoon").unwrap();
     let model = ModelKind::Cartoon.load_weights(&builtin::weights("cartoon-paprika").unwrap(), &device()).unwrap();
-    let input = Input::content(Picture::from_planes(1, 1, vec![0.0; 3]));
+    let input = Input::content(pic.clone());
     let mut progress = |_: &methods::Progress<'_>| {};
-    let a = avatar::make_with_method(
-        &pic,
-        &Options { size: 128, ..Options::default() },
-        &det,
-        method,
-        &model,
-        &input,
-        &Params::new(),
-        &device(),
-        &mut Control::new(None, &mut progress),
-    )
-    .unwrap();
-    assert!(a.found());
+    let options = Options { size: 128, ..Options::default() };
+    let mut control = Control::new(None, &mut progress);
+    let (a, framing) =
+        avatar::make_with_method(&input, &options, &det, method, &model, &Params::new(), &device(), &mut control).unwrap();
+    assert!(framing.found());
+    assert!(!a.cancelled);
     assert_eq!((a.picture.width, a.picture.height), (128, 128));
     // Styled, not the plain crop.
-    let plain = a.framing.crop.cut(&pic).resize(128, 128);
+    let plain = framing.crop.cut(&pic).resize(128, 128);
     let diff: f32 = a.picture.rgb.iter().zip(&plain.rgb).map(|(x, y)| (x - y).abs()).sum::<f32>() / plain.rgb.len() as f32;
     assert!(diff > 5.0, "mean difference {diff}");
 }

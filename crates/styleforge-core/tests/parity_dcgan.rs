@@ -8,7 +8,7 @@ use burn::tensor::{Tensor, TensorData};
 use crate::common::{assert_close, device, reference, rel_l2};
 use styleforge_core::networks::layers::{Conv, ConvTranspose, Padding};
 use styleforge_core::networks::dcgan::{
-    BatchNorm2d, BnMode, DcganDiscriminator, DcganGenerator, DiscriminatorConfig, GeneratorConfig,
+    BatchNorm2d, BnMode, DcganDiscriminator, DcganGenerator, DcganNetwork, DiscriminatorConfig, GeneratorConfig,
     bce,
 };
 use styleforge_core::shared;

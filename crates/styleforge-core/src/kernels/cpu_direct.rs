@@ -85,7 +85,8 @@ pub(crate) fn conv2d(
         Some(b) => Some(b.as_slice::<f32>()?),
         None => None,
     };
-    let (out, out_dims) = convolve(xs.as_slice::<f32>()?, dims, source, ws.as_slice::<f32>()?, [co, cg, k], b, g)?;
+    let op = Operands { x: xs.as_slice::<f32>()?, dims, source, weight: ws.as_slice::<f32>()?, kernel: [co, cg, k], bias: b };
+    let (out, out_dims) = convolve(op, g)?;
     Some(Tensor::from_primitive::<Flex>(FlexTensor::from_data(TensorData::new(out, out_dims))))
 }
 
@@ -105,7 +106,19 @@ pub(crate) fn direct(
     bias: Option<&[f32]>,
     g: Geometry,
 ) -> Option<(Vec<f32>, [usize; 4])> {
-    convolve(x, dims, Source::Input, weight, kernel, bias, g)
+    convolve(Operands { x, dims, source: Source::Input, weight, kernel, bias }, g)
+}
+
+/// A direct convolution's operands: `x` `[n, c, h, w]` (read as `source` says), `weight`
+/// `[co, cg, k, k]` given as `kernel = [co, cg, k]` (`c / cg` groups), an optional bias `[co]`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Operands<'a> {
+    pub x: &'a [f32],
+    pub dims: [usize; 4],
+    pub source: Source,
+    pub weight: &'a [f32],
+    pub kernel: [usize; 3],
+    pub bias: Option<&'a [f32]>,
 }
 
 /// What the convolution reads.
@@ -119,15 +132,8 @@ pub(crate) enum Source {
 }
 
 /// [`direct`] reading `source`.
-pub(crate) fn convolve(
-    x: &[f32],
-    dims: [usize; 4],
-    source: Source,
-    weight: &[f32],
-    kernel: [usize; 3],
-    bias: Option<&[f32]>,
-    g: Geometry,
-) -> Option<(Vec<f32>, [usize; 4])> {
+pub(crate) fn convolve(op: Operands<'_>, g: Geometry) -> Option<(Vec<f32>, [usize; 4])> {
+    let Operands { x, dims, source, weight, kernel, .. } = op;
     if source == Source::Bilinear2x && g.upsample {
         return None;
     }
@@ -136,16 +142,16 @@ pub(crate) fn convolve(
     assert_eq!(x.len(), n * c * h * w, "direct conv2d: input length");
     assert_eq!(weight.len(), co * cg * k * k, "direct conv2d: kernel length");
     assert!(cg > 0 && c % cg == 0 && co % (c / cg) == 0, "direct conv2d: groups of {cg} in {c} channels, {co} outputs");
-    if let Some(chunked) = by_input_chunks(x, dims, source, weight, kernel, bias, g) {
+    if let Some(chunked) = by_input_chunks(op, g) {
         return chunked;
     }
     // Enough independent sums to hide the multiply-add latency where the layer is compute-bound.
     match co / (c / cg) {
-        1 => direct_blocked::<1, 4>(x, dims, source, weight, kernel, bias, g),
-        2 => direct_blocked::<2, 2>(x, dims, source, weight, kernel, bias, g),
-        3 => direct_blocked::<3, 3>(x, dims, source, weight, kernel, bias, g),
-        4 => direct_blocked::<4, 2>(x, dims, source, weight, kernel, bias, g),
-        _ => direct_blocked::<8, 2>(x, dims, source, weight, kernel, bias, g),
+        1 => direct_blocked::<1, 4>(op, g),
+        2 => direct_blocked::<2, 2>(op, g),
+        3 => direct_blocked::<3, 3>(op, g),
+        4 => direct_blocked::<4, 2>(op, g),
+        _ => direct_blocked::<8, 2>(op, g),
     }
 }
 
@@ -155,15 +161,8 @@ pub(crate) fn convolve(
 /// the output, then the bias and ReLU: a band would otherwise be one output row that copies `k`
 /// padded rows of every channel, `k` times the input and out of the cache. `None` for the layers
 /// that fit (and grouped ones), which take the bands directly.
-fn by_input_chunks(
-    x: &[f32],
-    [n, c, h, w]: [usize; 4],
-    source: Source,
-    weight: &[f32],
-    [co, cg, k]: [usize; 3],
-    bias: Option<&[f32]>,
-    g: Geometry,
-) -> Option<Option<(Vec<f32>, [usize; 4])>> {
+fn by_input_chunks(op: Operands<'_>, g: Geometry) -> Option<Option<(Vec<f32>, [usize; 4])>> {
+    let Operands { x, dims: [n, c, h, w], source, weight, kernel: [co, cg, k], bias } = op;
     let s = g.stride.max(1);
     let wide = if g.upsample || source == Source::Bilinear2x { 2 * w } else { w };
     let stride_q = (wide + g.pad[2] + g.pad[3]).div_ceil(s) + SLACK;
@@ -182,7 +181,8 @@ fn by_input_chunks(
             let part = &x[(sample * c + c0) * h * w..(sample * c + c0 + cc) * h * w];
             let kernel: Vec<f32> =
                 (0..co).flat_map(|o| weight[(o * c + c0) * k * k..(o * c + c0 + cc) * k * k].iter().copied()).collect();
-            let Some((y, dims)) = convolve(part, [1, cc, h, w], source, &kernel, [co, cc, k], None, plain) else {
+            let chunk_op = Operands { x: part, dims: [1, cc, h, w], source, weight: &kernel, kernel: [co, cc, k], bias: None };
+            let Some((y, dims)) = convolve(chunk_op, plain) else {
                 return Some(None);
             };
             out_dims = [n, co, dims[2], dims[3]];
@@ -234,15 +234,8 @@ struct Plan<'a> {
 }
 
 /// [`direct`] with blocks of `B` output channels and stretches of `V` vectors.
-fn direct_blocked<const B: usize, const V: usize>(
-    x: &[f32],
-    [n, c, h, w]: [usize; 4],
-    source: Source,
-    weight: &[f32],
-    [co, cg, k]: [usize; 3],
-    bias: Option<&[f32]>,
-    g: Geometry,
-) -> Option<(Vec<f32>, [usize; 4])> {
+fn direct_blocked<const B: usize, const V: usize>(op: Operands<'_>, g: Geometry) -> Option<(Vec<f32>, [usize; 4])> {
+    let Operands { x, dims: [n, c, h, w], source, weight, kernel: [co, cg, k], bias } = op;
     let groups = c / cg;
     let og = co / groups;
     let s = g.stride;

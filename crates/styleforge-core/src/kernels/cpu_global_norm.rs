@@ -9,7 +9,7 @@ use burn::tensor::{DType, Tensor, TensorData};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use crate::kernels::GlobalEps;
+use crate::kernels::{GlobalEps, GlobalNormLayer};
 use crate::kernels::cpu_conv::flex_f32;
 use crate::kernels::cpu_simd::{squared_deviations, sum, vectorized};
 
@@ -20,9 +20,7 @@ use crate::kernels::cpu_simd::{squared_deviations, sum, vectorized};
 pub fn global_norm(
     x: Tensor<4>,
     given: Option<(&Tensor<4>, &Tensor<4>)>,
-    eps: GlobalEps,
-    affine: (&Tensor<1>, &Tensor<1>),
-    relu: bool,
+    GlobalNormLayer { eps, affine, relu }: GlobalNormLayer<'_>,
 ) -> Result<(Tensor<4>, (Tensor<4>, Tensor<4>)), Tensor<4>> {
     let [n, c, h, w] = x.dims();
     let device = x.device();
@@ -59,9 +57,7 @@ pub fn global_norm_shuffled(
     x: Tensor<4>,
     both: bool,
     given: Option<(&Tensor<4>, &Tensor<4>)>,
-    eps: GlobalEps,
-    affine: (&Tensor<1>, &Tensor<1>),
-    relu: bool,
+    GlobalNormLayer { eps, affine, relu }: GlobalNormLayer<'_>,
 ) -> Result<(Tensor<4>, (Tensor<4>, Tensor<4>)), (Tensor<4>, Tensor<4>)> {
     let [n, c, h, w] = x.dims();
     if left.dims() != x.dims() {
@@ -237,16 +233,16 @@ mod tests {
             for (k, eps, relu) in [(1, GlobalEps::Sigma(1e-3), true), (dims[1], GlobalEps::Variance(1e-5), false)] {
                 let gamma = Tensor::<1>::random([k], Distribution::Normal(1.0, 0.5), &device);
                 let beta = Tensor::<1>::random([k], Distribution::Normal(0.0, 0.5), &device);
-                let (want, (wm, wv)) = generic::global_norm(x.clone(), None, eps, (&gamma, &beta), relu);
-                let (scale, _) = generic::global_norm(x.clone(), None, eps, (&gamma, &beta), false);
-                let (got, (gm, gv)) = global_norm(x.clone(), None, eps, (&gamma, &beta), relu).ok().expect("a flex tensor");
+                let (want, (wm, wv)) = generic::global_norm(x.clone(), None, GlobalNormLayer { eps, affine: (&gamma, &beta), relu });
+                let (scale, _) = generic::global_norm(x.clone(), None, GlobalNormLayer { eps, affine: (&gamma, &beta), relu: false });
+                let (got, (gm, gv)) = global_norm(x.clone(), None, GlobalNormLayer { eps, affine: (&gamma, &beta), relu }).ok().expect("a flex tensor");
                 assert!(close(got, want, scale) < 1e-6, "{dims:?} {eps:?}");
                 assert!(close(gm.clone(), wm.clone(), wm) < 1e-6 && close(gv.clone(), wv.clone(), wv) < 1e-6, "{dims:?} statistics");
                 // Replaying the statistics on another tensor.
                 let other = Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device);
-                let (want, _) = generic::global_norm(other.clone(), Some((&gm, &gv)), eps, (&gamma, &beta), relu);
-                let (scale, _) = generic::global_norm(other.clone(), Some((&gm, &gv)), eps, (&gamma, &beta), false);
-                let (got, _) = global_norm(other, Some((&gm, &gv)), eps, (&gamma, &beta), relu).ok().expect("a flex tensor");
+                let (want, _) = generic::global_norm(other.clone(), Some((&gm, &gv)), GlobalNormLayer { eps, affine: (&gamma, &beta), relu });
+                let (scale, _) = generic::global_norm(other.clone(), Some((&gm, &gv)), GlobalNormLayer { eps, affine: (&gamma, &beta), relu: false });
+                let (got, _) = global_norm(other, Some((&gm, &gv)), GlobalNormLayer { eps, affine: (&gamma, &beta), relu }).ok().expect("a flex tensor");
                 assert!(close(got, want, scale) < 1e-6, "{dims:?} {eps:?} given");
             }
         }
@@ -267,21 +263,21 @@ mod tests {
                 let beta = Tensor::<1>::random([k], Distribution::Normal(0.0, 0.5), &device);
                 let eps = GlobalEps::Sigma(1e-3);
                 let normalised = if both { Tensor::cat(vec![left.clone(), x.clone()], 1) } else { x.clone() };
-                let (y, (m, v)) = generic::global_norm(normalised, None, eps, (&gamma, &beta), relu);
+                let (y, (m, v)) = generic::global_norm(normalised, None, GlobalNormLayer { eps, affine: (&gamma, &beta), relu });
                 let want = if both {
                     generic::channel_shuffle(y.clone().narrow(1, 0, c), y.narrow(1, c, c))
                 } else {
                     generic::channel_shuffle(left.clone(), y)
                 };
-                let (got, (gm, gv)) = global_norm_shuffled(left.clone(), x.clone(), both, None, eps, (&gamma, &beta), relu).ok().expect("flex tensors");
+                let (got, (gm, gv)) = global_norm_shuffled(left.clone(), x.clone(), both, None, GlobalNormLayer { eps, affine: (&gamma, &beta), relu }).ok().expect("flex tensors");
                 assert!(close(got, want.clone(), want.clone()) < 1e-6, "{dims:?} both={both} k={k}");
                 assert!(close(gm.clone(), m.clone(), m) < 1e-6 && close(gv.clone(), v.clone(), v) < 1e-6, "{dims:?} statistics");
-                let (got, _) = global_norm_shuffled(left.clone(), x.clone(), both, Some((&gm, &gv)), eps, (&gamma, &beta), relu).ok().expect("flex tensors");
+                let (got, _) = global_norm_shuffled(left.clone(), x.clone(), both, Some((&gm, &gv)), GlobalNormLayer { eps, affine: (&gamma, &beta), relu }).ok().expect("flex tensors");
                 assert!(close(got, want.clone(), want) < 1e-6, "{dims:?} both={both} given");
             }
             let other = Tensor::<4>::random([1, 2, 3, 3], Distribution::Normal(0.0, 1.0), &device);
             let one = Tensor::<1>::ones([1], &device);
-            assert!(global_norm_shuffled(other, x.clone(), false, None, GlobalEps::Sigma(1e-3), (&one, &one), false).is_err(), "shapes differ");
+            assert!(global_norm_shuffled(other, x.clone(), false, None, GlobalNormLayer { eps: GlobalEps::Sigma(1e-3), affine: (&one, &one), relu: false }).is_err(), "shapes differ");
         }
     }
 }

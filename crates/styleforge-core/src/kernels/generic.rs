@@ -131,9 +131,7 @@ pub fn upsample_nearest2(x: Tensor<4>) -> Tensor<4> {
 pub fn instance_norm(
     x: Tensor<4>,
     stats: Statistics<'_>,
-    affine: Option<(&Tensor<1>, &Tensor<1>)>,
-    relu: bool,
-    eps: f64,
+    super::NormLayer { affine, relu, eps }: super::NormLayer<'_>,
     exact_gradients: bool,
 ) -> (Tensor<4>, Option<(Tensor<4>, Tensor<4>)>) {
     let (y, kept) = match stats {
@@ -219,9 +217,7 @@ pub fn resize_legacy2x(x: Tensor<4>) -> Tensor<4> {
 pub fn global_norm(
     x: Tensor<4>,
     given: Option<(&Tensor<4>, &Tensor<4>)>,
-    eps: super::GlobalEps,
-    (gamma, beta): (&Tensor<1>, &Tensor<1>),
-    relu: bool,
+    super::GlobalNormLayer { eps, affine: (gamma, beta), relu }: super::GlobalNormLayer<'_>,
 ) -> (Tensor<4>, (Tensor<4>, Tensor<4>)) {
     let [n, c, h, w] = x.dims();
     let (mean, var) = match given {

@@ -87,9 +87,21 @@ pub enum Statistics<'a> {
     Given(&'a Tensor<4>, &'a Tensor<4>),
 }
 
+/// An instance normalisation layer: its optional per-channel affine map `(γ, β)` (`[C]` each),
+/// whether a ReLU follows, and the offset added to the variance.
+#[derive(Debug, Clone, Copy)]
+pub struct NormLayer<'a> {
+    /// `(γ, β)`, or none.
+    pub affine: Option<(&'a Tensor<1>, &'a Tensor<1>)>,
+    /// A ReLU after the affine map.
+    pub relu: bool,
+    /// Added to the variance (PyTorch's default 1e-5).
+    pub eps: f64,
+}
+
 /// Instance normalisation of `x` `[N, C, H, W]` as PyTorch's `InstanceNorm2d` computes it: per
 /// sample and channel over H×W, `(x - mean) / sqrt(var + eps)` with the biased variance, then the
-/// per-channel affine map `γ·x̂ + β` of `affine` (`(γ, β)`, `[C]` each) and a ReLU when `relu`.
+/// per-channel affine map `γ·x̂ + β` and a ReLU when `layer` asks for them.
 /// Returns the output and, for [`Statistics::OwnKept`], the statistics used (`[N, C, 1, 1]`).
 ///
 /// Routes:
@@ -106,11 +118,10 @@ pub enum Statistics<'a> {
 pub fn instance_norm(
     x: Tensor<4>,
     stats: Statistics<'_>,
-    affine: Option<(&Tensor<1>, &Tensor<1>)>,
-    relu: bool,
-    eps: f64,
+    layer: NormLayer<'_>,
     exact_gradients: bool,
 ) -> (Tensor<4>, Option<(Tensor<4>, Tensor<4>)>) {
+    let NormLayer { affine, relu, eps } = layer;
     let planes = match stats {
         Statistics::Given(mean, var) => {
             match (mean.clone().into_data().try_to_vec::<f32>(), var.clone().into_data().try_to_vec::<f32>()) {
@@ -141,7 +152,7 @@ pub fn instance_norm(
     {
         return (y, None);
     }
-    generic::instance_norm(x, stats, affine, relu, eps, exact_gradients)
+    generic::instance_norm(x, stats, layer, exact_gradients)
 }
 
 /// PyTorch's `MaxPool2d(2, 2)` of `x` `[N, C, H, W]`: the largest value of each 2×2 window at
@@ -206,23 +217,28 @@ pub enum GlobalEps {
     Variance(f64),
 }
 
+/// A whole-sample normalisation layer: where its offset goes, its affine map `(γ, β)` (each
+/// `[1]`, scalars, or `[C]`, per channel) and whether a ReLU follows.
+#[derive(Debug, Clone, Copy)]
+pub struct GlobalNormLayer<'a> {
+    /// The offset and where it is added.
+    pub eps: GlobalEps,
+    /// `(γ, β)`.
+    pub affine: (&'a Tensor<1>, &'a Tensor<1>),
+    /// A ReLU after the affine map.
+    pub relu: bool,
+}
+
 /// Whole-sample normalisation of `x` `[N, C, H, W]`: per sample, the mean μ and the biased
-/// variance σ² over C·H·W (or the `given` ones, `[N, 1, 1, 1]` each), the offset of `eps`, then
-/// the affine map `γ·x̂ + β` with `affine` = `(γ, β)`, each `[1]` (scalars) or `[C]` (per channel),
-/// and a ReLU when `relu`. Returns the output and the statistics used (`[N, 1, 1, 1]` each).
+/// variance σ² over C·H·W (or the `given` ones, `[N, 1, 1, 1]` each), the offset of `layer.eps`,
+/// then the affine map `γ·x̂ + β` and a ReLU when `layer.relu`. Returns the output and the statistics used (`[N, 1, 1, 1]` each).
 ///
 /// Routes: [`cpu_global_norm::global_norm`] (statistics in `f64`, one output pass) for plain flex
 /// `f32` tensors; otherwise [`generic::global_norm`].
-pub fn global_norm(
-    x: Tensor<4>,
-    given: Option<(&Tensor<4>, &Tensor<4>)>,
-    eps: GlobalEps,
-    affine: (&Tensor<1>, &Tensor<1>),
-    relu: bool,
-) -> (Tensor<4>, (Tensor<4>, Tensor<4>)) {
-    match cpu_global_norm::global_norm(x, given, eps, affine, relu) {
+pub fn global_norm(x: Tensor<4>, given: Option<(&Tensor<4>, &Tensor<4>)>, layer: GlobalNormLayer<'_>) -> (Tensor<4>, (Tensor<4>, Tensor<4>)) {
+    match cpu_global_norm::global_norm(x, given, layer) {
         Ok(done) => done,
-        Err(x) => generic::global_norm(x, given, eps, affine, relu),
+        Err(x) => generic::global_norm(x, given, layer),
     }
 }
 
@@ -241,19 +257,17 @@ pub fn global_norm_shuffled(
     x: Tensor<4>,
     both: bool,
     given: Option<(&Tensor<4>, &Tensor<4>)>,
-    eps: GlobalEps,
-    affine: (&Tensor<1>, &Tensor<1>),
-    relu: bool,
+    layer: GlobalNormLayer<'_>,
 ) -> (Tensor<4>, (Tensor<4>, Tensor<4>)) {
-    match cpu_global_norm::global_norm_shuffled(left, x, both, given, eps, affine, relu) {
+    match cpu_global_norm::global_norm_shuffled(left, x, both, given, layer) {
         Ok(done) => done,
         Err((left, x)) if both => {
             let c = x.dims()[1];
-            let (y, used) = generic::global_norm(Tensor::cat(vec![left, x], 1), given, eps, affine, relu);
+            let (y, used) = generic::global_norm(Tensor::cat(vec![left, x], 1), given, layer);
             (generic::channel_shuffle(y.clone().narrow(1, 0, c), y.narrow(1, c, c)), used)
         }
         Err((left, x)) => {
-            let (y, used) = generic::global_norm(x, given, eps, affine, relu);
+            let (y, used) = generic::global_norm(x, given, layer);
             (generic::channel_shuffle(left, y), used)
         }
     }
@@ -365,14 +379,16 @@ mod tests {
         }
         let gamma = Tensor::<1>::random([4], Distribution::Normal(1.0, 0.5), &device);
         let beta = Tensor::<1>::random([4], Distribution::Normal(0.0, 0.5), &device);
-        let (want, want_stats) = generic::instance_norm(x.clone(), Statistics::OwnKept, Some((&gamma, &beta)), true, 1e-5, false);
-        let (got, got_stats) = instance_norm(x.clone(), Statistics::OwnKept, Some((&gamma, &beta)), true, 1e-5, false);
+        let layer = NormLayer { affine: Some((&gamma, &beta)), relu: true, eps: 1e-5 };
+        let (want, want_stats) = generic::instance_norm(x.clone(), Statistics::OwnKept, layer, false);
+        let (got, got_stats) = instance_norm(x.clone(), Statistics::OwnKept, layer, false);
         assert!(max_err(got, want) < 1e-4, "instance norm");
         let ((m0, v0), (m1, v1)) = (want_stats.unwrap(), got_stats.unwrap());
         assert!(max_err(m0.clone(), m1) < 1e-4 && max_err(v0.clone(), v1) < 1e-4, "statistics");
         let part = x.clone().slice([0..2, 0..4, 0..4, 0..4]);
-        let want = generic::instance_norm(part.clone(), Statistics::Given(&m0, &v0), None, false, 1e-5, false).0;
-        let got = instance_norm(part, Statistics::Given(&m0, &v0), None, false, 1e-5, false).0;
+        let plain = NormLayer { affine: None, relu: false, eps: 1e-5 };
+        let want = generic::instance_norm(part.clone(), Statistics::Given(&m0, &v0), plain, false).0;
+        let got = instance_norm(part, Statistics::Given(&m0, &v0), plain, false).0;
         assert!(max_err(got, want) < 1e-4, "given statistics");
         for ceil in [false, true] {
             assert_eq!(max_err(max_pool2x2(x.clone(), ceil), generic::max_pool2x2(x.clone(), ceil)), 0.0, "pool ceil {ceil}");

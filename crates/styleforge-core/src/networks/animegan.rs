@@ -25,7 +25,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::error::Result;
 use crate::kernels::{self, Geometry};
-use crate::networks::layers::{GlobalEps, NormContext, ParamRef};
+use crate::networks::layers::{GlobalEps, GlobalNormLayer, NormContext, ParamRef};
 use crate::onnx::graph::{Graph, Interpolation, PadMode};
 use crate::weights::Weights;
 
@@ -107,7 +107,7 @@ fn export_group_norm(g: &mut Graph, name: &str, x: &str, (gamma, beta): (&Param<
 
 /// `GroupNorm(1, C)` with per-channel γ, β.
 fn group_norm(x: Tensor<4>, gamma: &Param<Tensor<1>>, beta: &Param<Tensor<1>>, ctx: &mut NormContext) -> Tensor<4> {
-    ctx.normalize_global(x, GlobalEps::Variance(EPS), (&gamma.val(), &beta.val()), false)
+    ctx.normalize_global(x, GlobalNormLayer { eps: GlobalEps::Variance(EPS), affine: (&gamma.val(), &beta.val()), relu: false })
 }
 
 /// An inverted residual block.

@@ -24,7 +24,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::error::{Error, Result};
 use crate::kernels;
-use crate::networks::layers::{Conv, GlobalEps, NormContext, Padding, ParamRef};
+use crate::networks::layers::{Conv, GlobalEps, GlobalNormLayer, NormContext, Padding, ParamRef};
 use crate::onnx::graph::{Graph, Interpolation, node_name};
 use crate::weights::{HostTensor, Weights};
 
@@ -85,13 +85,14 @@ impl GlobalNorm {
 
     /// Normalises each sample over C, H and W, then `γ·x̂ + β` and a ReLU when `relu`.
     pub fn forward(&self, x: Tensor<4>, ctx: &mut NormContext, relu_after: bool) -> Tensor<4> {
-        ctx.normalize_global(x, GlobalEps::Sigma(EPS), (&self.gamma.val(), &self.beta.val()), relu_after)
+        ctx.normalize_global(x, GlobalNormLayer { eps: GlobalEps::Sigma(EPS), affine: (&self.gamma.val(), &self.beta.val()), relu: relu_after })
     }
 
     /// [`GlobalNorm::forward`] of `x` (of `cat(left, x)` with `both`) and the channel shuffle
     /// of `left` (or of the normalised `left`) with it, in one pass.
     pub fn forward_shuffled(&self, left: Tensor<4>, x: Tensor<4>, both: bool, ctx: &mut NormContext, relu_after: bool) -> Tensor<4> {
-        ctx.normalize_global_shuffled(left, x, both, GlobalEps::Sigma(EPS), (&self.gamma.val(), &self.beta.val()), relu_after)
+        let affine = (&self.gamma.val(), &self.beta.val());
+        ctx.normalize_global_shuffled(left, x, both, GlobalNormLayer { eps: GlobalEps::Sigma(EPS), affine, relu: relu_after })
     }
 
     /// ONNX export of [`GlobalNorm::forward`] (the sample's own statistics) on `x`:

@@ -236,6 +236,33 @@ pub fn bce(p: Tensor<4>, target: f32) -> Tensor<1> {
 
 /// The parameters `walk` visits and the running statistics of `norms`, the `i`-th batch norm's
 /// under `main.{index(i)}.`.
+/// What the DCGAN generator and discriminator share: parameters under the reference's names
+/// (`main.<index>.weight`, as in the PyTorch DCGAN example) and batch norms with running
+/// statistics.
+pub trait DcganNetwork {
+    /// Visits every trainable parameter with its reference name.
+    fn walk(&self, f: &mut dyn FnMut(String, ParamRef<'_>));
+
+    /// The batch norms in layer order, and the index in `main` of the `k`-th one.
+    fn norms(&self) -> (&[BatchNorm2d], fn(usize) -> usize);
+
+    /// The state dict with the reference's names, running statistics included.
+    fn to_weights(&self) -> Result<Weights> {
+        let (norms, index) = self.norms();
+        state_dict(|f| self.walk(f), norms, index)
+    }
+
+    /// The parameters' gradients after a backward pass, under the parameters' names.
+    fn gradients(&self, grads: &Gradients) -> Result<Weights> {
+        collect_grads(grads, |f| self.walk(f))
+    }
+
+    /// The batch norms' running statistics, in layer order.
+    fn running_stats(&self) -> Vec<RunningStats> {
+        self.norms().0.iter().map(BatchNorm2d::running).collect()
+    }
+}
+
 fn state_dict(
     walk: impl FnOnce(&mut dyn FnMut(String, ParamRef<'_>)),
     norms: &[BatchNorm2d],
@@ -416,19 +443,15 @@ impl DcganGenerator {
         }
     }
 
-    /// The state dict with the reference's names, running statistics included.
-    pub fn to_weights(&self) -> Result<Weights> {
-        state_dict(|f| self.walk(f), &self.norms, |i| 3 * i + 1)
+}
+
+impl DcganNetwork for DcganGenerator {
+    fn walk(&self, f: &mut dyn FnMut(String, ParamRef<'_>)) {
+        DcganGenerator::walk(self, f)
     }
 
-    /// The parameters' gradients after a backward pass, under the parameters' names.
-    pub fn gradients(&self, grads: &Gradients) -> Result<Weights> {
-        collect_grads(grads, |f| self.walk(f))
-    }
-
-    /// The batch norms' running statistics, in layer order.
-    pub fn running_stats(&self) -> Vec<RunningStats> {
-        self.norms.iter().map(BatchNorm2d::running).collect()
+    fn norms(&self) -> (&[BatchNorm2d], fn(usize) -> usize) {
+        (&self.norms, |i| 3 * i + 1)
     }
 }
 
@@ -557,18 +580,14 @@ impl DcganDiscriminator {
         }
     }
 
-    /// The state dict with the reference's names, running statistics included.
-    pub fn to_weights(&self) -> Result<Weights> {
-        state_dict(|f| self.walk(f), &self.norms, |i| 3 * i + 3)
+}
+
+impl DcganNetwork for DcganDiscriminator {
+    fn walk(&self, f: &mut dyn FnMut(String, ParamRef<'_>)) {
+        DcganDiscriminator::walk(self, f)
     }
 
-    /// The parameters' gradients after a backward pass, under the parameters' names.
-    pub fn gradients(&self, grads: &Gradients) -> Result<Weights> {
-        collect_grads(grads, |f| self.walk(f))
-    }
-
-    /// The batch norms' running statistics, in layer order.
-    pub fn running_stats(&self) -> Vec<RunningStats> {
-        self.norms.iter().map(BatchNorm2d::running).collect()
+    fn norms(&self) -> (&[BatchNorm2d], fn(usize) -> usize) {
+        (&self.norms, |i| 3 * i + 3)
     }
 }

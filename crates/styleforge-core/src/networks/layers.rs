@@ -11,7 +11,7 @@ use burn::module::{Module, Param};
 use burn::tensor::{Device, Gradients, Tensor};
 
 use crate::error::{Error, Result};
-use crate::kernels::{self, Geometry, Statistics, generic};
+use crate::kernels::{self, Geometry, NormLayer, Statistics, generic};
 use crate::onnx::graph::{ConvSpec, Graph, Interpolation, node_name};
 use crate::weights::{HostTensor, Weights};
 
@@ -418,7 +418,7 @@ impl ResidualIn {
     }
 }
 
-pub use crate::kernels::GlobalEps;
+pub use crate::kernels::{GlobalEps, GlobalNormLayer};
 
 /// Per-layer instance-norm statistics: mean and biased variance, each `[N, C, 1, 1]`.
 pub type NormStats = Vec<(Tensor<4>, Tensor<4>)>;
@@ -514,10 +514,11 @@ impl NormContext {
     /// Normalises `x` per sample and channel over H×W: `(x - mean) / sqrt(var + eps)`, biased
     /// variance, with burn's operations ([`generic::instance_norm`]) on every backend.
     pub fn normalize(&mut self, x: Tensor<4>, eps: f64) -> Tensor<4> {
+        let plain = NormLayer { affine: None, relu: false, eps };
         if let Some((m, v)) = self.shared(&x, &[2, 3]) {
-            return generic::instance_norm(x, Statistics::Given(&m, &v), None, false, eps, false).0;
+            return generic::instance_norm(x, Statistics::Given(&m, &v), plain, false).0;
         }
-        self.with_statistics(|stats| generic::instance_norm(x, stats, None, false, eps, false))
+        self.with_statistics(|stats| generic::instance_norm(x, stats, plain, false))
     }
 
     /// In [`NormContext::Shared`]: `x`'s own mean and biased variance over `dims`, blended with
@@ -542,15 +543,9 @@ impl NormContext {
     /// `(x - μ) / (σ + eps)` (keras-contrib's `InstanceNormalization(axis=None)`) or
     /// `(x - μ) / sqrt(σ² + eps)` (PyTorch's `GroupNorm(1, C)`). Recorded and replayed like the
     /// per-channel statistics, as `[N, 1, 1, 1]`.
-    pub fn normalize_global(
-        &mut self,
-        x: Tensor<4>,
-        eps: GlobalEps,
-        affine: (&Tensor<1>, &Tensor<1>),
-        relu: bool,
-    ) -> Tensor<4> {
+    pub fn normalize_global(&mut self, x: Tensor<4>, layer: GlobalNormLayer<'_>) -> Tensor<4> {
         let given = self.global_given(|| x.clone());
-        let (y, used) = kernels::global_norm(x, given.as_ref().map(|(m, v)| (m, v)), eps, affine, relu);
+        let (y, used) = kernels::global_norm(x, given.as_ref().map(|(m, v)| (m, v)), layer);
         self.record(used);
         y
     }
@@ -559,17 +554,9 @@ impl NormContext {
     /// and `x`) with ShuffleNet-V2's channel shuffle in the same pass: see
     /// [`kernels::global_norm_shuffled`]. Records and replays one set of statistics, as
     /// [`NormContext::normalize_global`] of the tensor it normalises.
-    pub fn normalize_global_shuffled(
-        &mut self,
-        left: Tensor<4>,
-        x: Tensor<4>,
-        both: bool,
-        eps: GlobalEps,
-        affine: (&Tensor<1>, &Tensor<1>),
-        relu: bool,
-    ) -> Tensor<4> {
+    pub fn normalize_global_shuffled(&mut self, left: Tensor<4>, x: Tensor<4>, both: bool, layer: GlobalNormLayer<'_>) -> Tensor<4> {
         let given = self.global_given(|| if both { Tensor::cat(vec![left.clone(), x.clone()], 1) } else { x.clone() });
-        let (y, used) = kernels::global_norm_shuffled(left, x, both, given.as_ref().map(|(m, v)| (m, v)), eps, affine, relu);
+        let (y, used) = kernels::global_norm_shuffled(left, x, both, given.as_ref().map(|(m, v)| (m, v)), layer);
         self.record(used);
         y
     }
@@ -620,11 +607,11 @@ impl NormContext {
         exact_gradients: bool,
     ) -> Tensor<4> {
         let params = affine.map(|a| (a.gamma.val(), a.beta.val()));
-        let params = params.as_ref().map(|(g, b)| (g, b));
+        let layer = NormLayer { affine: params.as_ref().map(|(g, b)| (g, b)), relu, eps };
         if let Some((m, v)) = self.shared(&x, &[2, 3]) {
-            return kernels::instance_norm(x, Statistics::Given(&m, &v), params, relu, eps, exact_gradients).0;
+            return kernels::instance_norm(x, Statistics::Given(&m, &v), layer, exact_gradients).0;
         }
-        self.with_statistics(|stats| kernels::instance_norm(x, stats, params, relu, eps, exact_gradients))
+        self.with_statistics(|stats| kernels::instance_norm(x, stats, layer, exact_gradients))
     }
 
     /// Runs `norm` with this context's statistics: the tensor's own (kept when recording), or the

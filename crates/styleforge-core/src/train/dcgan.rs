@@ -17,7 +17,7 @@ use super::{Trainer, grid, pictures_from_unit};
 use crate::error::{Error, Result};
 use crate::image_io::Picture;
 use crate::networks::dcgan::{
-    BnMode, DcganDiscriminator, DcganGenerator, DiscriminatorConfig, GeneratorConfig, bce,
+    BnMode, DcganDiscriminator, DcganGenerator, DcganNetwork, DiscriminatorConfig, GeneratorConfig, bce,
 };
 use crate::weights::{HostTensor, Weights};
 

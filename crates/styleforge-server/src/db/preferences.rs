@@ -31,42 +31,37 @@ pub struct PreferenceRow {
     pub updated_at: i64,
 }
 
+impl PreferenceRow {
+    /// What identifies the comparison (the table's key): owner, photo and the two arms.
+    fn comparison(&self) -> [&String; 6] {
+        [&self.owner, &self.image_id, &self.style_a, &self.method_a, &self.style_b, &self.method_b]
+    }
+}
+
 /// Stores a choice (`created_at` and `updated_at` are set here), replacing the owner's earlier
 /// choice of the same comparison (same photo, same two arms). Returns whether one was replaced.
 pub async fn upsert_preference(db: &Db, row: &PreferenceRow) -> sqlx::Result<bool> {
     let now = now_ms();
     with_pool!(db, p => {
         let mut tx = p.begin().await?;
-        let earlier: Option<i64> = sqlx::query_scalar(
+        let mut select = sqlx::query_scalar(
             "SELECT created_at FROM preferences WHERE owner = $1 AND image_id = $2 AND style_a = $3 AND method_a = $4 \
              AND style_b = $5 AND method_b = $6",
-        )
-        .bind(&row.owner)
-        .bind(&row.image_id)
-        .bind(&row.style_a)
-        .bind(&row.method_a)
-        .bind(&row.style_b)
-        .bind(&row.method_b)
-        .fetch_optional(&mut *tx)
-        .await?;
-        sqlx::query(
+        );
+        for key in row.comparison() {
+            select = select.bind(key);
+        }
+        let earlier: Option<i64> = select.fetch_optional(&mut *tx).await?;
+        let mut upsert = sqlx::query(
             "INSERT INTO preferences (owner, image_id, style_a, method_a, style_b, method_b, result_a, result_b, winner, \
              created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) \
              ON CONFLICT (owner, image_id, style_a, method_a, style_b, method_b) DO UPDATE SET \
              result_a = excluded.result_a, result_b = excluded.result_b, winner = excluded.winner, updated_at = excluded.updated_at",
-        )
-        .bind(&row.owner)
-        .bind(&row.image_id)
-        .bind(&row.style_a)
-        .bind(&row.method_a)
-        .bind(&row.style_b)
-        .bind(&row.method_b)
-        .bind(&row.result_a)
-        .bind(&row.result_b)
-        .bind(&row.winner)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        );
+        for key in row.comparison() {
+            upsert = upsert.bind(key);
+        }
+        upsert.bind(&row.result_a).bind(&row.result_b).bind(&row.winner).bind(now).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(earlier.is_some())
     })

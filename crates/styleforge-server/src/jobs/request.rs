@@ -261,7 +261,7 @@ pub async fn submit(state: &AppState, owner: &str, req: &StylizeRequest) -> JobR
     let device = state.device.clone();
     let limits = Limits::of(&state.config);
     let (end, waited) = state
-        .run_inference(move || run::execute(&spec, &inputs, &model, &device, limits, None, &mut |_| {}))
+        .run_inference(move || run::execute(run::Run { spec: &spec, inputs: &inputs, model: &model, device: &device, limits, cancel: None }, &mut |_| {}))
         .await?;
     let RunEnd::Done(out) = end? else {
         return Err(JobError::internal("cancelled unexpectedly"));

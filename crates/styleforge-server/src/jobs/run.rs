@@ -7,11 +7,12 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 use styleforge_core::image_io::{self, Format, Picture};
-use styleforge_core::avatar::{self, Framing};
+use styleforge_core::avatar;
 use styleforge_core::library::Loaded;
-use styleforge_core::methods::{self, Control, Input, Method, Outcome, Params, Progress};
+use styleforge_core::methods::adain::Style;
+use styleforge_core::methods::{self, Control, Input, Method, Params, Progress};
 
-use crate::jobs::{AvatarFraming, AvatarSpec, Inputs, JobError, JobResult, JobSpec, Output, RunEnd, Timings};
+use crate::jobs::{AvatarFraming, Inputs, JobError, JobResult, JobSpec, Output, RunEnd, Timings};
 
 /// Limits and defaults from the configuration.
 #[derive(Debug, Clone, Copy)]
@@ -68,36 +69,47 @@ pub fn params(spec: &JobSpec, limits: Limits) -> JobResult<Params> {
     Ok(p)
 }
 
-/// Runs a stylisation with `model` (a kind the spec's method accepts). `progress` receives the
-/// method's progress.
-pub fn execute(
-    spec: &JobSpec,
-    inputs: &Inputs,
-    model: &Loaded,
-    device: &Device,
-    limits: Limits,
-    cancel: Option<Arc<AtomicBool>>,
-    progress: &mut dyn FnMut(&Progress<'_>),
-) -> JobResult<RunEnd> {
+/// A job to run: its resolved spec and fetched inputs, the loaded model (a kind the spec's
+/// method accepts), the device and limits it runs under, and the flag that cancels it.
+pub struct Run<'a> {
+    pub spec: &'a JobSpec,
+    pub inputs: &'a Inputs,
+    pub model: &'a Loaded,
+    pub device: &'a Device,
+    pub limits: Limits,
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+impl Run<'_> {
+    /// The spec's method and its validated parameters.
+    pub fn method(&self) -> JobResult<(&'static dyn Method, Params)> {
+        Ok((methods::get(&self.spec.method)?, params(self.spec, self.limits)?))
+    }
+
+    /// The style images, decoded, with their weights. Errors: a corrupt or too large image.
+    pub fn styles(&self) -> JobResult<Vec<(Style, f32)>> {
+        let decode = |(b, w): &(bytes::Bytes, f32)| image_io::decode(b, self.limits.max_pixels).map(|p| (p.into(), *w));
+        Ok(self.inputs.styles.iter().map(decode).collect::<styleforge_core::Result<_>>()?)
+    }
+}
+
+/// Runs a stylisation job. `progress` receives the method's progress.
+pub fn execute(run: Run<'_>, progress: &mut dyn FnMut(&Progress<'_>)) -> JobResult<RunEnd> {
+    let Run { spec, inputs, model, device, limits, ref cancel } = run;
     if let Some(seq) = &spec.sequence {
-        return crate::jobs::sequence::execute(spec, seq, inputs, model, device, limits, cancel, progress);
+        return crate::jobs::sequence::execute(&run, seq, progress);
     }
     let format = output_format(&spec.format)?;
-    let method = methods::get(&spec.method)?;
-    let params = params(spec, limits)?;
+    let (method, params) = run.method()?;
     let cancelled = |c: &Option<Arc<AtomicBool>>| c.as_ref().is_some_and(|f| f.load(Ordering::Relaxed));
-    if cancelled(&cancel) {
+    if cancelled(cancel) {
         return Ok(RunEnd::Cancelled);
     }
     let mut timings = Timings::default();
     progress(&Progress::stage(0.02, "decoding"));
     let t = Instant::now();
     let decode = |b: &[u8]| image_io::decode(b, limits.max_pixels);
-    let styles = inputs
-        .styles
-        .iter()
-        .map(|(b, w)| decode(b).map(|p| (p.into(), *w)))
-        .collect::<styleforge_core::Result<_>>()?;
+    let styles = run.styles()?;
     let input = Input {
         content: decode(&inputs.content)?,
         styles,
@@ -109,10 +121,15 @@ pub fn execute(
     let mut control = Control::new(cancel.clone(), &mut *progress);
     let (outcome, framing) = match &spec.avatar {
         None => (method.run(model, &input, &params, device, &mut control)?, None),
-        Some(a) => run_avatar(a, inputs, method, model, &input, &params, device, &mut control)?,
+        Some(a) => {
+            let detector = inputs.detector.as_ref().ok_or_else(|| JobError::internal("an avatar run without the face detector"))?;
+            let (outcome, framing) =
+                avatar::make_with_method(&input, &a.options(), detector, method, model, &params, device, &mut control)?;
+            (outcome, Some(framing))
+        }
     };
     timings.inference_ms = ms(t);
-    if outcome.cancelled || cancelled(&cancel) {
+    if outcome.cancelled || cancelled(cancel) {
         return Ok(RunEnd::Cancelled);
     }
     progress(&Progress::stage(0.97, "encoding"));
@@ -132,32 +149,6 @@ pub fn execute(
     })))
 }
 
-/// Runs `method` on the avatar square of `input`'s content ([`styleforge_core::avatar::make`]):
-/// the outcome (its picture N×N) and how the photo was framed. Errors: a face box outside the
-/// photo, the method's.
-#[allow(clippy::too_many_arguments)]
-fn run_avatar(
-    spec: &AvatarSpec,
-    inputs: &Inputs,
-    method: &dyn Method,
-    model: &Loaded,
-    input: &Input,
-    params: &Params,
-    device: &Device,
-    control: &mut Control<'_>,
-) -> JobResult<(Outcome, Option<Framing>)> {
-    let detector = inputs.detector.as_ref().ok_or_else(|| JobError::internal("an avatar run without the face detector"))?;
-    let mut rest = None;
-    let made = avatar::make(&input.content, &spec.options(), detector, device, |square| {
-        let Outcome { picture, cancelled, losses, summary } =
-            method.run(model, &Input { content: square, ..input.clone() }, params, device, control)?;
-        rest = Some((cancelled, losses, summary));
-        Ok(picture)
-    })?;
-    let (cancelled, losses, summary) = rest.ok_or_else(|| JobError::internal("the avatar was not stylised"))?;
-    let outcome = Outcome { picture: made.picture, cancelled, losses, summary };
-    Ok((outcome, Some(made.framing)))
-}
 
 fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1000.0

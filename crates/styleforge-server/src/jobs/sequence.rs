@@ -5,22 +5,18 @@
 //! the same kind of animation (GIF, APNG, animated WebP) or a video (MP4 or WebM through FFmpeg,
 //! audio kept).
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use styleforge_core::animation::{self, AnimationFormat};
 use styleforge_core::image_io::{self, Picture};
-use styleforge_core::library::Loaded;
-use styleforge_core::methods::{self, Input, Progress};
+use styleforge_core::methods::{Input, Progress};
 use styleforge_core::sequence::{FrameStylizer, stylize_animation};
 use styleforge_core::temporal::ConsistencySettings;
 use styleforge_core::video::{self, Tools, VideoFormat, VideoLimits};
 
-use crate::jobs::run::{self, Limits};
-use crate::jobs::{Inputs, JobError, JobResult, JobSpec, Output, RunEnd, Timings};
+use crate::jobs::run::Run;
+use crate::jobs::{JobError, JobResult, Output, RunEnd, Timings};
 
 /// What an upload holds: `image`, `animation` or `video` (the `media` of an image row).
 pub mod media {
@@ -171,23 +167,10 @@ pub fn output_format(media: &str, source_format: &str, requested: Option<&str>) 
 /// animation through the spec's method, consistent over time by the spec's weight, encoded as
 /// the spec's format. `progress` hears `stylizing frames` with (frames done, frames) after each
 /// frame. Errors: the engine's (corrupt frames, limits, FFmpeg), as [`JobError`]s.
-pub fn execute(
-    spec: &JobSpec,
-    seq: &SequenceSpec,
-    inputs: &Inputs,
-    model: &Loaded,
-    device: &Device,
-    limits: Limits,
-    cancel: Option<Arc<AtomicBool>>,
-    progress: &mut dyn FnMut(&Progress<'_>),
-) -> JobResult<RunEnd> {
-    let method = methods::get(&spec.method)?;
-    let params = run::params(spec, limits)?;
-    let styles = inputs
-        .styles
-        .iter()
-        .map(|(b, w)| image_io::decode(b, limits.max_pixels).map(|p| (p.into(), *w)))
-        .collect::<styleforge_core::Result<_>>()?;
+pub fn execute(run: &Run<'_>, seq: &SequenceSpec, progress: &mut dyn FnMut(&Progress<'_>)) -> JobResult<RunEnd> {
+    let Run { spec, inputs, model, device, limits, .. } = *run;
+    let (method, params) = run.method()?;
+    let styles = run.styles()?;
     let template = Input { content: Picture::from_planes(1, 1, vec![0.0; 3]), styles, mask: None, mask_styles: Vec::new() };
     let consistency = (seq.temporal_weight > 0.0).then(|| ConsistencySettings { weight: seq.temporal_weight, ..Default::default() });
     progress(&Progress::stage(0.02, "reading the frames"));
@@ -213,13 +196,13 @@ pub fn execute(
         let (source, out) = (dir.path().join("source"), dir.path().join(format!("out.{}", format.extension())));
         std::fs::write(&source, &inputs.content).map_err(JobError::internal)?;
         let mut stylizer = FrameStylizer::new(method, model, &template, &params, device, consistency)?;
-        let made = video::stylize_video(&mut stylizer, &tools, &source, &out, format, limits.video, cancel.as_deref(), &mut report)?;
+        let made = video::stylize_video(&mut stylizer, &tools, &source, &out, format, limits.video, run.cancel.as_deref(), &mut report)?;
         let Some(made) = made else { return Ok(RunEnd::Cancelled) };
         (std::fs::read(&out).map_err(JobError::internal)?, made.size.0, made.size.1)
     } else {
         let format = AnimationFormat::from_extension(&spec.format).ok_or_else(|| JobError::invalid("invalid_parameter", format!("`{}` is not an animation format", spec.format)))?;
         let alimits = animation::Limits { max_pixels: limits.video.max_pixels, max_frames: limits.video.max_frames.min(u32::MAX as u64) as u32 };
-        let made = stylize_animation(method, model, &template, &params, device, &inputs.content, alimits, format, consistency, cancel, &mut |d, t| {
+        let made = stylize_animation(method, model, &template, &params, device, &inputs.content, alimits, format, consistency, run.cancel.clone(), &mut |d, t| {
             report(d as u64, t.unwrap_or(d) as u64)
         })?;
         let Some(made) = made else { return Ok(RunEnd::Cancelled) };

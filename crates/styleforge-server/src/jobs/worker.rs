@@ -373,7 +373,7 @@ async fn execute_job(
     let (end, waited) = state
         .run_inference(move || {
             let mut report = report;
-            run::execute(&spec, &inputs, &model, &device, limits, Some(cancel), &mut report)
+            run::execute(run::Run { spec: &spec, inputs: &inputs, model: &model, device: &device, limits, cancel: Some(cancel) }, &mut report)
         })
         .await?;
     let end = end?;

@@ -649,6 +649,18 @@ mod tests {
         Ok((f, ()))
     }
 
+    /// A callback that never stops the run.
+    fn go_on(_: &Iteration<'_, ()>) -> Control {
+        Control::Continue
+    }
+
+    /// Asserts that `x` is the minimum of [`quadratic`] (`x[i] = i`) within `tolerance`.
+    fn assert_at_quadratic_minimum(x: &[f32], tolerance: f32) {
+        for (i, v) in x.iter().enumerate() {
+            assert!((v - i as f32).abs() < tolerance, "x[{i}] = {v}");
+        }
+    }
+
     #[test]
     fn lbfgs_solves_rosenbrock_2d() {
         let cfg = LbfgsConfig {
@@ -686,7 +698,7 @@ mod tests {
         let x0: Vec<f32> = (0..10)
             .map(|i| if i % 2 == 0 { -1.2 } else { 1.0 })
             .collect();
-        let out = lbfgs(x0, &cfg, &mut rosenbrock, &mut |_| Control::Continue).unwrap();
+        let out = lbfgs(x0, &cfg, &mut rosenbrock, &mut go_on).unwrap();
         assert!(out.x.iter().all(|v| (v - 1.0).abs() < 1e-2), "{:?}", out.x);
         assert!(out.f < 1e-5, "f = {}", out.f);
     }
@@ -698,13 +710,8 @@ mod tests {
             max_evaluations: 300,
             ..Default::default()
         };
-        let out = lbfgs(vec![0.0; 20], &cfg, &mut quadratic, &mut |_| {
-            Control::Continue
-        })
-        .unwrap();
-        for (i, v) in out.x.iter().enumerate() {
-            assert!((v - i as f32).abs() < 1e-3, "x[{i}] = {v}");
-        }
+        let out = lbfgs(vec![0.0; 20], &cfg, &mut quadratic, &mut go_on).unwrap();
+        assert_at_quadratic_minimum(&out.x, 1e-3);
         assert!(out.iterations < 40, "{} iterations", out.iterations);
     }
 
@@ -734,7 +741,7 @@ mod tests {
             }
             rosenbrock(x, g)
         };
-        let out = lbfgs(vec![-1.2, 1.0], &cfg, &mut obj, &mut |_| Control::Continue).unwrap();
+        let out = lbfgs(vec![-1.2, 1.0], &cfg, &mut obj, &mut go_on).unwrap();
         assert_eq!(out.termination, Termination::Cancelled);
         let mut g = [0f32; 2];
         let (f, _) = rosenbrock(&out.x, &mut g).unwrap();
@@ -748,13 +755,8 @@ mod tests {
             max_iterations: 2000,
             ..Default::default()
         };
-        let out = adam(vec![0.0; 5], &cfg, &mut quadratic, &mut |_| {
-            Control::Continue
-        })
-        .unwrap();
-        for (i, v) in out.x.iter().enumerate() {
-            assert!((v - i as f32).abs() < 1e-2, "x[{i}] = {v}");
-        }
+        let out = adam(vec![0.0; 5], &cfg, &mut quadratic, &mut go_on).unwrap();
+        assert_at_quadratic_minimum(&out.x, 1e-2);
         assert_eq!(out.evaluations, 2001);
     }
 
