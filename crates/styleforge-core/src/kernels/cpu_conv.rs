@@ -88,12 +88,19 @@ pub fn conv2d(x: &Tensor<4>, weight: &Tensor<4>, bias: Option<&Tensor<1>>, g: Ge
 /// A 1×1 convolution without padding of `[n, ci, hw]` data: per sample, one product
 /// `[co, ci] × [ci, hw]` on the NCHW values in place, then the bias and ReLU.
 fn pointwise(x: &[f32], [n, ci, hw]: [usize; 3], weight: &[f32], co: usize, bias: Option<&[f32]>, relu: bool) -> Vec<f32> {
-    let mut out = vec![0f32; n * co * hw];
-    if hw == 0 {
-        return out;
+    let len = n * co * hw;
+    if hw == 0 || co == 0 || ci == 0 {
+        return vec![0f32; len];
     }
-    for (dst, src) in out.chunks_exact_mut(co * hw).zip(x.chunks_exact(ci * hw)) {
-        matmul([co, hw, ci], (dst, 1, hw), (weight, 1, ci), (src, 1, hw), false);
+    // The product writes every output value, so the buffer is not zeroed first (a pass over
+    // memory as large as the output).
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    for (dst, src) in out.spare_capacity_mut()[..len].chunks_exact_mut(co * hw).zip(x.chunks_exact(ci * hw)) {
+        matmul_into([co, hw, ci], (dst, 1, hw), (weight, 1, ci), (src, 1, hw));
+    }
+    // SAFETY: `matmul_into` wrote all `co × hw` values of each of the `n` samples.
+    unsafe { out.set_len(len) };
+    for dst in out.chunks_exact_mut(co * hw) {
         if bias.is_some() || relu {
             dst.par_chunks_mut(hw).enumerate().for_each(|(o, plane)| {
                 let b = bias.map_or(0.0, |b| b[o]);
@@ -239,8 +246,45 @@ fn accumulate(
 /// `i·row_stride + j·column_stride`. Every index is checked to lie within its slice, and the
 /// output's elements to be distinct; the product runs on rayon's threads.
 pub(crate) fn matmul(
-    [m, n, k]: [usize; 3],
+    dims: [usize; 3],
     (dst, dst_cs, dst_rs): (&mut [f32], usize, usize),
+    lhs: (&[f32], usize, usize),
+    rhs: (&[f32], usize, usize),
+    accumulate: bool,
+) {
+    // SAFETY: `dst` is initialised, so reading it (when accumulating) reads values.
+    unsafe { gemm_checked(dims, (dst.as_mut_ptr(), dst.len(), dst_cs, dst_rs), lhs, rhs, accumulate) }
+}
+
+/// [`matmul`] into a buffer that need not be initialised: every element `(i, j)` of the `m × n`
+/// output is written (zeros when `k = 0`), none is read. The caller may treat those elements as
+/// initialised afterwards.
+pub(crate) fn matmul_into(
+    [m, n, k]: [usize; 3],
+    (dst, dst_cs, dst_rs): (&mut [std::mem::MaybeUninit<f32>], usize, usize),
+    lhs: (&[f32], usize, usize),
+    rhs: (&[f32], usize, usize),
+) {
+    if k == 0 {
+        for i in 0..m {
+            for j in 0..n {
+                dst[i * dst_rs + j * dst_cs].write(0.0);
+            }
+        }
+        return;
+    }
+    // SAFETY: with `accumulate` false the product writes the output without reading it.
+    unsafe { gemm_checked([m, n, k], (dst.as_mut_ptr().cast::<f32>(), dst.len(), dst_cs, dst_rs), lhs, rhs, false) }
+}
+
+/// The checked product behind [`matmul`] and [`matmul_into`].
+///
+/// # Safety
+/// `dst` points to `dst_len` writable values; when `accumulate`, the output's elements are
+/// initialised.
+unsafe fn gemm_checked(
+    [m, n, k]: [usize; 3],
+    (dst, dst_len, dst_cs, dst_rs): (*mut f32, usize, usize, usize),
     (lhs, lhs_cs, lhs_rs): (&[f32], usize, usize),
     (rhs, rhs_cs, rhs_rs): (&[f32], usize, usize),
     accumulate: bool,
@@ -253,20 +297,20 @@ pub(crate) fn matmul(
         (dst_cs == 1 && dst_rs >= n) || (dst_rs == 1 && dst_cs >= m),
         "matmul: output strides {dst_cs}/{dst_rs} overlap for {m}×{n}"
     );
-    assert!(dst.len() > last(m, n, dst_cs, dst_rs), "matmul: short output");
+    assert!(dst_len > last(m, n, dst_cs, dst_rs), "matmul: short output");
     if k > 0 {
         assert!(lhs.len() > last(m, k, lhs_cs, lhs_rs), "matmul: short left operand");
         assert!(rhs.len() > last(k, n, rhs_cs, rhs_rs), "matmul: short right operand");
     }
     // SAFETY: the asserts bound the last index each operand is read or written at (strides are
     // non-negative, so that is the largest), and the output strides map distinct `(i, j)` to
-    // distinct elements, so the threads write disjoint values.
+    // distinct elements, so the threads write disjoint values; the caller vouches for `dst`.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             dst_cs as isize,
             dst_rs as isize,
             accumulate,

@@ -4,6 +4,8 @@
 //! split over the channels' planes in parallel, and one output pass `x·a_c + b_c`, in place when
 //! the tensor's buffer is not shared. burn's generic route takes about ten whole-tensor passes.
 
+use std::mem::MaybeUninit;
+
 use burn::backend::Flex;
 use burn::tensor::{DType, Tensor, TensorData};
 use burn_flex::FlexTensor;
@@ -32,16 +34,17 @@ pub fn global_norm(
     let out = match prim.try_storage_mut::<f32>() {
         Some(data) => {
             if plane > 0 {
-                data[..n * c * plane].par_chunks_mut(plane).zip(coefficients.par_iter()).for_each(|(p, &k)| map(p, None, Some(k), relu));
+                data[..n * c * plane].par_chunks_mut(plane).zip(coefficients.par_iter()).for_each(|(p, &k)| map(p, k, relu));
             }
             prim
         }
         None => {
             let src = prim.as_slice::<f32>().expect("a contiguous f32 tensor");
-            let mut out = vec![0f32; n * c * plane];
-            if plane > 0 {
-                out.par_chunks_mut(plane).zip(src.par_chunks(plane)).zip(coefficients.par_iter()).for_each(|((o, p), &k)| map(o, Some(p), Some(k), relu));
-            }
+            let out = written(n * c * plane, |out| {
+                if plane > 0 {
+                    out.par_chunks_mut(plane).zip(src.par_chunks(plane)).zip(coefficients.par_iter()).for_each(|((o, p), &k)| map_into(o, p, Some(k), relu));
+                }
+            });
             FlexTensor::from_data(TensorData::new(out, [n, c, h, w]))
         }
     };
@@ -70,8 +73,10 @@ pub fn global_norm_shuffled(
     let plane = h * w;
     let parts: &[&[f32]] = if both { &[a, b] } else { &[b] };
     let (coefficients, stats) = plan.coefficients(parts, plane);
-    let mut out = vec![0f32; n * 2 * c * plane];
-    if plane > 0 {
+    let out = written(n * 2 * c * plane, |out| {
+        if plane == 0 {
+            return;
+        }
         out.par_chunks_mut(plane).enumerate().for_each(|(q, dst)| {
             let (s, j) = (q / (2 * c), q % (2 * c));
             let (i, odd) = (j / 2, j % 2 == 1);
@@ -84,28 +89,49 @@ pub fn global_norm_shuffled(
                 (false, true) => Some(coefficients[s * c + i]),
                 (true, _) => Some(coefficients[s * 2 * c + if odd { c + i } else { i }]),
             };
-            map(dst, Some(&src[at..at + plane]), k, relu && k.is_some());
+            map_into(dst, &src[at..at + plane], k, relu && k.is_some());
         });
-    }
+    });
     let out = FlexTensor::from_data(TensorData::new(out, [n, 2 * c, h, w]));
     Ok((Tensor::from_primitive::<Flex>(out), stats.into_tensors(&device)))
 }
 
-/// `dst = relu?(src·a + b)` (or in place without `src`), a plain copy without coefficients.
-fn map(dst: &mut [f32], src: Option<&[f32]>, k: Option<(f32, f32)>, relu: bool) {
+/// `x = relu?(x·a + b)` in place.
+fn map(x: &mut [f32], (a, b): (f32, f32), relu: bool) {
+    vectorized(
+        #[inline(always)]
+        || x.iter_mut().for_each(|d| *d = if relu { (*d * a + b).max(0.0) } else { *d * a + b }),
+    )
+}
+
+/// `dst = relu?(src·a + b)`, or a plain copy of `src` without coefficients, into values that
+/// need not be initialised (each one is written).
+fn map_into(dst: &mut [MaybeUninit<f32>], src: &[f32], k: Option<(f32, f32)>, relu: bool) {
+    assert_eq!(dst.len(), src.len(), "map_into: lengths");
     let Some((a, b)) = k else {
-        if let Some(src) = src {
-            dst.copy_from_slice(src);
-        }
+        dst.iter_mut().zip(src).for_each(|(d, &x)| {
+            d.write(x);
+        });
         return;
     };
     vectorized(
         #[inline(always)]
-        || match src {
-            Some(src) => dst.iter_mut().zip(src).for_each(|(d, &x)| *d = if relu { (x * a + b).max(0.0) } else { x * a + b }),
-            None => dst.iter_mut().for_each(|d| *d = if relu { (*d * a + b).max(0.0) } else { *d * a + b }),
+        || {
+            dst.iter_mut().zip(src).for_each(|(d, &x)| {
+                d.write(if relu { (x * a + b).max(0.0) } else { x * a + b });
+            })
         },
     )
+}
+
+/// A new buffer of `len` values that `fill` writes every one of: not zeroed first, which would
+/// be a pass over memory as large as the output.
+fn written(len: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    fill(&mut out.spare_capacity_mut()[..len]);
+    // SAFETY: `fill` writes all `len` values (its callers map every plane of the output).
+    unsafe { out.set_len(len) };
+    out
 }
 
 /// The host values of a normalisation's operands: sample count, channels normalised, given
